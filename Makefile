@@ -1,0 +1,29 @@
+# Two commands do all the set-up on a fresh machine (see README.md):
+#   make run     install into .venv and run the main job
+#   make check   install into .venv and run lint, types and tests
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run check test lint protos clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/poolsim serve --users 1000
+
+check: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/check
+
+test: $(STAMP)
+	$(BIN)/pytest -q
+
+protos: $(STAMP)
+	$(BIN)/python scripts/gen_protos.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""The gRPC adapter over the domain core: servicers, conversions, status codes, metrics."""

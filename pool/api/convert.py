@@ -1,0 +1,248 @@
+"""Domain objects -> protobuf messages (and the few the other way)."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from pool import cdr, events, status
+from pool._proto.poolsim.v1 import admin_pb2 as apb
+from pool._proto.poolsim.v1 import frontend_pb2 as pb
+from pool.presence import MachineState
+from pool.presence_service import ContactView, Publication
+from pool.privacy import PresenceView
+
+
+def ts(seconds: float) -> Timestamp:
+    whole = int(seconds)
+    return Timestamp(seconds=whole, nanos=int((seconds - whole) * 1e9))
+
+
+def seconds(stamp: Timestamp) -> float:
+    return stamp.seconds + stamp.nanos / 1e9
+
+
+def presence(v: PresenceView) -> pb.Presence:
+    msg = pb.Presence(
+        user_uri=v.user_uri,
+        availability=v.availability,
+        activity=v.activity,
+        note=v.note,
+        seen_as=pb.AccessLevel.ValueType(v.seen_as),
+        meeting_subject=v.meeting_subject,
+        endpoints=v.endpoints,
+    )
+    if v.calendar_until:
+        msg.calendar_until.CopyFrom(ts(v.calendar_until))
+    return msg
+
+
+def contact(c: ContactView) -> pb.Contact:
+    return pb.Contact(
+        user_uri=c.user_uri, access_level=pb.AccessLevel.ValueType(c.access_level), group=c.group
+    )
+
+
+_MACHINE = {
+    pb.MACHINE_STATE_ACTIVE: MachineState.ACTIVE,
+    pb.MACHINE_STATE_INACTIVE: MachineState.INACTIVE,
+    pb.MACHINE_STATE_AWAY: MachineState.AWAY,
+    pb.MACHINE_STATE_OFF: MachineState.OFF,
+}
+
+
+def publication(req: pb.PublishPresenceRequest) -> Publication:
+    return Publication(
+        source=int(req.source),
+        availability=req.availability,
+        activity=req.activity,
+        note=req.note if req.HasField("note") else None,
+        machine_state=_MACHINE.get(req.machine_state),
+        until=seconds(req.until) if req.HasField("until") else 0.0,
+        meeting_subject=req.meeting_subject,
+    )
+
+
+def _message(m: events.ChatMessage | None) -> pb.Message | None:
+    return pb.Message(body=m.body, content_type=m.content_type) if m else None
+
+
+def event(e: events.Event) -> pb.Event:
+    """The wire form of a domain event."""
+    out = pb.Event(time=ts(e.at))
+    match e:
+        case events.MessageReceived():
+            out.message.CopyFrom(
+                pb.MessageReceived(
+                    conversation_id=e.conversation_id,
+                    sender=e.sender,
+                    sequence=e.sequence,
+                    message_id=e.message_id,
+                    body=e.body,
+                    content_type=e.content_type,
+                    sent_at=out.time,
+                )
+            )
+        case events.Invitation():
+            inv = pb.Invitation(
+                conversation_id=e.conversation_id,
+                inviter=e.inviter,
+                first_message=_message(e.first_message),
+                subject=e.subject,
+                conference_uri=e.conference_uri,
+                participants=e.participants,
+            )
+            out.invitation.CopyFrom(inv)
+        case events.ParticipantJoined():
+            out.participant_joined.CopyFrom(
+                pb.ParticipantJoined(conversation_id=e.conversation_id, user_uri=e.user_uri)
+            )
+        case events.ParticipantLeft():
+            out.participant_left.CopyFrom(
+                pb.ParticipantLeft(
+                    conversation_id=e.conversation_id, user_uri=e.user_uri, reason=e.reason
+                )
+            )
+        case events.ConversationEscalated():
+            out.escalated.CopyFrom(
+                pb.ConversationEscalated(
+                    conversation_id=e.conversation_id, conference_uri=e.conference_uri
+                )
+            )
+        case events.ConversationEnded():
+            out.ended.CopyFrom(
+                pb.ConversationEnded(conversation_id=e.conversation_id, reason=e.reason)
+            )
+        case events.TypingChanged():
+            out.typing.CopyFrom(
+                pb.TypingChanged(
+                    conversation_id=e.conversation_id, user_uri=e.user_uri, typing=e.typing
+                )
+            )
+        case events.PresenceChanged():
+            out.presence.CopyFrom(pb.PresenceChanged(presence=presence(e.presence)))
+        case events.EventsDropped():
+            out.dropped.CopyFrom(pb.EventsDropped(count=e.count))
+        case events.SignedOut():
+            out.signed_out.CopyFrom(pb.SignedOut(reason=e.reason))
+    return out
+
+
+_FE_STATE = {
+    status.FrontEndState.STARTING: apb.FRONT_END_STATE_STARTING,
+    status.FrontEndState.UP: apb.FRONT_END_STATE_UP,
+    status.FrontEndState.DRAINING: apb.FRONT_END_STATE_DRAINING,
+    status.FrontEndState.DOWN: apb.FRONT_END_STATE_DOWN,
+}
+_GROUP_STATE = {
+    status.GroupState.HEALTHY: apb.ROUTING_GROUP_STATE_HEALTHY,
+    status.GroupState.DEGRADED: apb.ROUTING_GROUP_STATE_DEGRADED,
+    status.GroupState.QUORUM_LOSS: apb.ROUTING_GROUP_STATE_QUORUM_LOSS,
+}
+_QUORUM = {
+    status.QuorumState.WAITING_FOR_FIRST_START: apb.QUORUM_STATE_WAITING_FOR_FIRST_START,
+    status.QuorumState.HAS_QUORUM: apb.QUORUM_STATE_HAS_QUORUM,
+    status.QuorumState.LOST: apb.QUORUM_STATE_LOST,
+}
+_EDITION = {"standard": apb.EDITION_STANDARD, "enterprise": apb.EDITION_ENTERPRISE}
+
+
+def pool_status(s: status.PoolStatusInfo) -> apb.PoolStatus:
+    return apb.PoolStatus(
+        edition=_EDITION.get(s.edition, apb.EDITION_UNSPECIFIED),
+        pool_name=s.pool_name,
+        front_ends=[
+            apb.FrontEndStatus(
+                id=f.id,
+                address=f.address,
+                metrics_address=f.metrics_address,
+                state=_FE_STATE[f.state],
+                primaries=f.primaries,
+                secondaries=f.secondaries,
+                endpoints=f.endpoints,
+                start_order=f.start_order,
+            )
+            for f in s.front_ends
+        ],
+        routing_groups=[
+            apb.RoutingGroupStatus(
+                id=g.id,
+                primary=g.primary,
+                secondaries=g.secondaries,
+                state=_GROUP_STATE[g.state],
+                users=g.users,
+            )
+            for g in s.routing_groups
+        ],
+        quorum=_QUORUM[s.quorum],
+        quorum_detail=s.quorum_detail,
+        users_provisioned=s.users_provisioned,
+        endpoints_signed_in=s.endpoints_signed_in,
+        users_signed_in=s.users_signed_in,
+        started_at=ts(s.started_at),
+    )
+
+
+def call_detail_record(r: cdr.StoredRecord) -> apb.CallDetailRecord:
+    out = apb.CallDetailRecord(id=r.id, time=ts(r.time))
+    rec = r.record
+    match rec:
+        case cdr.ImSessionRecord():
+            out.im_session.CopyFrom(
+                apb.ImSessionRecord(
+                    session_id=rec.session_id,
+                    from_uri=rec.from_uri,
+                    from_endpoint=rec.from_endpoint,
+                    to_uri=rec.to_uri,
+                    to_endpoint=rec.to_endpoint,
+                    invite_time=ts(rec.invite_time),
+                    response_time=ts(rec.response_time),
+                    response_code=rec.response_code,
+                    end_time=ts(rec.end_time),
+                    from_message_count=rec.from_message_count,
+                    to_message_count=rec.to_message_count,
+                    media_type=rec.media_type,
+                    escalated_to=rec.escalated_to,
+                )
+            )
+        case cdr.ConferenceRecord():
+            out.conference.CopyFrom(
+                apb.ConferenceRecord(
+                    conference_uri=rec.conference_uri,
+                    start_time=ts(rec.start_time),
+                    end_time=ts(rec.end_time),
+                    organizer=rec.organizer,
+                    pool=rec.pool,
+                )
+            )
+        case cdr.ConferenceJoinRecord():
+            out.conference_join.CopyFrom(
+                apb.ConferenceJoinRecord(
+                    conference_uri=rec.conference_uri,
+                    user_uri=rec.user_uri,
+                    endpoint_id=rec.endpoint_id,
+                    join_time=ts(rec.join_time),
+                    leave_time=ts(rec.leave_time),
+                )
+            )
+        case cdr.ConferenceMessageCountRecord():
+            out.conference_messages.CopyFrom(
+                apb.ConferenceMessageCountRecord(
+                    conference_uri=rec.conference_uri,
+                    user_uri=rec.user_uri,
+                    message_count=rec.message_count,
+                )
+            )
+        case cdr.RegistrationRecord():
+            out.registration.CopyFrom(
+                apb.RegistrationRecord(
+                    user_uri=rec.user_uri,
+                    endpoint_id=rec.endpoint_id,
+                    device=rec.device,
+                    registrar=rec.registrar,
+                    is_primary_registrar=rec.is_primary_registrar,
+                    register_time=ts(rec.register_time),
+                    deregister_time=ts(rec.deregister_time),
+                    deregister_reason=rec.deregister_reason,
+                )
+            )
+    return out

@@ -1,0 +1,213 @@
+"""The FrontEnd service: read the request once, make one domain call, build the reply."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from pool._proto.poolsim.v1 import frontend_pb2 as pb
+from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
+from pool.api import convert
+from pool.api.metrics import Metrics
+from pool.api.rpc import Handler, bearer, streaming, unary
+from pool.engine import Engine
+from pool.events import ChatMessage
+from pool.registrar import Endpoint
+
+Ctx = grpc.aio.ServicerContext[Any, Any]
+STREAM_BATCH = 256
+
+
+class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
+    def __init__(
+        self,
+        engine: Engine,
+        metrics: Metrics | None = None,
+        monotonic: Callable[[], float] | None = None,
+    ) -> None:
+        self.engine = engine
+        self.metrics = metrics
+        self.monotonic = monotonic or engine.clock.monotonic
+
+    def _endpoint(self, context: Ctx) -> Endpoint:
+        return self.engine.authenticate(bearer(context))
+
+    @unary
+    async def SignIn(self, request: pb.SignInRequest, context: Ctx) -> pb.SignInResponse:
+        engine = self.engine
+        user = await asyncio.to_thread(engine.check_password, request.user_uri, request.password)
+        ep = engine.sign_in(user, request.device)
+        return pb.SignInResponse(
+            token=ep.token,
+            endpoint_id=ep.id,
+            home_address=engine.address,
+            front_end_id=engine.config.front_end_id,
+            routing_group=user.routing_group,
+            registration_expires_seconds=int(engine.config.timers.registration_expiry),
+        )
+
+    @unary
+    async def SignOut(self, request: pb.SignOutRequest, context: Ctx) -> pb.SignOutResponse:
+        self.engine.sign_out(self._endpoint(context))
+        return pb.SignOutResponse()
+
+    @streaming
+    async def Events(self, request: pb.EventsRequest, context: Ctx) -> AsyncIterator[pb.Event]:
+        engine = self.engine
+        ep = self._endpoint(context)
+        queue = ep.queue
+        previous = queue.waker
+        if previous is not None:
+            previous()  # an older stream of this endpoint: it sees it was replaced and ends
+        wake = asyncio.Event()
+        task = asyncio.current_task()
+
+        def waker() -> None:
+            wake.set()
+            if queue.hard_close and task is not None:
+                task.cancel()  # the reader stopped reading: do not wait for its writes
+
+        queue.waker = waker
+        engine.open_stream(ep)
+        try:
+            while queue.waker is waker:
+                batch = engine.drain(ep, STREAM_BATCH)
+                if batch:
+                    for item in batch:
+                        yield convert.event(item)
+                    continue
+                if queue.closed:
+                    return
+                wake.clear()
+                if len(queue) == 0 and not queue.closed:
+                    await wake.wait()
+        finally:
+            if queue.waker is waker:
+                queue.waker = None
+            engine.close_stream(ep)
+
+    @unary
+    async def PublishPresence(
+        self, request: pb.PublishPresenceRequest, context: Ctx
+    ) -> pb.PublishPresenceResponse:
+        ep = self._endpoint(context)
+        view = self.engine.publish(ep, convert.publication(request))
+        return pb.PublishPresenceResponse(presence=convert.presence(view))
+
+    @unary
+    async def ResetPresence(
+        self, request: pb.ResetPresenceRequest, context: Ctx
+    ) -> pb.ResetPresenceResponse:
+        view = self.engine.reset_presence(self._endpoint(context))
+        return pb.ResetPresenceResponse(presence=convert.presence(view))
+
+    @unary
+    async def GetPresence(
+        self, request: pb.GetPresenceRequest, context: Ctx
+    ) -> pb.GetPresenceResponse:
+        views = self.engine.get_presence(self._endpoint(context), list(request.user_uris))
+        return pb.GetPresenceResponse(presences=[convert.presence(v) for v in views])
+
+    @unary
+    async def Subscribe(self, request: pb.SubscribeRequest, context: Ctx) -> pb.SubscribeResponse:
+        ep = self._endpoint(context)
+        views = self.engine.subscribe(ep, list(request.user_uris), float(request.expires_seconds))
+        return pb.SubscribeResponse(
+            presences=[convert.presence(v) for v in views], subscriptions=ep.user.subscriptions
+        )
+
+    @unary
+    async def Unsubscribe(
+        self, request: pb.UnsubscribeRequest, context: Ctx
+    ) -> pb.UnsubscribeResponse:
+        left = self.engine.unsubscribe(self._endpoint(context), list(request.user_uris))
+        return pb.UnsubscribeResponse(subscriptions=left)
+
+    @unary
+    async def AddContact(
+        self, request: pb.AddContactRequest, context: Ctx
+    ) -> pb.AddContactResponse:
+        ep = self._endpoint(context)
+        c = self.engine.add_contact(
+            ep, request.contact_uri, int(request.access_level), request.group
+        )
+        return pb.AddContactResponse(contact=convert.contact(c), contacts=len(ep.user.contacts))
+
+    @unary
+    async def RemoveContact(
+        self, request: pb.RemoveContactRequest, context: Ctx
+    ) -> pb.RemoveContactResponse:
+        left = self.engine.remove_contact(self._endpoint(context), request.contact_uri)
+        return pb.RemoveContactResponse(contacts=left)
+
+    @unary
+    async def ListContacts(
+        self, request: pb.ListContactsRequest, context: Ctx
+    ) -> pb.ListContactsResponse:
+        contacts = self.engine.list_contacts(self._endpoint(context))
+        return pb.ListContactsResponse(contacts=[convert.contact(c) for c in contacts])
+
+    @unary
+    async def CreateConversation(
+        self, request: pb.CreateConversationRequest, context: Ctx
+    ) -> pb.CreateConversationResponse:
+        ep = self._endpoint(context)
+        first = (
+            ChatMessage(request.first_message.body, request.first_message.content_type)
+            if request.HasField("first_message")
+            else None
+        )
+        conv, seq = self.engine.create_conversation(
+            ep, list(request.invitees), request.subject, first
+        )
+        return pb.CreateConversationResponse(
+            conversation_id=conv.id,
+            conference_uri=conv.conference_uri,
+            message_id=f"{conv.id}:{seq}" if seq else "",
+            sequence=seq,
+        )
+
+    @unary
+    async def Invite(self, request: pb.InviteRequest, context: Ctx) -> pb.InviteResponse:
+        conv, escalated = self.engine.invite(
+            self._endpoint(context), request.conversation_id, request.user_uri
+        )
+        return pb.InviteResponse(escalated=escalated, conference_uri=conv.conference_uri)
+
+    @unary
+    async def AcceptInvitation(
+        self, request: pb.AcceptInvitationRequest, context: Ctx
+    ) -> pb.AcceptInvitationResponse:
+        conv = self.engine.accept(self._endpoint(context), request.conversation_id)
+        return pb.AcceptInvitationResponse(
+            participants=conv.uris(), conference_uri=conv.conference_uri
+        )
+
+    @unary
+    async def DeclineInvitation(
+        self, request: pb.DeclineInvitationRequest, context: Ctx
+    ) -> pb.DeclineInvitationResponse:
+        self.engine.decline(self._endpoint(context), request.conversation_id)
+        return pb.DeclineInvitationResponse()
+
+    @unary
+    async def SendMessage(
+        self, request: pb.SendMessageRequest, context: Ctx
+    ) -> pb.SendMessageResponse:
+        message_id, seq = self.engine.send_message(
+            self._endpoint(context), request.conversation_id, request.body, request.content_type
+        )
+        return pb.SendMessageResponse(message_id=message_id, sequence=seq)
+
+    @unary
+    async def SetTyping(self, request: pb.SetTypingRequest, context: Ctx) -> pb.SetTypingResponse:
+        self.engine.set_typing(self._endpoint(context), request.conversation_id, request.typing)
+        return pb.SetTypingResponse()
+
+    @unary
+    async def Leave(self, request: pb.LeaveRequest, context: Ctx) -> pb.LeaveResponse:
+        self.engine.leave(self._endpoint(context), request.conversation_id)
+        return pb.LeaveResponse()

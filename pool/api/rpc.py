@@ -1,0 +1,135 @@
+"""What every RPC handler shares: reading the bearer token, turning domain errors into one
+status (with metadata), and recording the call's latency by method and code.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, TypeVar
+
+import grpc
+
+from pool.api.metrics import Metrics
+from pool.api.status import code_of
+from pool.errors import PoolError
+
+log = logging.getLogger("poolsim.rpc")
+
+Req = TypeVar("Req")
+Resp = TypeVar("Resp")
+Self = TypeVar("Self", bound="Handler")
+
+
+class Handler:
+    """Base of the servicers: holds the metrics and a clock for durations."""
+
+    metrics: Metrics | None
+    monotonic: Callable[[], float]
+
+
+def bearer(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else ""
+    return ""
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any], method: str, exc: BaseException
+) -> grpc.StatusCode:
+    if isinstance(exc, PoolError):
+        code = code_of(exc)
+        if exc.metadata:
+            context.set_trailing_metadata(tuple(exc.metadata.items()))
+        await context.abort(code, exc.message)
+    log.exception("internal error in %s", method, exc_info=exc)
+    await context.abort(
+        grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}"
+    )
+    raise AssertionError("unreachable")  # abort raises
+
+
+def _code_after(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException | None) -> str:
+    if exc is None:
+        return "OK"
+    if isinstance(exc, PoolError):
+        return code_of(exc).name
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code.name
+    return (
+        "CANCELLED"
+        if isinstance(exc, BaseException) and not isinstance(exc, Exception)
+        else "INTERNAL"
+    )
+
+
+def unary(
+    method: Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]],
+) -> Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]:
+    name = method.__name__
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: Self, request: Req, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> Resp:
+        start = self.monotonic()
+        failure: BaseException | None = None
+        try:
+            return await method(self, request, context)
+        except PoolError as exc:
+            failure = exc
+            await _abort(context, name, exc)
+            raise
+        except Exception as exc:
+            if isinstance(exc, grpc.aio.AbortError):
+                failure = exc
+                raise
+            failure = exc
+            await _abort(context, name, exc)
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.rpc_duration.labels(name, _code_after(context, failure)).observe(
+                    self.monotonic() - start
+                )
+
+    return wrapper
+
+
+def streaming(
+    method: Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]],
+) -> Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Resp]]:
+    name = method.__name__
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: Self, request: Req, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Resp]:
+        start = self.monotonic()
+        failure: BaseException | None = None
+        try:
+            async for item in method(self, request, context):
+                yield item
+        except PoolError as exc:
+            failure = exc
+            await _abort(context, name, exc)
+        except grpc.aio.AbortError as exc:
+            failure = exc
+            raise
+        except Exception as exc:
+            failure = exc
+            await _abort(context, name, exc)
+        except BaseException as exc:  # cancelled: the client went away or we dropped it
+            failure = exc
+            raise
+        finally:
+            if self.metrics is not None:
+                self.metrics.rpc_duration.labels(name, _code_after(context, failure)).observe(
+                    self.monotonic() - start
+                )
+
+    return wrapper

@@ -1,0 +1,136 @@
+"""Build and run one front end's gRPC server over an engine.
+
+``start_front_end`` returns a running ``FrontEndServer`` bound to the port it was given (0 for
+any free one, as tests do); it serves FrontEnd, PoolAdmin, grpc.health.v1 and server reflection,
+and runs the engine's timers on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer  # the asyncio servicer (health.aio)
+from grpc_reflection.v1alpha import reflection
+
+from pool._proto.poolsim.v1 import admin_pb2, admin_pb2_grpc, frontend_pb2, frontend_pb2_grpc
+from pool.api.admin import PoolAdminServicer
+from pool.api.frontend import FrontEndServicer
+from pool.api.metrics import Metrics
+from pool.engine import Engine
+
+log = logging.getLogger("poolsim.server")
+
+SERVICE_NAMES = (
+    frontend_pb2.DESCRIPTOR.services_by_name["FrontEnd"].full_name,
+    admin_pb2.DESCRIPTOR.services_by_name["PoolAdmin"].full_name,
+)
+MAX_MESSAGE_BYTES = 64 * 1024  # a 25 KB presence document or an 8,000-character message fit
+TICK_MAX = 0.5  # seconds between engine ticks at most (idle timers, expiry, flow control)
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """Server certificate and key; with ``client_ca``, clients must present a certificate."""
+
+    cert: Path
+    key: Path
+    client_ca: Path | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        ca = self.client_ca.read_bytes() if self.client_ca else None
+        return grpc.ssl_server_credentials(
+            [(self.key.read_bytes(), self.cert.read_bytes())],
+            root_certificates=ca,
+            require_client_auth=ca is not None,
+        )
+
+
+class FrontEndServer:
+    """A running front end: its gRPC server, health service and timer task."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        server: grpc.aio.Server,
+        port: int,
+        health_servicer: HealthServicer,
+    ) -> None:
+        self.engine = engine
+        self.server = server
+        self.port = port
+        self.health = health_servicer
+        self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
+
+    async def _tick_loop(self) -> None:
+        engine = self.engine
+        while True:
+            try:
+                deadline = engine.tick()
+            except Exception:  # a bug in a timer must not stop every other timer
+                log.exception("engine timer failed")
+                deadline = None
+            delay = TICK_MAX if deadline is None else deadline - engine.clock.monotonic()
+            await asyncio.sleep(min(max(delay, 0.001), TICK_MAX))
+
+    async def stop(self, grace: float = 5.0) -> None:
+        """Stop accepting, sign every endpoint out (ending their streams), then stop."""
+        await self.health.enter_graceful_shutdown()
+        self.engine.shutdown()
+        self._ticker.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._ticker
+        await self.server.stop(grace)
+
+    async def wait(self) -> None:
+        await self.server.wait_for_termination()
+
+
+async def start_front_end(
+    engine: Engine,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    admin_token: str,
+    metrics: Metrics | None = None,
+    tls: TlsFiles | None = None,
+) -> FrontEndServer:
+    server = grpc.aio.server(
+        options=[
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", 4 * 1024 * 1024),
+            ("grpc.so_reuseport", 0),
+        ]
+    )
+    frontend_pb2_grpc.add_FrontEndServicer_to_server(FrontEndServicer(engine, metrics), server)
+    admin_pb2_grpc.add_PoolAdminServicer_to_server(
+        PoolAdminServicer(engine, admin_token, metrics), server
+    )
+    health_servicer = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (
+            *SERVICE_NAMES,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
+        server,
+    )
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = (
+        server.add_secure_port(target, tls.credentials())
+        if tls is not None
+        else server.add_insecure_port(target)
+    )
+    if bound == 0:
+        raise OSError(f"cannot listen on {target}: the port is taken or the address is not local")
+    await server.start()
+    engine.address = f"{host}:{bound}" if ":" not in host else f"[{host}]:{bound}"
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return FrontEndServer(engine, server, bound, health_servicer)

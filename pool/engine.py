@@ -1,0 +1,403 @@
+"""One front end's engine: the domain operations a transport exposes, over plain objects.
+
+Single-threaded by contract: every method runs on the caller's thread (the server's event
+loop) and does no I/O but the store's small writes. The one exception is
+``check_password``, which reads immutable data and may run on a worker thread (PBKDF2 is slow
+on purpose). Persistent writes go to the store first, so an error leaves memory unchanged.
+
+Each endpoint has one housekeeping timer (idle transitions, registration expiry), re-armed
+from its own action, so input on the hot path never touches the timer heap.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from pool.cdr import CdrRecord, RegistrationRecord, StoredRecord
+from pool.clock import Clock
+from pool.config import EngineConfig
+from pool.directory import ContactEntry, Directory, ProvisionResult, User, hash_password
+from pool.errors import InvalidArgument, ResourceExhausted, Unauthenticated, Unavailable
+from pool.events import ChatMessage, Event, EventQueue, SignedOut
+from pool.immcu import Conversation, Immcu, check_message
+from pool.observer import NULL_OBSERVER, Observer
+from pool.presence import MachineState, ManualState
+from pool.presence_service import ContactView, PresenceService, Publication
+from pool.privacy import PresenceView
+from pool.registrar import Endpoint, Registrar
+from pool.status import (
+    FrontEndInfo,
+    FrontEndState,
+    GroupState,
+    PoolStatusInfo,
+    QuorumState,
+    RoutingGroupInfo,
+)
+from pool.store import Store
+from pool.timers import TimerHeap
+
+MAX_DEVICE = 64
+FLOW_SWEEP_INTERVAL = 5.0
+_DUMMY_SALT = os.urandom(16)
+
+
+class Reason:
+    """De-registration reasons, as call detail records name them."""
+
+    CLIENT = "client-initiated"
+    EXPIRED = "registration-expired"
+    FLOW_CONTROLLED = "flow-controlled"
+    SHUTDOWN = "server-shutdown"
+
+
+class Engine:
+    def __init__(
+        self, config: EngineConfig, store: Store, clock: Clock, observer: Observer = NULL_OBSERVER
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.clock = clock
+        self.observer = observer
+        self.timers = TimerHeap()
+        self.directory = Directory(config.routing_groups, config.password_iterations)
+        self.registrar = Registrar()
+        self.presence = PresenceService(
+            config, self.directory, store, clock, self.timers, self.deliver, observer
+        )
+        self.immcu = Immcu(config, clock, self.timers, self.deliver, self.record, observer)
+        self.started_at = clock.now()
+        self.users_signed_in = 0
+        self.closing = False
+        self.address = config.address  # set to the bound address once the server listens
+        self.metrics_address = ""
+        self._schedule_flow_sweep()
+
+    # --- start-up and records ---
+
+    def load(self) -> int:
+        """Load persistent data from the store; returns the number of users."""
+        for row in self.store.load_users():
+            self.directory.load(row)
+        for c in self.store.load_contacts():
+            self.directory.by_id(c.user_id).contacts[c.contact_id] = ContactEntry(
+                c.access_level, c.group
+            )
+        for p in self.store.load_presence():
+            states = self.directory.by_id(p.user_id).states
+            states.note = p.note
+            if p.manual_availability:
+                states.manual = ManualState(p.manual_availability, p.manual_activity)
+        return len(self.directory)
+
+    def record(self, record: CdrRecord) -> None:
+        start = self.clock.monotonic()
+        self.store.add_cdr(self.clock.now(), record)
+        self.observer.store_write(self.clock.monotonic() - start)
+
+    def deliver(self, ep: Endpoint, event: Event) -> None:
+        if not ep.queue.push(event, self.clock.monotonic()) and not ep.queue.closed:
+            self.observer.events_dropped(1)
+
+    # --- administration ---
+
+    def provision(
+        self, prefix: str, domain: str, count: int, start_index: int, password: str
+    ) -> ProvisionResult:
+        rows, result = self.directory.plan_provision(prefix, domain, count, start_index, password)
+        self.store.add_users(rows)
+        for row in rows:
+            self.directory.load(row)
+        return result
+
+    def call_detail_records(self, since: float) -> Iterator[StoredRecord]:
+        return self.store.list_cdr(since)
+
+    def status(self) -> PoolStatusInfo:
+        """The Standard Edition's picture: one front end holding every group's only replica."""
+        counts = [0] * self.config.routing_groups
+        for user in self.directory:
+            counts[user.routing_group] += 1
+        fe = self.config.front_end_id
+        groups = tuple(
+            RoutingGroupInfo(g, fe, (), GroupState.HEALTHY, n) for g, n in enumerate(counts)
+        )
+        front_end = FrontEndInfo(
+            fe,
+            self.address,
+            self.metrics_address,
+            FrontEndState.DRAINING if self.closing else FrontEndState.UP,
+            primaries=len(groups),
+            endpoints=len(self.registrar),
+            start_order=1,
+        )
+        return PoolStatusInfo(
+            "standard",
+            self.config.pool_name,
+            (front_end,),
+            groups,
+            QuorumState.HAS_QUORUM,
+            "1 of 1 front ends running, 1 needed",
+            len(self.directory),
+            len(self.registrar),
+            self.users_signed_in,
+            self.started_at,
+        )
+
+    # --- registration ---
+
+    def check_password(self, uri: str, password: str) -> User:
+        """The user if the password is right; safe to call from a worker thread."""
+        user = self.directory.require(uri) if uri else None
+        if user is None or not password:
+            hash_password(password or "-", _DUMMY_SALT, self.config.password_iterations)
+            self.observer.logon(False, "bad-credentials")
+            raise Unauthenticated("sign-in failed: wrong user URI or password")
+        if not user.check_password(password):
+            self.observer.logon(False, "bad-credentials")
+            raise Unauthenticated(f"sign-in failed for {user.uri}: wrong user URI or password")
+        return user
+
+    def sign_in(self, user: User, device: str) -> Endpoint:
+        if self.closing:
+            raise Unavailable("the front end is shutting down: sign in again later")
+        device = device or "unknown"
+        if len(device) > MAX_DEVICE:
+            raise InvalidArgument(f"device is {len(device)} characters: at most {MAX_DEVICE}")
+        limits = self.config.limits
+        if len(user.endpoints) >= limits.max_endpoints_per_user:
+            self.observer.logon(False, "too-many-endpoints")
+            raise ResourceExhausted(
+                f"{user.uri} has {len(user.endpoints)} endpoints signed in: at most "
+                f"{limits.max_endpoints_per_user}; sign one out first"
+            )
+        if not user.endpoints and self.users_signed_in >= limits.max_users_per_registrar:
+            self.observer.logon(False, "registrar-full")
+            raise ResourceExhausted(
+                f"this registrar serves {self.users_signed_in} users: at most "
+                f"{limits.max_users_per_registrar}"
+            )
+        mono = self.clock.monotonic()
+        ep = Endpoint(
+            id=self.registrar.new_endpoint_id(),
+            user=user,
+            device=device,
+            token=self.registrar.new_token(),
+            registered_at=self.clock.now(),
+            expires_at=mono + self.config.timers.registration_expiry,
+            queue=self._new_queue(),
+            last_input=mono,
+        )
+        self.registrar.add(ep)
+        if not user.endpoints:
+            self.users_signed_in += 1
+        user.endpoints.append(ep)
+        self.presence.recompute(user)
+        self._arm(ep)
+        self.observer.logon(True)
+        return ep
+
+    def _new_queue(self) -> EventQueue:
+        return EventQueue(self.config.event_queue_capacity)
+
+    def authenticate(self, token: str) -> Endpoint:
+        """The endpoint of a token; refreshes its registration."""
+        if self.closing:
+            raise Unavailable("the front end is shutting down: sign in again later")
+        ep = self.registrar.authenticate(token)
+        ep.expires_at = self.clock.monotonic() + self.config.timers.registration_expiry
+        return ep
+
+    def sign_out(self, ep: Endpoint, reason: str = Reason.CLIENT) -> None:
+        if ep.signed_out:
+            return
+        now = self.clock.now()
+        self.immcu.leave_all(ep, reason)
+        ep.signed_out = True
+        if ep.timer is not None:
+            ep.timer.cancel()
+        self.presence.drop_endpoint(ep)
+        user = ep.user
+        user.endpoints.remove(ep)
+        if not user.endpoints:
+            self.users_signed_in -= 1
+        self.registrar.remove(ep)
+        self.presence.recompute(user)
+        queue = ep.queue
+        queue.push(SignedOut(reason, now), self.clock.monotonic())
+        queue.close(reason, hard=reason == Reason.FLOW_CONTROLLED)
+        self.record(
+            RegistrationRecord(
+                user.uri,
+                ep.id,
+                ep.device,
+                self.config.front_end_id,
+                True,
+                ep.registered_at,
+                now,
+                reason,
+            )
+        )
+        self.observer.deregistered(reason)
+
+    def touch(self, ep: Endpoint) -> None:
+        """The person did something on this endpoint: it is not idle."""
+        ep.last_input = self.clock.monotonic()
+        if ep.effective != MachineState.ACTIVE and ep.machine <= MachineState.INACTIVE:
+            ep.machine = MachineState.ACTIVE
+            ep.effective = MachineState.ACTIVE
+            self.presence.recompute(ep.user)
+            self._arm(ep)
+
+    # --- the event stream ---
+
+    def open_stream(self, ep: Endpoint) -> None:
+        ep.streams += 1
+        ep.connected = True
+
+    def close_stream(self, ep: Endpoint) -> None:
+        ep.streams -= 1
+        if ep.streams == 0 and not ep.signed_out:
+            ep.expires_at = self.clock.monotonic() + self.config.timers.registration_expiry
+            self._arm(ep)
+
+    def drain(self, ep: Endpoint, limit: int = 256) -> list[Event]:
+        return ep.queue.drain(limit, self.clock.monotonic())
+
+    # --- presence and contacts ---
+
+    def publish(self, ep: Endpoint, pub: Publication) -> PresenceView:
+        before = ep.effective
+        result = self.presence.publish(ep, pub)
+        if ep.effective != before:
+            self._arm(ep)
+        return result
+
+    def reset_presence(self, ep: Endpoint) -> PresenceView:
+        return self.presence.reset(ep)
+
+    def get_presence(self, ep: Endpoint, uris: list[str]) -> list[PresenceView]:
+        return self.presence.get(ep, uris)
+
+    def subscribe(self, ep: Endpoint, uris: list[str], expires: float) -> list[PresenceView]:
+        if expires < 0 or expires > 86_400:
+            raise InvalidArgument(f"expires_seconds={expires:g} is out of range: 0..86400")
+        return self.presence.subscribe(ep, uris, expires)
+
+    def unsubscribe(self, ep: Endpoint, uris: list[str]) -> int:
+        return self.presence.unsubscribe(ep, uris)
+
+    def add_contact(self, ep: Endpoint, uri: str, level: int, group: str) -> ContactView:
+        return self.presence.add_contact(ep, uri, level, group)
+
+    def remove_contact(self, ep: Endpoint, uri: str) -> int:
+        return self.presence.remove_contact(ep, uri)
+
+    def list_contacts(self, ep: Endpoint) -> list[ContactView]:
+        return self.presence.list_contacts(ep)
+
+    # --- conversations ---
+
+    def create_conversation(
+        self, ep: Endpoint, invitees: list[str], subject: str, first: ChatMessage | None
+    ) -> tuple[Conversation, int]:
+        if not invitees:
+            raise InvalidArgument("invitees is empty: invite at least one person")
+        users: list[User] = []
+        seen: set[int] = set()
+        for uri in invitees:
+            user = self.directory.require(uri, field_name="invitees")
+            if user is ep.user:
+                raise InvalidArgument(f"{user.uri} cannot invite themselves")
+            if user.id not in seen:
+                seen.add(user.id)
+                users.append(user)
+        if first is not None:
+            first = check_message(
+                first.body, first.content_type, self.config.limits.max_message_chars
+            )
+        self.touch(ep)
+        conv, sent = self.immcu.create(ep, users, subject, first)
+        return conv, sent.sequence if sent else 0
+
+    def invite(self, ep: Endpoint, conversation_id: str, uri: str) -> tuple[Conversation, bool]:
+        """Invite one more person; the flag says whether that escalated to a conference."""
+        target = self.directory.require(uri)
+        self.touch(ep)
+        escalated = self.immcu.invite(ep, conversation_id, target)
+        return self.immcu.conversations[conversation_id], escalated
+
+    def accept(self, ep: Endpoint, conversation_id: str) -> Conversation:
+        self.touch(ep)
+        return self.immcu.accept(ep, conversation_id)
+
+    def decline(self, ep: Endpoint, conversation_id: str) -> None:
+        self.touch(ep)
+        self.immcu.decline(ep, conversation_id)
+
+    def send_message(
+        self, ep: Endpoint, conversation_id: str, body: str, content_type: str
+    ) -> tuple[str, int]:
+        message = check_message(body, content_type, self.config.limits.max_message_chars)
+        self.touch(ep)
+        sent = self.immcu.send(ep, conversation_id, message)
+        return sent.message_id, sent.sequence
+
+    def set_typing(self, ep: Endpoint, conversation_id: str, typing: bool) -> None:
+        self.touch(ep)
+        self.immcu.set_typing(ep, conversation_id, typing)
+
+    def leave(self, ep: Endpoint, conversation_id: str) -> None:
+        self.touch(ep)
+        self.immcu.leave(ep, conversation_id)
+
+    # --- time ---
+
+    def tick(self) -> float | None:
+        """Run what is due; returns the next deadline (monotonic) or None."""
+        self.timers.run_due(self.clock.monotonic())
+        return self.timers.next_deadline()
+
+    def _arm(self, ep: Endpoint) -> None:
+        if ep.timer is not None:
+            ep.timer.cancel()
+        deadlines = [
+            d
+            for d in (self.presence.next_idle_deadline(ep), None if ep.streams else ep.expires_at)
+            if d is not None
+        ]
+        ep.timer = (
+            self.timers.schedule(min(deadlines), lambda: self._housekeep(ep)) if deadlines else None
+        )
+
+    def _housekeep(self, ep: Endpoint) -> None:
+        if ep.signed_out:
+            return
+        mono = self.clock.monotonic()
+        if not ep.streams and ep.expires_at <= mono:
+            self.sign_out(ep, Reason.EXPIRED)
+            return
+        effective = self.presence.effective_machine(ep, mono)
+        if effective != ep.effective:
+            ep.effective = effective
+            self.presence.recompute(ep.user)
+        self._arm(ep)
+
+    def _schedule_flow_sweep(self) -> None:
+        deadline = self.clock.monotonic() + FLOW_SWEEP_INTERVAL
+        self.timers.schedule(deadline, self._flow_sweep)
+
+    def _flow_sweep(self) -> None:
+        """Sign out connected endpoints whose oldest unread event waited too long."""
+        limit = self.clock.monotonic() - self.config.timers.flow_control_timeout
+        for ep in self.registrar:
+            since = ep.queue.pending_since
+            if ep.connected and since is not None and since <= limit:
+                self.sign_out(ep, Reason.FLOW_CONTROLLED)
+        self._schedule_flow_sweep()
+
+    def shutdown(self) -> None:
+        """Sign every endpoint out (with records); refuse new work."""
+        self.closing = True
+        for ep in self.registrar:
+            self.sign_out(ep, Reason.SHUTDOWN)

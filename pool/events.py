@@ -1,0 +1,197 @@
+"""What an endpoint is told, and the bounded queue that holds it until the endpoint reads.
+
+Each endpoint has one ``EventQueue`` of fixed capacity. When it is full, further events are
+dropped and counted; the reader then gets one ``EventsDropped`` with the count, in the place
+where the events went missing. Memory per endpoint is bounded by the capacity (plus one
+marker). A reader is woken through ``waker``, a plain callable the transport sets.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pool.privacy import PresenceView
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    body: str
+    content_type: str = "text/plain"
+
+
+@dataclass(frozen=True, slots=True)
+class Invitation:
+    conversation_id: str
+    inviter: str
+    first_message: ChatMessage | None
+    subject: str
+    conference_uri: str
+    participants: tuple[str, ...]
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReceived:
+    conversation_id: str
+    sender: str
+    sequence: int
+    message_id: str
+    body: str
+    content_type: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantJoined:
+    conversation_id: str
+    user_uri: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ParticipantLeft:
+    conversation_id: str
+    user_uri: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationEscalated:
+    conversation_id: str
+    conference_uri: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationEnded:
+    conversation_id: str
+    reason: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class TypingChanged:
+    conversation_id: str
+    user_uri: str
+    typing: bool
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceChanged:
+    presence: PresenceView
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class EventsDropped:
+    count: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SignedOut:
+    reason: str
+    at: float
+
+
+Event = (
+    Invitation
+    | MessageReceived
+    | ParticipantJoined
+    | ParticipantLeft
+    | ConversationEscalated
+    | ConversationEnded
+    | TypingChanged
+    | PresenceChanged
+    | EventsDropped
+    | SignedOut
+)
+
+
+class _Dropped:
+    """The queue's running count of events dropped at this place in the stream."""
+
+    __slots__ = ("at", "count")
+
+    def __init__(self, at: float) -> None:
+        self.count = 0
+        self.at = at
+
+
+class EventQueue:
+    """A bounded FIFO of events for one endpoint.
+
+    ``pending_since`` is the monotonic time the oldest unread event has waited since; the
+    engine uses it to drop endpoints that stopped reading (flow control).
+    """
+
+    __slots__ = (
+        "_items",
+        "capacity",
+        "close_reason",
+        "closed",
+        "dropped_total",
+        "hard_close",
+        "pending_since",
+        "waker",
+    )
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._items: deque[Event | _Dropped] = deque()
+        self.dropped_total = 0
+        self.pending_since: float | None = None
+        self.closed = False
+        self.close_reason = ""
+        self.hard_close = False
+        self.waker: Callable[[], None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def push(self, event: Event, mono: float) -> bool:
+        """Queue ``event``; False if it was dropped because the queue is full or closed."""
+        if self.closed:
+            return False
+        items = self._items
+        if self.pending_since is None:
+            self.pending_since = mono
+        if len(items) >= self.capacity:
+            tail = items[-1]
+            if not isinstance(tail, _Dropped):
+                tail = _Dropped(event.at)
+                items.append(tail)
+            tail.count += 1
+            self.dropped_total += 1
+            return False
+        items.append(event)
+        if self.waker is not None:
+            self.waker()
+        return True
+
+    def drain(self, limit: int, mono: float) -> list[Event]:
+        """Take up to ``limit`` events, oldest first."""
+        items = self._items
+        out: list[Event] = []
+        while items and len(out) < limit:
+            item = items.popleft()
+            if isinstance(item, _Dropped):
+                out.append(EventsDropped(item.count, item.at))
+            else:
+                out.append(item)
+        self.pending_since = mono if items else None
+        return out
+
+    def close(self, reason: str, *, hard: bool = False) -> None:
+        """No more events; the reader ends after what is queued (at once if ``hard``)."""
+        if self.closed:
+            return
+        self.closed = True
+        self.close_reason = reason
+        self.hard_close = hard
+        if self.waker is not None:
+            self.waker()

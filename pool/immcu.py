@@ -1,0 +1,487 @@
+"""The IM conferencing unit (IMMCU): every conversation, two-party or conference, runs here.
+
+A conversation starts two-party (one invitee) or as an ad hoc conference (several). Inviting a
+third person *escalates* a two-party conversation: a conference URI is made, the two-party
+session ends (its record says where it went) and the others are told. A conversation ends when
+fewer than two people are in it or invited to it. Each message gets the next sequence number of
+its conversation and is queued for every other participant in that order.
+
+The IMMCU keeps up to 50 messages for the first 40 s after a conversation's first message;
+conference joiners within those 40 s get them. A two-party invitee gets what was said while
+the invitation was pending.
+
+Conversation lifecycle (one writer: this class):
+
+    (created) --accept--> ACTIVE --invite 3rd--> CONFERENCE --(<2 left)--> ENDED
+        |                   |--(<2 left)-----------------------------------> ENDED
+        +--decline / no answer / inviter leaves----------------------------> ENDED
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from pool.cdr import (
+    CdrRecord,
+    ConferenceJoinRecord,
+    ConferenceMessageCountRecord,
+    ConferenceRecord,
+    ImSessionRecord,
+)
+from pool.clock import Clock
+from pool.config import EngineConfig
+from pool.directory import User
+from pool.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    ResourceExhausted,
+)
+from pool.events import (
+    ChatMessage,
+    ConversationEnded,
+    ConversationEscalated,
+    Event,
+    Invitation,
+    MessageReceived,
+    ParticipantJoined,
+    ParticipantLeft,
+    TypingChanged,
+)
+from pool.observer import Observer
+from pool.privacy import Reach, reach
+from pool.registrar import Endpoint
+from pool.timers import Timer, TimerHeap
+
+CONTENT_TYPES = frozenset({"text/plain", "text/html", "text/rtf"})
+MAX_SUBJECT = 256
+
+
+@dataclass(slots=True, eq=False)
+class Participant:
+    endpoint: Endpoint
+    joined_at: float
+    messages: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class PendingInvite:
+    user: User
+    inviter: Endpoint
+    invited_at: float
+    carried_seq: int  # the message carried by the invitation (0: none)
+    timer: Timer
+
+
+@dataclass(slots=True, eq=False)
+class Conversation:
+    id: str
+    subject: str
+    organizer: Endpoint
+    created_at: float
+    conference_uri: str = ""
+    participants: dict[int, Participant] = field(default_factory=dict)
+    pending: dict[int, PendingInvite] = field(default_factory=dict)
+    sequence: int = 0
+    first_message_mono: float | None = None
+    buffer: deque[MessageReceived] = field(default_factory=deque)
+    # two-party session facts, for its record
+    session_to: User | None = None
+    session_to_endpoint: str = ""
+    response_time: float = 0.0
+    response_code: int = 0
+    session_counts: dict[int, int] = field(default_factory=dict)  # user id -> messages sent
+    ended: bool = False
+
+    @property
+    def is_conference(self) -> bool:
+        return bool(self.conference_uri)
+
+    def uris(self) -> tuple[str, ...]:
+        return tuple(p.endpoint.uri for p in self.participants.values())
+
+
+def check_message(body: str, content_type: str, max_chars: int) -> ChatMessage:
+    if not body:
+        raise InvalidArgument("message body is empty: send at least one character")
+    if len(body) > max_chars:
+        raise InvalidArgument(
+            f"message body is {len(body)} characters: at most {max_chars} are allowed"
+        )
+    ctype = content_type or "text/plain"
+    if ctype not in CONTENT_TYPES:
+        raise InvalidArgument(
+            f"content_type {content_type!r} is not supported: use one of "
+            f"{', '.join(sorted(CONTENT_TYPES))}"
+        )
+    return ChatMessage(body, ctype)
+
+
+class Immcu:
+    def __init__(
+        self,
+        config: EngineConfig,
+        clock: Clock,
+        timers: TimerHeap,
+        deliver: Callable[[Endpoint, Event], None],
+        record: Callable[[CdrRecord], None],
+        observer: Observer,
+    ) -> None:
+        self._config = config
+        self._limits = config.limits
+        self._clock = clock
+        self._timers = timers
+        self._deliver = deliver
+        self._record = record
+        self._obs = observer
+        self.conversations: dict[str, Conversation] = {}
+
+    # --- look-ups ---
+
+    def _get(self, conversation_id: str) -> Conversation:
+        conv = self.conversations.get(conversation_id)
+        if conv is None:
+            if not conversation_id:
+                raise InvalidArgument("conversation_id is empty")
+            raise NotFound(f"unknown conversation {conversation_id}: it ended or never existed")
+        return conv
+
+    def _participant(self, ep: Endpoint, conversation_id: str) -> tuple[Conversation, Participant]:
+        conv = self._get(conversation_id)
+        part = conv.participants.get(ep.user.id)
+        if part is None or part.endpoint is not ep:
+            raise PermissionDenied(
+                f"{ep.uri} (endpoint {ep.id}) is not a participant of conversation {conv.id}"
+            )
+        return conv, part
+
+    def _check_reach(self, caller: User, target: User) -> None:
+        verdict = reach(target.current, target.level_for(caller))
+        if verdict is Reach.BLOCKED:
+            raise PermissionDenied(f"{target.uri} does not accept conversations from {caller.uri}")
+        if verdict is Reach.OFFLINE:
+            raise FailedPrecondition(
+                f"{target.uri} is offline: no endpoint can take the invitation"
+            )
+        if verdict is Reach.DO_NOT_DISTURB:
+            raise FailedPrecondition(
+                f"{target.uri} is in Do Not Disturb: only their Workgroup contacts can reach them"
+            )
+
+    def _check_room(self, user: User) -> None:
+        if user.conversations >= self._limits.max_conversations_per_user:
+            raise ResourceExhausted(
+                f"{user.uri} is in {user.conversations} conversations already: at most "
+                f"{self._limits.max_conversations_per_user}; leave one first"
+            )
+
+    # --- operations ---
+
+    def create(
+        self, ep: Endpoint, invitees: list[User], subject: str, first: ChatMessage | None
+    ) -> tuple[Conversation, MessageReceived | None]:
+        """Start a conversation; invitees are validated, distinct users other than the caller."""
+        if len(subject) > MAX_SUBJECT:
+            raise InvalidArgument(f"subject is {len(subject)} characters: at most {MAX_SUBJECT}")
+        if len(invitees) + 1 > self._limits.max_participants:
+            raise ResourceExhausted(
+                f"{len(invitees) + 1} participants: a conference holds at most "
+                f"{self._limits.max_participants}"
+            )
+        self._check_room(ep.user)
+        for target in invitees:
+            self._check_reach(ep.user, target)
+        now = self._clock.now()
+        conv = Conversation("c-" + secrets.token_hex(8), subject, ep, now)
+        self.conversations[conv.id] = conv
+        self._obs.im_session_attempted()
+        if len(invitees) > 1:
+            self._start_conference(conv, now)
+        self._join(conv, ep, now)
+        sent = self._post(conv, conv.participants[ep.user.id], first) if first else None
+        for target in invitees:
+            self._invite(conv, ep, target, first if sent else None, sent.sequence if sent else 0)
+        return conv, sent
+
+    def invite(self, ep: Endpoint, conversation_id: str, target: User) -> bool:
+        """Invite one more person; True if that escalated a two-party conversation."""
+        conv, _ = self._participant(ep, conversation_id)
+        if target.id in conv.participants or target.id in conv.pending:
+            raise FailedPrecondition(f"{target.uri} is already in conversation {conv.id}")
+        if len(conv.participants) + len(conv.pending) >= self._limits.max_participants:
+            raise ResourceExhausted(
+                f"conversation {conv.id} is full: at most {self._limits.max_participants} "
+                "participants"
+            )
+        self._check_reach(ep.user, target)
+        # a live two-party conversation always has its two people (joined or invited)
+        escalated = not conv.is_conference
+        if escalated:
+            self._escalate(conv)
+        self._invite(conv, ep, target, None, 0)
+        return escalated
+
+    def accept(self, ep: Endpoint, conversation_id: str) -> Conversation:
+        conv = self._get(conversation_id)
+        user = ep.user
+        invite = conv.pending.get(user.id)
+        if invite is None:
+            if user.id in conv.participants:
+                raise FailedPrecondition(f"{user.uri} is in conversation {conv.id} already")
+            raise PermissionDenied(f"{user.uri} was not invited to conversation {conv.id}")
+        self._check_room(user)
+        del conv.pending[user.id]
+        user.invitations.discard(conv.id)
+        invite.timer.cancel()
+        now = self._clock.now()
+        if not conv.is_conference:
+            conv.session_to_endpoint = ep.id
+            conv.response_time = now
+            conv.response_code = 200
+            self._obs.im_session_established()
+        for other in user.endpoints:
+            if other is not ep:
+                self._deliver(
+                    other, ConversationEnded(conv.id, "accepted-on-another-endpoint", now)
+                )
+        joined = ParticipantJoined(conv.id, user.uri, now)
+        for part in conv.participants.values():
+            self._deliver(part.endpoint, joined)
+        self._join(conv, ep, now)
+        in_window = (
+            conv.first_message_mono is not None
+            and self._clock.monotonic() - conv.first_message_mono
+            <= self._config.timers.immcu_buffer_window
+        )
+        if not conv.is_conference or in_window:
+            for msg in conv.buffer:
+                if msg.sequence > invite.carried_seq and msg.sender != user.uri:
+                    self._deliver(ep, msg)
+        return conv
+
+    def decline(self, ep: Endpoint, conversation_id: str) -> None:
+        conv = self._get(conversation_id)
+        if ep.user.id not in conv.pending:
+            raise PermissionDenied(f"{ep.uri} has no pending invitation to conversation {conv.id}")
+        self._refuse(conv, ep.user, 603, "declined")
+
+    def send(self, ep: Endpoint, conversation_id: str, message: ChatMessage) -> MessageReceived:
+        conv, part = self._participant(ep, conversation_id)
+        if (
+            not conv.is_conference
+            and conv.session_to is not None
+            and conv.response_code == 0
+            and len(conv.buffer) >= self._config.immcu_buffer_messages
+        ):
+            raise ResourceExhausted(
+                f"{conv.session_to.uri} has not accepted yet and {len(conv.buffer)} messages are "
+                "waiting: wait for the invitation to be accepted"
+            )
+        return self._post(conv, part, message)
+
+    def set_typing(self, ep: Endpoint, conversation_id: str, typing: bool) -> None:
+        conv, _ = self._participant(ep, conversation_id)
+        event = TypingChanged(conv.id, ep.uri, typing, self._clock.now())
+        for part in conv.participants.values():
+            if part.endpoint is not ep:
+                self._deliver(part.endpoint, event)
+
+    def leave(self, ep: Endpoint, conversation_id: str, reason: str = "left") -> None:
+        conv = self._get(conversation_id)
+        user = ep.user
+        part = conv.participants.get(user.id)
+        if part is None or part.endpoint is not ep:
+            if user.id in conv.pending:
+                self._refuse(conv, user, 603, "declined")
+                return
+            raise PermissionDenied(f"{ep.uri} is not a participant of conversation {conv.id}")
+        now = self._clock.now()
+        self._part(conv, part, now)
+        left = ParticipantLeft(conv.id, user.uri, reason, now)
+        for other in conv.participants.values():
+            self._deliver(other.endpoint, left)
+        self._end_if_over(conv, now, "cancelled" if conv.response_code == 0 else "left")
+
+    def leave_all(self, ep: Endpoint, reason: str) -> None:
+        """Take an endpoint that is going away out of all its conversations."""
+        for conv_id in list(ep.conversations):
+            conv = self.conversations.get(conv_id)
+            if conv is not None and not conv.ended:
+                self.leave(ep, conv_id, reason)
+        if any(o is not ep and not o.signed_out for o in ep.user.endpoints):
+            return  # another endpoint of the user can still answer the invitations
+        for conv_id in list(ep.user.invitations):
+            conv = self.conversations.get(conv_id)
+            if conv is not None and ep.user.id in conv.pending:
+                self._refuse(conv, ep.user, 480, "signed-out")
+
+    # --- internals: every state change goes through these ---
+
+    def _invite(
+        self,
+        conv: Conversation,
+        inviter: Endpoint,
+        target: User,
+        first: ChatMessage | None,
+        carried_seq: int,
+    ) -> None:
+        now = self._clock.now()
+        deadline = self._clock.monotonic() + self._config.timers.invitation_timeout
+        timer = self._timers.schedule(deadline, lambda: self._no_answer(conv, target))
+        conv.pending[target.id] = PendingInvite(target, inviter, now, carried_seq, timer)
+        target.invitations.add(conv.id)
+        if not conv.is_conference:
+            conv.session_to = target
+        event = Invitation(
+            conv.id, inviter.uri, first, conv.subject, conv.conference_uri, conv.uris(), now
+        )
+        for target_ep in target.endpoints:
+            self._deliver(target_ep, event)
+
+    def _no_answer(self, conv: Conversation, target: User) -> None:
+        if not conv.ended and target.id in conv.pending:
+            self._refuse(conv, target, 408, "no-answer")
+
+    def _refuse(self, conv: Conversation, target: User, code: int, reason: str) -> None:
+        invite = conv.pending.pop(target.id)
+        target.invitations.discard(conv.id)
+        invite.timer.cancel()
+        now = self._clock.now()
+        if not conv.is_conference:
+            conv.response_time = now
+            conv.response_code = code
+        left = ParticipantLeft(conv.id, target.uri, reason, now)
+        for part in conv.participants.values():
+            self._deliver(part.endpoint, left)
+        for target_ep in target.endpoints:
+            self._deliver(target_ep, ConversationEnded(conv.id, reason, now))
+        self._end_if_over(conv, now, reason)
+
+    def _join(self, conv: Conversation, ep: Endpoint, now: float) -> None:
+        conv.participants[ep.user.id] = Participant(ep, now)
+        ep.conversations[conv.id] = conv
+        ep.user.conversations += 1
+
+    def _part(self, conv: Conversation, part: Participant, now: float) -> None:
+        ep = part.endpoint
+        del conv.participants[ep.user.id]
+        ep.conversations.pop(conv.id, None)
+        ep.user.conversations -= 1
+        if conv.is_conference:
+            self._record_conference_member(conv, part, now)
+
+    def _record_conference_member(self, conv: Conversation, part: Participant, now: float) -> None:
+        uri = part.endpoint.uri
+        self._record(
+            ConferenceJoinRecord(conv.conference_uri, uri, part.endpoint.id, part.joined_at, now)
+        )
+        self._record(ConferenceMessageCountRecord(conv.conference_uri, uri, part.messages))
+
+    def _post(self, conv: Conversation, part: Participant, message: ChatMessage) -> MessageReceived:
+        mono = self._clock.monotonic()
+        conv.sequence += 1
+        seq = conv.sequence
+        msg = MessageReceived(
+            conv.id,
+            part.endpoint.uri,
+            seq,
+            f"{conv.id}:{seq}",
+            message.body,
+            message.content_type,
+            self._clock.now(),
+        )
+        if conv.first_message_mono is None:
+            conv.first_message_mono = mono
+        if mono - conv.first_message_mono <= self._config.timers.immcu_buffer_window or (
+            conv.pending and not conv.is_conference
+        ):
+            if len(conv.buffer) < self._config.immcu_buffer_messages:
+                conv.buffer.append(msg)
+        elif conv.buffer:
+            conv.buffer.clear()
+        part.messages += 1
+        if not conv.is_conference:
+            uid = part.endpoint.user.id
+            conv.session_counts[uid] = conv.session_counts.get(uid, 0) + 1
+        sender = part.endpoint
+        delivered = 0
+        for other in conv.participants.values():
+            if other.endpoint is not sender:
+                self._deliver(other.endpoint, msg)
+                delivered += 1
+        self._obs.message_sent(delivered)
+        self._obs.routed(self._clock.monotonic() - mono)
+        return msg
+
+    def _start_conference(self, conv: Conversation, now: float) -> None:
+        org = conv.organizer.user
+        conv.conference_uri = f"{org.uri};gruu;opaque=app:conf:chat:id:{conv.id[2:]}"
+        self._obs.conference_started()
+
+    def _escalate(self, conv: Conversation) -> None:
+        now = self._clock.now()
+        self._start_conference(conv, now)
+        self._record_session(conv, now)
+        for part in conv.participants.values():
+            part.joined_at = now
+            part.messages = 0
+        event = ConversationEscalated(conv.id, conv.conference_uri, now)
+        for part in conv.participants.values():
+            self._deliver(part.endpoint, event)
+
+    def _record_session(self, conv: Conversation, now: float) -> None:
+        to = conv.session_to
+        if to is None:
+            return
+        org = conv.organizer
+        counts = conv.session_counts
+        from_count = counts.get(org.user.id, 0)
+        self._record(
+            ImSessionRecord(
+                session_id=conv.id,
+                from_uri=org.uri,
+                from_endpoint=org.id,
+                to_uri=to.uri,
+                to_endpoint=conv.session_to_endpoint,
+                invite_time=conv.created_at,
+                response_time=conv.response_time or now,
+                response_code=conv.response_code or 487,
+                end_time=now,
+                from_message_count=from_count,
+                to_message_count=counts.get(to.id, 0) if conv.response_code == 200 else 0,
+                escalated_to=conv.conference_uri,
+            )
+        )
+        conv.session_to = None
+
+    def _end_if_over(self, conv: Conversation, now: float, reason: str) -> None:
+        if conv.ended or (conv.participants and len(conv.participants) + len(conv.pending) >= 2):
+            return
+        conv.ended = True
+        del self.conversations[conv.id]
+        for invite in list(conv.pending.values()):
+            invite.timer.cancel()
+            invite.user.invitations.discard(conv.id)
+            for target_ep in invite.user.endpoints:
+                self._deliver(target_ep, ConversationEnded(conv.id, "cancelled", now))
+        conv.pending.clear()
+        if not conv.is_conference:
+            self._record_session(conv, now)
+        ended = ConversationEnded(conv.id, reason, now)
+        for part in list(conv.participants.values()):
+            self._deliver(part.endpoint, ended)
+            self._part(conv, part, now)
+        if conv.is_conference:
+            self._record(
+                ConferenceRecord(
+                    conv.conference_uri,
+                    conv.created_at,
+                    now,
+                    conv.organizer.uri,
+                    self._config.pool_name,
+                )
+            )

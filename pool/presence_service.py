@@ -1,0 +1,350 @@
+"""Publishing, polling and subscribing to presence; contact lists and privacy levels.
+
+On every change of a user's states the aggregate is recomputed; when it differs, each
+subscribed endpoint is told what *its* user may see (one view per access level, built once per
+change, however many watchers share that level).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from pool.clock import Clock
+from pool.config import EngineConfig
+from pool.directory import ContactEntry, Directory, User
+from pool.errors import InvalidArgument, NotFound, ResourceExhausted
+from pool.events import Event, PresenceChanged
+from pool.observer import Observer
+from pool.presence import (
+    CALENDAR_AVAILABILITIES,
+    USER_AVAILABILITIES,
+    CalendarState,
+    MachineState,
+    ManualState,
+    aggregate,
+    check_activity,
+)
+from pool.privacy import AccessLevel, PresenceView, view
+from pool.registrar import Endpoint
+from pool.store import ContactRow, PresenceRow, Store
+from pool.timers import TimerHeap
+
+DEFAULT_GROUP = "Other Contacts"
+MAX_GROUP = 64
+_LEVELS = frozenset(int(level) for level in AccessLevel)
+
+
+class Source:
+    USER = 0
+    MACHINE = 1
+    CALENDAR = 2
+    PHONE = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """One PublishPresence request, as the domain sees it."""
+
+    source: int = Source.USER
+    availability: int = 0
+    activity: str = ""
+    note: str | None = None
+    machine_state: MachineState | None = None
+    until: float = 0.0
+    meeting_subject: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ContactView:
+    user_uri: str
+    access_level: AccessLevel
+    group: str
+
+
+class PresenceService:
+    def __init__(
+        self,
+        config: EngineConfig,
+        directory: Directory,
+        store: Store,
+        clock: Clock,
+        timers: TimerHeap,
+        deliver: Callable[[Endpoint, Event], None],
+        observer: Observer,
+    ) -> None:
+        self._config = config
+        self._limits = config.limits
+        self._dir = directory
+        self._store = store
+        self._clock = clock
+        self._timers = timers
+        self._deliver = deliver
+        self._obs = observer
+
+    # --- aggregation and fan-out ---
+
+    def effective_machine(self, ep: Endpoint, mono: float) -> MachineState:
+        """The endpoint's machine state after idling (SPEC section 3, rule 4)."""
+        if ep.machine >= MachineState.AWAY:
+            return ep.machine
+        idle = mono - ep.last_input
+        timers = self._config.timers
+        if idle >= timers.idle_inactive + timers.idle_away:
+            return MachineState.AWAY
+        if idle >= timers.idle_inactive:
+            return max(ep.machine, MachineState.INACTIVE)
+        return ep.machine
+
+    def next_idle_deadline(self, ep: Endpoint) -> float | None:
+        timers = self._config.timers
+        if ep.effective == MachineState.ACTIVE or ep.effective == MachineState.UNKNOWN:
+            return ep.last_input + timers.idle_inactive
+        if ep.effective == MachineState.INACTIVE:
+            return ep.last_input + timers.idle_inactive + timers.idle_away
+        return None
+
+    def recompute(self, user: User) -> bool:
+        """Re-aggregate ``user``; tell the watchers if it changed. True if it changed."""
+        agg = aggregate(user.states, [ep.effective for ep in user.endpoints], self._clock.now())
+        if agg == user.current:
+            return False
+        user.current = agg
+        self._notify_watchers(user)
+        return True
+
+    def _notify_watchers(self, user: User, only: Iterable[Endpoint] | None = None) -> None:
+        watchers = user.watchers if only is None else only
+        if not watchers:
+            return
+        now = self._clock.now()
+        events: dict[AccessLevel, PresenceChanged] = {}
+        sent = 0
+        for w in watchers:
+            level = user.level_for(w.user)
+            event = events.get(level)
+            if event is None:
+                event = PresenceChanged(view(user.uri, user.current, level), now)
+                events[level] = event
+            self._deliver(w, event)
+            sent += 1
+        self._obs.presence_notified(sent)
+
+    def view_for(self, watcher: User, user: User) -> PresenceView:
+        if watcher is user:
+            return view(user.uri, user.current, AccessLevel.UNSPECIFIED, is_self=True)
+        return view(user.uri, user.current, user.level_for(watcher))
+
+    # --- publications ---
+
+    def publish(self, ep: Endpoint, pub: Publication) -> PresenceView:
+        user = ep.user
+        states = user.states
+        note = self._check_note(pub.note)
+        activity = check_activity(pub.activity)
+        if pub.source == Source.USER:
+            if pub.availability not in USER_AVAILABILITIES:
+                raise InvalidArgument(
+                    f"availability {pub.availability} is not one a user can publish: use 3500 "
+                    "Available, 6500 Busy, 9500 Do Not Disturb, 12500 Be Right Back, "
+                    "15500 Away or 18500 Offline"
+                )
+            manual = ManualState(pub.availability, activity)
+            self._persist(user, manual, states.note if note is None else note)
+            states.manual = manual
+        elif pub.source == Source.MACHINE:
+            if pub.machine_state is None:
+                raise InvalidArgument(
+                    "machine_state is unspecified: a MACHINE publication sets ACTIVE, INACTIVE, "
+                    "AWAY or OFF"
+                )
+            if note is not None:
+                self._persist(user, states.manual, note)
+            ep.machine = pub.machine_state
+            if pub.machine_state == MachineState.ACTIVE:
+                ep.last_input = self._clock.monotonic()
+            ep.effective = self.effective_machine(ep, self._clock.monotonic())
+        elif pub.source == Source.CALENDAR:
+            states.calendar = self._calendar(user, pub, activity)
+            if note is not None:
+                self._persist(user, states.manual, note)
+        elif pub.source == Source.PHONE:
+            if pub.availability not in (0, 6500):
+                raise InvalidArgument(
+                    f"availability {pub.availability} is not a phone state: 6500 (in a call) or "
+                    "0 (call ended)"
+                )
+            if note is not None:
+                self._persist(user, states.manual, note)
+            states.on_phone = pub.availability == 6500
+        else:
+            raise InvalidArgument(
+                f"source {pub.source} is not a presence source: USER, MACHINE, CALENDAR or PHONE"
+            )
+        if note is not None:
+            states.note = note
+        self._obs.presence_published()
+        self.recompute(user)
+        return self.view_for(user, user)
+
+    def _calendar(self, user: User, pub: Publication, activity: str) -> CalendarState | None:
+        if pub.availability == 0:
+            return None
+        if pub.availability not in CALENDAR_AVAILABILITIES:
+            raise InvalidArgument(
+                f"availability {pub.availability} is not a calendar state: 6500 (in a meeting), "
+                "15500 (out of office) or 0 (clear)"
+            )
+        now = self._clock.now()
+        if pub.until and pub.until <= now:
+            raise InvalidArgument("until is in the past: a calendar state must end in the future")
+        if len(pub.meeting_subject) > 256:
+            raise InvalidArgument("meeting_subject is longer than 256 characters")
+        default = "in-a-meeting" if pub.availability == 6500 else "out-of-office"
+        state = CalendarState(pub.availability, activity or default, pub.until, pub.meeting_subject)
+        if pub.until:
+            deadline = self._clock.monotonic() + (pub.until - now)
+            self._timers.schedule(deadline, lambda: self._calendar_ended(user, state))
+        return state
+
+    def _calendar_ended(self, user: User, state: CalendarState) -> None:
+        if user.states.calendar is state:  # not replaced since
+            user.states.calendar = None
+            self.recompute(user)
+
+    def reset(self, ep: Endpoint) -> PresenceView:
+        user = ep.user
+        if user.states.manual is not None:
+            self._persist(user, None, user.states.note)
+            user.states.manual = None
+            self.recompute(user)
+        return self.view_for(user, user)
+
+    def _check_note(self, note: str | None) -> str | None:
+        if note is not None and len(note.encode()) > self._limits.max_note_bytes:
+            raise InvalidArgument(
+                f"note is {len(note.encode())} bytes: at most {self._limits.max_note_bytes}"
+            )
+        return note
+
+    def _persist(self, user: User, manual: ManualState | None, note: str) -> None:
+        self._store.put_presence(
+            PresenceRow(
+                user.id,
+                manual.availability if manual else 0,
+                manual.activity if manual else "",
+                note,
+            )
+        )
+
+    # --- polls and subscriptions ---
+
+    def _targets(self, uris: list[str], what: str) -> list[User]:
+        if not uris:
+            raise InvalidArgument(f"user_uris is empty: name at least one user to {what}")
+        if len(uris) > self._limits.max_batch:
+            raise InvalidArgument(
+                f"{len(uris)} user_uris: at most {self._limits.max_batch} in one call"
+            )
+        users: list[User] = []
+        missing: list[str] = []
+        for uri in uris:
+            try:
+                users.append(self._dir.require(uri))
+            except NotFound:
+                missing.append(uri.lower())
+        if missing:
+            shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
+            raise NotFound(f"unknown user(s) {shown}: no such user is provisioned in this pool")
+        return users
+
+    def get(self, ep: Endpoint, uris: list[str]) -> list[PresenceView]:
+        users = self._targets(uris, "poll")
+        self._obs.presence_polled(len(users))
+        return [self.view_for(ep.user, u) for u in users]
+
+    def subscribe(self, ep: Endpoint, uris: list[str], expires: float) -> list[PresenceView]:
+        users = self._targets(uris, "subscribe to")
+        new = {u.id for u in users if u.id not in ep.subscriptions}
+        user = ep.user
+        if user.subscriptions + len(new) > self._limits.max_subscriptions:
+            raise ResourceExhausted(
+                f"{user.uri} has {user.subscriptions} open subscriptions and asked for "
+                f"{len(new)} more: at most {self._limits.max_subscriptions}; unsubscribe first"
+            )
+        deadline = self._clock.monotonic() + expires if expires else 0.0
+        for target in users:
+            ep.subscriptions[target.id] = deadline
+            target.watchers.add(ep)
+        user.subscriptions += len(new)
+        if deadline:
+            self._timers.schedule(deadline, lambda: self._expire_subscriptions(ep, deadline))
+        return [self.view_for(user, u) for u in users]
+
+    def _expire_subscriptions(self, ep: Endpoint, deadline: float) -> None:
+        expired = [uid for uid, d in ep.subscriptions.items() if d and d <= deadline]
+        self._drop_subscriptions(ep, expired)
+
+    def unsubscribe(self, ep: Endpoint, uris: list[str]) -> int:
+        users = self._targets(uris, "unsubscribe from")
+        self._drop_subscriptions(ep, [u.id for u in users if u.id in ep.subscriptions])
+        return ep.user.subscriptions
+
+    def _drop_subscriptions(self, ep: Endpoint, user_ids: Iterable[int]) -> None:
+        dropped = 0
+        for uid in user_ids:
+            if ep.subscriptions.pop(uid, None) is not None:
+                self._dir.by_id(uid).watchers.discard(ep)
+                dropped += 1
+        ep.user.subscriptions -= dropped
+
+    def drop_endpoint(self, ep: Endpoint) -> None:
+        self._drop_subscriptions(ep, list(ep.subscriptions))
+
+    # --- contacts and privacy ---
+
+    def add_contact(self, ep: Endpoint, uri: str, level: int, group: str) -> ContactView:
+        user = ep.user
+        contact = self._dir.require(uri, field_name="contact_uri")
+        if contact is user:
+            raise InvalidArgument(f"{user.uri} cannot add themselves as a contact")
+        if level not in _LEVELS:
+            raise InvalidArgument(
+                f"access_level {level} is not a privacy level: use 100 External, 200 Colleagues, "
+                "300 Workgroup, 400 Friends and Family, 32000 Blocked (0 for the default)"
+            )
+        group = group or DEFAULT_GROUP
+        if len(group) > MAX_GROUP:
+            raise InvalidArgument(f"group is {len(group)} characters: at most {MAX_GROUP}")
+        existing = user.contacts.get(contact.id)
+        if existing is None and len(user.contacts) >= self._limits.max_contacts:
+            raise ResourceExhausted(
+                f"{user.uri} has {len(user.contacts)} contacts: at most "
+                f"{self._limits.max_contacts}; remove one first"
+            )
+        before = user.level_for(contact)
+        self._store.put_contact(ContactRow(user.id, contact.id, level, group))
+        user.contacts[contact.id] = ContactEntry(level, group)
+        if user.level_for(contact) != before:
+            self._notify_watchers(user, [w for w in user.watchers if w.user is contact])
+        return ContactView(contact.uri, user.level_for(contact), group)
+
+    def remove_contact(self, ep: Endpoint, uri: str) -> int:
+        user = ep.user
+        contact = self._dir.require(uri, field_name="contact_uri")
+        if contact.id not in user.contacts:
+            raise NotFound(f"{contact.uri} is not a contact of {user.uri}")
+        before = user.level_for(contact)
+        self._store.delete_contact(user.id, contact.id)
+        del user.contacts[contact.id]
+        if user.level_for(contact) != before:
+            self._notify_watchers(user, [w for w in user.watchers if w.user is contact])
+        return len(user.contacts)
+
+    def list_contacts(self, ep: Endpoint) -> list[ContactView]:
+        user = ep.user
+        out = []
+        for cid, entry in user.contacts.items():
+            contact = self._dir.by_id(cid)
+            out.append(ContactView(contact.uri, user.level_for(contact), entry.group))
+        return sorted(out, key=lambda c: (c.group, c.user_uri))

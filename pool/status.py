@@ -1,0 +1,61 @@
+"""An edition-neutral picture of a pool, what GetPoolStatus and `poolsim status` show."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class FrontEndState(Enum):
+    STARTING = "starting"
+    UP = "up"
+    DRAINING = "draining"
+    DOWN = "down"
+
+
+class GroupState(Enum):
+    HEALTHY = "healthy"
+    DEGRADED = "degraded"
+    QUORUM_LOSS = "quorum-loss"
+
+
+class QuorumState(Enum):
+    WAITING_FOR_FIRST_START = "waiting-for-first-start"
+    HAS_QUORUM = "has-quorum"
+    LOST = "lost"
+
+
+@dataclass(frozen=True, slots=True)
+class FrontEndInfo:
+    id: str
+    address: str
+    metrics_address: str
+    state: FrontEndState
+    primaries: int = 0
+    secondaries: int = 0
+    endpoints: int = 0
+    start_order: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingGroupInfo:
+    id: int
+    primary: str
+    secondaries: tuple[str, ...]
+    state: GroupState
+    users: int
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStatusInfo:
+    edition: str  # "standard" | "enterprise"
+    pool_name: str
+    front_ends: tuple[FrontEndInfo, ...]
+    routing_groups: tuple[RoutingGroupInfo, ...]
+    quorum: QuorumState
+    quorum_detail: str
+    users_provisioned: int
+    endpoints_signed_in: int
+    users_signed_in: int
+    started_at: float
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,117 @@
+"""Where persistent data lives: the interface, and an in-memory fake for domain tests.
+
+Persistent (SPEC section 2): the directory of users with their password hashes, contacts and
+access levels, the manual presence state and note, and the call detail records. The engine
+writes here *before* it changes memory and acknowledges, so a failed write changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from pool.cdr import CdrRecord, StoredRecord
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    id: int
+    uri: str
+    display_name: str
+    routing_group: int
+    salt: bytes
+    pw_hash: bytes
+    iterations: int
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRow:
+    user_id: int
+    contact_id: int
+    access_level: int  # 0: the default by domain
+    group: str
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceRow:
+    user_id: int
+    manual_availability: int  # 0: no manual state
+    manual_activity: str
+    note: str
+
+
+class Store(Protocol):
+    def load_users(self) -> Iterator[UserRow]: ...
+
+    def load_contacts(self) -> Iterator[ContactRow]: ...
+
+    def load_presence(self) -> Iterator[PresenceRow]: ...
+
+    def add_users(self, rows: Iterable[UserRow]) -> None: ...
+
+    def put_contact(self, row: ContactRow) -> None: ...
+
+    def delete_contact(self, user_id: int, contact_id: int) -> None: ...
+
+    def put_presence(self, row: PresenceRow) -> None: ...
+
+    def add_cdr(self, time: float, record: CdrRecord) -> int: ...
+
+    def list_cdr(self, since: float) -> Iterator[StoredRecord]: ...
+
+    def close(self) -> None: ...
+
+
+class MemoryStore:
+    """A Store in dicts, for domain tests. ``fail_next`` makes the next write raise."""
+
+    def __init__(self) -> None:
+        self.users: dict[int, UserRow] = {}
+        self.contacts: dict[tuple[int, int], ContactRow] = {}
+        self.presence: dict[int, PresenceRow] = {}
+        self.cdrs: list[StoredRecord] = []
+        self.fail_next: Exception | None = None
+
+    def _maybe_fail(self) -> None:
+        if self.fail_next is not None:
+            exc, self.fail_next = self.fail_next, None
+            raise exc
+
+    def load_users(self) -> Iterator[UserRow]:
+        return iter(list(self.users.values()))
+
+    def load_contacts(self) -> Iterator[ContactRow]:
+        return iter(list(self.contacts.values()))
+
+    def load_presence(self) -> Iterator[PresenceRow]:
+        return iter(list(self.presence.values()))
+
+    def add_users(self, rows: Iterable[UserRow]) -> None:
+        self._maybe_fail()
+        for row in rows:
+            self.users[row.id] = row
+
+    def put_contact(self, row: ContactRow) -> None:
+        self._maybe_fail()
+        self.contacts[(row.user_id, row.contact_id)] = row
+
+    def delete_contact(self, user_id: int, contact_id: int) -> None:
+        self._maybe_fail()
+        self.contacts.pop((user_id, contact_id), None)
+
+    def put_presence(self, row: PresenceRow) -> None:
+        self._maybe_fail()
+        self.presence[row.user_id] = row
+
+    def add_cdr(self, time: float, record: CdrRecord) -> int:
+        self._maybe_fail()
+        rid = len(self.cdrs) + 1
+        self.cdrs.append(StoredRecord(rid, time, record))
+        return rid
+
+    def list_cdr(self, since: float) -> Iterator[StoredRecord]:
+        return iter([r for r in self.cdrs if r.time >= since])
+
+    def close(self) -> None:
+        pass

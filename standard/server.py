@@ -1,0 +1,129 @@
+"""`poolsim serve` for the Standard Edition: one front end over a SQLite store.
+
+Start-up: open the store under the data dir, load the directory, provision ``--users`` (those
+that exist are kept), read or make the admin token, start metrics and gRPC, print where each
+is. SIGTERM / SIGINT: stop accepting, sign every endpoint out (with records), exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from pool.api.metrics import Metrics
+from pool.api.server import TlsFiles, start_front_end
+from pool.clock import SystemClock
+from pool.config import EngineConfig
+from pool.engine import Engine
+from pool.sqlite_store import SqliteStore
+from standard.admin_token import load_or_create
+
+log = logging.getLogger("poolsim.standard")
+
+
+@dataclass(frozen=True, slots=True)
+class ServeOptions:
+    host: str = "127.0.0.1"
+    port: int = 5061
+    metrics_port: int = 9464  # -1: no metrics endpoint
+    data_dir: Path = Path("poolsim-data")
+    users: int = 0
+    user_prefix: str = "user"
+    domain: str = "contoso.com"
+    user_password: str = "poolsim"
+    admin_token_file: Path | None = None
+    tls: TlsFiles | None = None
+    insecure: bool = False
+    durability: str = "normal"
+    config: EngineConfig = field(default_factory=EngineConfig)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check(opts: ServeOptions) -> None:
+    if not is_loopback(opts.host) and opts.tls is None and not opts.insecure:
+        raise SystemExit(
+            f"refusing to serve on {opts.host} without TLS: give --tls-cert and --tls-key, or "
+            "--insecure to serve plaintext anyway"
+        )
+
+
+async def serve(
+    opts: ServeOptions, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
+) -> int:
+    check(opts)
+    opts.data_dir.mkdir(parents=True, exist_ok=True)
+    store = SqliteStore(opts.data_dir / "pool.db", durability=opts.durability)
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    engine = Engine(opts.config, store, SystemClock(), metrics)
+    loaded = engine.load()
+    if opts.users:
+        result = engine.provision(opts.user_prefix, opts.domain, opts.users, 0, opts.user_password)
+        print(
+            f"users: {result.created} provisioned, {result.already_existed} already there "
+            f"({result.first_uri} .. {result.last_uri}, password {opts.user_password!r})"
+        )
+    elif loaded:
+        print(f"users: {loaded} loaded from {opts.data_dir}")
+    token_path = opts.admin_token_file or opts.data_dir / "admin.token"
+    token = load_or_create(token_path, create=opts.admin_token_file is None)
+    metrics_server = None
+    if opts.metrics_port >= 0:
+        metrics_server, _ = start_http_server(opts.metrics_port, addr=opts.host, registry=registry)
+        engine.metrics_address = f"{opts.host}:{metrics_server.server_port}"
+    metrics.watch(engine, "standard")
+    server = await start_front_end(
+        engine, host=opts.host, port=opts.port, admin_token=token, metrics=metrics, tls=opts.tls
+    )
+    scheme = "TLS" if opts.tls else "plaintext"
+    print(
+        f"poolsim standard edition: front end {engine.config.front_end_id} serving on "
+        f"{engine.address} ({scheme})"
+    )
+    if engine.metrics_address:
+        print(f"metrics: http://{engine.metrics_address}/metrics")
+    print(f"admin token: {token_path}")
+    print("stop with Ctrl-C or SIGTERM", flush=True)
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+        print("stopping: signing endpoints out", flush=True)
+        await server.stop(grace=5.0)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
+        store.close()
+    print("stopped", flush=True)
+    return 0
+
+
+def main(opts: ServeOptions) -> int:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return asyncio.run(serve(opts))
