@@ -36,6 +36,7 @@ from pool.status import (
 )
 from pool.store import Store
 from pool.timers import TimerHeap
+from pool.uri import parse_uri
 
 MAX_DEVICE = 64
 FLOW_SWEEP_INTERVAL = 5.0
@@ -148,8 +149,8 @@ class Engine:
 
     def check_password(self, uri: str, password: str) -> User:
         """The user if the password is right; safe to call from a worker thread."""
-        user = self.directory.require(uri) if uri else None
-        if user is None or not password:
+        user = self.directory.get(parse_uri(uri))  # malformed: InvalidArgument
+        if user is None or not password:  # unknown users cost the same hashing time
             hash_password(password or "-", _DUMMY_SALT, self.config.password_iterations)
             self.observer.logon(False, "bad-credentials")
             raise Unauthenticated("sign-in failed: wrong user URI or password")

@@ -1,0 +1,102 @@
+"""Shared fixtures: a real Standard front end (grpc.aio on loopback port 0, SQLite in tmp_path)
+with an injected fake clock, and helpers to wait on conditions (never on sleeps)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from pool.api.metrics import Metrics
+from pool.api.server import FrontEndServer, start_front_end
+from pool.client import PoolClient, Session
+from pool.clock import FakeClock
+from pool.config import EngineConfig
+from pool.engine import Engine
+from pool.sqlite_store import SqliteStore
+
+ADMIN_TOKEN = "test-admin-token-0123456789"
+PASSWORD = "pw"
+DOMAIN = "contoso.com"
+DEADLINE = 20.0  # seconds a condition may take before a test fails
+
+
+def uri(i: int, domain: str = DOMAIN) -> str:
+    return f"sip:user{i}@{domain}"
+
+
+async def eventually(
+    check: Callable[[], bool | Awaitable[bool]], *, deadline: float = DEADLINE, what: str = ""
+) -> None:
+    """Wait until ``check()`` is true; fail after ``deadline`` seconds."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    while True:
+        result = check()
+        if not isinstance(result, bool):
+            result = await result
+        if result:
+            return
+        if loop.time() > end:
+            raise AssertionError(f"condition not met within {deadline} s: {what or check}")
+        await asyncio.sleep(0.01)
+
+
+@dataclass
+class StandardPool:
+    """A running Standard front end and what a test needs to drive it."""
+
+    engine: Engine
+    server: FrontEndServer
+    clock: FakeClock
+    registry: CollectorRegistry
+    client: PoolClient
+    address: str
+    admin_token: str = ADMIN_TOKEN
+
+    async def sign_in(self, i: int, device: str = "desktop", domain: str = DOMAIN) -> Session:
+        return await self.client.sign_in(uri(i, domain), PASSWORD, device)
+
+    def advance(self, seconds: float) -> None:
+        """Move the fake clock and run what came due (on the server's own loop)."""
+        self.clock.advance(seconds)
+        self.engine.tick()
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        value = self.registry.get_sample_value(name, labels or {})
+        return 0.0 if value is None else value
+
+
+async def start_standard(
+    tmp_path: Path, config: EngineConfig | None = None, users: int = 10
+) -> StandardPool:
+    config = config or EngineConfig(password_iterations=1)
+    clock = FakeClock()
+    registry = CollectorRegistry()
+    metrics = Metrics(registry)
+    store = SqliteStore(tmp_path / "pool.db")
+    engine = Engine(config, store, clock, metrics)
+    engine.load()
+    engine.provision("user", DOMAIN, users, 0, PASSWORD)
+    engine.provision("user", "fabrikam.com", 3, 0, PASSWORD)
+    metrics.watch(engine, "standard")
+    server = await start_front_end(
+        engine, host="127.0.0.1", port=0, admin_token=ADMIN_TOKEN, metrics=metrics
+    )
+    address = f"127.0.0.1:{server.port}"
+    return StandardPool(engine, server, clock, registry, PoolClient(address), address)
+
+
+@pytest.fixture
+async def standard(tmp_path: Path) -> AsyncIterator[StandardPool]:
+    pool = await start_standard(tmp_path)
+    try:
+        yield pool
+    finally:
+        await pool.client.close()
+        await pool.server.stop(grace=0.5)
+        pool.engine.store.close()

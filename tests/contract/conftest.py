@@ -1,0 +1,30 @@
+"""The contract suite: behaviour every edition must show through the public API.
+
+Tests here use only ``pool`` (a running pool: ``sign_in(i)``, ``client``, ``admin_token``)
+and the PoolClient. Each edition adds itself to ``EDITIONS``; the Enterprise pool runs the
+same tests unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import start_standard
+
+EDITIONS = ["standard"]
+
+
+@pytest.fixture(params=EDITIONS)
+async def pool(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    if request.param == "standard":
+        p = await start_standard(tmp_path)
+        try:
+            yield p
+        finally:
+            await p.client.close()
+            await p.server.stop(grace=0.5)
+            p.engine.store.close()
