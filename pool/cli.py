@@ -131,7 +131,7 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
-    from pool.status_table import fetch_and_format
+    from pool.api.status_table import fetch_and_format
 
     token = a.admin_token_file.read_text().strip()
     print(asyncio.run(fetch_and_format(a.address, token)))

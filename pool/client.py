@@ -384,6 +384,17 @@ class AdminClient:
             )
         )
 
+    async def provision_contacts(self, entries: Sequence[tuple[str, str, int, str]]) -> int:
+        """Bulk contact lists: (owner uri, contact uri, access level, group) per entry."""
+        request = apb.ProvisionContactsRequest(
+            contacts=[
+                apb.ContactEntry(owner_uri=o, contact_uri=c, access_level=level, group=g)
+                for o, c, level, g in entries
+            ]
+        )
+        reply = await _call(self._stub.ProvisionContacts(request, metadata=self._md))
+        return reply.written
+
     async def call_detail_records(self, since: float = 0.0) -> list[apb.CallDetailRecord]:
         request = apb.ListCallDetailRecordsRequest()
         if since:

@@ -17,7 +17,14 @@ from collections.abc import Iterator
 from pool.cdr import CdrRecord, RegistrationRecord, StoredRecord
 from pool.clock import Clock
 from pool.config import EngineConfig
-from pool.directory import ContactEntry, Directory, ProvisionResult, User, hash_password
+from pool.directory import (
+    MAX_PROVISION,
+    ContactEntry,
+    Directory,
+    ProvisionResult,
+    User,
+    hash_password,
+)
 from pool.errors import InvalidArgument, ResourceExhausted, Unauthenticated, Unavailable
 from pool.events import ChatMessage, Event, EventQueue, SignedOut
 from pool.immcu import Conversation, Immcu, check_message
@@ -110,6 +117,11 @@ class Engine:
         for row in rows:
             self.directory.load(row)
         return result
+
+    def provision_contacts(self, entries: list[tuple[str, str, int, str]]) -> int:
+        if len(entries) > MAX_PROVISION:
+            raise InvalidArgument(f"{len(entries)} contacts in one call: at most {MAX_PROVISION}")
+        return self.presence.provision_contacts(entries)
 
     def call_detail_records(self, since: float) -> Iterator[StoredRecord]:
         return self.store.list_cdr(since)
@@ -254,7 +266,6 @@ class Engine:
 
     def open_stream(self, ep: Endpoint) -> None:
         ep.streams += 1
-        ep.connected = True
 
     def close_stream(self, ep: Endpoint) -> None:
         ep.streams -= 1
@@ -393,7 +404,7 @@ class Engine:
         limit = self.clock.monotonic() - self.config.timers.flow_control_timeout
         for ep in self.registrar:
             since = ep.queue.pending_since
-            if ep.connected and since is not None and since <= limit:
+            if ep.streams and since is not None and since <= limit:
                 self.sign_out(ep, Reason.FLOW_CONTROLLED)
         self._schedule_flow_sweep()
 

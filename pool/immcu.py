@@ -95,6 +95,7 @@ class Conversation:
     response_time: float = 0.0
     response_code: int = 0
     session_counts: dict[int, int] = field(default_factory=dict)  # user id -> messages sent
+    conference_started_at: float = 0.0
     ended: bool = False
 
     @property
@@ -304,7 +305,8 @@ class Immcu:
         left = ParticipantLeft(conv.id, user.uri, reason, now)
         for other in conv.participants.values():
             self._deliver(other.endpoint, left)
-        self._end_if_over(conv, now, "cancelled" if conv.response_code == 0 else "left")
+        unanswered = not conv.is_conference and conv.response_code == 0
+        self._end_if_over(conv, now, "cancelled" if unanswered else "left")
 
     def leave_all(self, ep: Endpoint, reason: str) -> None:
         """Take an endpoint that is going away out of all its conversations."""
@@ -420,6 +422,7 @@ class Immcu:
     def _start_conference(self, conv: Conversation, now: float) -> None:
         org = conv.organizer.user
         conv.conference_uri = f"{org.uri};gruu;opaque=app:conf:chat:id:{conv.id[2:]}"
+        conv.conference_started_at = now
         self._obs.conference_started()
 
     def _escalate(self, conv: Conversation) -> None:
@@ -479,7 +482,7 @@ class Immcu:
             self._record(
                 ConferenceRecord(
                     conv.conference_uri,
-                    conv.created_at,
+                    conv.conference_started_at,
                     now,
                     conv.organizer.uri,
                     self._config.pool_name,

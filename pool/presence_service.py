@@ -97,8 +97,9 @@ class PresenceService:
         return ep.machine
 
     def next_idle_deadline(self, ep: Endpoint) -> float | None:
+        """When the endpoint's effective machine state next changes by idling, if ever."""
         timers = self._config.timers
-        if ep.effective == MachineState.ACTIVE or ep.effective == MachineState.UNKNOWN:
+        if ep.effective == MachineState.ACTIVE:
             return ep.last_input + timers.idle_inactive
         if ep.effective == MachineState.INACTIVE:
             return ep.last_input + timers.idle_inactive + timers.idle_away
@@ -122,6 +123,8 @@ class PresenceService:
         sent = 0
         for w in watchers:
             level = user.level_for(w.user)
+            if level is AccessLevel.BLOCKED and only is None:
+                continue  # always Offline to them: a notification would only leak timing
             event = events.get(level)
             if event is None:
                 event = PresenceChanged(view(user.uri, user.current, level), now)
@@ -138,10 +141,13 @@ class PresenceService:
     # --- publications ---
 
     def publish(self, ep: Endpoint, pub: Publication) -> PresenceView:
+        """Validate everything, write what is persistent, then change memory."""
         user = ep.user
         states = user.states
         note = self._check_note(pub.note)
         activity = check_activity(pub.activity)
+        manual = states.manual
+        calendar: CalendarState | None = None
         if pub.source == Source.USER:
             if pub.availability not in USER_AVAILABILITIES:
                 raise InvalidArgument(
@@ -150,44 +156,47 @@ class PresenceService:
                     "15500 Away or 18500 Offline"
                 )
             manual = ManualState(pub.availability, activity)
-            self._persist(user, manual, states.note if note is None else note)
-            states.manual = manual
         elif pub.source == Source.MACHINE:
-            if pub.machine_state is None:
+            if pub.machine_state is None or pub.machine_state == MachineState.UNKNOWN:
                 raise InvalidArgument(
-                    "machine_state is unspecified: a MACHINE publication sets ACTIVE, INACTIVE, "
-                    "AWAY or OFF"
+                    f"machine_state {pub.machine_state!r} cannot be published: a MACHINE "
+                    "publication sets ACTIVE, INACTIVE, AWAY or OFF"
                 )
-            if note is not None:
-                self._persist(user, states.manual, note)
-            ep.machine = pub.machine_state
-            if pub.machine_state == MachineState.ACTIVE:
-                ep.last_input = self._clock.monotonic()
-            ep.effective = self.effective_machine(ep, self._clock.monotonic())
         elif pub.source == Source.CALENDAR:
-            states.calendar = self._calendar(user, pub, activity)
-            if note is not None:
-                self._persist(user, states.manual, note)
+            calendar = self._calendar(pub, activity)
         elif pub.source == Source.PHONE:
             if pub.availability not in (0, 6500):
                 raise InvalidArgument(
                     f"availability {pub.availability} is not a phone state: 6500 (in a call) or "
                     "0 (call ended)"
                 )
-            if note is not None:
-                self._persist(user, states.manual, note)
-            states.on_phone = pub.availability == 6500
         else:
             raise InvalidArgument(
                 f"source {pub.source} is not a presence source: USER, MACHINE, CALENDAR or PHONE"
             )
+        if pub.source == Source.USER or note is not None:
+            self._persist(user, manual, states.note if note is None else note)
+        # from here on nothing fails
+        states.manual = manual
         if note is not None:
             states.note = note
+        if pub.source == Source.MACHINE and pub.machine_state is not None:
+            ep.machine = pub.machine_state
+            if pub.machine_state == MachineState.ACTIVE:
+                ep.last_input = self._clock.monotonic()
+            ep.effective = self.effective_machine(ep, self._clock.monotonic())
+        elif pub.source == Source.CALENDAR:
+            states.calendar = calendar
+            if calendar is not None and calendar.until:
+                deadline = self._clock.monotonic() + (calendar.until - self._clock.now())
+                self._timers.schedule(deadline, lambda: self._calendar_ended(user, calendar))
+        elif pub.source == Source.PHONE:
+            states.on_phone = pub.availability == 6500
         self._obs.presence_published()
         self.recompute(user)
         return self.view_for(user, user)
 
-    def _calendar(self, user: User, pub: Publication, activity: str) -> CalendarState | None:
+    def _calendar(self, pub: Publication, activity: str) -> CalendarState | None:
         if pub.availability == 0:
             return None
         if pub.availability not in CALENDAR_AVAILABILITIES:
@@ -195,17 +204,12 @@ class PresenceService:
                 f"availability {pub.availability} is not a calendar state: 6500 (in a meeting), "
                 "15500 (out of office) or 0 (clear)"
             )
-        now = self._clock.now()
-        if pub.until and pub.until <= now:
+        if pub.until and pub.until <= self._clock.now():
             raise InvalidArgument("until is in the past: a calendar state must end in the future")
         if len(pub.meeting_subject) > 256:
             raise InvalidArgument("meeting_subject is longer than 256 characters")
         default = "in-a-meeting" if pub.availability == 6500 else "out-of-office"
-        state = CalendarState(pub.availability, activity or default, pub.until, pub.meeting_subject)
-        if pub.until:
-            deadline = self._clock.monotonic() + (pub.until - now)
-            self._timers.schedule(deadline, lambda: self._calendar_ended(user, state))
-        return state
+        return CalendarState(pub.availability, activity or default, pub.until, pub.meeting_subject)
 
     def _calendar_ended(self, user: User, state: CalendarState) -> None:
         if user.states.calendar is state:  # not replaced since
@@ -303,8 +307,7 @@ class PresenceService:
 
     # --- contacts and privacy ---
 
-    def add_contact(self, ep: Endpoint, uri: str, level: int, group: str) -> ContactView:
-        user = ep.user
+    def _check_contact(self, user: User, uri: str, level: int, group: str) -> tuple[User, str]:
         contact = self._dir.require(uri, field_name="contact_uri")
         if contact is user:
             raise InvalidArgument(f"{user.uri} cannot add themselves as a contact")
@@ -316,6 +319,37 @@ class PresenceService:
         group = group or DEFAULT_GROUP
         if len(group) > MAX_GROUP:
             raise InvalidArgument(f"group is {len(group)} characters: at most {MAX_GROUP}")
+        return contact, group
+
+    def provision_contacts(self, entries: list[tuple[str, str, int, str]]) -> int:
+        """Bulk contact lists (owner, contact, level, group): all validated, then one write.
+
+        Watchers are not notified: provisioning happens before people sign in.
+        """
+        rows: list[ContactRow] = []
+        added: dict[int, set[int]] = {}
+        for owner_uri, uri, level, group in entries:
+            owner = self._dir.require(owner_uri, field_name="owner_uri")
+            contact, group = self._check_contact(owner, uri, level, group)
+            new = added.setdefault(owner.id, set())
+            if contact.id not in owner.contacts:
+                new.add(contact.id)
+            if len(owner.contacts) + len(new) > self._limits.max_contacts:
+                raise ResourceExhausted(
+                    f"{owner.uri} would have {len(owner.contacts) + len(new)} contacts: at most "
+                    f"{self._limits.max_contacts}"
+                )
+            rows.append(ContactRow(owner.id, contact.id, level, group))
+        self._store.put_contacts(rows)
+        for row in rows:
+            self._dir.by_id(row.user_id).contacts[row.contact_id] = ContactEntry(
+                row.access_level, row.group
+            )
+        return len(rows)
+
+    def add_contact(self, ep: Endpoint, uri: str, level: int, group: str) -> ContactView:
+        user = ep.user
+        contact, group = self._check_contact(user, uri, level, group)
         existing = user.contacts.get(contact.id)
         if existing is None and len(user.contacts) >= self._limits.max_contacts:
             raise ResourceExhausted(

@@ -38,8 +38,7 @@ class Endpoint:
     #: presence subscriptions: target user id -> monotonic expiry (0.0: none)
     subscriptions: dict[int, float] = field(default_factory=dict)
     conversations: dict[str, Conversation] = field(default_factory=dict)
-    streams: int = 0  # open Events streams
-    connected: bool = False  # has opened an Events stream: flow control applies
+    streams: int = 0  # open Events streams: flow control applies while one is
     signed_out: bool = False
     timer: Timer | None = None  # the endpoint's one housekeeping timer
 

@@ -227,14 +227,22 @@ class SqliteStore:
                 ),
             )
 
+    _UPSERT_CONTACT = (
+        "INSERT INTO contacts (user_id, contact_id, access_level, grp)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (user_id, contact_id) DO UPDATE SET"
+        " access_level = excluded.access_level, grp = excluded.grp"
+    )
+
     def put_contact(self, row: ContactRow) -> None:
         """Insert the contact, or replace the access level and group of an existing one."""
+        self.put_contacts([row])
+
+    def put_contacts(self, rows: Iterable[ContactRow]) -> None:
+        """``put_contact`` for many rows, in one transaction: all or none."""
         with self._transaction() as conn:
-            conn.execute(
-                "INSERT INTO contacts (user_id, contact_id, access_level, grp)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (user_id, contact_id) DO UPDATE SET"
-                " access_level = excluded.access_level, grp = excluded.grp",
-                (row.user_id, row.contact_id, row.access_level, row.group),
+            conn.executemany(
+                self._UPSERT_CONTACT,
+                ((r.user_id, r.contact_id, r.access_level, r.group) for r in rows),
             )
 
     def delete_contact(self, user_id: int, contact_id: int) -> None:

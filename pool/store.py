@@ -52,6 +52,8 @@ class Store(Protocol):
 
     def put_contact(self, row: ContactRow) -> None: ...
 
+    def put_contacts(self, rows: Iterable[ContactRow]) -> None: ...
+
     def delete_contact(self, user_id: int, contact_id: int) -> None: ...
 
     def put_presence(self, row: PresenceRow) -> None: ...
@@ -95,6 +97,11 @@ class MemoryStore:
     def put_contact(self, row: ContactRow) -> None:
         self._maybe_fail()
         self.contacts[(row.user_id, row.contact_id)] = row
+
+    def put_contacts(self, rows: Iterable[ContactRow]) -> None:
+        self._maybe_fail()
+        for row in rows:
+            self.contacts[(row.user_id, row.contact_id)] = row
 
     def delete_contact(self, user_id: int, contact_id: int) -> None:
         self._maybe_fail()

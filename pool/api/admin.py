@@ -73,6 +73,14 @@ class PoolAdminServicer(apb_grpc.PoolAdminServicer, Handler):
             users_provisioned=len(self.engine.directory),
         )
 
+    @unary
+    async def ProvisionContacts(
+        self, request: apb.ProvisionContactsRequest, context: Ctx
+    ) -> apb.ProvisionContactsResponse:
+        self._authorize(context)
+        entries = [(c.owner_uri, c.contact_uri, c.access_level, c.group) for c in request.contacts]
+        return apb.ProvisionContactsResponse(written=self.engine.provision_contacts(entries))
+
     @streaming
     async def ListCallDetailRecords(
         self, request: apb.ListCallDetailRecordsRequest, context: Ctx

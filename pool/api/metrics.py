@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -48,6 +48,8 @@ class Metrics(Observer):
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
         r = registry
+        # process_cpu_seconds_total and memory: the front-end processor figure of SPEC 6
+        ProcessCollector(registry=r)
         self.rpc_duration = Histogram(
             "poolsim_rpc_duration_seconds",
             "gRPC calls by method and status code, server side",

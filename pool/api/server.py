@@ -30,7 +30,7 @@ SERVICE_NAMES = (
     frontend_pb2.DESCRIPTOR.services_by_name["FrontEnd"].full_name,
     admin_pb2.DESCRIPTOR.services_by_name["PoolAdmin"].full_name,
 )
-MAX_MESSAGE_BYTES = 64 * 1024  # a 25 KB presence document or an 8,000-character message fit
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # bulk provisioning; the domain checks each field
 TICK_MAX = 0.5  # seconds between engine ticks at most (idle timers, expiry, flow control)
 
 

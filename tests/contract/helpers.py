@@ -28,10 +28,10 @@ class Inbox:
                 self.events.append(event)
                 self._changed.set()
 
-    async def next(self, kind: str, timeout: float = WAIT) -> pb.Event:
+    async def next(self, kind: str, within: float = WAIT) -> pb.Event:
         """The next unread event of ``kind`` (events of other kinds before it are skipped)."""
         loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
+        end = loop.time() + within
         while True:
             while self._seen < len(self.events):
                 event = self.events[self._seen]
@@ -42,7 +42,7 @@ class Inbox:
             left = end - loop.time()
             if left <= 0:
                 kinds = [e.WhichOneof("kind") for e in self.events]
-                raise AssertionError(f"no {kind} event within {timeout} s; got {kinds}")
+                raise AssertionError(f"no {kind} event within {within} s; got {kinds}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._changed.wait(), left)
 

@@ -28,7 +28,10 @@ async def test_provision_users_is_idempotent_and_validated(pool: Any) -> None:
     admin = AdminClient(pool.client.channel(), pool.admin_token)
     first = await admin.provision_users("agent", "litware.com", 5, "secret", start_index=10)
     assert (first.created, first.already_existed) == (5, 0)
-    assert (first.first_uri, first.last_uri) == ("sip:agent10@litware.com", "sip:agent14@litware.com")
+    assert (first.first_uri, first.last_uri) == (
+        "sip:agent10@litware.com",
+        "sip:agent14@litware.com",
+    )
     again = await admin.provision_users("agent", "litware.com", 6, "secret", start_index=10)
     assert (again.created, again.already_existed) == (1, 5)
     session = await pool.client.sign_in("sip:agent15@litware.com", "secret")

@@ -30,7 +30,11 @@ async def test_two_party_im_in_order_with_typing(pool: Any) -> None:
         ]
         reply = await bob.send_message(conv.conversation_id, "<b>yes</b>", "text/html")
         msg = (await alice_box.next("message")).message
-        assert (msg.sequence, msg.content_type, msg.message_id) == (12, "text/html", reply.message_id)
+        assert (msg.sequence, msg.content_type, msg.message_id) == (
+            12,
+            "text/html",
+            reply.message_id,
+        )
         await bob.leave(conv.conversation_id)
         ended = (await alice_box.next("ended")).ended
         assert ended.conversation_id == conv.conversation_id
@@ -103,11 +107,15 @@ async def test_call_detail_records_of_a_session_and_a_conference(pool: Any) -> N
     assert session.escalated_to
     conference = next(r.conference for r in records if r.WhichOneof("record") == "conference")
     assert conference.organizer == uri(0)
-    joins = sorted(r.conference_join.user_uri for r in records
-                   if r.WhichOneof("record") == "conference_join")
+    joins = sorted(
+        r.conference_join.user_uri for r in records if r.WhichOneof("record") == "conference_join"
+    )
     assert joins == [uri(0), uri(1), uri(2)]
-    counts = {r.conference_messages.user_uri: r.conference_messages.message_count
-              for r in records if r.WhichOneof("record") == "conference_messages"}
+    counts = {
+        r.conference_messages.user_uri: r.conference_messages.message_count
+        for r in records
+        if r.WhichOneof("record") == "conference_messages"
+    }
     assert counts == {uri(0): 0, uri(1): 0, uri(2): 1}
     reg = [r.registration for r in records if r.WhichOneof("record") == "registration"]
     assert [(x.user_uri, x.deregister_reason) for x in reg] == [(uri(2), "client-initiated")]

@@ -32,7 +32,11 @@ async def _raw(pool: Any, method: str, request: Any, token: str | None) -> grpc.
         (pb.PublishPresenceRequest(availability=3500, note="x" * 5000), "INVALID_ARGUMENT", "note"),
         (pb.CreateConversationRequest(), "INVALID_ARGUMENT", "invitees is empty"),
         (pb.SendMessageRequest(conversation_id="c-404", body="x"), "NOT_FOUND", "c-404"),
-        (pb.AddContactRequest(contact_uri=uri(1), access_level=7), "INVALID_ARGUMENT", "access_level"),
+        (
+            pb.AddContactRequest(contact_uri=uri(1), access_level=7),
+            "INVALID_ARGUMENT",
+            "access_level",
+        ),
         (pb.RemoveContactRequest(contact_uri=uri(1)), "NOT_FOUND", "not a contact"),
     ],
 )

@@ -94,14 +94,19 @@ async def test_subscription_delivers_changes_with_privacy(pool: Any) -> None:
 async def test_contacts_add_list_update_remove(pool: Any) -> None:
     alice = await pool.sign_in(0)
     c = await alice.add_contact(uri(1))
-    assert (c.user_uri, c.access_level, c.group) == (uri(1), AccessLevel.COLLEAGUES, "Other Contacts")
+    assert (c.user_uri, c.access_level, c.group) == (
+        uri(1),
+        AccessLevel.COLLEAGUES,
+        "Other Contacts",
+    )
     c = await alice.add_contact(uri(0, "fabrikam.com"), group="Partners")
     assert c.access_level == AccessLevel.EXTERNAL
     c = await alice.add_contact(uri(1), AccessLevel.FRIENDS_AND_FAMILY, "Family")
     assert c.access_level == AccessLevel.FRIENDS_AND_FAMILY
     listed = await alice.list_contacts()
     assert [(x.user_uri, x.group) for x in listed] == [
-        (uri(1), "Family"), (uri(0, "fabrikam.com"), "Partners")
+        (uri(1), "Family"),
+        (uri(0, "fabrikam.com"), "Partners"),
     ]
     assert await alice.remove_contact(uri(1)) == 1
     assert [x.user_uri for x in await alice.list_contacts()] == [uri(0, "fabrikam.com")]

@@ -313,6 +313,76 @@ class ProvisionUsersResponse(_message.Message):
 Global___ProvisionUsersResponse: _TypeAlias = ProvisionUsersResponse  # noqa: Y015
 
 @_typing.final
+class ContactEntry(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_URI_FIELD_NUMBER: _builtins.int
+    CONTACT_URI_FIELD_NUMBER: _builtins.int
+    ACCESS_LEVEL_FIELD_NUMBER: _builtins.int
+    GROUP_FIELD_NUMBER: _builtins.int
+    owner_uri: _builtins.str
+    contact_uri: _builtins.str
+    access_level: _builtins.int
+    """an AccessLevel container id, 0 for the default by domain"""
+    group: _builtins.str
+    def __init__(
+        self,
+        *,
+        owner_uri: _builtins.str = ...,
+        contact_uri: _builtins.str = ...,
+        access_level: _builtins.int = ...,
+        group: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_level", b"access_level", "contact_uri", b"contact_uri", "group", b"group", "owner_uri", b"owner_uri"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContactEntry: _TypeAlias = ContactEntry  # noqa: Y015
+
+@_typing.final
+class ProvisionContactsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTACTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def contacts(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContactEntry]:
+        """at most 100000 per call"""
+
+    def __init__(
+        self,
+        *,
+        contacts: _abc.Iterable[Global___ContactEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["contacts", b"contacts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProvisionContactsRequest: _TypeAlias = ProvisionContactsRequest  # noqa: Y015
+
+@_typing.final
+class ProvisionContactsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WRITTEN_FIELD_NUMBER: _builtins.int
+    written: _builtins.int
+    def __init__(
+        self,
+        *,
+        written: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["written", b"written"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ProvisionContactsResponse: _TypeAlias = ProvisionContactsResponse  # noqa: Y015
+
+@_typing.final
 class ListCallDetailRecordsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -44,6 +44,11 @@ class PoolAdminStub:
                 request_serializer=poolsim_dot_v1_dot_admin__pb2.ProvisionUsersRequest.SerializeToString,
                 response_deserializer=poolsim_dot_v1_dot_admin__pb2.ProvisionUsersResponse.FromString,
                 _registered_method=True)
+        self.ProvisionContacts = channel.unary_unary(
+                '/poolsim.v1.PoolAdmin/ProvisionContacts',
+                request_serializer=poolsim_dot_v1_dot_admin__pb2.ProvisionContactsRequest.SerializeToString,
+                response_deserializer=poolsim_dot_v1_dot_admin__pb2.ProvisionContactsResponse.FromString,
+                _registered_method=True)
         self.ListCallDetailRecords = channel.unary_stream(
                 '/poolsim.v1.PoolAdmin/ListCallDetailRecords',
                 request_serializer=poolsim_dot_v1_dot_admin__pb2.ListCallDetailRecordsRequest.SerializeToString,
@@ -69,6 +74,14 @@ class PoolAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProvisionContacts(self, request, context):
+        """Bulk contact lists, as the stress tool's provisioning does: all entries or none. An entry
+        for an existing contact updates its level and group.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListCallDetailRecords(self, request, context):
         """Call detail records completed at or after `since`, oldest first.
         """
@@ -88,6 +101,11 @@ def add_PoolAdminServicer_to_server(servicer, server):
                     servicer.ProvisionUsers,
                     request_deserializer=poolsim_dot_v1_dot_admin__pb2.ProvisionUsersRequest.FromString,
                     response_serializer=poolsim_dot_v1_dot_admin__pb2.ProvisionUsersResponse.SerializeToString,
+            ),
+            'ProvisionContacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProvisionContacts,
+                    request_deserializer=poolsim_dot_v1_dot_admin__pb2.ProvisionContactsRequest.FromString,
+                    response_serializer=poolsim_dot_v1_dot_admin__pb2.ProvisionContactsResponse.SerializeToString,
             ),
             'ListCallDetailRecords': grpc.unary_stream_rpc_method_handler(
                     servicer.ListCallDetailRecords,
@@ -149,6 +167,33 @@ class PoolAdmin:
             '/poolsim.v1.PoolAdmin/ProvisionUsers',
             poolsim_dot_v1_dot_admin__pb2.ProvisionUsersRequest.SerializeToString,
             poolsim_dot_v1_dot_admin__pb2.ProvisionUsersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProvisionContacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/poolsim.v1.PoolAdmin/ProvisionContacts',
+            poolsim_dot_v1_dot_admin__pb2.ProvisionContactsRequest.SerializeToString,
+            poolsim_dot_v1_dot_admin__pb2.ProvisionContactsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,10 @@ class PoolAdminStub:
     """Create users sip:<prefix><i>@<domain> for i in [start_index, start_index + count).
     Users that exist already are left as they are and counted.
     """
+    ProvisionContacts: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ProvisionContactsRequest, _admin_pb2.ProvisionContactsResponse]
+    """Bulk contact lists, as the stress tool's provisioning does: all entries or none. An entry
+    for an existing contact updates its level and group.
+    """
     ListCallDetailRecords: _grpc.UnaryStreamMultiCallable[_admin_pb2.ListCallDetailRecordsRequest, _admin_pb2.CallDetailRecord]
     """Call detail records completed at or after `since`, oldest first."""
 
@@ -52,6 +56,10 @@ class PoolAdminAsyncStub(PoolAdminStub):
     ProvisionUsers: _aio.UnaryUnaryMultiCallable[_admin_pb2.ProvisionUsersRequest, _admin_pb2.ProvisionUsersResponse]  # type: ignore[assignment]
     """Create users sip:<prefix><i>@<domain> for i in [start_index, start_index + count).
     Users that exist already are left as they are and counted.
+    """
+    ProvisionContacts: _aio.UnaryUnaryMultiCallable[_admin_pb2.ProvisionContactsRequest, _admin_pb2.ProvisionContactsResponse]  # type: ignore[assignment]
+    """Bulk contact lists, as the stress tool's provisioning does: all entries or none. An entry
+    for an existing contact updates its level and group.
     """
     ListCallDetailRecords: _aio.UnaryStreamMultiCallable[_admin_pb2.ListCallDetailRecordsRequest, _admin_pb2.CallDetailRecord]  # type: ignore[assignment]
     """Call detail records completed at or after `since`, oldest first."""
@@ -73,6 +81,16 @@ class PoolAdminServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_admin_pb2.ProvisionUsersResponse, _abc.Awaitable[_admin_pb2.ProvisionUsersResponse]]:
         """Create users sip:<prefix><i>@<domain> for i in [start_index, start_index + count).
         Users that exist already are left as they are and counted.
+        """
+
+    @_abc_1.abstractmethod
+    def ProvisionContacts(
+        self,
+        request: _admin_pb2.ProvisionContactsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ProvisionContactsResponse, _abc.Awaitable[_admin_pb2.ProvisionContactsResponse]]:
+        """Bulk contact lists, as the stress tool's provisioning does: all entries or none. An entry
+        for an existing contact updates its level and group.
         """
 
     @_abc_1.abstractmethod

@@ -1,0 +1,129 @@
+"""Prometheus metrics after exactly known calls, label hygiene, and a promtool lint."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+
+import pytest
+from prometheus_client import generate_latest
+
+from pool import errors
+from pool.client import Session
+from tests.conftest import StandardPool, uri
+
+
+async def _known_traffic(pool: StandardPool) -> list[Session]:
+    """3 sign-ins, 1 failed sign-in, 2 publishes, 1 poll of 2 users, a two-party IM with 3
+    messages after the invitee accepted, and 1 call rejected as INVALID_ARGUMENT."""
+    alice, bob, carol = [await pool.sign_in(i) for i in range(3)]
+    with pytest.raises(errors.Unauthenticated):
+        await pool.client.sign_in(uri(3), "not-the-password")
+    await alice.publish_presence(6500, "in-a-meeting")
+    await bob.publish_presence(15500, "off-work", note="back at 3")
+    polled = await carol.get_presence([uri(0), uri(1)])
+    assert [p.availability for p in polled] == [6500, 15500]
+    conv = await alice.create_conversation([uri(1)], subject="metrics")
+    await bob.accept(conv.conversation_id)
+    sent = [await alice.send_message(conv.conversation_id, f"m{i}") for i in range(3)]
+    assert [s.sequence for s in sent] == [1, 2, 3]
+    with pytest.raises(errors.InvalidArgument, match="not a SIP URI"):
+        await carol.get_presence(["alice"])
+    return [alice, bob, carol]
+
+
+async def test_counters_and_gauges_after_known_calls(standard: StandardPool) -> None:
+    await _known_traffic(standard)
+    m = standard.metric
+    expected = {
+        ("poolsim_logon_attempts_total", ()): 4.0,
+        ("poolsim_logon_failures_total", (("reason", "bad-credentials"),)): 1.0,
+        ("poolsim_presence_publishes_total", ()): 2.0,
+        ("poolsim_presence_polls_total", ()): 1.0,
+        ("poolsim_presence_polled_users_total", ()): 2.0,
+        ("poolsim_im_sessions_attempted_total", ()): 1.0,
+        ("poolsim_im_sessions_established_total", ()): 1.0,
+        ("poolsim_im_messages_sent_total", ()): 3.0,
+        ("poolsim_im_messages_delivered_total", ()): 3.0,
+        ("poolsim_conferences_started_total", ()): 0.0,
+        ("poolsim_endpoints_active", ()): 3.0,
+        ("poolsim_users_signed_in", ()): 3.0,
+        ("poolsim_conversations_active", ()): 1.0,
+        ("poolsim_conferences_active", ()): 0.0,
+        ("poolsim_users_provisioned", ()): 13.0,
+        ("poolsim_rpc_duration_seconds_count", (("method", "SignIn"), ("code", "OK"))): 3.0,
+        (
+            "poolsim_rpc_duration_seconds_count",
+            (("method", "SignIn"), ("code", "UNAUTHENTICATED")),
+        ): 1.0,
+        ("poolsim_rpc_duration_seconds_count", (("method", "PublishPresence"), ("code", "OK"))): 2,
+        ("poolsim_rpc_duration_seconds_count", (("method", "GetPresence"), ("code", "OK"))): 1.0,
+        (
+            "poolsim_rpc_duration_seconds_count",
+            (("method", "GetPresence"), ("code", "INVALID_ARGUMENT")),
+        ): 1.0,
+        ("poolsim_rpc_duration_seconds_count", (("method", "SendMessage"), ("code", "OK"))): 3.0,
+        ("poolsim_rpc_duration_seconds_count", (("method", "AcceptInvitation"), ("code", "OK"))): 1,
+    }
+    actual = {key: m(key[0], dict(key[1])) for key in expected}
+    wrong = {key: (actual[key], want) for key, want in expected.items() if actual[key] != want}
+    assert not wrong, "(metric, labels): (actual, expected)\n" + "\n".join(
+        f"{k}: {v}" for k, v in wrong.items()
+    )
+
+
+async def test_failed_call_is_counted_under_its_code_only(standard: StandardPool) -> None:
+    alice = await standard.sign_in(0)
+    for _ in range(2):
+        with pytest.raises(errors.NotFound):
+            await alice.send_message("c-404", "hello")
+    count = "poolsim_rpc_duration_seconds_count"
+    assert standard.metric(count, {"method": "SendMessage", "code": "NOT_FOUND"}) == 2.0
+    assert standard.metric(count, {"method": "SendMessage", "code": "OK"}) == 0.0
+    assert standard.metric("poolsim_im_messages_sent_total") == 0.0
+
+
+async def test_signing_out_lowers_the_gauges(standard: StandardPool) -> None:
+    sessions = await _known_traffic(standard)
+    for session in sessions:
+        await session.sign_out()
+    assert standard.metric("poolsim_endpoints_active") == 0.0
+    assert standard.metric("poolsim_users_signed_in") == 0.0
+    assert standard.metric("poolsim_conversations_active") == 0.0
+    assert standard.metric("poolsim_deregistrations_total", {"reason": "client-initiated"}) == 3.0
+
+
+async def test_no_user_or_token_in_any_label(standard: StandardPool) -> None:
+    sessions = await _known_traffic(standard)
+    exposition = generate_latest(standard.registry).decode()
+    assert "sip:" not in exposition
+    assert "@" not in exposition
+    for session in sessions:
+        assert session.token not in exposition
+        assert session.endpoint_id not in exposition
+    for family in standard.registry.collect():
+        for sample in family.samples:
+            for name, value in sample.labels.items():
+                assert "sip:" not in value, (sample.name, name, value)
+                assert "@" not in value, (sample.name, name, value)
+
+
+async def test_promtool_accepts_the_exposition(standard: StandardPool) -> None:
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (CI installs Debian's prometheus package)")
+    await _known_traffic(standard)
+    exposition = generate_latest(standard.registry)
+    proc = await asyncio.create_subprocess_exec(
+        promtool,
+        "check",
+        "metrics",
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(exposition), 60)
+    output = out.decode(errors="replace")
+    print(output)
+    assert proc.returncode == 0, f"promtool check metrics failed:\n{output}"
+    assert not output.strip(), f"promtool check metrics complained:\n{output}"
