@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh machine (see README.md):
-#   make run     install into .venv and run the main job
+#   make run     install into .venv and run the main job (poolsim run: a Standard pool
+#                under the default user model, with its report)
 #   make check   install into .venv and run lint, types and tests
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -14,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/poolsim serve --users 1000
+	$(BIN)/poolsim run
 
 check: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/check

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pool.config import ConfigError, EngineConfig, Limits, Timers
+from pool.errors import PoolError
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
@@ -138,6 +139,66 @@ def cmd_status(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(a: argparse.Namespace) -> int:
+    from bench.report import Thresholds
+    from bench.run import RunOptions, main
+
+    opts = RunOptions(
+        users=a.users,
+        level=a.level,
+        model_file=a.model,
+        duration=a.duration,
+        ramp=a.ramp,
+        speedup=a.speedup,
+        seed=a.seed,
+        workers=a.workers,
+        target=a.target,
+        admin_token_file=a.admin_token_file,
+        out=a.out,
+        thresholds=Thresholds(cpu_percent=a.cpu_target, p99_ms=a.p99_target_ms),
+        progress=False if a.quiet else None,
+    )
+    return main(opts, strict=a.strict)
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--users",
+        type=int,
+        default=3000,
+        help="enabled users; 80%% of them sign in (default %(default)s)",
+    )
+    p.add_argument(
+        "--level",
+        choices=["high", "medium", "low", "custom"],
+        default="high",
+        help="stress-tool load level: high = the user model, medium 60%%, low 30%%",
+    )
+    p.add_argument("--model", type=Path, help="TOML file of explicit rates (--level custom)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds (default %(default)s)")
+    p.add_argument(
+        "--ramp",
+        type=float,
+        default=120.0,
+        help="sign-ins per second during the ramp (default %(default)s)",
+    )
+    p.add_argument(
+        "--speedup",
+        type=float,
+        default=1.0,
+        help="multiply every rate, for short runs (default %(default)s)",
+    )
+    p.add_argument("--seed", type=int, default=1, help="the schedule's seed (default %(default)s)")
+    p.add_argument("--workers", type=int, default=1, help="driver processes (Ray actors)")
+    p.add_argument("--target", help="drive a running pool at this address instead")
+    p.add_argument("--admin-token-file", type=Path, help="the target pool's admin token")
+    p.add_argument("--out", type=Path, help="report folder (default reports/<time>)")
+    p.add_argument("--cpu-target", type=float, default=80.0, help="front-end processor %% limit")
+    p.add_argument("--p99-target-ms", type=float, default=100.0, help="p99 latency limit")
+    p.add_argument("--strict", action="store_true", help="exit 3 when the verdict fails")
+    p.add_argument("--quiet", action="store_true", help="no live progress line")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="poolsim",
@@ -147,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run a pool (Standard Edition: one front end)")
     _serve_args(serve)
     serve.set_defaults(func=cmd_serve)
+    run = sub.add_parser("run", help="drive a pool with the Lync user model and report")
+    _run_args(run)
+    run.set_defaults(func=cmd_run)
     status = sub.add_parser("status", help="show a running pool's front ends, groups and quorum")
     status.add_argument("--address", default="127.0.0.1:5061")
     status.add_argument(
@@ -163,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"poolsim: bad setting: {exc}", file=sys.stderr)
         return 2
+    except PoolError as exc:
+        print(f"poolsim: {exc.message}", file=sys.stderr)
+        return 1
     except (OSError, ValueError) as exc:
         print(f"poolsim: {exc}", file=sys.stderr)
         return 1

@@ -214,9 +214,23 @@ class SqliteStore:
 
     # --- writes ---
 
+    #: a bulk write of more rows than this checkpoints the WAL at once, so the checkpoint (an
+    #: fsync of the whole batch) happens during provisioning, not under load later
+    BULK_ROWS = 1000
+
+    def _checkpoint_after(self, rows: int) -> None:
+        if rows > self.BULK_ROWS:
+            with self._lock:
+                self._db().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+
     def add_users(self, rows: Iterable[UserRow]) -> None:
         """Insert every row in one transaction; a duplicate id or uri (in the batch or already
         stored) raises sqlite3.IntegrityError and inserts none of them."""
+        rows = list(rows)
+        self._write_users(rows)
+        self._checkpoint_after(len(rows))
+
+    def _write_users(self, rows: list[UserRow]) -> None:
         with self._transaction() as conn:
             conn.executemany(
                 "INSERT INTO users (id, uri, display_name, routing_group, salt, pw_hash,"
@@ -239,11 +253,13 @@ class SqliteStore:
 
     def put_contacts(self, rows: Iterable[ContactRow]) -> None:
         """``put_contact`` for many rows, in one transaction: all or none."""
+        rows = list(rows)
         with self._transaction() as conn:
             conn.executemany(
                 self._UPSERT_CONTACT,
                 ((r.user_id, r.contact_id, r.access_level, r.group) for r in rows),
             )
+        self._checkpoint_after(len(rows))
 
     def delete_contact(self, user_id: int, contact_id: int) -> None:
         """Remove the contact if present (absent is not an error)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -12,12 +12,19 @@ from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
 from pool.api import convert
 from pool.api.metrics import Metrics
-from pool.api.rpc import Handler, bearer, streaming, unary
+from pool.api.rpc import Handler, bearer, unary
 from pool.engine import Engine
+from pool.errors import ResourceExhausted
 from pool.events import ChatMessage
 from pool.registrar import Endpoint
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class FlowControlled(ResourceExhausted):
+    """The endpoint was dropped for not reading its events."""
+
+
 STREAM_BATCH = 256
 
 
@@ -54,8 +61,12 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
         self.engine.sign_out(self._endpoint(context))
         return pb.SignOutResponse()
 
-    @streaming
-    async def Events(self, request: pb.EventsRequest, context: Ctx) -> AsyncIterator[pb.Event]:
+    @unary
+    async def Events(  # type: ignore[override]  # the stubs know only generator handlers
+        self, request: pb.EventsRequest, context: Ctx
+    ) -> None:
+        """Writes with ``context.write`` (not a generator) so that a write blocked by a reader
+        that stopped reading is awaited here, where dropping that reader can end the call."""
         engine = self.engine
         ep = self._endpoint(context)
         queue = ep.queue
@@ -77,13 +88,23 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
                 batch = engine.drain(ep, STREAM_BATCH)
                 if batch:
                     for item in batch:
-                        yield convert.event(item)
+                        await context.write(convert.event(item))
                     continue
                 if queue.closed:
                     return
                 wake.clear()
                 if len(queue) == 0 and not queue.closed:
                     await wake.wait()
+        except asyncio.CancelledError:
+            if not queue.hard_close:
+                raise  # the client went away
+            # The reader stopped reading and was signed out while a write waited for it. The
+            # status goes out as trailers, which flow control does not hold back.
+            raise FlowControlled(
+                f"{ep.uri} (endpoint {ep.id}) read nothing for "
+                f"{engine.config.timers.flow_control_timeout:g} s while its event queue was "
+                "full: signed out (flow-controlled); sign in again"
+            ) from None
         finally:
             if queue.waker is waker:
                 queue.waker = None

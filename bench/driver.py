@@ -1,0 +1,432 @@
+"""The load driver: simulated users on a few channels, operations started on an open-loop
+schedule, latency measured from when each operation *should* have started.
+
+One driver process carries thousands of simulated users: each endpoint is a ``Session`` of
+``pool.client`` with one event-stream task; operations are short tasks started by a single
+scheduler loop; in-flight operations are capped (beyond the cap they are counted as skipped,
+never queued without bound). Invitations are accepted by the invitee's first endpoint as its
+event stream delivers them; IM text carries a tag so the recipient's event closes the
+end-to-end delivery measurement.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from bench.model import UserModel
+from bench.schedule import Kind, Planned, Population, pick_size
+from bench.stats import Recorder
+from pool.client import PoolClient, Session
+from pool.errors import PoolError
+
+LATE_S = 0.05  # an operation that starts later than this counts as late
+DRAIN_S = 10.0  # at the end, in-flight operations get this long to finish
+ACCEPT_WAIT_S = 15.0  # the Lync client accepts an unanswered IM invitation after 15 s
+PUBLISHED = ((3500, 0.45), (6500, 0.3), (12500, 0.1), (15500, 0.1), (9500, 0.05))
+#: the row of the report where each planned kind's latency, late starts and skips go
+OP_NAME = {
+    Kind.PUBLISH: "publish",
+    Kind.POLL: "poll",
+    Kind.SUBSCRIBE: "subscribe",
+    Kind.IM_SESSION: "im-invite",
+    Kind.CONFERENCE: "conference-create",
+}
+SETTLE_S = 5.0  # at the end, messages in flight get this long to arrive
+
+
+def code_of(exc: BaseException) -> str:
+    """A status name for the stress tool's 'responses by status code'."""
+    name = type(exc).__name__
+    return {
+        "InvalidArgument": "INVALID_ARGUMENT",
+        "Unauthenticated": "UNAUTHENTICATED",
+        "PermissionDenied": "PERMISSION_DENIED",
+        "NotFound": "NOT_FOUND",
+        "FailedPrecondition": "FAILED_PRECONDITION",
+        "Redirect": "FAILED_PRECONDITION",
+        "ResourceExhausted": "RESOURCE_EXHAUSTED",
+        "Unavailable": "UNAVAILABLE",
+        "AlreadyExists": "ALREADY_EXISTS",
+        "TimeoutError": "DEADLINE_EXCEEDED",
+    }.get(name, getattr(getattr(exc, "code", None), "name", "INTERNAL"))
+
+
+@dataclass(frozen=True, slots=True)
+class DriverConfig:
+    address: str
+    user_indices: tuple[int, ...]  # which users of the population this driver plays
+    prefix: str = "user"
+    domain: str = "contoso.com"
+    password: str = "poolsim"
+    duration: float = 60.0
+    speedup: float = 1.0  # IM pacing and subscription lengths shrink by it
+    channels: int = 4
+    max_in_flight: int = 2000
+    seed: int = 1
+
+    def uri(self, user: int) -> str:
+        return f"sip:{self.prefix}{user}@{self.domain}"
+
+
+@dataclass
+class Ledger:
+    """Acknowledged persistent writes, read back at the end to prove none was lost."""
+
+    presence: dict[int, tuple[int, str]] = field(default_factory=dict)
+
+
+class Driver:
+    def __init__(
+        self,
+        config: DriverConfig,
+        model: UserModel,
+        pop: Population,
+        plan: list[Planned],
+        recorder: Recorder | None = None,
+    ) -> None:
+        self.cfg = config
+        self.model = model
+        self.pop = pop
+        mine = set(config.user_indices)
+        self.plan = [p for p in plan if p.user in mine]
+        self.users = sorted(mine)
+        self.rec = recorder or Recorder()
+        self.ledger = Ledger()
+        self.rng = random.Random(config.seed)
+        self.clients = [PoolClient(config.address) for _ in range(max(1, config.channels))]
+        self.sessions: dict[int, list[Session]] = {}
+        self.readers: list[asyncio.Task[None]] = []
+        self.in_flight: set[asyncio.Task[None]] = set()
+        self.accepted: dict[str, asyncio.Event] = {}
+        self.sent_at: dict[str, float] = {}  # message tag -> when the send was called
+        self._tag = 0
+        self._delivered = asyncio.Event()  # set whenever no sent message awaits delivery
+        self.t0 = 0.0
+        self.stopping = False
+        self.progress: Callable[[Driver], None] | None = None
+
+    # --- time ---
+
+    def now(self) -> float:
+        """Seconds since the run started."""
+        return time.perf_counter() - self.t0
+
+    async def _until(self, at: float) -> None:
+        delay = at - self.now()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+    # --- the run ---
+
+    async def run(self) -> Recorder:
+        self.t0 = time.perf_counter()
+        signins = [Planned(self.pop.sign_in_at[u], u, Kind.PUBLISH) for u in self.users]
+        ramp = asyncio.create_task(self._ramp(signins))
+        try:
+            for op in self.plan:
+                await self._until(op.at)
+                if self.now() >= self.cfg.duration:
+                    break
+                self._start(op)
+            await self._until(self.cfg.duration)
+        finally:
+            self.stopping = True
+            ramp.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ramp
+            await self._drain()
+        if self.sent_at:
+            self._delivered.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._delivered.wait(), SETTLE_S)
+        self.rec.count("im_messages_undelivered", len(self.sent_at))
+        await self.verify_ledger()
+        await self.close()
+        return self.rec
+
+    def _start(self, op: Planned) -> None:
+        stats = self.rec.op(OP_NAME[op.kind])
+        if op.user not in self.sessions:
+            stats.skipped += 1  # not signed in (yet, or sign-in failed)
+            return
+        if len(self.in_flight) >= self.cfg.max_in_flight:
+            stats.skipped += 1
+            return
+        if self.now() - op.at > LATE_S:
+            stats.late += 1
+        run = {
+            Kind.PUBLISH: self._publish,
+            Kind.POLL: self._poll,
+            Kind.SUBSCRIBE: self._subscribe,
+            Kind.IM_SESSION: self._im_session,
+            Kind.CONFERENCE: self._conference,
+        }[op.kind]
+        self._spawn(run(op))
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self.in_flight.add(task)
+        task.add_done_callback(self.in_flight.discard)
+
+    async def _drain(self) -> None:
+        if self.in_flight:
+            _, pending = await asyncio.wait(set(self.in_flight), timeout=DRAIN_S)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+
+    async def close(self) -> None:
+        for task in self.readers:
+            task.cancel()
+        if self.readers:
+            await asyncio.wait(self.readers)
+        for sessions in self.sessions.values():
+            for s in sessions:
+                with contextlib.suppress(PoolError):
+                    await s.sign_out()
+        for client in self.clients:
+            await client.close()
+
+    async def _timed(self, name: str, at: float, call: Awaitable[object]) -> object | None:
+        """Await ``call``; record its latency from ``at`` under ``name`` with its status."""
+        try:
+            result = await call
+        except (PoolError, TimeoutError) as exc:
+            self.rec.record(name, at, self.now() - at, code_of(exc))
+            return None
+        self.rec.record(name, at, self.now() - at, "OK")
+        return result
+
+    # --- sign-in ramp ---
+
+    async def _ramp(self, signins: list[Planned]) -> None:
+        for op in signins:
+            await self._until(op.at)
+            self._spawn(self._sign_in(op.user, op.at))
+
+    async def _sign_in(self, user: int, at: float) -> None:
+        client = self.clients[user % len(self.clients)]
+        sessions: list[Session] = []
+        for e in range(self.pop.endpoints[user]):
+            self.rec.count("logon_attempts")
+            s = await self._timed(
+                "sign-in",
+                at,
+                client.sign_in(
+                    self.cfg.uri(user), self.cfg.password, "desktop" if e == 0 else f"device{e}"
+                ),
+            )
+            if not isinstance(s, Session):
+                self.rec.count("logon_failures")
+                continue
+            sessions.append(s)
+            self.readers.append(asyncio.create_task(self._read(user, e, s)))
+        if not sessions:
+            return
+        self.sessions[user] = sessions
+        contacts = self.pop.contacts[user][: self.model.batch_subscription]
+        if contacts and not self.stopping:
+            await self._timed(
+                "batch-subscribe",
+                self.now(),
+                sessions[0].subscribe([self.cfg.uri(c) for c in contacts]),
+            )
+
+    async def _read(self, user: int, index: int, session: Session) -> None:
+        """One endpoint's event stream: accept invitations, close delivery measurements."""
+        with contextlib.suppress(PoolError, asyncio.CancelledError):
+            async for event in session.events():
+                kind = event.WhichOneof("kind")
+                if kind == "message":
+                    self._received(event.message.body)
+                elif kind == "invitation":
+                    if event.invitation.first_message.body:
+                        self._received(event.invitation.first_message.body)
+                    if index == 0 and not self.stopping:
+                        self._spawn(self._accept(session, event.invitation.conversation_id))
+                elif kind == "presence":
+                    self.rec.count("presence_notifications")
+                elif kind == "dropped":
+                    self.rec.count("events_dropped", event.dropped.count)
+
+    def _received(self, body: str) -> None:
+        self.rec.count("im_messages_received")
+        sent = self.sent_at.pop(body.partition(" ")[0], None)
+        if not self.sent_at:
+            self._delivered.set()
+        if sent is not None:  # the first recipient closes the end-to-end measurement
+            self.rec.record("delivery", sent, self.now() - sent, "OK")
+
+    async def _accept(self, session: Session, conversation_id: str) -> None:
+        if await self._timed("accept", self.now(), session.accept(conversation_id)) is not None:
+            self.accepted.setdefault(conversation_id, asyncio.Event()).set()
+
+    # --- presence ---
+
+    def _choose(self, mix: tuple[tuple[int, float], ...]) -> int:
+        return pick_size(mix, self.rng)
+
+    async def _publish(self, op: Planned) -> None:
+        s = self.sessions[op.user][0]
+        x = self.rng.random()
+        availability = 3500
+        for value, weight in PUBLISHED:
+            x -= weight
+            if x < 0:
+                availability = value
+                break
+        note = f"note {self.rng.randrange(1000)}"
+        result = await self._timed("publish", op.at, s.publish_presence(availability, note=note))
+        if result is not None:
+            self.ledger.presence[op.user] = (availability, note)
+
+    def _some_users(self, user: int, n: int) -> list[str]:
+        contacts = self.pop.contacts[user]
+        if len(contacts) >= n:
+            picks = self.rng.sample(contacts, n)
+        else:
+            picks = [self.rng.randrange(self.pop.users) for _ in range(n)]
+        return [self.cfg.uri(p) for p in picks]
+
+    async def _poll(self, op: Planned) -> None:
+        s = self.sessions[op.user][0]
+        await self._timed(
+            "poll",
+            op.at,
+            s.get_presence(self._some_users(op.user, self._choose(self.model.poll_sizes))),
+        )
+
+    async def _subscribe(self, op: Planned) -> None:
+        s = self.sessions[op.user][0]
+        expires = max(1, int(self.model.short_subscription_s / self.cfg.speedup))
+        await self._timed("subscribe", op.at, s.subscribe(self._some_users(op.user, 1), expires))
+
+    # --- conversations ---
+
+    def _partners(self, user: int, n: int) -> list[int]:
+        """Up to ``n`` signed-in contacts of ``user`` played by this driver."""
+        candidates = [c for c in self.pop.contacts[user] if c in self.sessions]
+        if len(candidates) < n:
+            candidates = [u for u in self.users if u != user and u in self.sessions]
+        return self.rng.sample(candidates, min(n, len(candidates)))
+
+    def _body(self) -> tuple[str, str]:
+        self._tag += 1
+        tag = f"#{self._tag}"
+        filler = "x" * max(0, self.model.message_bytes - len(tag) - 1)
+        return tag, f"{tag} {filler}"
+
+    async def _send(self, s: Session, conversation_id: str, at: float) -> bool:
+        if self.model.typing_per_message:
+            await self._timed("typing", at, s.set_typing(conversation_id, True))
+        tag, body = self._body()
+        self.sent_at[tag] = self.now()
+        ok = await self._timed("send", at, s.send_message(conversation_id, body)) is not None
+        if ok:
+            self.rec.count("im_messages_sent")
+        else:
+            self.sent_at.pop(tag, None)
+        if self.model.typing_per_message:
+            await self._timed("typing", self.now(), s.set_typing(conversation_id, False))
+        return ok
+
+    async def _wait_accepted(self, conversation_id: str, n: int = 1) -> bool:
+        event = self.accepted.setdefault(conversation_id, asyncio.Event())
+        try:
+            await asyncio.wait_for(event.wait(), ACCEPT_WAIT_S)
+        except TimeoutError:
+            return False
+        return True
+
+    async def _im_session(self, op: Planned) -> None:
+        partners = self._partners(op.user, 1)
+        if not partners:
+            self.rec.op(OP_NAME[op.kind]).skipped += 1
+            return
+        caller = self.sessions[op.user][0]
+        callee = self.sessions[partners[0]][0]
+        self.rec.count("im_sessions_attempted")
+        tag, body = self._body()
+        self.sent_at[tag] = self.now()
+        conv = await self._timed(
+            "im-invite",
+            op.at,
+            caller.create_conversation([self.cfg.uri(partners[0])], first_message=body),
+        )
+        if conv is None or not hasattr(conv, "conversation_id"):
+            self.sent_at.pop(tag, None)
+            return
+        cid = conv.conversation_id
+        self.rec.count("im_messages_sent")
+        if not await self._wait_accepted(cid):
+            self.accepted.pop(cid, None)
+            with contextlib.suppress(PoolError):
+                await caller.leave(cid)
+            return
+        self.rec.count("im_sessions_established")
+        interval = self.model.message_interval_s / self.cfg.speedup
+        for k in range(1, self.model.messages_per_session):
+            at = op.at + k * interval
+            if at >= self.cfg.duration or self.stopping:
+                break
+            await self._until(at)
+            if not await self._send(caller if k % 2 == 0 else callee, cid, at):
+                break
+        self.accepted.pop(cid, None)
+        with contextlib.suppress(PoolError):
+            await caller.leave(cid)
+
+    async def _conference(self, op: Planned) -> None:
+        size = self._choose(self.model.conference_sizes)
+        others = self._partners(op.user, size - 1)
+        if len(others) < 2:
+            self.rec.op(OP_NAME[op.kind]).skipped += 1
+            return
+        organizer = self.sessions[op.user][0]
+        conv = await self._timed(
+            "conference-create",
+            op.at,
+            organizer.create_conversation([self.cfg.uri(u) for u in others], subject="group IM"),
+        )
+        if conv is None or not hasattr(conv, "conversation_id"):
+            return
+        cid = conv.conversation_id
+        self.rec.count("conferences")
+        members = [organizer] + [self.sessions[u][0] for u in others]
+        length = self.model.conference_minutes * 60 / self.cfg.speedup
+        sends = sorted(
+            (op.at + self.rng.uniform(0, length), m)
+            for m in range(len(members))
+            for _ in range(self.model.messages_per_conference_user)
+        )
+        for at, who in sends:
+            if at >= self.cfg.duration or self.stopping:
+                break
+            await self._until(at)
+            await self._send(members[who], cid, at)
+        for member in members:
+            with contextlib.suppress(PoolError):
+                await member.leave(cid)
+
+    # --- the ledger ---
+
+    async def verify_ledger(self) -> None:
+        """Read back every acknowledged manual presence; count any that was lost."""
+        for user, (availability, note) in self.ledger.presence.items():
+            sessions = self.sessions.get(user)
+            if not sessions:
+                continue
+            try:
+                me = (await sessions[0].get_presence([self.cfg.uri(user)]))[0]
+            except PoolError:
+                self.rec.count("ledger_unreadable")
+                continue
+            self.rec.count("ledger_checked")
+            if (me.availability, me.note) != (availability, note):
+                self.rec.count("ledger_lost")

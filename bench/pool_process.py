@@ -1,0 +1,99 @@
+"""A pool in a process of its own, started the way a user starts one (`poolsim serve`)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+_SERVING = re.compile(r"serving on (\S+) ")
+_METRICS = re.compile(r"^metrics: http://(\S+)/metrics")
+_TOKEN = re.compile(r"^admin token: (.+)$")
+
+
+class PoolStartError(RuntimeError):
+    """The pool process did not come up; the message carries what it printed."""
+
+
+@dataclass
+class PoolProcess:
+    proc: subprocess.Popen[str]
+    address: str
+    metrics_address: str
+    admin_token_file: Path
+    output: list[str]
+
+    @property
+    def admin_token(self) -> str:
+        return self.admin_token_file.read_text().strip()
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, then wait; SIGKILL if it does not stop in time."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.proc.kill()
+        self.proc.wait()
+
+
+def start_standard(data_dir: Path, *extra: str, timeout: float = 60.0) -> PoolProcess:
+    """`poolsim serve` on free ports with its data in ``data_dir``; returns once it serves."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "pool.cli",
+        "serve",
+        "--port",
+        "0",
+        "--metrics-port",
+        "0",
+        "--data-dir",
+        str(data_dir),
+        *extra,
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+    )
+    output: list[str] = []
+    found: dict[str, str] = {}
+    done = threading.Event()
+
+    def pump() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            output.append(line.rstrip("\n"))
+            for key, pattern in (("address", _SERVING), ("metrics", _METRICS), ("token", _TOKEN)):
+                m = pattern.search(line.strip())
+                if m and key not in found:
+                    found[key] = m.group(1)
+            if "stop with" in line:
+                done.set()
+        done.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    end = time.monotonic() + timeout
+    while not done.wait(0.05):
+        if time.monotonic() > end:
+            break
+    if proc.poll() is not None or "address" not in found or "token" not in found:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        proc.wait()
+        raise PoolStartError("the pool did not start:\n" + "\n".join(output[-20:]))
+    return PoolProcess(
+        proc, found["address"], found.get("metrics", ""), Path(found["token"]), output
+    )

@@ -1,0 +1,99 @@
+"""Samples every front end's Prometheus endpoint once a second during a run: processor use
+(what SPEC section 6's "FE processor below 80%" means), memory, endpoints and queue depth.
+
+Processor use is the front end process's CPU seconds per wall second, in percent of one core
+(a Python front end runs its engine on one core).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import urllib.request
+from dataclasses import dataclass, field
+
+from prometheus_client.parser import text_string_to_metric_families
+
+WANTED = {
+    "process_cpu_seconds": "cpu_seconds",
+    "process_resident_memory_bytes": "rss_bytes",
+    "poolsim_endpoints_active": "endpoints",
+    "poolsim_event_queue_depth": "queue_depth",
+}
+
+
+def scrape(address: str, timeout: float = 2.0) -> dict[str, float]:
+    """The figures of WANTED from one front end's /metrics."""
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        key = WANTED.get(family.name)
+        if key is not None and family.samples:
+            out[key] = family.samples[0].value
+    return out
+
+
+@dataclass
+class FrontEndSeries:
+    """One front end's samples: (run second, cpu %, rss MiB, endpoints, queue depth)."""
+
+    address: str
+    samples: list[tuple[float, float, float, float, float]] = field(default_factory=list)
+    _last: tuple[float, float] | None = None
+
+    def add(self, t: float, wall: float, figures: dict[str, float]) -> None:
+        cpu = figures.get("cpu_seconds")
+        pct = 0.0
+        if cpu is not None and self._last is not None and wall > self._last[0]:
+            pct = 100.0 * (cpu - self._last[1]) / (wall - self._last[0])
+        if cpu is not None:
+            self._last = (wall, cpu)
+            if len(self.samples) or pct:
+                self.samples.append(
+                    (
+                        t,
+                        pct,
+                        figures.get("rss_bytes", 0.0) / 2**20,
+                        figures.get("endpoints", 0.0),
+                        figures.get("queue_depth", 0.0),
+                    )
+                )
+
+    def cpu_mean(self, since: float = 0.0) -> float:
+        values = [s[1] for s in self.samples if s[0] >= since]
+        return sum(values) / len(values) if values else 0.0
+
+    def cpu_max(self, since: float = 0.0) -> float:
+        return max((s[1] for s in self.samples if s[0] >= since), default=0.0)
+
+
+class Probe:
+    """Scrapes each named front end every ``interval`` seconds until stopped."""
+
+    def __init__(self, metrics_addresses: dict[str, str], t0: float, interval: float = 1.0) -> None:
+        self.series = {fe: FrontEndSeries(addr) for fe, addr in metrics_addresses.items() if addr}
+        self.t0 = t0
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.gather(*(self._sample(s) for s in self.series.values()))
+            await asyncio.sleep(self.interval)
+
+    async def _sample(self, series: FrontEndSeries) -> None:
+        try:
+            figures = await asyncio.to_thread(scrape, series.address)
+        except OSError:
+            return  # a front end that is down has no figures this second
+        wall = time.perf_counter()
+        series.add(wall - self.t0, wall, figures)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
