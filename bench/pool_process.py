@@ -28,6 +28,7 @@ class PoolProcess:
     metrics_address: str
     admin_token_file: Path
     output: list[str]
+    reader: threading.Thread
 
     @property
     def admin_token(self) -> str:
@@ -42,12 +43,19 @@ class PoolProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        self._close()
         return self.proc.returncode
 
     def kill(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             self.proc.kill()
         self.proc.wait()
+        self._close()
+
+    def _close(self) -> None:
+        self.reader.join(timeout=5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
 
 
 def start_standard(data_dir: Path, *extra: str, timeout: float = 60.0) -> PoolProcess:
@@ -84,7 +92,8 @@ def start_standard(data_dir: Path, *extra: str, timeout: float = 60.0) -> PoolPr
                 done.set()
         done.set()
 
-    threading.Thread(target=pump, daemon=True).start()
+    reader = threading.Thread(target=pump, daemon=True)
+    reader.start()
     end = time.monotonic() + timeout
     while not done.wait(0.05):
         if time.monotonic() > end:
@@ -93,7 +102,10 @@ def start_standard(data_dir: Path, *extra: str, timeout: float = 60.0) -> PoolPr
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         proc.wait()
+        reader.join(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
         raise PoolStartError("the pool did not start:\n" + "\n".join(output[-20:]))
     return PoolProcess(
-        proc, found["address"], found.get("metrics", ""), Path(found["token"]), output
+        proc, found["address"], found.get("metrics", ""), Path(found["token"]), output, reader
     )

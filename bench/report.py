@@ -52,8 +52,10 @@ def build(
         codes = dict(stats.codes)
         n = sum(codes.values())
         e = _errors(name, codes)
+        steady_stats = rec.steady.get(name)
         ops[name] = {
             **summary(stats.histogram),
+            "steady_p99": summary(steady_stats.histogram)["p99"] if steady_stats else 0.0,
             "calls": n,
             "errors": e,
             "codes": codes,
@@ -94,13 +96,19 @@ def build(
             cpu < thresholds.cpu_percent,
         )
     )
+    # SPEC 6's latency targets are for the steady state: the sign-in ramp is judged apart
+    steady = {
+        name: summary(st.histogram)["p99"]
+        for name, st in rec.steady.items()
+        if st.histogram.get_total_count()
+    }
     worst_name, worst_p99 = "-", 0.0
-    for name, o in ops.items():
-        if o["p99"] > worst_p99:
-            worst_name, worst_p99 = name, float(o["p99"])
+    for name, p99 in (steady or {n: o["p99"] for n, o in ops.items()}).items():
+        if p99 > worst_p99:
+            worst_name, worst_p99 = name, float(p99)
     checks.append(
         (
-            f"p99 latency (worst: {worst_name})",
+            f"p99 latency after the ramp (worst: {worst_name})",
             f"{worst_p99:.1f} ms",
             f"< {thresholds.p99_ms:g} ms",
             worst_p99 < thresholds.p99_ms,
@@ -162,13 +170,14 @@ def text(report: dict[str, Any]) -> str:
     head = (
         f"{'operation':<18} {'calls':>8} {'errors':>7} {'late':>6} "
         + " ".join(f"{'p' + format(p, 'g'):>8}" for p in PERCENTILES)
-        + f" {'max':>8}  (ms)"
+        + f" {'max':>8} {'steady99':>8}  (ms; steady = after the ramp)"
     )
     lines.append(head)
     for name, o in report["operations"].items():
         pcts = " ".join(f"{o['p' + format(p, 'g')]:>8.2f}" for p in PERCENTILES)
         lines.append(
             f"{name:<18} {o['calls']:>8} {o['errors']:>7} {o['late']:>6} {pcts} {o['max']:>8.2f}"
+            f" {o['steady_p99']:>8.2f}"
         )
     c = report["counters"]
     lines += [

@@ -137,7 +137,7 @@ async def drive(opts: RunOptions, address: str, token: str) -> dict[str, Any]:
     pop = population(model, signed_in, opts.ramp, opts.seed)
     schedule = plan(model, pop, opts.duration, opts.seed)
     metrics = await _prepare(opts, address, token, pop)
-    recorder = Recorder()
+    recorder = Recorder(steady_from=signed_in / opts.ramp)
     cfg = DriverConfig(
         address=address,
         user_indices=tuple(range(signed_in)),

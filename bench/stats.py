@@ -83,8 +83,11 @@ class Second:
 class Recorder:
     """Collects one driver's measurements."""
 
-    def __init__(self) -> None:
+    def __init__(self, steady_from: float = 0.0) -> None:
         self.ops: dict[str, OpStats] = {}
+        #: the same, for operations intended after the sign-in ramp (steady state)
+        self.steady: dict[str, OpStats] = {}
+        self.steady_from = steady_from
         self.counters: Counter[str] = Counter()
         self.seconds: dict[int, Second] = {}
 
@@ -97,6 +100,11 @@ class Recorder:
     def record(self, name: str, at: float, latency_s: float, code: str) -> None:
         """An operation intended at ``at`` (run seconds) finished after ``latency_s``."""
         self.op(name).record(latency_s, code)
+        if at >= self.steady_from:
+            steady = self.steady.get(name)
+            if steady is None:
+                steady = self.steady[name] = OpStats()
+            steady.record(latency_s, code)
         sec = self.seconds.get(int(at))
         if sec is None:
             sec = self.seconds[int(at)] = Second()
@@ -112,6 +120,8 @@ class Recorder:
     def merge(self, other: Recorder) -> None:
         for name, stats in other.ops.items():
             self.op(name).merge(stats)
+        for name, stats in other.steady.items():
+            self.steady.setdefault(name, OpStats()).merge(stats)
         self.counters.update(other.counters)
         for t, sec in other.seconds.items():
             mine = self.seconds.setdefault(t, Second())
@@ -122,6 +132,8 @@ class Recorder:
     def to_wire(self) -> dict[str, Any]:
         return {
             "ops": {n: s.to_wire() for n, s in self.ops.items()},
+            "steady": {n: s.to_wire() for n, s in self.steady.items()},
+            "steady_from": self.steady_from,
             "counters": dict(self.counters),
             "seconds": {
                 str(t): [s.completed, s.errors, base64.b64encode(s.histogram.encode()).decode()]
@@ -131,8 +143,9 @@ class Recorder:
 
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> Recorder:
-        r = cls()
+        r = cls(data.get("steady_from", 0.0))
         r.ops = {n: OpStats.from_wire(s) for n, s in data["ops"].items()}
+        r.steady = {n: OpStats.from_wire(s) for n, s in data.get("steady", {}).items()}
         r.counters = Counter(data["counters"])
         for t, (done, errs, h) in data["seconds"].items():
             hist = new_histogram()

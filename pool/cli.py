@@ -1,6 +1,8 @@
-"""The `poolsim` command: serve a pool, show its status.
+"""The `poolsim` command.
 
 poolsim serve [--users N] ...      a Standard Edition front end
+poolsim run [--users N] ...        the user model against a pool, with a capacity report
+poolsim plan [--target-users U]    capacity planning: users per front end, N-1 sizing
 poolsim status [--address A]       what GetPoolStatus says, as a table
 """
 
@@ -211,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="drive a pool with the Lync user model and report")
     _run_args(run)
     run.set_defaults(func=cmd_run)
+    from bench import plan
+
+    plan_parser = sub.add_parser(
+        "plan", help="step the load up, fit the USL, size a pool for N users with one FE down"
+    )
+    plan.add_arguments(plan_parser)
+    plan_parser.set_defaults(func=plan.main)
     status = sub.add_parser("status", help="show a running pool's front ends, groups and quorum")
     status.add_argument("--address", default="127.0.0.1:5061")
     status.add_argument(

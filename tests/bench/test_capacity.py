@@ -1,0 +1,349 @@
+"""USL fitting, N-1 sizing (SPEC sections 1 and 2) and `poolsim plan` without a real load."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench import plan
+from bench.capacity import (
+    FIRST_START,
+    LYNC_USERS_PER_FE,
+    UslFit,
+    fit_usl,
+    format_sizing,
+    front_ends_for,
+    lync_figure,
+)
+
+
+def usl_points(
+    lam: float, sigma: float, kappa: float, ns: list[float]
+) -> list[tuple[float, float]]:
+    return [(n, lam * n / (1 + sigma * (n - 1) + kappa * n * (n - 1))) for n in ns]
+
+
+# --- Universal Scalability Law ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("lam", "sigma", "kappa", "ns"),
+    [
+        (2.0, 0.05, 0.001, [1, 2, 4, 8, 16, 32, 64]),
+        (100.0, 0.2, 0.01, [1, 3, 5, 10, 20]),
+        (0.5, 1e-4, 1e-8, [1000, 2000, 4000, 8000, 16000, 32000, 64000]),  # users, not threads
+        (1.0, 0.0, 1e-3, [1, 5, 10, 20, 40]),
+    ],
+)
+def test_usl_fit_recovers_known_parameters(
+    lam: float, sigma: float, kappa: float, ns: list[float]
+) -> None:
+    fit = fit_usl(usl_points(lam, sigma, kappa, ns))
+    assert fit.lam == pytest.approx(lam, rel=1e-4)
+    assert fit.sigma == pytest.approx(sigma, rel=1e-3, abs=1e-9)
+    assert fit.kappa == pytest.approx(kappa, rel=1e-3, abs=1e-12)
+    assert fit.r2 == pytest.approx(1.0, abs=1e-9)
+    for n in ns:
+        assert fit.throughput(n) == pytest.approx(
+            usl_points(lam, sigma, kappa, [n])[0][1], rel=1e-4
+        )
+
+
+def test_usl_fit_without_coherency_has_no_peak() -> None:
+    fit = fit_usl(usl_points(3.0, 0.1, 0.0, [1, 2, 4, 8, 16]))
+    assert fit.kappa == 0.0
+    assert fit.sigma == pytest.approx(0.1, rel=1e-4)
+    assert fit.peak_n() == math.inf
+
+
+def test_usl_fit_of_linear_scaling() -> None:
+    fit = fit_usl([(1, 5.0), (2, 10.0), (3, 15.0)])
+    assert fit.lam == pytest.approx(5.0)
+    assert (fit.sigma, fit.kappa) == (0.0, 0.0)
+    assert fit.peak_n() == math.inf
+    assert fit.n_at_fraction_of_linear(0.5) == math.inf
+
+
+def test_usl_fit_of_noisy_points_is_close() -> None:
+    exact = usl_points(2.0, 0.03, 5e-4, [1, 2, 4, 8, 16, 32, 64])
+    wobble = [1.01, 0.99, 1.02, 0.98, 1.0, 1.01, 0.99]
+    fit = fit_usl([(n, x * w) for (n, x), w in zip(exact, wobble, strict=True)])
+    assert 0.99 < fit.r2 < 1.0
+    assert fit.lam == pytest.approx(2.0, rel=0.1)
+    assert fit.peak_n() == pytest.approx(math.sqrt(0.97 / 5e-4), rel=0.15)
+
+
+def test_peak_and_fraction_of_linear() -> None:
+    fit = UslFit(lam=1.0, sigma=0.05, kappa=0.001, r2=1.0)
+    peak = fit.peak_n()
+    assert peak == pytest.approx(math.sqrt(0.95 / 0.001))
+    assert fit.throughput(peak) > fit.throughput(peak * 0.9)
+    assert fit.throughput(peak) > fit.throughput(peak * 1.1)
+    n = fit.n_at_fraction_of_linear(0.5)
+    assert fit.throughput(n) / (fit.lam * n) == pytest.approx(0.5)
+    assert fit.n_at_fraction_of_linear(1.0) == 1.0
+    assert UslFit(1.0, 0.1, 0.0, 1.0).n_at_fraction_of_linear(0.5) == pytest.approx(11.0)
+    with pytest.raises(ValueError, match="fraction"):
+        fit.n_at_fraction_of_linear(0.0)
+
+
+@pytest.mark.parametrize(
+    ("points", "message"),
+    [
+        ([], "at least 3 points"),
+        ([(1, 1.0), (2, 2.0)], "at least 3 points"),
+        ([(1, 1.0), (2, 2.0), (0, 3.0)], "must be finite and > 0"),
+        ([(1, 1.0), (2, -2.0), (3, 3.0)], "must be finite and > 0"),
+        ([(1, 1.0), (2, 0.0), (3, 3.0)], "must be finite and > 0"),
+        ([(1, 1.0), (2, math.nan), (3, 3.0)], "must be finite and > 0"),
+        ([(1, 1.0), (1, 1.1), (2, 2.0)], "3 distinct"),
+    ],
+)
+def test_usl_fit_rejects_bad_points(points: list[tuple[float, float]], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        fit_usl(points)
+
+
+# --- N-1 sizing ------------------------------------------------------------------------------
+
+
+def test_spec_worked_example_30000_users() -> None:
+    """SPEC 1: 5 FEs is 7,500 each after one failure (too many); 6 FEs is 6,000 (fine)."""
+    s = front_ends_for(30_000, 6_660)
+    assert s.front_ends == 6
+    assert s.per_fe_all_up == 5_000
+    assert s.per_fe_one_down == 6_000
+    assert (s.fits, s.pools_needed, s.users_per_pool) == (True, 1, 30_000)
+    assert any("on 5 FEs" in r and "7,500" in r and "too many" in r for r in s.reasons)
+    assert any("on 6 FEs" in r and "6,000 after one failure" in r for r in s.reasons)
+    assert lync_figure(30_000) == s
+    assert LYNC_USERS_PER_FE < 30_000 / (5 - 1)  # 5 is rejected by the rule itself
+
+
+def test_at_least_three_front_ends() -> None:
+    s = front_ends_for(100, 6_660)
+    assert s.front_ends == 3
+    assert any("at least 3" in r for r in s.reasons)
+    assert front_ends_for(13_320, 6_660).front_ends == 3  # 13,320 / 2 = 6,660 exactly
+    assert front_ends_for(13_321, 6_660).front_ends == 4
+
+
+def test_twelve_front_ends_is_the_most_in_a_pool() -> None:
+    assert front_ends_for(73_260, 6_660).front_ends == 12  # 11 x 6,660
+    assert front_ends_for(73_260, 6_660).fits
+    over = front_ends_for(73_261, 6_660)
+    assert not over.fits
+    assert over.pools_needed == 2
+    assert front_ends_for(30_000, 6_660, max_fe=5).pools_needed == 2
+
+
+def test_80000_users_need_two_pools_at_lyncs_figure() -> None:
+    s = lync_figure(80_000)
+    assert (s.fits, s.pools_needed, s.users_per_pool, s.front_ends) == (False, 2, 40_000, 8)
+    assert s.total_front_ends == 16
+    assert s.per_fe_one_down == pytest.approx(40_000 / 7)
+    assert any("7,273 after one failure" in r and "73,260" in r for r in s.reasons)
+
+
+def test_pool_user_limit_applies_even_when_front_ends_would_cope() -> None:
+    s = front_ends_for(100_000, 20_000)  # 7 FEs would do, but 80,000 users per pool at most
+    assert (s.pools_needed, s.users_per_pool, s.front_ends) == (2, 50_000, 4)
+    assert any("exceed 80,000 per pool" in r for r in s.reasons)
+    assert front_ends_for(90_000, 50_000, max_pool_users=100_000).pools_needed == 1
+
+
+def test_200000_users_need_several_pools() -> None:
+    s = lync_figure(200_000)
+    assert (s.pools_needed, s.front_ends, s.users_per_pool) == (3, 12, 66_667)
+    assert s.pools_needed * s.users_per_pool >= 200_000
+    assert s.users_per_pool <= 80_000
+    assert s.per_fe_one_down <= LYNC_USERS_PER_FE
+
+
+def test_first_start_table_is_spec_literal() -> None:
+    assert FIRST_START == {
+        2: 1,
+        3: 3,
+        4: 3,
+        5: 4,
+        6: 5,
+        7: 5,
+        8: 6,
+        9: 7,
+        10: 8,
+        11: 9,
+        12: 10,
+    }
+    s = lync_figure(30_000)
+    assert s.first_start == 5
+    assert any("needs 5 of them running for its first start" in r for r in s.reasons)
+    assert lync_figure(200_000).first_start == 10
+
+
+@pytest.mark.parametrize(
+    ("users", "per_fe", "kwargs"),
+    [
+        (0, 6_660, {}),
+        (10, 0.5, {}),
+        (10, math.inf, {}),
+        (10, 6_660, {"max_fe": 13}),
+        (10, 6_660, {"max_fe": 2}),
+        (10, 6_660, {"max_pool_users": 0}),
+    ],
+)
+def test_sizing_rejects_bad_input(users: int, per_fe: float, kwargs: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match=r"expected|FEs"):
+        front_ends_for(users, per_fe, **kwargs)
+
+
+def test_format_sizing_shows_both_figures() -> None:
+    text = format_sizing(
+        lync_figure(30_000), front_ends_for(30_000, 3_000), measured_label="measured here"
+    )
+    assert "measured here" in text
+    assert "Lync 2013 figure" in text
+    assert "6,660" in text
+    assert "3,000" in text
+    assert "7,500 after one failure" in text
+    only = format_sizing(lync_figure(30_000))
+    assert "measured" not in only
+
+
+# --- poolsim plan, without a load ------------------------------------------------------------
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="poolsim plan")
+    plan.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def test_plan_no_measure_sizes_with_lyncs_figure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "plan"
+    assert plan.main(parse(["--target-users", "30000", "--no-measure", "--out", str(out)])) == 0
+    text = capsys.readouterr().out
+    assert "no measurement" in text
+    assert "6,660" in text
+    assert "on 5 FEs: 30,000 / 5 = 6,000 each, 7,500 after one failure" in text
+    doc = json.loads((out / "plan.json").read_text())
+    assert doc["measured"] is False
+    assert doc["points"] == []
+    assert doc["fit"] is None
+    assert doc["sizing"]["target_users"] == 30_000
+    assert doc["sizing"]["measured"] is None
+    assert doc["sizing"]["lync"]["front_ends"] == 6
+    assert doc["sizing"]["lync"]["first_start"] == 5
+    assert sorted(p.name for p in out.iterdir()) == ["plan.json"]  # no run was made
+
+
+def test_plan_no_measure_80000_users(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "p"
+    assert plan.main(parse(["--target-users", "80000", "--no-measure", "--out", str(out)])) == 0
+    assert "pools needed" in capsys.readouterr().out
+    lync = json.loads((out / "plan.json").read_text())["sizing"]["lync"]
+    assert (lync["pools_needed"], lync["front_ends"], lync["total_front_ends"]) == (2, 8, 16)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--no-measure"], "needs --target-users"),
+        (["--target-users", "0", "--no-measure"], "at least 1"),
+        (["--step", "1"], "--step"),
+        (["--start-users", "1"], "at least 2 users"),
+        (["--max-runs", "0"], "--max-runs"),
+    ],
+)
+def test_plan_rejects_contradictory_options(
+    argv: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert plan.main(parse([*argv, "--out", str(tmp_path / "p")])) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "p").exists()
+
+
+def fake_report(users: int, calls: int, p99: float, cpu: float, ok: bool) -> dict[str, Any]:
+    """The keys of a bench.report.build dict that plan reads."""
+    return {
+        "config": {"users": users, "signed_in": round(users * 0.8), "duration": 10.0},
+        "operations": {"poll": {"p99": p99 / 2}, "publish": {"p99": p99}},
+        "front_ends": {"fe1": {"cpu_mean": cpu}},
+        "total_calls": calls,
+        "total_errors": 0,
+        "verdict": {
+            "pass": ok,
+            "checks": [{"check": "p99 latency", "ok": ok}, {"check": "errors", "ok": True}],
+        },
+    }
+
+
+def test_point_from_report() -> None:
+    p = plan.point_from_report(fake_report(2000, 5000, 40.0, 55.0, True), 2000, 120.0, Path("x"))
+    assert (p.users, p.signed_in, p.front_ends, p.throughput) == (2000, 1600, 1, 500.0)
+    assert (p.worst_operation, p.worst_p99_ms, p.cpu_percent, p.passed) == (
+        "publish",
+        40.0,
+        55.0,
+        True,
+    )
+    q = plan.point_from_report(fake_report(2000, 5000, 400.0, 55.0, False), 2000, 120.0, Path("x"))
+    assert q.failed_checks == ["p99 latency"]
+
+
+def test_ramp_signs_everyone_in_early() -> None:
+    assert plan.ramp_for(1000, 30.0, None) == 120.0
+    assert plan.ramp_for(64_000, 30.0, None) == pytest.approx(6_400.0)
+    assert plan.ramp_for(64_000, 30.0, 50.0) == 50.0
+
+
+def test_plan_measured_path_with_stubbed_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """main() with the runs replaced by USL-shaped results: fit, users per FE and both sizings."""
+    curve = dict(usl_points(1.0, 1e-4, 1e-8, [1000, 2000, 4000, 8000]))
+
+    def fake_measure(args: argparse.Namespace, out: Path) -> tuple[list[plan.Point], str]:
+        points = []
+        for users, x in curve.items():
+            ok = users < 8000
+            r = fake_report(int(users), round(x * 10.0), 20.0 if ok else 300.0, 50.0, ok)
+            points.append(plan.point_from_report(r, int(users), 120.0, out / f"run-{users}"))
+        return points, "a target broke at 8,000 users: p99 latency"
+
+    monkeypatch.setattr(plan, "measure", fake_measure)
+    out = tmp_path / "p"
+    assert plan.main(parse(["--target-users", "30000", "--out", str(out)])) == 0
+    text = capsys.readouterr().out
+    assert "users per front end here: 4,000" in text
+    assert "measured here" in text
+    assert "Lync 2013 figure" in text
+    doc = json.loads((out / "plan.json").read_text())
+    assert len(doc["points"]) == 4
+    assert doc["fit"]["r2"] > 0.999
+    assert doc["fit"]["kappa"] == pytest.approx(1e-8, rel=0.05)
+    assert doc["users_per_fe"] == {
+        "largest_passing": 4000.0,
+        "usl_knee": pytest.approx(doc["fit"]["peak_users"]),
+        "lower_bound": False,
+    }
+    measured = doc["sizing"]["measured"]
+    assert measured["users_per_fe"] == 4000.0
+    assert measured["front_ends"] == front_ends_for(30_000, 4_000).front_ends == 9
+    assert doc["sizing"]["lync"]["front_ends"] == 6
+
+
+def test_analyse_without_enough_runs() -> None:
+    p = plan.point_from_report(fake_report(1000, 500, 20.0, 30.0, True), 1000, 120.0, Path("x"))
+    f = plan.analyse([p], "--max-runs 1 reached with every run passing")
+    assert f.fit is None
+    assert f.fit_note is not None
+    assert "at least 3" in f.fit_note
+    assert (f.users_per_fe, f.lower_bound) == (1000.0, True)
+    assert "at least" in plan.summary([p], f, None, None, Path("out"))
