@@ -24,6 +24,7 @@ from bench.pool_process import PoolProcess, start_standard
 from bench.probe import Probe
 from bench.schedule import Population, plan, population
 from bench.stats import Recorder, summary
+from bench.workers import run_workers
 from pool.client import AdminClient, PoolClient
 from pool.privacy import AccessLevel
 
@@ -149,16 +150,23 @@ async def drive(opts: RunOptions, address: str, token: str) -> dict[str, Any]:
         channels=opts.channels,
         seed=opts.seed,
     )
-    driver = Driver(cfg, model, pop, schedule, recorder)
     probe = Probe(metrics, time.perf_counter())
-    show = sys.stdout.isatty() if opts.progress is None else opts.progress
-    progress = Progress(driver, opts.duration, show)
     probe.start()
-    progress.start()
     try:
-        await driver.run()
+        if opts.workers > 1:
+            recorder = await run_workers(
+                opts.workers, cfg, model, pop, schedule, recorder.steady_from
+            )
+        else:
+            driver = Driver(cfg, model, pop, schedule, recorder)
+            show = sys.stdout.isatty() if opts.progress is None else opts.progress
+            progress = Progress(driver, opts.duration, show)
+            progress.start()
+            try:
+                await driver.run()
+            finally:
+                await progress.stop()
     finally:
-        await progress.stop()
         await probe.stop()
     config = {
         "edition": opts.edition,

@@ -34,3 +34,24 @@ def test_short_run_writes_a_report_whose_counts_add_up(tmp_path: Path) -> None:
     assert c["ledger_checked"] > 0
     assert r["total_calls"] == sum(o["calls"] for o in ops.values())
     assert r["front_ends"]["fe-1"]["samples"]
+
+
+def test_workers_split_the_users_and_merge_their_figures(tmp_path: Path) -> None:
+    """--workers 2: two Ray actors drive disjoint halves; the report adds both up."""
+    from bench.workers import slices
+
+    assert slices(5, 2) == [(0, 2, 4), (1, 3)]
+    out = tmp_path / "report"
+    opts = RunOptions(
+        users=40, duration=10.0, ramp=40.0, speedup=40.0, seed=5, out=out, workers=2, progress=False
+    )
+    try:
+        assert main(opts) == 0
+    finally:
+        import ray
+
+        ray.shutdown()
+    r = json.loads((out / "report.json").read_text())
+    assert r["counters"]["logon_attempts"] == r["operations"]["sign-in"]["calls"] > 0
+    assert r["counters"].get("im_messages_undelivered", 0) == 0
+    assert r["config"]["workers"] == 2
