@@ -3,6 +3,7 @@
 poolsim serve [--users N] ...      a Standard Edition front end
 poolsim run [--users N] ...        the user model against a pool, with a capacity report
 poolsim plan [--target-users U]    capacity planning: users per front end, N-1 sizing
+poolsim bench [--quick]            the hot routing path against bare baselines, as ratios
 poolsim status [--address A]       what GetPoolStatus says, as a table
 """
 
@@ -220,6 +221,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     plan.add_arguments(plan_parser)
     plan_parser.set_defaults(func=plan.main)
+    from bench import hotpath
+
+    bench_parser = sub.add_parser(
+        "bench", help="hot-path benchmarks against baselines measured in the same run"
+    )
+    hotpath.add_arguments(bench_parser)
+    bench_parser.set_defaults(func=hotpath.main)
     status = sub.add_parser("status", help="show a running pool's front ends, groups and quorum")
     status.add_argument("--address", default="127.0.0.1:5061")
     status.add_argument(

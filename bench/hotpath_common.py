@@ -1,0 +1,178 @@
+"""What the hot-path benchmarks share: options, result rows, percentiles, process readings.
+
+A *row* is one comparison: a poolsim figure, a baseline figure measured in the same run, their
+ratio and the target the ratio must meet. A *result* is one benchmark (one ``--only`` name):
+its rows, or why it was skipped or failed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """Sizes of every benchmark; ``quick()`` is the short version the tests run."""
+
+    quick: bool = False
+    seed: int = 1
+    # routing-core
+    core_pairs: int = 100
+    core_conference: int = 10
+    core_messages: int = 200_000  # per timed repetition (two-party); a tenth for the conference
+    core_repeats: int = 5
+    core_latency_samples: int = 50_000
+    # grpc-e2e
+    e2e_messages: int = 6_000  # per measured round, in each of the two modes
+    e2e_warmup: int = 1_000
+    e2e_concurrency: int = 32
+    e2e_rounds: int = 3
+    e2e_store: str = "sqlite"
+    # fanout
+    fanout_watchers: int = 80
+    fanout_publications: int = 500  # per measured round
+    fanout_warmup: int = 20
+    fanout_rounds: int = 3
+    # memory
+    memory_users: int = 80_000
+    memory_fallback_users: int = 20_000
+    memory_contacts: int = 80
+    memory_subscriptions: int = 40
+    memory_timeout: float = 150.0
+    memory_target_users: int = 80_000
+    memory_target_bytes: int = 4 * GIB
+
+    @classmethod
+    def quick_options(cls, seed: int = 1) -> Options:
+        return cls(
+            quick=True,
+            seed=seed,
+            core_pairs=20,
+            core_messages=50_000,
+            core_repeats=3,
+            core_latency_samples=10_000,
+            e2e_messages=2_000,
+            e2e_warmup=300,
+            e2e_concurrency=16,
+            e2e_rounds=1,
+            fanout_publications=60,
+            fanout_warmup=10,
+            fanout_rounds=1,
+            memory_users=5_000,
+            memory_fallback_users=2_000,
+            memory_timeout=60.0,
+        )
+
+
+@dataclass(slots=True)
+class Row:
+    """One comparison. ``ratio`` = poolsim / baseline; met when it is on the right side."""
+
+    name: str
+    unit: str
+    poolsim: float
+    baseline: float
+    ratio: float
+    target: float
+    higher_is_better: bool = True
+    target_source: str = "given"  # "given" by the brief, or "assumed" (none was given)
+    met: bool = False
+    latency_us: dict[str, float] = field(default_factory=dict)  # poolsim_p50, baseline_p99, ...
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.met = self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
+
+    @property
+    def target_text(self) -> str:
+        sign = ">=" if self.higher_is_better else "<="
+        return f"{sign} {self.target:g}" + (" (assumed)" if self.target_source != "given" else "")
+
+
+def make_row(
+    name: str,
+    unit: str,
+    poolsim: float,
+    baseline: float,
+    target: float,
+    *,
+    higher_is_better: bool = True,
+    target_source: str = "given",
+    latency_us: dict[str, float] | None = None,
+    details: dict[str, Any] | None = None,
+) -> Row:
+    ratio = poolsim / baseline if baseline > 0 else math.nan
+    return Row(
+        name,
+        unit,
+        poolsim,
+        baseline,
+        ratio,
+        target,
+        higher_is_better,
+        target_source,
+        latency_us=latency_us or {},
+        details=details or {},
+    )
+
+
+@dataclass(slots=True)
+class Result:
+    """One benchmark: ``ok`` with rows, ``skipped`` with a reason, or ``failed`` with the error."""
+
+    name: str
+    status: str = "ok"
+    rows: list[Row] = field(default_factory=list)
+    reason: str = ""
+    notes: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["rows"] = [{**asdict(r), "target_text": r.target_text} for r in self.rows]
+        return out
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest-rank percentile of unsorted ``values`` (NaN when there are none)."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(p / 100.0 * len(ordered)))
+    return ordered[min(rank, len(ordered)) - 1]
+
+
+def latency_summary(prefix: str, seconds: list[float]) -> dict[str, float]:
+    """p50 and p99 in microseconds, keyed ``<prefix>_p50`` and ``<prefix>_p99``."""
+    return {
+        f"{prefix}_p50": percentile(seconds, 50) * 1e6,
+        f"{prefix}_p99": percentile(seconds, 99) * 1e6,
+    }
+
+
+def median(values: list[float]) -> float:
+    return percentile(values, 50)
+
+
+def rss_bytes(pid: int | None = None) -> int:
+    """VmRSS of a process (this one by default) from /proc."""
+    path = Path(f"/proc/{pid or 'self'}/status")
+    for line in path.read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS in {path}")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time a process has used so far, from /proc/<pid>/stat."""
+    raw = Path(f"/proc/{pid}/stat").read_text()
+    fields = raw[raw.rindex(")") + 2 :].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime, stime (fields 14, 15)
