@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from pool import cdr, events, status
@@ -64,6 +66,27 @@ def publication(req: pb.PublishPresenceRequest) -> Publication:
 
 def _message(m: events.ChatMessage | None) -> pb.Message | None:
     return pb.Message(body=m.body, content_type=m.content_type) if m else None
+
+
+_SHARED: OrderedDict[int, tuple[events.Event, pb.Event]] = OrderedDict()
+SHARED_CACHE = 4096
+
+
+def shared_event(e: events.Event) -> pb.Event:
+    """``event(e)``, converted once however many endpoints it was queued for.
+
+    The engine queues one event object for every recipient of a fan-out (a presence change to
+    80 watchers, a conference message); each stream asks for its wire form. The cache keeps
+    the event itself, so its id cannot be reused while the entry lives.
+    """
+    hit = _SHARED.get(id(e))
+    if hit is not None and hit[0] is e:
+        return hit[1]
+    msg = event(e)
+    _SHARED[id(e)] = (e, msg)
+    if len(_SHARED) > SHARED_CACHE:
+        _SHARED.popitem(last=False)
+    return msg
 
 
 def event(e: events.Event) -> pb.Event:

@@ -88,7 +88,7 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
                 batch = engine.drain(ep, STREAM_BATCH)
                 if batch:
                     for item in batch:
-                        await context.write(convert.event(item))
+                        await context.write(convert.shared_event(item))
                     continue
                 if queue.closed:
                     return
