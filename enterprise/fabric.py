@@ -1,0 +1,899 @@
+"""The pool manager's brain: the Windows Fabric role of an Enterprise pool (SPEC section 2).
+
+``Fabric`` decides, for a pool of 2 to 12 front ends (FEs), which FEs are up, whether the pool
+has quorum, where every routing group's replicas live and which FE is each group's home. It is
+a pure, single-writer state machine: no framework, no I/O, no clock of its own. Time comes in
+as ``now`` arguments, seconds on one monotonic clock of the caller (``Clock.monotonic()``). A
+Ray actor wraps it thinly: it feeds in registrations, heartbeats, Ray's actor-death signals and
+operator commands, calls ``check(now)`` every heartbeat interval, and carries out the
+``Change`` values every call returns (copy a group, reload it from the back-end store, tell the
+FEs that a new ``RoutingTable`` exists).
+
+Front end states (``pool.status.FrontEndState``); ``_transition`` is the one method that moves
+an FE, and it raises ``IllegalTransition`` for anything not listed here (``TRANSITIONS``)::
+
+    (new)     --start()------------------------------------> STARTING
+    (new)     --register()---------------------------------> UP        joins the start order
+    STARTING  --register()---------------------------------> UP        joins it if the first time
+    STARTING  --stop(graceful=False) / mark_dead()---------> DOWN
+    UP        --stop(graceful=True)------------------------> DRAINING  hands its replicas over
+    UP        --stop(graceful=False) / mark_dead()
+                / check(): no heartbeat for misses*interval-> DOWN
+    UP        --register() (it restarted unnoticed)--------> DOWN, then UP
+    DRAINING  --check(): drain_timeout over / stop(False)
+                / mark_dead() / heartbeats missed----------> DOWN
+    DRAINING  --register() (it restarted)------------------> DOWN, then UP
+    DOWN      --start()------------------------------------> STARTING
+    DOWN      --register()---------------------------------> UP
+
+Rules this module chooses (SPEC leaves them open):
+
+* **Only UP FEs hold replicas.** An FE that leaves UP (crash, stop, drain) loses its place in
+  the placement at once: a simulated FE keeps user data in memory, so a restarted FE comes back
+  empty and is given copies again (``CopyTask``). A DRAINING FE still counts as running for
+  pool quorum (its process lives while its users move) but its primaries have already moved.
+* **A routing group that falls below 2 live replicas is lost** (``GroupQuorumLost``), whatever
+  the cause, and stays lost until ``reset(QUORUM_LOSS_RECOVERY)`` or ``reset(FULL_RESET)``
+  reloads it from the back-end store: its replicas cannot "return" since a returning FE is
+  empty, and a lone survivor is never copied from. A group that merely never had 2 replicas
+  (a two-FE pool first started with one FE) is not lost: it gets its second copy when a spare
+  FE comes.
+* **While the pool lacks quorum** replicas of FEs that go down are still dropped and
+  secondaries promoted (that is where the data is), but nothing is copied and no group is
+  served: the routing table has no home for any group.
+* **Placement happens at the first start**, over the FEs up at that moment; FEs that join
+  later are given secondaries by spreading replicas evenly (``CopyTask`` plus
+  ``ReplicaDropped``). Primaries move only by promotion, or by ``rebalance()`` /
+  ``reset(SERVICE_RESET)``, which the caller runs once copies are complete.
+* **MACHINE_STATE_REMOVED shrinks the pool**: the FE (which must not be running) leaves the
+  start order for good, ``pool_size`` drops by one (never below 2) and both quorum tables then
+  apply to the smaller pool. The number of routing groups does not change (users stay put).
+* **Every reset publishes a new routing table**, so every FE re-reads it; other calls publish
+  one only when something in it changed.
+* The two-FE "come back in reverse order" rule is not modelled: both FEs down means every group
+  is lost, so such a pool always needs quorum-loss recovery here.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Final
+
+from enterprise.changes import (
+    Change,
+    CopyTask,
+    FrontEndChanged,
+    FrontEndRemoved,
+    GroupQuorumLost,
+    QuorumChanged,
+    ReloadTask,
+    ReplicaDropped,
+    TableSwapped,
+)
+from enterprise.placement import (
+    MIN_REPLICAS_FOR_SERVICE,
+    REPLICAS,
+    GroupReplicas,
+    Placement,
+    fail_over,
+    group_state,
+    place,
+    rebalance_primaries,
+    rebuild,
+)
+from enterprise.quorum import (
+    MAX_POOL_SIZE,
+    MIN_POOL_SIZE,
+    QuorumVerdict,
+    evaluate,
+)
+from enterprise.quorum import TRANSITIONS as QUORUM_TRANSITIONS
+from enterprise.routing_table import RoutingTable
+from pool.config import ConfigError
+from pool.errors import FailedPrecondition, InvalidArgument, NotFound, Unavailable
+from pool.status import (
+    FrontEndInfo,
+    FrontEndState,
+    PoolStatusInfo,
+    RoutingGroupInfo,
+)
+from pool.status import GroupState as StatusGroupState
+from pool.status import QuorumState as StatusQuorumState
+
+UP: Final = FrontEndState.UP
+DOWN: Final = FrontEndState.DOWN
+DRAINING: Final = FrontEndState.DRAINING
+STARTING: Final = FrontEndState.STARTING
+
+#: The allowed moves of an FE (``None``: an FE the pool has not seen yet). See the docstring.
+TRANSITIONS: Final[Mapping[FrontEndState | None, frozenset[FrontEndState]]] = MappingProxyType(
+    {
+        None: frozenset({STARTING, UP}),
+        STARTING: frozenset({UP, DOWN}),
+        UP: frozenset({DRAINING, DOWN}),
+        DRAINING: frozenset({DOWN}),
+        DOWN: frozenset({STARTING, UP}),
+    }
+)
+
+_RUNNING: Final = frozenset({UP, DRAINING})
+_RECOVERY_HINT: Final = "run ResetPoolRegistrarState(QUORUM_LOSS_RECOVERY)"
+
+
+class IllegalTransition(FailedPrecondition):
+    """An FE was asked to move between states that ``TRANSITIONS`` does not connect."""
+
+
+# --- configuration ---
+
+
+def _check_int(name: str, value: int, low: int, high: int, note: str = "") -> None:
+    if type(value) is not int or not (low <= value <= high):
+        raise ConfigError(
+            f"{name}={value!r} is out of range: expected an integer {low}..{high}{note}"
+        )
+
+
+def _check_float(name: str, value: float, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (low <= value <= high):
+        raise ConfigError(f"{name}={value!r} is out of range: expected {low:g}..{high:g} seconds")
+
+
+@dataclass(frozen=True, slots=True)
+class FabricConfig:
+    """The pool manager's settings, validated once. Values marked *assumed* are not documented
+    by Microsoft; they are settings with SPEC's defaults."""
+
+    pool_size: int
+    groups_per_front_end: int = 8  # assumed (SPEC)
+    replicas: int = REPLICAS
+    heartbeat_interval: float = 0.5  # assumed: with 3 misses a crash is noticed within ~2 s
+    heartbeat_misses: int = 3
+    drain_timeout: float = 10.0  # assumed: how long a graceful stop waits for users to move
+    pool_name: str = "pool01"
+
+    def __post_init__(self) -> None:
+        _check_int("pool_size", self.pool_size, MIN_POOL_SIZE, MAX_POOL_SIZE, " front ends")
+        _check_int("groups_per_front_end", self.groups_per_front_end, 1, 1000)
+        _check_int("replicas", self.replicas, MIN_REPLICAS_FOR_SERVICE, REPLICAS, " (SPEC: 3)")
+        _check_float("heartbeat_interval", self.heartbeat_interval, 0.001, 60.0)
+        _check_int("heartbeat_misses", self.heartbeat_misses, 1, 100)
+        _check_float("drain_timeout", self.drain_timeout, 0.0, 3600.0)
+        if not isinstance(self.pool_name, str) or not self.pool_name.strip():
+            raise ConfigError(f"pool_name={self.pool_name!r} is empty: expected a name like pool01")
+
+    @property
+    def heartbeat_timeout(self) -> float:
+        """Seconds without a heartbeat after which an FE is declared down."""
+        return self.heartbeat_interval * self.heartbeat_misses
+
+    @property
+    def routing_groups(self) -> int:
+        """Routing groups in the pool, fixed when it is created."""
+        return self.groups_per_front_end * self.pool_size
+
+
+class ResetType(enum.Enum):
+    """``Reset-CsPoolRegistrarState -ResetType`` (SPEC section 2)."""
+
+    SERVICE_RESET = "ServiceReset"
+    QUORUM_LOSS_RECOVERY = "QuorumLossRecovery"
+    FULL_RESET = "FullReset"
+    MACHINE_STATE_REMOVED = "MachineStateRemoved"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceVerdict:
+    """Whether something is served now; ``detail`` is the UNAVAILABLE message when not."""
+
+    ok: bool
+    detail: str = ""
+
+    def require(self) -> None:
+        """Raise ``pool.errors.Unavailable(detail)`` unless ``ok``."""
+        if not self.ok:
+            raise Unavailable(self.detail)
+
+
+@dataclass(frozen=True, slots=True)
+class FabricCounters:
+    """Totals since the fabric was created, for metrics: secondaries promoted after their
+    primary's FE left, replica copies ordered, groups reloaded from the back-end store and
+    primaries moved by rebalancing."""
+
+    promotions: int = 0
+    rebuilds: int = 0
+    reloads: int = 0
+    primary_moves: int = 0
+
+
+@dataclass(slots=True)
+class _Member:
+    state: FrontEndState
+    address: str = ""
+    metrics_address: str = ""
+    last_heartbeat: float = 0.0
+    drain_deadline: float = 0.0
+
+
+_GROUP_STATES: Final = {s.name: StatusGroupState[s.name] for s in StatusGroupState}
+_QUORUM_STATES: Final = {s.name: StatusQuorumState[s.name] for s in StatusQuorumState}
+
+
+# --- the state machine ---
+
+
+class Fabric:
+    """The pool manager. Single writer: one caller at a time (the wrapping actor).
+
+    Every mutating call returns the ``Change``s it made, in order; read ``routing_table`` for
+    the current snapshot. Unknown FEs raise ``NotFound``, impossible requests
+    ``FailedPrecondition`` (``IllegalTransition`` for an FE state move), bad arguments
+    ``InvalidArgument``: all from ``pool.errors``, with messages that say what to do.
+    """
+
+    def __init__(self, config: FabricConfig) -> None:
+        self._config = config
+        self._pool_size = config.pool_size
+        self._groups = config.routing_groups
+        self._members: dict[str, _Member] = {}
+        self._start_order: list[str] = []
+        self._started = False
+        self._started_at = 0.0
+        self._last_now = 0.0
+        self._placement: Placement | None = None
+        self._lost: set[int] = set()
+        self._freshness: dict[tuple[int, str], int] = {}
+        self._verdict = evaluate(self._pool_size, (), (), ever_started=False)
+        self._promotions = 0
+        self._rebuilds = 0
+        self._reloads = 0
+        self._primary_moves = 0
+        self._table = self._build_table(version=0)
+
+    # --- read side ---
+
+    @property
+    def config(self) -> FabricConfig:
+        return self._config
+
+    @property
+    def pool_size(self) -> int:
+        """FEs in the pool: the configured size less any MACHINE_STATE_REMOVED."""
+        return self._pool_size
+
+    @property
+    def routing_groups(self) -> int:
+        return self._groups
+
+    @property
+    def routing_table(self) -> RoutingTable:
+        return self._table
+
+    @property
+    def placement(self) -> Placement | None:
+        """Where every group's replicas are; ``None`` before the first start."""
+        return self._placement
+
+    @property
+    def quorum(self) -> QuorumVerdict:
+        return self._verdict
+
+    @property
+    def started(self) -> bool:
+        """Whether the pool has completed its first start."""
+        return self._started
+
+    @property
+    def start_order(self) -> tuple[str, ...]:
+        """FEs in the order they first came up (SPEC's "first" FEs)."""
+        return tuple(self._start_order)
+
+    @property
+    def lost_groups(self) -> tuple[int, ...]:
+        """Groups in routing-group quorum loss, waiting for quorum-loss recovery."""
+        return tuple(sorted(self._lost))
+
+    @property
+    def counters(self) -> FabricCounters:
+        return FabricCounters(self._promotions, self._rebuilds, self._reloads, self._primary_moves)
+
+    def state_of(self, fe_id: str) -> FrontEndState:
+        return self._member(fe_id).state
+
+    def front_ends(self) -> dict[str, FrontEndState]:
+        """Every known FE and its state, first-started first."""
+        return {fe: self._members[fe].state for fe in self._ordered_ids()}
+
+    def pool_serving(self) -> ServiceVerdict:
+        """Whether the pool works at all: first start done and the functional table met."""
+        reason = self._pool_reason()
+        return ServiceVerdict(not reason, reason)
+
+    def group_serving(self, group: int) -> ServiceVerdict:
+        """Whether ``group``'s users are served: pool serving, >= 2 live replicas (and so a
+        live primary)."""
+        self._check_group(group)
+        reason = self._group_reason(group)
+        return ServiceVerdict(not reason, reason)
+
+    def serving(self, fe_id: str) -> ServiceVerdict:
+        """Whether FE ``fe_id`` serves users now: it is UP and the pool is serving."""
+        member = self._member(fe_id)
+        reason = self._pool_reason()
+        if not reason and member.state is not UP:
+            reason = (
+                f"front end {fe_id} is {member.state.value}: it serves no users; sign in again "
+                "to be sent to your home server"
+            )
+        return ServiceVerdict(not reason, reason)
+
+    # --- front ends come and go ---
+
+    def register(self, fe_id: str, address: str, metrics_address: str, now: float) -> list[Change]:
+        """FE ``fe_id`` came up at ``address``. The first time, it joins the start order; the
+        pool starts once the first-start table is met, and places its groups then. An FE that
+        registers while still UP or DRAINING restarted unnoticed: it goes DOWN (its replicas
+        are gone) and then UP again."""
+        self._check_id(fe_id)
+        if not isinstance(address, str) or not address:
+            raise InvalidArgument(
+                f"address={address!r} for front end {fe_id} is empty: expected host:port"
+            )
+        self._tick(now)
+        changes: list[Change] = []
+        member = self._members.get(fe_id)
+        if member is None:
+            self._check_room(fe_id)
+        elif member.state in _RUNNING:
+            changes.append(
+                self._transition(fe_id, DOWN, "registered again: it restarted, its copies are gone")
+            )
+            changes += self._settle(now)
+        changes.append(self._transition(fe_id, UP, f"registered at {address}"))
+        member = self._members[fe_id]
+        member.address, member.metrics_address = address, metrics_address
+        member.last_heartbeat = now
+        if fe_id not in self._start_order:
+            self._start_order.append(fe_id)
+            if self._placement is not None:
+                p = self._placement
+                self._placement = Placement((*p.front_ends, fe_id), p.groups)
+        return changes + self._settle(now) + self._publish()
+
+    def heartbeat(self, fe_id: str, now: float) -> None:
+        """FE ``fe_id`` is alive. FailedPrecondition unless it is UP or DRAINING: an FE
+        declared down must register again (its replicas were given away)."""
+        member = self._member(fe_id)
+        if member.state not in _RUNNING:
+            raise FailedPrecondition(
+                f"front end {fe_id} is {member.state.value} in pool {self._config.pool_name}: "
+                "register it again to rejoin"
+            )
+        self._tick(now)
+        member.last_heartbeat = max(member.last_heartbeat, now)
+
+    def check(self, now: float) -> list[Change]:
+        """Declare DOWN every running FE silent for more than ``heartbeat_timeout`` and every
+        DRAINING FE past its drain deadline; then fail over, rebuild and publish."""
+        self._tick(now)
+        changes: list[Change] = []
+        timeout = self._config.heartbeat_timeout
+        for fe in self._ordered_ids():
+            member = self._members[fe]
+            if member.state not in _RUNNING:
+                continue
+            silent = now - member.last_heartbeat
+            if silent > timeout:
+                cfg = self._config
+                reason = (
+                    f"no heartbeat for {silent:g} s (timeout {timeout:g} s: "
+                    f"{cfg.heartbeat_misses} missed at {cfg.heartbeat_interval:g} s)"
+                )
+                changes.append(self._transition(fe, DOWN, reason))
+            elif member.state is DRAINING and now >= member.drain_deadline:
+                changes.append(self._transition(fe, DOWN, "drain finished"))
+        return changes + self._settle(now) + self._publish()
+
+    def mark_dead(self, fe_id: str, reason: str) -> list[Change]:
+        """Ray says FE ``fe_id``'s actor died. Idempotent: nothing happens if it is DOWN."""
+        member = self._member(fe_id)
+        if member.state is DOWN:
+            return []
+        changes: list[Change] = [self._transition(fe_id, DOWN, f"actor died: {reason}")]
+        return changes + self._settle(None) + self._publish()
+
+    def stop(self, fe_id: str, *, graceful: bool, now: float) -> list[Change]:
+        """Stop FE ``fe_id``. Graceful: DRAINING now (its primaries go to secondaries, its
+        users re-register elsewhere), DOWN after ``drain_timeout`` or ``stop(graceful=False)``.
+        Otherwise DOWN at once. IllegalTransition if it is already down."""
+        member = self._member(fe_id)
+        self._tick(now)
+        if graceful:
+            change = self._transition(fe_id, DRAINING, "stopping gracefully")
+            member.drain_deadline = now + self._config.drain_timeout
+        else:
+            why = "drain finished" if member.state is DRAINING else "stopped by the operator"
+            change = self._transition(fe_id, DOWN, why)
+        return [change, *self._settle(now), *self._publish()]
+
+    def start(self, fe_id: str) -> list[Change]:
+        """The operator starts FE ``fe_id`` (new or DOWN): STARTING until it registers."""
+        self._check_id(fe_id)
+        if fe_id not in self._members:
+            self._check_room(fe_id)
+        return [self._transition(fe_id, STARTING, "started by the operator")]
+
+    def report_freshness(self, fe_id: str, sequences: Mapping[int, int]) -> None:
+        """FE ``fe_id`` holds group g's writes up to sequence ``sequences[g]``. On fail-over
+        the live secondary with the highest sequence is promoted (unreported: 0)."""
+        member = self._member(fe_id)
+        if member.state is not UP:
+            raise FailedPrecondition(
+                f"front end {fe_id} is {member.state.value}: it holds no replicas, so its "
+                "freshness does not count"
+            )
+        for group, seq in sequences.items():
+            self._check_group(group)
+            if type(seq) is not int or seq < 0:
+                raise InvalidArgument(
+                    f"sequence {seq!r} for routing group {group} from {fe_id}: expected an "
+                    "integer >= 0"
+                )
+            self._freshness[(group, fe_id)] = seq
+
+    # --- operator ---
+
+    def rebalance(self) -> list[Change]:
+        """Spread primaries evenly over the UP FEs by swapping primary and secondary roles
+        (no data moves). Run it once the copies to a returning FE are complete."""
+        return self._rebalance() + self._publish()
+
+    def reset(self, reset_type: ResetType, *, fe_id: str | None = None) -> list[Change]:
+        """``Reset-CsPoolRegistrarState``. Always publishes a new routing table.
+
+        * SERVICE_RESET: re-run fail-over and rebuild and rebalance primaries; nothing is lost.
+        * QUORUM_LOSS_RECOVERY: every group in routing-group quorum loss gets a primary on an
+          UP FE (the survivor if it has one, else the FE with fewest primaries) and is reloaded
+          from the back-end store (a ``ReloadTask`` each: those are the groups recovered), then
+          copied to new secondaries.
+        * FULL_RESET: every group is placed anew over the UP FEs and reloaded.
+        * MACHINE_STATE_REMOVED (``fe_id`` required): remove a front end that is not running
+          for good; the pool shrinks by one (see the module docstring).
+        """
+        if (reset_type is ResetType.MACHINE_STATE_REMOVED) != (fe_id is not None):
+            raise InvalidArgument(
+                f"reset {reset_type.value} with fe_id={fe_id!r}: expected a front end id for "
+                "MachineStateRemoved and none for the other reset types"
+            )
+        if fe_id is not None:
+            changes = self._remove(fe_id)
+        else:
+            if not self._started:
+                raise FailedPrecondition(
+                    f"pool {self._config.pool_name} has not started ({self._verdict.detail}): "
+                    f"nothing to {reset_type.value}"
+                )
+            if reset_type is ResetType.SERVICE_RESET:
+                changes = self._settle(None) + self._rebalance()
+            elif reset_type is ResetType.QUORUM_LOSS_RECOVERY:
+                changes = self._recover_lost()
+            else:
+                changes = self._full_reset()
+        return changes + self._publish(force=True)
+
+    # --- status ---
+
+    def status(
+        self,
+        users_per_group: Mapping[int, int],
+        endpoints_per_fe: Mapping[str, int],
+        now: float,
+        *,
+        users_signed_in: int = 0,
+        wall_now: float | None = None,
+    ) -> PoolStatusInfo:
+        """What GetPoolStatus shows. ``now`` is on the fabric's clock; pass ``wall_now``
+        (``Clock.now()``) to report ``started_at`` as wall-clock seconds."""
+        for group in users_per_group:
+            self._check_group(group)
+        for fe in endpoints_per_fe:
+            self._member(fe)
+        p = self._placement
+        primaries = p.primary_counts() if p else {}
+        replicas = p.replica_counts() if p else {}
+        front_ends: list[FrontEndInfo] = []
+        for fe in self._ordered_ids():
+            member = self._members[fe]
+            info = FrontEndInfo(
+                fe,
+                member.address,
+                member.metrics_address,
+                member.state,
+                primaries=primaries.get(fe, 0),
+                secondaries=replicas.get(fe, 0) - primaries.get(fe, 0),
+                endpoints=endpoints_per_fe.get(fe, 0),
+                start_order=self._start_rank(fe),
+            )
+            front_ends.append(info)
+        groups = tuple(
+            RoutingGroupInfo(
+                g,
+                p[g].primary if p else "",
+                p[g].secondaries if p else (),
+                self._status_group_state(g),
+                users_per_group.get(g, 0),
+            )
+            for g in range(self._groups)
+        )
+        detail = self._verdict.detail
+        if self._lost:
+            listed = ", ".join(str(g) for g in sorted(self._lost))
+            detail += f"; routing groups in quorum loss: {listed} ({_RECOVERY_HINT})"
+        started_at = 0.0
+        if self._started:
+            started_at = self._started_at
+            if wall_now is not None:
+                started_at = wall_now - (now - self._started_at)
+        return PoolStatusInfo(
+            "enterprise",
+            self._config.pool_name,
+            tuple(front_ends),
+            groups,
+            _QUORUM_STATES[self._verdict.state.name],
+            detail,
+            sum(users_per_group.values()),
+            sum(endpoints_per_fe.values()),
+            users_signed_in,
+            started_at,
+            extra={
+                "pool_size": str(self._pool_size),
+                "routing_table_version": str(self._table.version),
+                "promotions": str(self._promotions),
+                "rebuilds": str(self._rebuilds),
+                "reloads": str(self._reloads),
+                "primary_moves": str(self._primary_moves),
+            },
+        )
+
+    # --- internals: the one state writer ---
+
+    def _transition(self, fe_id: str, new: FrontEndState, reason: str) -> FrontEndChanged:
+        """Move FE ``fe_id`` (created if new) to ``new``: the only place an FE's state changes.
+        IllegalTransition unless ``TRANSITIONS`` allows it."""
+        member = self._members.get(fe_id)
+        old = member.state if member is not None else None
+        allowed = TRANSITIONS[old]
+        if new not in allowed:
+            was = old.value if old is not None else "new"
+            if old is new:
+                raise IllegalTransition(f"front end {fe_id} is already {was} (asked: {reason})")
+            names = " or ".join(sorted(s.value for s in allowed))
+            raise IllegalTransition(
+                f"front end {fe_id} cannot go from {was} to {new.value} ({reason}): "
+                f"a {was} front end can only become {names}"
+            )
+        if member is None:
+            self._members[fe_id] = _Member(new)
+        else:
+            member.state = new
+        return FrontEndChanged(fe_id, old, new, reason)
+
+    # --- internals: settling after every change ---
+
+    def _settle(self, now: float | None) -> list[Change]:
+        """Bring the pool in line with its FEs' states: first start, quorum, fail-over, and
+        with quorum rebuild and spreading. Every public call ends with ``_publish``."""
+        up = self._up()
+        if not self._started:
+            verdict = evaluate(self._pool_size, self._start_order, up, ever_started=False)
+            if verdict.has_quorum:
+                self._started = True
+                self._started_at = self._last_now if now is None else now
+                placed = place(up, self._groups, self._config.replicas)
+                self._placement = Placement(tuple(self._start_order), placed.groups)
+        if self._started:
+            running = [fe for fe in self._start_order if self._members[fe].state in _RUNNING]
+            verdict = evaluate(self._pool_size, self._start_order, running, ever_started=True)
+        changes = self._record_quorum(verdict)
+        if self._started:
+            changes += self._fail_over()
+            if verdict.has_quorum:
+                changes += self._rebuild()
+                changes += self._spread()
+        return changes
+
+    def _record_quorum(self, verdict: QuorumVerdict) -> list[Change]:
+        old = self._verdict.state
+        self._verdict = verdict
+        if verdict.state is old:
+            return []
+        if verdict.state not in QUORUM_TRANSITIONS[old]:  # pragma: no cover - evaluate's promise
+            raise AssertionError(f"pool quorum cannot go from {old} to {verdict.state}")
+        return [QuorumChanged(old, verdict.state, verdict.detail)]
+
+    def _fail_over(self) -> list[Change]:
+        """Drop the replicas of FEs that are not UP; promote the freshest live secondary where
+        a primary went; mark groups that fell below 2 live replicas as lost."""
+        before = self._placement
+        assert before is not None
+        gone = [
+            fe
+            for fe in before.front_ends
+            if self._members[fe].state is not UP and before.replicas_on(fe)
+        ]
+        if not gone:
+            return []
+        after, promotions = fail_over(before, gone, freshness=self._freshness)
+        self._placement = after
+        self._promotions += len(promotions)
+        for fe in gone:
+            self._forget_freshness(fe)
+        changes: list[Change] = list(promotions)
+        for group, (old, new) in enumerate(zip(before.groups, after.groups, strict=True)):
+            alive = new.replica_count
+            fell = alive < old.replica_count and alive < MIN_REPLICAS_FOR_SERVICE
+            if fell and group not in self._lost:
+                self._lost.add(group)
+                changes.append(GroupQuorumLost(group, alive))
+        return changes
+
+    def _rebuild(self) -> list[Change]:
+        """Copy missing replicas onto spare UP FEs (lost groups are left for recovery)."""
+        current = self._placement
+        assert current is not None
+        rebuilt, copies = rebuild(self._without_lost(current), self._up(), self._config.replicas)
+        self._placement = self._with_lost(rebuilt, current)
+        self._rebuilds += len(copies)
+        return [CopyTask(group, rebuilt[group].primary, fe) for group, fe in copies]
+
+    def _spread(self) -> list[Change]:
+        """Move secondaries from the fullest UP FEs to the emptiest (an FE that joined or came
+        back) until replica counts differ by at most 1 or no move is possible. Each move
+        lowers the sum of squared loads, so this ends; at the fixpoint it moves nothing."""
+        current = self._placement
+        assert current is not None
+        up = self._up()
+        rank = {fe: i for i, fe in enumerate(up)}
+        members = [list(r.members) for r in current.groups]
+        load = dict.fromkeys(up, 0)
+        for group, held in enumerate(members):
+            if group not in self._lost:
+                for fe in held:
+                    load[fe] += 1
+
+        def next_move() -> tuple[int, str, str] | None:
+            for hi in sorted(up, key=lambda f: (-load[f], rank[f])):
+                for lo in sorted(up, key=lambda f: (load[f], rank[f])):
+                    if load[hi] - load[lo] < 2:
+                        break
+                    for group, held in enumerate(members):
+                        if group not in self._lost and hi in held[1:] and lo not in held:
+                            return group, hi, lo
+            return None
+
+        changes: list[Change] = []
+        while (move := next_move()) is not None:
+            group, hi, lo = move
+            held = members[group]
+            held.remove(hi)
+            held.append(lo)  # last in promotion order: the least up to date
+            load[hi] -= 1
+            load[lo] += 1
+            self._freshness.pop((group, hi), None)
+            self._rebuilds += 1
+            changes += [CopyTask(group, held[0], lo), ReplicaDropped(group, hi)]
+        if changes:
+            groups = tuple(
+                GroupReplicas(h[0], tuple(h[1:])) if h else GroupReplicas("") for h in members
+            )
+            self._placement = Placement(current.front_ends, groups)
+        return changes
+
+    def _rebalance(self) -> list[Change]:
+        """Move primaries evenly over the UP FEs (lost groups stay as they are)."""
+        if self._placement is None:
+            return []
+        up = self._up()
+        current = self._placement
+        balanced, moves = rebalance_primaries(self._without_lost(current), up)
+        self._placement = self._with_lost(balanced, current)
+        self._primary_moves += len(moves)
+        return list(moves)
+
+    def _publish(self, *, force: bool = False) -> list[Change]:
+        """Swap in a new routing table if routes changed (always when ``force``)."""
+        table = self._build_table(self._table.version + 1)
+        if not force and table.same_routes(self._table):
+            return []
+        self._table = table
+        return [TableSwapped(table.version)]
+
+    def _build_table(self, version: int) -> RoutingTable:
+        reasons = tuple(self._group_reason(g) for g in range(self._groups))
+        p = self._placement
+        served = [p is not None and not reasons[g] for g in range(self._groups)]
+        homes = tuple(
+            p[g].primary if p is not None and served[g] else "" for g in range(self._groups)
+        )
+        secondaries = tuple(
+            p[g].secondaries if p is not None and served[g] else () for g in range(self._groups)
+        )
+        addresses = {
+            fe: self._members[fe].address
+            for fe in self._ordered_ids()
+            if self._members[fe].state is UP
+        }
+        return RoutingTable(version, homes, secondaries, reasons, MappingProxyType(addresses))
+
+    # --- internals: resets ---
+
+    def _require_up(self, what: str) -> list[str]:
+        up = self._up()
+        if not up:
+            raise FailedPrecondition(
+                f"no front end of pool {self._config.pool_name} is up: start one before {what}"
+            )
+        return up
+
+    def _recover_lost(self) -> list[Change]:
+        up = self._require_up(ResetType.QUORUM_LOSS_RECOVERY.value)
+        current = self._placement
+        assert current is not None
+        rank = {fe: i for i, fe in enumerate(up)}
+        primaries = dict.fromkeys(up, 0)
+        replicas = dict.fromkeys(up, 0)
+        for group, r in enumerate(current.groups):
+            if group not in self._lost:
+                for fe in r.members:
+                    replicas[fe] += 1
+                if r.primary:
+                    primaries[r.primary] += 1
+        groups = list(current.groups)
+        changes: list[Change] = []
+        for group in sorted(self._lost):
+            fe = groups[group].primary or min(
+                up, key=lambda f: (primaries[f], replicas[f], rank[f])
+            )
+            groups[group] = GroupReplicas(fe)
+            primaries[fe] += 1
+            replicas[fe] += 1
+            for other in current.front_ends:
+                self._freshness.pop((group, other), None)
+            changes.append(ReloadTask(group, fe))
+        self._reloads += len(self._lost)
+        self._lost.clear()
+        self._placement = Placement(current.front_ends, tuple(groups))
+        return changes + self._settle(None)
+
+    def _full_reset(self) -> list[Change]:
+        up = self._require_up(ResetType.FULL_RESET.value)
+        placed = place(up, self._groups, self._config.replicas)
+        self._placement = Placement(tuple(self._start_order), placed.groups)
+        self._lost.clear()
+        self._freshness.clear()
+        changes: list[Change] = []
+        for group, r in enumerate(placed.groups):
+            changes.append(ReloadTask(group, r.primary))
+            changes += [CopyTask(group, r.primary, fe) for fe in r.secondaries]
+            self._rebuilds += len(r.secondaries)
+        self._reloads += self._groups
+        return changes + self._settle(None)
+
+    def _remove(self, fe_id: str) -> list[Change]:
+        member = self._member(fe_id)
+        if member.state in _RUNNING:
+            raise FailedPrecondition(
+                f"front end {fe_id} is {member.state.value}: stop it before removing it for good "
+                f"({ResetType.MACHINE_STATE_REMOVED.value})"
+            )
+        if self._pool_size <= MIN_POOL_SIZE:
+            raise FailedPrecondition(
+                f"pool {self._config.pool_name} has {self._pool_size} front ends, the minimum: "
+                f"cannot remove {fe_id}"
+            )
+        del self._members[fe_id]
+        if fe_id in self._start_order:
+            self._start_order.remove(fe_id)
+        if self._placement is not None:  # a front end that is not running holds nothing
+            self._placement = Placement(tuple(self._start_order), self._placement.groups)
+        self._forget_freshness(fe_id)
+        self._pool_size -= 1
+        changes: list[Change] = [FrontEndRemoved(fe_id, self._pool_size)]
+        return changes + self._settle(None)
+
+    # --- internals: small helpers ---
+
+    def _up(self) -> list[str]:
+        """UP FEs in start order."""
+        return [fe for fe in self._start_order if self._members[fe].state is UP]
+
+    def _ordered_ids(self) -> list[str]:
+        """Known FEs: the start order, then those that never came up, in order first seen."""
+        rest = [fe for fe in self._members if fe not in self._start_order]
+        return [*self._start_order, *rest]
+
+    def _start_rank(self, fe_id: str) -> int:
+        """1-based position in the start order; 0 if the FE never came up."""
+        return self._start_order.index(fe_id) + 1 if fe_id in self._start_order else 0
+
+    def _group_total(self) -> int:
+        return min(self._config.replicas, self._pool_size)
+
+    def _pool_reason(self) -> str:
+        return "" if self._started and self._verdict.has_quorum else self._verdict.detail
+
+    def _group_reason(self, group: int) -> str:
+        reason = self._pool_reason()
+        if reason or self._placement is None:
+            return reason
+        alive = self._placement[group].replica_count
+        if alive >= MIN_REPLICAS_FOR_SERVICE:
+            return ""
+        running = f"{alive} of {self._group_total()} replicas running"
+        if group in self._lost:
+            return f"routing group {group} has lost quorum: {running}; {_RECOVERY_HINT}"
+        return (
+            f"routing group {group} is not served yet: {running}, "
+            f"{MIN_REPLICAS_FOR_SERVICE} needed; start another front end"
+        )
+
+    def _status_group_state(self, group: int) -> StatusGroupState:
+        p = self._placement
+        if p is None:
+            return StatusGroupState.QUORUM_LOSS
+        state = group_state(p[group].replica_count, self._group_total())
+        return _GROUP_STATES[state.name]
+
+    def _without_lost(self, placement: Placement) -> Placement:
+        """``placement`` with lost groups blanked, so placement functions leave them alone."""
+        groups = tuple(
+            GroupReplicas("") if g in self._lost else r for g, r in enumerate(placement.groups)
+        )
+        return Placement(placement.front_ends, groups)
+
+    def _with_lost(self, placement: Placement, original: Placement) -> Placement:
+        """``placement`` with the lost groups put back as they are in ``original``."""
+        groups = tuple(
+            original.groups[g] if g in self._lost else r for g, r in enumerate(placement.groups)
+        )
+        return Placement(placement.front_ends, groups)
+
+    def _forget_freshness(self, fe_id: str) -> None:
+        for key in [k for k in self._freshness if k[1] == fe_id]:
+            del self._freshness[key]
+
+    def _check_room(self, fe_id: str) -> None:
+        if len(self._members) >= self._pool_size:
+            raise FailedPrecondition(
+                f"pool {self._config.pool_name} already has its {self._pool_size} front ends "
+                f"({', '.join(self._ordered_ids())}): {fe_id} is not one of them"
+            )
+
+    @staticmethod
+    def _check_id(fe_id: str) -> None:
+        if not isinstance(fe_id, str) or not fe_id:
+            raise InvalidArgument(f"front end id {fe_id!r} is empty: expected a name like fe-1")
+
+    def _check_group(self, group: int) -> None:
+        if type(group) is not int or not (0 <= group < self._groups):
+            raise NotFound(
+                f"unknown routing group {group!r}: pool {self._config.pool_name} has groups "
+                f"0..{self._groups - 1}"
+            )
+
+    def _member(self, fe_id: str) -> _Member:
+        member = self._members.get(fe_id)
+        if member is None:
+            known = ", ".join(self._ordered_ids()) or "none yet"
+            raise NotFound(
+                f"unknown front end {fe_id!r} in pool {self._config.pool_name} (known: {known}):"
+                " it must register first"
+            )
+        return member
+
+    def _tick(self, now: float) -> None:
+        self._last_now = max(self._last_now, now)
