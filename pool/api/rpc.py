@@ -80,14 +80,10 @@ def unary(
         failure: BaseException | None = None
         try:
             return await method(self, request, context)
-        except PoolError as exc:
+        except grpc.aio.AbortError as exc:  # already a status
             failure = exc
-            await _abort(context, name, exc)
             raise
-        except Exception as exc:
-            if isinstance(exc, grpc.aio.AbortError):
-                failure = exc
-                raise
+        except Exception as exc:  # domain errors and bugs alike become one status (abort raises)
             failure = exc
             await _abort(context, name, exc)
             raise
@@ -114,16 +110,13 @@ def streaming(
         try:
             async for item in method(self, request, context):
                 yield item
-        except PoolError as exc:
-            failure = exc
-            await _abort(context, name, exc)
-        except grpc.aio.AbortError as exc:
+        except grpc.aio.AbortError as exc:  # already a status
             failure = exc
             raise
-        except Exception as exc:
+        except Exception as exc:  # domain errors and bugs alike become one status
             failure = exc
             await _abort(context, name, exc)
-        except BaseException as exc:  # cancelled: the client went away or we dropped it
+        except BaseException as exc:  # cancelled: the client went away
             failure = exc
             raise
         finally:
