@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from bench.model import UserModel
 from bench.schedule import Kind, Planned, Population, pick_size
 from bench.stats import Recorder
-from pool.client import PoolClient, Session
+from pool.api.status import code_of as status_code_of
+from pool.client import PoolClient, Session, TransportError
 from pool.errors import PoolError
 
 LATE_S = 0.05  # an operation that starts later than this counts as late
@@ -41,19 +42,11 @@ SETTLE_S = 5.0  # at the end, messages in flight get this long to arrive
 
 def code_of(exc: BaseException) -> str:
     """A status name for the stress tool's 'responses by status code'."""
-    name = type(exc).__name__
-    return {
-        "InvalidArgument": "INVALID_ARGUMENT",
-        "Unauthenticated": "UNAUTHENTICATED",
-        "PermissionDenied": "PERMISSION_DENIED",
-        "NotFound": "NOT_FOUND",
-        "FailedPrecondition": "FAILED_PRECONDITION",
-        "Redirect": "FAILED_PRECONDITION",
-        "ResourceExhausted": "RESOURCE_EXHAUSTED",
-        "Unavailable": "UNAVAILABLE",
-        "AlreadyExists": "ALREADY_EXISTS",
-        "TimeoutError": "DEADLINE_EXCEEDED",
-    }.get(name, getattr(getattr(exc, "code", None), "name", "INTERNAL"))
+    if isinstance(exc, TransportError):
+        return exc.code.name
+    if isinstance(exc, PoolError):
+        return status_code_of(exc).name
+    return "DEADLINE_EXCEEDED" if isinstance(exc, TimeoutError) else "INTERNAL"
 
 
 @dataclass(frozen=True, slots=True)
