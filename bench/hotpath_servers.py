@@ -30,14 +30,10 @@ from typing import Any
 import grpc
 
 from bench.hotpath_common import cpu_seconds
+from pool.api.server import SERVER_OPTIONS  # the bare server gets the same options
 
 DOMAIN = "contoso.com"
 PASSWORD = "pw"
-SERVER_OPTIONS = [  # what start_front_end uses, for the bare server too
-    ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-    ("grpc.max_send_message_length", 4 * 1024 * 1024),
-    ("grpc.so_reuseport", 0),
-]
 READY = b""  # the bare Watch stream's first item: its queue is registered
 
 

@@ -31,6 +31,11 @@ SERVICE_NAMES = (
     admin_pb2.DESCRIPTOR.services_by_name["PoolAdmin"].full_name,
 )
 MAX_MESSAGE_BYTES = 8 * 1024 * 1024  # bulk provisioning; the domain checks each field
+SERVER_OPTIONS: list[tuple[str, int]] = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", 4 * 1024 * 1024),
+    ("grpc.so_reuseport", 0),
+]
 TICK_MAX = 0.5  # seconds between engine ticks at most (idle timers, expiry, flow control)
 
 
@@ -100,13 +105,7 @@ async def start_front_end(
     metrics: Metrics | None = None,
     tls: TlsFiles | None = None,
 ) -> FrontEndServer:
-    server = grpc.aio.server(
-        options=[
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", 4 * 1024 * 1024),
-            ("grpc.so_reuseport", 0),
-        ]
-    )
+    server = grpc.aio.server(options=SERVER_OPTIONS)
     frontend_pb2_grpc.add_FrontEndServicer_to_server(FrontEndServicer(engine, metrics), server)
     admin_pb2_grpc.add_PoolAdminServicer_to_server(
         PoolAdminServicer(engine, admin_token, metrics), server
