@@ -329,7 +329,7 @@ class Driver:
             await self._timed("typing", self.now(), s.set_typing(conversation_id, False))
         return ok
 
-    async def _wait_accepted(self, conversation_id: str, n: int = 1) -> bool:
+    async def _wait_accepted(self, conversation_id: str) -> bool:
         event = self.accepted.setdefault(conversation_id, asyncio.Event())
         try:
             await asyncio.wait_for(event.wait(), ACCEPT_WAIT_S)

@@ -72,7 +72,6 @@ class Participant:
 class PendingInvite:
     user: User
     inviter: Endpoint
-    invited_at: float
     carried_seq: int  # the message carried by the invitation (0: none)
     timer: Timer
 
@@ -334,7 +333,7 @@ class Immcu:
         now = self._clock.now()
         deadline = self._clock.monotonic() + self._config.timers.invitation_timeout
         timer = self._timers.schedule(deadline, lambda: self._no_answer(conv, target))
-        conv.pending[target.id] = PendingInvite(target, inviter, now, carried_seq, timer)
+        conv.pending[target.id] = PendingInvite(target, inviter, carried_seq, timer)
         target.invitations.add(conv.id)
         if not conv.is_conference:
             conv.session_to = target

@@ -17,7 +17,6 @@ from pool.engine import Engine
 from pool.errors import PermissionDenied, Unauthenticated
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
-CDR_BATCH = 500
 
 
 class PoolAdminServicer(apb_grpc.PoolAdminServicer, Handler):
