@@ -8,6 +8,8 @@ actors spread over its nodes; otherwise a local Ray instance is started for the 
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 from typing import Any
 
@@ -61,21 +63,11 @@ async def run_workers(
     ]
     refs = []
     for k, users in enumerate(slices(pop.users, workers)):
-        part = DriverConfig(**{**_fields(cfg), "user_indices": users, "seed": cfg.seed + k})
+        part = dataclasses.replace(cfg, user_indices=users, seed=cfg.seed + k)
         refs.append(actors[k].run.remote(part, model, pop, schedule, steady_from))
     merged = Recorder(steady_from=steady_from)
-    for wire in await _gather(refs):
+    for wire in await asyncio.gather(*refs):
         merged.merge(Recorder.from_wire(wire))
     for actor in actors:
         ray.kill(actor)
     return merged
-
-
-def _fields(cfg: DriverConfig) -> dict[str, Any]:
-    return {name: getattr(cfg, name) for name in cfg.__dataclass_fields__}
-
-
-async def _gather(refs: list[Any]) -> list[dict[str, Any]]:
-    import asyncio
-
-    return list(await asyncio.gather(*refs))
