@@ -61,9 +61,12 @@ class Unavailable(PoolError):
 class Redirect(FailedPrecondition):
     """The user is homed on another front end: sign in there."""
 
-    def __init__(self, user_uri: str, home_address: str, front_end_id: str) -> None:
+    def __init__(
+        self, user_uri: str, home_address: str, front_end_id: str, message: str = ""
+    ) -> None:
         super().__init__(
-            f"{user_uri} is homed on front end {front_end_id} at {home_address}: sign in there",
+            message
+            or f"{user_uri} is homed on front end {front_end_id} at {home_address}: sign in there",
             metadata={"poolsim-home-address": home_address, "poolsim-front-end": front_end_id},
         )
         self.home_address = home_address

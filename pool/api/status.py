@@ -33,10 +33,6 @@ def error_of(code: grpc.StatusCode, message: str, metadata: dict[str, str]) -> e
     """The domain error a status code stands for (clients raise these)."""
     home = metadata.get(HOME_ADDRESS_KEY)
     if code == grpc.StatusCode.FAILED_PRECONDITION and home:
-        redirect = errors.Redirect.__new__(errors.Redirect)
-        errors.PoolError.__init__(redirect, message, metadata=metadata)
-        redirect.home_address = home
-        redirect.front_end_id = metadata.get("poolsim-front-end", "")
-        return redirect
+        return errors.Redirect("", home, metadata.get("poolsim-front-end", ""), message)
     cls = _ERRORS.get(code, errors.PoolError)
     return cls(message, metadata=metadata)
