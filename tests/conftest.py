@@ -61,6 +61,11 @@ class StandardPool:
     async def sign_in(self, i: int, device: str = "desktop", domain: str = DOMAIN) -> Session:
         return await self.client.sign_in(uri(i, domain), PASSWORD, device)
 
+    async def close(self) -> None:
+        await self.client.close()
+        await self.server.stop(grace=0.5)
+        self.engine.store.close()
+
     def advance(self, seconds: float) -> None:
         """Move the fake clock and run what came due (on the server's own loop)."""
         self.clock.advance(seconds)
@@ -97,6 +102,4 @@ async def standard(tmp_path: Path) -> AsyncIterator[StandardPool]:
     try:
         yield pool
     finally:
-        await pool.client.close()
-        await pool.server.stop(grace=0.5)
-        pool.engine.store.close()
+        await pool.close()

@@ -41,9 +41,7 @@ async def pool(tmp_path: Path) -> AsyncIterator[StandardPool]:
     try:
         yield p
     finally:
-        await p.client.close()
-        await p.server.stop(grace=0.5)
-        p.engine.store.close()
+        await p.close()
 
 
 def endpoint(pool: StandardPool, endpoint_id: str) -> Endpoint:

@@ -25,6 +25,4 @@ async def pool(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
         try:
             yield p
         finally:
-            await p.client.close()
-            await p.server.stop(grace=0.5)
-            p.engine.store.close()
+            await p.close()
