@@ -13,26 +13,35 @@ from pool._proto.poolsim.v1 import admin_pb2_grpc as apb_grpc
 from pool.api import convert
 from pool.api.metrics import Metrics
 from pool.api.rpc import Handler, bearer, streaming, unary
-from pool.engine import Engine
-from pool.errors import PermissionDenied, Unauthenticated
+from pool.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from pool.service import PoolService
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+
+#: the proto's reset types by the names Reset-CsPoolRegistrarState uses
+RESET_TYPES = {
+    apb.RESET_TYPE_SERVICE_RESET: "ServiceReset",
+    apb.RESET_TYPE_QUORUM_LOSS_RECOVERY: "QuorumLossRecovery",
+    apb.RESET_TYPE_FULL_RESET: "FullReset",
+    apb.RESET_TYPE_MACHINE_STATE_REMOVED: "MachineStateRemoved",
+}
 
 
 class PoolAdminServicer(apb_grpc.PoolAdminServicer, Handler):
     def __init__(
         self,
-        engine: Engine,
+        service: PoolService,
         admin_token: str,
         metrics: Metrics | None = None,
         monotonic: Callable[[], float] | None = None,
     ) -> None:
         if len(admin_token) < 16:
             raise ValueError("the admin token must be at least 16 characters")
-        self.engine = engine
+        self.service = service
+        self.engine = service.engine
         self._token = admin_token.encode()
         self.metrics = metrics
-        self.monotonic = monotonic or engine.clock.monotonic
+        self.monotonic = monotonic or service.engine.clock.monotonic
 
     def _authorize(self, context: Ctx) -> None:
         token = bearer(context)
@@ -54,14 +63,14 @@ class PoolAdminServicer(apb_grpc.PoolAdminServicer, Handler):
         self, request: apb.GetPoolStatusRequest, context: Ctx
     ) -> apb.PoolStatus:
         self._authorize(context)
-        return convert.pool_status(self.engine.status())
+        return convert.pool_status(await self.service.status())
 
     @unary
     async def ProvisionUsers(
         self, request: apb.ProvisionUsersRequest, context: Ctx
     ) -> apb.ProvisionUsersResponse:
         self._authorize(context)
-        result = self.engine.provision(
+        result, provisioned = await self.service.provision(
             request.prefix, request.domain, request.count, request.start_index, request.password
         )
         return apb.ProvisionUsersResponse(
@@ -69,7 +78,7 @@ class PoolAdminServicer(apb_grpc.PoolAdminServicer, Handler):
             already_existed=result.already_existed,
             first_uri=result.first_uri,
             last_uri=result.last_uri,
-            users_provisioned=len(self.engine.directory),
+            users_provisioned=provisioned,
         )
 
     @unary
@@ -78,7 +87,7 @@ class PoolAdminServicer(apb_grpc.PoolAdminServicer, Handler):
     ) -> apb.ProvisionContactsResponse:
         self._authorize(context)
         entries = [(c.owner_uri, c.contact_uri, c.access_level, c.group) for c in request.contacts]
-        return apb.ProvisionContactsResponse(written=self.engine.provision_contacts(entries))
+        return apb.ProvisionContactsResponse(written=await self.service.provision_contacts(entries))
 
     @streaming
     async def ListCallDetailRecords(
@@ -86,5 +95,40 @@ class PoolAdminServicer(apb_grpc.PoolAdminServicer, Handler):
     ) -> AsyncIterator[apb.CallDetailRecord]:
         self._authorize(context)
         since = convert.seconds(request.since) if request.HasField("since") else 0.0
-        for record in self.engine.call_detail_records(since):
+        for record in await self.service.call_detail_records(since):
             yield convert.call_detail_record(record)
+
+    @unary
+    async def StopFrontEnd(
+        self, request: apb.StopFrontEndRequest, context: Ctx
+    ) -> apb.StopFrontEndResponse:
+        self._authorize(context)
+        crash = request.mode == apb.STOP_MODE_CRASH
+        status = await self.service.stop_front_end(request.id, crash)
+        return apb.StopFrontEndResponse(status=convert.pool_status(status))
+
+    @unary
+    async def StartFrontEnd(
+        self, request: apb.StartFrontEndRequest, context: Ctx
+    ) -> apb.StartFrontEndResponse:
+        self._authorize(context)
+        status = await self.service.start_front_end(request.id)
+        return apb.StartFrontEndResponse(status=convert.pool_status(status))
+
+    @unary
+    async def ResetPoolRegistrarState(
+        self, request: apb.ResetPoolRegistrarStateRequest, context: Ctx
+    ) -> apb.ResetPoolRegistrarStateResponse:
+        self._authorize(context)
+        reset_type = RESET_TYPES.get(request.reset_type)
+        if reset_type is None:
+            raise InvalidArgument(
+                f"reset_type {request.reset_type} is not a reset: use SERVICE_RESET, "
+                "QUORUM_LOSS_RECOVERY, FULL_RESET or MACHINE_STATE_REMOVED"
+            )
+        reloaded, status = await self.service.reset_registrar_state(
+            reset_type, request.front_end_id
+        )
+        return apb.ResetPoolRegistrarStateResponse(
+            reloaded_groups=reloaded, status=convert.pool_status(status)
+        )

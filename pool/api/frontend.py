@@ -13,10 +13,10 @@ from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
 from pool.api import convert
 from pool.api.metrics import Metrics
 from pool.api.rpc import Handler, bearer, unary
-from pool.engine import Engine
 from pool.errors import ResourceExhausted
 from pool.events import ChatMessage
 from pool.registrar import Endpoint
+from pool.service import PoolService
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
@@ -31,34 +31,34 @@ STREAM_BATCH = 256
 class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
     def __init__(
         self,
-        engine: Engine,
+        service: PoolService,
         metrics: Metrics | None = None,
         monotonic: Callable[[], float] | None = None,
     ) -> None:
-        self.engine = engine
+        self.service = service
+        self.engine = service.engine
         self.metrics = metrics
-        self.monotonic = monotonic or engine.clock.monotonic
+        self.monotonic = monotonic or service.engine.clock.monotonic
 
     def _endpoint(self, context: Ctx) -> Endpoint:
-        return self.engine.authenticate(bearer(context))
+        return self.service.authenticate(bearer(context))
 
     @unary
     async def SignIn(self, request: pb.SignInRequest, context: Ctx) -> pb.SignInResponse:
         engine = self.engine
-        user = await asyncio.to_thread(engine.check_password, request.user_uri, request.password)
-        ep = engine.sign_in(user, request.device)
+        ep = await self.service.sign_in(request.user_uri, request.password, request.device)
         return pb.SignInResponse(
             token=ep.token,
             endpoint_id=ep.id,
             home_address=engine.address,
             front_end_id=engine.config.front_end_id,
-            routing_group=user.routing_group,
+            routing_group=ep.user.routing_group,
             registration_expires_seconds=int(engine.config.timers.registration_expiry),
         )
 
     @unary
     async def SignOut(self, request: pb.SignOutRequest, context: Ctx) -> pb.SignOutResponse:
-        self.engine.sign_out(self._endpoint(context))
+        await self.service.sign_out(self._endpoint(context))
         return pb.SignOutResponse()
 
     @unary
@@ -118,27 +118,29 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
         self, request: pb.PublishPresenceRequest, context: Ctx
     ) -> pb.PublishPresenceResponse:
         ep = self._endpoint(context)
-        view = self.engine.publish(ep, convert.publication(request))
+        view = await self.service.publish(ep, convert.publication(request))
         return pb.PublishPresenceResponse(presence=convert.presence(view))
 
     @unary
     async def ResetPresence(
         self, request: pb.ResetPresenceRequest, context: Ctx
     ) -> pb.ResetPresenceResponse:
-        view = self.engine.reset_presence(self._endpoint(context))
+        view = await self.service.reset_presence(self._endpoint(context))
         return pb.ResetPresenceResponse(presence=convert.presence(view))
 
     @unary
     async def GetPresence(
         self, request: pb.GetPresenceRequest, context: Ctx
     ) -> pb.GetPresenceResponse:
-        views = self.engine.get_presence(self._endpoint(context), list(request.user_uris))
+        views = await self.service.get_presence(self._endpoint(context), list(request.user_uris))
         return pb.GetPresenceResponse(presences=[convert.presence(v) for v in views])
 
     @unary
     async def Subscribe(self, request: pb.SubscribeRequest, context: Ctx) -> pb.SubscribeResponse:
         ep = self._endpoint(context)
-        views = self.engine.subscribe(ep, list(request.user_uris), float(request.expires_seconds))
+        views = await self.service.subscribe(
+            ep, list(request.user_uris), float(request.expires_seconds)
+        )
         return pb.SubscribeResponse(
             presences=[convert.presence(v) for v in views], subscriptions=ep.user.subscriptions
         )
@@ -147,7 +149,7 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
     async def Unsubscribe(
         self, request: pb.UnsubscribeRequest, context: Ctx
     ) -> pb.UnsubscribeResponse:
-        left = self.engine.unsubscribe(self._endpoint(context), list(request.user_uris))
+        left = await self.service.unsubscribe(self._endpoint(context), list(request.user_uris))
         return pb.UnsubscribeResponse(subscriptions=left)
 
     @unary
@@ -155,7 +157,7 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
         self, request: pb.AddContactRequest, context: Ctx
     ) -> pb.AddContactResponse:
         ep = self._endpoint(context)
-        c = self.engine.add_contact(
+        c = await self.service.add_contact(
             ep, request.contact_uri, int(request.access_level), request.group
         )
         return pb.AddContactResponse(contact=convert.contact(c), contacts=len(ep.user.contacts))
@@ -164,14 +166,14 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
     async def RemoveContact(
         self, request: pb.RemoveContactRequest, context: Ctx
     ) -> pb.RemoveContactResponse:
-        left = self.engine.remove_contact(self._endpoint(context), request.contact_uri)
+        left = await self.service.remove_contact(self._endpoint(context), request.contact_uri)
         return pb.RemoveContactResponse(contacts=left)
 
     @unary
     async def ListContacts(
         self, request: pb.ListContactsRequest, context: Ctx
     ) -> pb.ListContactsResponse:
-        contacts = self.engine.list_contacts(self._endpoint(context))
+        contacts = await self.service.list_contacts(self._endpoint(context))
         return pb.ListContactsResponse(contacts=[convert.contact(c) for c in contacts])
 
     @unary
@@ -184,54 +186,57 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
             if request.HasField("first_message")
             else None
         )
-        conv, seq = self.engine.create_conversation(
+        conv = await self.service.create_conversation(
             ep, list(request.invitees), request.subject, first
         )
+        seq = conv.sequence
         return pb.CreateConversationResponse(
-            conversation_id=conv.id,
+            conversation_id=conv.conversation_id,
             conference_uri=conv.conference_uri,
-            message_id=f"{conv.id}:{seq}" if seq else "",
+            message_id=f"{conv.conversation_id}:{seq}" if seq else "",
             sequence=seq,
         )
 
     @unary
     async def Invite(self, request: pb.InviteRequest, context: Ctx) -> pb.InviteResponse:
-        conv, escalated = self.engine.invite(
+        invited = await self.service.invite(
             self._endpoint(context), request.conversation_id, request.user_uri
         )
-        return pb.InviteResponse(escalated=escalated, conference_uri=conv.conference_uri)
+        return pb.InviteResponse(escalated=invited.escalated, conference_uri=invited.conference_uri)
 
     @unary
     async def AcceptInvitation(
         self, request: pb.AcceptInvitationRequest, context: Ctx
     ) -> pb.AcceptInvitationResponse:
-        conv = self.engine.accept(self._endpoint(context), request.conversation_id)
+        joined = await self.service.accept(self._endpoint(context), request.conversation_id)
         return pb.AcceptInvitationResponse(
-            participants=conv.uris(), conference_uri=conv.conference_uri
+            participants=joined.participants, conference_uri=joined.conference_uri
         )
 
     @unary
     async def DeclineInvitation(
         self, request: pb.DeclineInvitationRequest, context: Ctx
     ) -> pb.DeclineInvitationResponse:
-        self.engine.decline(self._endpoint(context), request.conversation_id)
+        await self.service.decline(self._endpoint(context), request.conversation_id)
         return pb.DeclineInvitationResponse()
 
     @unary
     async def SendMessage(
         self, request: pb.SendMessageRequest, context: Ctx
     ) -> pb.SendMessageResponse:
-        message_id, seq = self.engine.send_message(
+        message_id, seq = await self.service.send_message(
             self._endpoint(context), request.conversation_id, request.body, request.content_type
         )
         return pb.SendMessageResponse(message_id=message_id, sequence=seq)
 
     @unary
     async def SetTyping(self, request: pb.SetTypingRequest, context: Ctx) -> pb.SetTypingResponse:
-        self.engine.set_typing(self._endpoint(context), request.conversation_id, request.typing)
+        await self.service.set_typing(
+            self._endpoint(context), request.conversation_id, request.typing
+        )
         return pb.SetTypingResponse()
 
     @unary
     async def Leave(self, request: pb.LeaveRequest, context: Ctx) -> pb.LeaveResponse:
-        self.engine.leave(self._endpoint(context), request.conversation_id)
+        await self.service.leave(self._endpoint(context), request.conversation_id)
         return pb.LeaveResponse()

@@ -23,6 +23,7 @@ from pool.api.admin import PoolAdminServicer
 from pool.api.frontend import FrontEndServicer
 from pool.api.metrics import Metrics
 from pool.engine import Engine
+from pool.service import LocalService, PoolService
 
 log = logging.getLogger("poolsim.server")
 
@@ -104,11 +105,14 @@ async def start_front_end(
     admin_token: str,
     metrics: Metrics | None = None,
     tls: TlsFiles | None = None,
+    service: PoolService | None = None,
 ) -> FrontEndServer:
+    """``service`` answers the RPCs (Enterprise's front end); by default the engine alone."""
+    service = service or LocalService(engine)
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    frontend_pb2_grpc.add_FrontEndServicer_to_server(FrontEndServicer(engine, metrics), server)
+    frontend_pb2_grpc.add_FrontEndServicer_to_server(FrontEndServicer(service, metrics), server)
     admin_pb2_grpc.add_PoolAdminServicer_to_server(
-        PoolAdminServicer(engine, admin_token, metrics), server
+        PoolAdminServicer(service, admin_token, metrics), server
     )
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

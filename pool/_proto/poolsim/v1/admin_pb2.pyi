@@ -24,6 +24,54 @@ else:
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class _StopMode:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _StopModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_StopMode.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    STOP_MODE_UNSPECIFIED: _StopMode.ValueType  # 0
+    """DRAIN"""
+    STOP_MODE_DRAIN: _StopMode.ValueType  # 1
+    STOP_MODE_CRASH: _StopMode.ValueType  # 2
+
+class StopMode(_StopMode, metaclass=_StopModeEnumTypeWrapper): ...
+
+STOP_MODE_UNSPECIFIED: StopMode.ValueType  # 0
+"""DRAIN"""
+STOP_MODE_DRAIN: StopMode.ValueType  # 1
+STOP_MODE_CRASH: StopMode.ValueType  # 2
+Global___StopMode: _TypeAlias = StopMode  # noqa: Y015
+
+class _ResetType:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ResetTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ResetType.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    RESET_TYPE_UNSPECIFIED: _ResetType.ValueType  # 0
+    RESET_TYPE_SERVICE_RESET: _ResetType.ValueType  # 1
+    """fail over, rebuild, rebalance primaries; loses nothing"""
+    RESET_TYPE_QUORUM_LOSS_RECOVERY: _ResetType.ValueType  # 2
+    """reload groups in quorum loss from the back-end store"""
+    RESET_TYPE_FULL_RESET: _ResetType.ValueType  # 3
+    """place every group anew and reload it from the store"""
+    RESET_TYPE_MACHINE_STATE_REMOVED: _ResetType.ValueType  # 4
+    """remove a stopped front end for good"""
+
+class ResetType(_ResetType, metaclass=_ResetTypeEnumTypeWrapper): ...
+
+RESET_TYPE_UNSPECIFIED: ResetType.ValueType  # 0
+RESET_TYPE_SERVICE_RESET: ResetType.ValueType  # 1
+"""fail over, rebuild, rebalance primaries; loses nothing"""
+RESET_TYPE_QUORUM_LOSS_RECOVERY: ResetType.ValueType  # 2
+"""reload groups in quorum loss from the back-end store"""
+RESET_TYPE_FULL_RESET: ResetType.ValueType  # 3
+"""place every group anew and reload it from the store"""
+RESET_TYPE_MACHINE_STATE_REMOVED: ResetType.ValueType  # 4
+"""remove a stopped front end for good"""
+Global___ResetType: _TypeAlias = ResetType  # noqa: Y015
+
 class _Edition:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
@@ -103,6 +151,141 @@ QUORUM_STATE_HAS_QUORUM: QuorumState.ValueType  # 2
 QUORUM_STATE_LOST: QuorumState.ValueType  # 3
 """below the functional table: nothing is served"""
 Global___QuorumState: _TypeAlias = QuorumState  # noqa: Y015
+
+@_typing.final
+class StopFrontEndRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    MODE_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """e.g. "fe2" """
+    mode: Global___StopMode.ValueType
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        mode: Global___StopMode.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id", "mode", b"mode"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StopFrontEndRequest: _TypeAlias = StopFrontEndRequest  # noqa: Y015
+
+@_typing.final
+class StopFrontEndResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def status(self) -> Global___PoolStatus:
+        """right after the stop was carried out"""
+
+    def __init__(
+        self,
+        *,
+        status: Global___PoolStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StopFrontEndResponse: _TypeAlias = StopFrontEndResponse  # noqa: Y015
+
+@_typing.final
+class StartFrontEndRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id", b"id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartFrontEndRequest: _TypeAlias = StartFrontEndRequest  # noqa: Y015
+
+@_typing.final
+class StartFrontEndResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATUS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def status(self) -> Global___PoolStatus:
+        """once the front end has registered"""
+
+    def __init__(
+        self,
+        *,
+        status: Global___PoolStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartFrontEndResponse: _TypeAlias = StartFrontEndResponse  # noqa: Y015
+
+@_typing.final
+class ResetPoolRegistrarStateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESET_TYPE_FIELD_NUMBER: _builtins.int
+    FRONT_END_ID_FIELD_NUMBER: _builtins.int
+    reset_type: Global___ResetType.ValueType
+    front_end_id: _builtins.str
+    """MACHINE_STATE_REMOVED only"""
+    def __init__(
+        self,
+        *,
+        reset_type: Global___ResetType.ValueType = ...,
+        front_end_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["front_end_id", b"front_end_id", "reset_type", b"reset_type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetPoolRegistrarStateRequest: _TypeAlias = ResetPoolRegistrarStateRequest  # noqa: Y015
+
+@_typing.final
+class ResetPoolRegistrarStateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RELOADED_GROUPS_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def reloaded_groups(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """groups reloaded from the back-end store"""
+
+    @_builtins.property
+    def status(self) -> Global___PoolStatus: ...
+    def __init__(
+        self,
+        *,
+        reloaded_groups: _abc.Iterable[_builtins.int] | None = ...,
+        status: Global___PoolStatus | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["status", b"status"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reloaded_groups", b"reloaded_groups", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ResetPoolRegistrarStateResponse: _TypeAlias = ResetPoolRegistrarStateResponse  # noqa: Y015
 
 @_typing.final
 class GetPoolStatusRequest(_message.Message):

@@ -54,6 +54,21 @@ class PoolAdminStub:
                 request_serializer=poolsim_dot_v1_dot_admin__pb2.ListCallDetailRecordsRequest.SerializeToString,
                 response_deserializer=poolsim_dot_v1_dot_admin__pb2.CallDetailRecord.FromString,
                 _registered_method=True)
+        self.StopFrontEnd = channel.unary_unary(
+                '/poolsim.v1.PoolAdmin/StopFrontEnd',
+                request_serializer=poolsim_dot_v1_dot_admin__pb2.StopFrontEndRequest.SerializeToString,
+                response_deserializer=poolsim_dot_v1_dot_admin__pb2.StopFrontEndResponse.FromString,
+                _registered_method=True)
+        self.StartFrontEnd = channel.unary_unary(
+                '/poolsim.v1.PoolAdmin/StartFrontEnd',
+                request_serializer=poolsim_dot_v1_dot_admin__pb2.StartFrontEndRequest.SerializeToString,
+                response_deserializer=poolsim_dot_v1_dot_admin__pb2.StartFrontEndResponse.FromString,
+                _registered_method=True)
+        self.ResetPoolRegistrarState = channel.unary_unary(
+                '/poolsim.v1.PoolAdmin/ResetPoolRegistrarState',
+                request_serializer=poolsim_dot_v1_dot_admin__pb2.ResetPoolRegistrarStateRequest.SerializeToString,
+                response_deserializer=poolsim_dot_v1_dot_admin__pb2.ResetPoolRegistrarStateResponse.FromString,
+                _registered_method=True)
 
 
 class PoolAdminServicer:
@@ -89,6 +104,30 @@ class PoolAdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StopFrontEnd(self, request, context):
+        """Enterprise Edition only (a Standard server answers FAILED_PRECONDITION).
+        Stop a front end: DRAIN hands its routing groups to their secondaries and signs its users
+        out so they re-register at their new home, then stops it; CRASH kills it at once, as a
+        power cut would. NOT_FOUND for an unknown id, FAILED_PRECONDITION when it is down already.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def StartFrontEnd(self, request, context):
+        """Start a front end that is down (or a new one, up to 12): it rejoins and is given replicas.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResetPoolRegistrarState(self, request, context):
+        """Reset-CsPoolRegistrarState.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PoolAdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -111,6 +150,21 @@ def add_PoolAdminServicer_to_server(servicer, server):
                     servicer.ListCallDetailRecords,
                     request_deserializer=poolsim_dot_v1_dot_admin__pb2.ListCallDetailRecordsRequest.FromString,
                     response_serializer=poolsim_dot_v1_dot_admin__pb2.CallDetailRecord.SerializeToString,
+            ),
+            'StopFrontEnd': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopFrontEnd,
+                    request_deserializer=poolsim_dot_v1_dot_admin__pb2.StopFrontEndRequest.FromString,
+                    response_serializer=poolsim_dot_v1_dot_admin__pb2.StopFrontEndResponse.SerializeToString,
+            ),
+            'StartFrontEnd': grpc.unary_unary_rpc_method_handler(
+                    servicer.StartFrontEnd,
+                    request_deserializer=poolsim_dot_v1_dot_admin__pb2.StartFrontEndRequest.FromString,
+                    response_serializer=poolsim_dot_v1_dot_admin__pb2.StartFrontEndResponse.SerializeToString,
+            ),
+            'ResetPoolRegistrarState': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResetPoolRegistrarState,
+                    request_deserializer=poolsim_dot_v1_dot_admin__pb2.ResetPoolRegistrarStateRequest.FromString,
+                    response_serializer=poolsim_dot_v1_dot_admin__pb2.ResetPoolRegistrarStateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -221,6 +275,87 @@ class PoolAdmin:
             '/poolsim.v1.PoolAdmin/ListCallDetailRecords',
             poolsim_dot_v1_dot_admin__pb2.ListCallDetailRecordsRequest.SerializeToString,
             poolsim_dot_v1_dot_admin__pb2.CallDetailRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopFrontEnd(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/poolsim.v1.PoolAdmin/StopFrontEnd',
+            poolsim_dot_v1_dot_admin__pb2.StopFrontEndRequest.SerializeToString,
+            poolsim_dot_v1_dot_admin__pb2.StopFrontEndResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StartFrontEnd(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/poolsim.v1.PoolAdmin/StartFrontEnd',
+            poolsim_dot_v1_dot_admin__pb2.StartFrontEndRequest.SerializeToString,
+            poolsim_dot_v1_dot_admin__pb2.StartFrontEndResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResetPoolRegistrarState(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/poolsim.v1.PoolAdmin/ResetPoolRegistrarState',
+            poolsim_dot_v1_dot_admin__pb2.ResetPoolRegistrarStateRequest.SerializeToString,
+            poolsim_dot_v1_dot_admin__pb2.ResetPoolRegistrarStateResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -47,6 +47,16 @@ class PoolAdminStub:
     """
     ListCallDetailRecords: _grpc.UnaryStreamMultiCallable[_admin_pb2.ListCallDetailRecordsRequest, _admin_pb2.CallDetailRecord]
     """Call detail records completed at or after `since`, oldest first."""
+    StopFrontEnd: _grpc.UnaryUnaryMultiCallable[_admin_pb2.StopFrontEndRequest, _admin_pb2.StopFrontEndResponse]
+    """Enterprise Edition only (a Standard server answers FAILED_PRECONDITION).
+    Stop a front end: DRAIN hands its routing groups to their secondaries and signs its users
+    out so they re-register at their new home, then stops it; CRASH kills it at once, as a
+    power cut would. NOT_FOUND for an unknown id, FAILED_PRECONDITION when it is down already.
+    """
+    StartFrontEnd: _grpc.UnaryUnaryMultiCallable[_admin_pb2.StartFrontEndRequest, _admin_pb2.StartFrontEndResponse]
+    """Start a front end that is down (or a new one, up to 12): it rejoins and is given replicas."""
+    ResetPoolRegistrarState: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ResetPoolRegistrarStateRequest, _admin_pb2.ResetPoolRegistrarStateResponse]
+    """Reset-CsPoolRegistrarState."""
 
 @_typing.type_check_only
 class PoolAdminAsyncStub(PoolAdminStub):
@@ -63,6 +73,16 @@ class PoolAdminAsyncStub(PoolAdminStub):
     """
     ListCallDetailRecords: _aio.UnaryStreamMultiCallable[_admin_pb2.ListCallDetailRecordsRequest, _admin_pb2.CallDetailRecord]  # type: ignore[assignment]
     """Call detail records completed at or after `since`, oldest first."""
+    StopFrontEnd: _aio.UnaryUnaryMultiCallable[_admin_pb2.StopFrontEndRequest, _admin_pb2.StopFrontEndResponse]  # type: ignore[assignment]
+    """Enterprise Edition only (a Standard server answers FAILED_PRECONDITION).
+    Stop a front end: DRAIN hands its routing groups to their secondaries and signs its users
+    out so they re-register at their new home, then stops it; CRASH kills it at once, as a
+    power cut would. NOT_FOUND for an unknown id, FAILED_PRECONDITION when it is down already.
+    """
+    StartFrontEnd: _aio.UnaryUnaryMultiCallable[_admin_pb2.StartFrontEndRequest, _admin_pb2.StartFrontEndResponse]  # type: ignore[assignment]
+    """Start a front end that is down (or a new one, up to 12): it rejoins and is given replicas."""
+    ResetPoolRegistrarState: _aio.UnaryUnaryMultiCallable[_admin_pb2.ResetPoolRegistrarStateRequest, _admin_pb2.ResetPoolRegistrarStateResponse]  # type: ignore[assignment]
+    """Reset-CsPoolRegistrarState."""
 
 class PoolAdminServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -100,5 +120,33 @@ class PoolAdminServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_admin_pb2.CallDetailRecord], _abc.AsyncIterator[_admin_pb2.CallDetailRecord]]:
         """Call detail records completed at or after `since`, oldest first."""
+
+    @_abc_1.abstractmethod
+    def StopFrontEnd(
+        self,
+        request: _admin_pb2.StopFrontEndRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.StopFrontEndResponse, _abc.Awaitable[_admin_pb2.StopFrontEndResponse]]:
+        """Enterprise Edition only (a Standard server answers FAILED_PRECONDITION).
+        Stop a front end: DRAIN hands its routing groups to their secondaries and signs its users
+        out so they re-register at their new home, then stops it; CRASH kills it at once, as a
+        power cut would. NOT_FOUND for an unknown id, FAILED_PRECONDITION when it is down already.
+        """
+
+    @_abc_1.abstractmethod
+    def StartFrontEnd(
+        self,
+        request: _admin_pb2.StartFrontEndRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.StartFrontEndResponse, _abc.Awaitable[_admin_pb2.StartFrontEndResponse]]:
+        """Start a front end that is down (or a new one, up to 12): it rejoins and is given replicas."""
+
+    @_abc_1.abstractmethod
+    def ResetPoolRegistrarState(
+        self,
+        request: _admin_pb2.ResetPoolRegistrarStateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_admin_pb2.ResetPoolRegistrarStateResponse, _abc.Awaitable[_admin_pb2.ResetPoolRegistrarStateResponse]]:
+        """Reset-CsPoolRegistrarState."""
 
 def add_PoolAdminServicer_to_server(servicer: PoolAdminServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

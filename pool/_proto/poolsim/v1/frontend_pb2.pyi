@@ -1208,7 +1208,7 @@ class SignedOut(_message.Message):
 
     REASON_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
-    """registration-expired, flow-controlled, server-shutdown, signed-out"""
+    """registration-expired, flow-controlled, server-shutdown, signed-out,"""
     def __init__(
         self,
         *,
