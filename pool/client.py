@@ -1,6 +1,6 @@
 """An asyncio client of a poolsim pool: every RPC with typed results and typed errors.
 
-    async with PoolClient("127.0.0.1:5061") as client:
+    async with PoolClient(["127.0.0.1:5061", "127.0.0.1:5062"]) as client:  # or one address
         alice = await client.sign_in("sip:user0@contoso.com", "pw")   # follows redirects
         conv = await alice.create_conversation(["sip:user1@contoso.com"], first_message="hi")
         async for event in alice.events():
@@ -9,15 +9,28 @@
 Errors are the domain's own (``pool.errors``): a ``grpc.aio.AioRpcError`` is translated where
 it happens, ``raise ... from`` the original. Codes with no domain meaning (DEADLINE_EXCEEDED,
 CANCELLED, INTERNAL, ...) become ``TransportError``.
+
+Reconnection (Enterprise): ``sign_in`` starts at the first address and moves on to the next
+known one while a front end is unavailable; addresses learned from redirects are remembered in
+``client.addresses``. A ``Session`` re-registers by itself (``PoolClient(..., reconnect=True)``,
+the default): when a call fails with ``Unavailable`` (its front end died or is stopping) or
+``Redirect`` (its user's home moved), it signs in again with the same password and device -
+at the redirect's home, else where it was, else at the other known front ends - takes the new
+token and endpoint, counts ``session.reconnections`` and retries the call once. Concurrent
+failures reconnect once. If signing in again fails, that error is raised (a pool that lost
+quorum gives its own ``Unavailable`` message). ``Unauthenticated`` never reconnects, nor does a
+session after ``sign_out()``. ``events()`` likewise opens a new stream on the new endpoint when
+the stream fails that way or ends with SignedOut "home-server-changed".
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Sequence
+import asyncio
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import grpc
 
@@ -26,12 +39,28 @@ from pool._proto.poolsim.v1 import admin_pb2_grpc as apb_grpc
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
 from pool.api.status import error_of
-from pool.errors import PoolError, Redirect
+from pool.errors import PoolError, Redirect, Unavailable
 from pool.privacy import AccessLevel
+
+if TYPE_CHECKING:
+    from pool._proto.poolsim.v1.frontend_pb2_grpc import FrontEndAsyncStub
 
 T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
 MAX_REDIRECTS = 3
+#: SignedOut reasons after which ``Session.events`` signs in again (when reconnecting)
+RECONNECT_REASONS = frozenset({"home-server-changed"})
+
+STOP_MODES: dict[str, apb.StopMode.ValueType] = {
+    "drain": apb.STOP_MODE_DRAIN,
+    "crash": apb.STOP_MODE_CRASH,
+}
+RESET_TYPES: dict[str, apb.ResetType.ValueType] = {
+    "service-reset": apb.RESET_TYPE_SERVICE_RESET,
+    "quorum-loss-recovery": apb.RESET_TYPE_QUORUM_LOSS_RECOVERY,
+    "full-reset": apb.RESET_TYPE_FULL_RESET,
+    "machine-state-removed": apb.RESET_TYPE_MACHINE_STATE_REMOVED,
+}
 
 
 class TransportError(PoolError):
@@ -58,6 +87,18 @@ async def _call(awaitable: Awaitable[T]) -> T:
         return await awaitable
     except grpc.aio.AioRpcError as exc:
         raise translate(exc) from exc
+
+
+def _unavailable(error: BaseException) -> bool:
+    """The front end is down, stopping or without quorum: worth trying elsewhere."""
+    return isinstance(error, Unavailable) or (
+        isinstance(error, TransportError) and error.code == grpc.StatusCode.UNAVAILABLE
+    )
+
+
+def _reconnects(error: BaseException) -> bool:
+    """A session's call failed in a way that signing in again may cure."""
+    return isinstance(error, Redirect) or _unavailable(error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,19 +149,35 @@ class Sent:
 
 
 class PoolClient:
-    """Channels to a pool's front ends (one per address, opened on demand)."""
+    """Channels to a pool's front ends (one per address, opened on demand).
+
+    ``address`` is one front end's ``host:port`` or a sequence of them (a pool's front ends):
+    ``address`` is the first, ``addresses`` all that are known, those learned from redirects
+    included. ``reconnect`` makes sessions re-register by themselves (see the module doc).
+    """
 
     def __init__(
         self,
-        address: str,
+        address: str | Sequence[str],
         *,
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] = (),
+        reconnect: bool = True,
     ) -> None:
-        self.address = address
+        given = [address] if isinstance(address, str) else list(address)
+        if not given or not all(given):
+            raise ValueError("PoolClient needs at least one front end address")
+        self.addresses: tuple[str, ...] = tuple(dict.fromkeys(given))
+        self.address = self.addresses[0]
+        self.reconnect = reconnect
         self._credentials = credentials
         self._options = list(options)
         self._channels: dict[str, grpc.aio.Channel] = {}
+
+    def learn(self, address: str) -> None:
+        """Remember a front end's address (appended to ``addresses`` unless known)."""
+        if address and address not in self.addresses:
+            self.addresses = (*self.addresses, address)
 
     def channel(self, address: str | None = None) -> grpc.aio.Channel:
         address = address or self.address
@@ -158,55 +215,189 @@ class PoolClient:
         *,
         deadline: float | None = 30.0,
     ) -> Session:
-        """Sign in, following the redirect to the user's home front end."""
-        address = self.address
+        """Sign in, following the redirect to the user's home front end.
+
+        Starts at ``address``; while a front end is unavailable, tries the next known one.
+        """
+        address, reply = await self._sign_in(user_uri, password, device, deadline, self.address)
+        session = Session(self, address, user_uri.lower(), reply)
+        session._remember(user_uri, password, device, deadline)
+        return session
+
+    async def _sign_in(
+        self,
+        user_uri: str,
+        password: str,
+        device: str,
+        deadline: float | None,
+        first: str,
+    ) -> tuple[str, pb.SignInResponse]:
+        """SignIn at ``first``, then at the other known front ends while one is unavailable,
+        following redirects from each (at most MAX_REDIRECTS): the address signed in at and
+        the reply. When none could be reached, the error of a front end that answered (its own
+        reason, e.g. a quorum loss) wins over a connection failure."""
         request = pb.SignInRequest(user_uri=user_uri, password=password, device=device)
-        for _ in range(MAX_REDIRECTS + 1):
-            stub = pb_grpc.FrontEndStub(self.channel(address))
-            try:
-                reply = await _call(stub.SignIn(request, timeout=deadline))
-            except Redirect as redirect:
-                address = redirect.home_address
-                continue
-            home = reply.home_address or address
-            if home != address:
-                address = home
-            return Session(self, address, user_uri.lower(), reply)
-        raise PoolError(f"sign-in of {user_uri} was redirected more than {MAX_REDIRECTS} times")
+        tried: set[str] = set()
+        answered: PoolError | None = None
+        unreachable: PoolError | None = None
+        while True:
+            start = next((a for a in (first, *self.addresses) if a and a not in tried), None)
+            if start is None:
+                break
+            tried.add(start)
+            address = start
+            for _ in range(MAX_REDIRECTS + 1):
+                channel = self.channel(address)
+                stub = pb_grpc.FrontEndStub(channel)
+                try:
+                    reply = await _call(stub.SignIn(request, timeout=deadline))
+                except Redirect as redirect:
+                    address = redirect.home_address
+                    self.learn(address)
+                    continue
+                except PoolError as error:
+                    if not _unavailable(error):
+                        raise
+                    tried.add(address)
+                    if channel.get_state() == grpc.ChannelConnectivity.READY:
+                        answered = answered or error
+                    else:
+                        unreachable = unreachable or error
+                    break
+                home = reply.home_address or address
+                self.learn(home)
+                return home, reply
+            else:
+                raise PoolError(
+                    f"sign-in of {user_uri} was redirected more than {MAX_REDIRECTS} times"
+                )
+        failure = answered or unreachable
+        if failure is None:  # not reached: ``addresses`` is never empty
+            raise PoolError(f"no front end to sign {user_uri} in at")
+        raise failure
 
     def admin(self, token: str) -> AdminClient:
         return AdminClient(self.channel(), token)
 
 
 class Session:
-    """One signed-in endpoint: every FrontEnd call, authorized with its token."""
+    """One signed-in endpoint: every FrontEnd call, authorized with its token.
+
+    With ``auto_reconnect`` (the client's ``reconnect``), a call that fails because the front end
+    is unavailable or the user's home moved signs in again and is retried once (module doc).
+    """
 
     def __init__(
         self, client: PoolClient, address: str, user_uri: str, reply: pb.SignInResponse
     ) -> None:
         self.client = client
-        self.address = address
         self.user_uri = user_uri
+        #: re-registrations so far (automatic or through ``reconnect()``)
+        self.reconnections = 0
+        #: whether a failed call or event stream signs in again by itself
+        self.auto_reconnect = False
+        self._signed_out = False
+        self._sign_in_as: tuple[str, str, str, float | None] | None = None
+        self._lock = asyncio.Lock()
+        self._generation = 0
+        self._adopt(address, reply)
+
+    def _adopt(self, address: str, reply: pb.SignInResponse) -> None:
+        self.address = address
         self.token = reply.token
         self.endpoint_id = reply.endpoint_id
         self.front_end_id = reply.front_end_id
         self.routing_group = reply.routing_group
         self._md: Metadata = (("authorization", f"Bearer {reply.token}"),)
-        self._stub = pb_grpc.FrontEndStub(client.channel(address))
+        self._stub = pb_grpc.FrontEndStub(self.client.channel(address))
+
+    def _remember(self, user_uri: str, password: str, device: str, deadline: float | None) -> None:
+        """What to sign in again with; turns automatic reconnection on as the client says."""
+        self._sign_in_as = (user_uri, password, device, deadline)
+        self.auto_reconnect = self.client.reconnect
+
+    async def reconnect(self) -> None:
+        """Sign in again now (a new endpoint, token and maybe front end): at the current
+        address first, then at the other known front ends. Raises what that sign-in raised.
+        Works after ``sign_out()`` too, but automatic reconnection stays off then."""
+        async with self._lock:
+            await self._sign_in_again(None)
+            self._signed_out = False
+
+    async def _sign_in_again(self, home: str | None) -> None:
+        """Under ``_lock``: sign in with the remembered credentials and take the new endpoint."""
+        if self._sign_in_as is None:
+            raise PoolError(f"{self.user_uri}: no credentials to sign in again with")
+        user_uri, password, device, deadline = self._sign_in_as
+        address, reply = await self.client._sign_in(
+            user_uri, password, device, deadline, home or self.address
+        )
+        self._adopt(address, reply)
+        self._generation += 1
+        self.reconnections += 1
+
+    async def _recover(self, generation: int, error: PoolError, follow: bool | None) -> bool:
+        """After ``error`` on ``generation``: whether to try again (having signed in again if
+        no other call did so already). Raises the sign-in's error when that fails."""
+        if not _reconnects(error):
+            return False
+        async with self._lock:
+            if not (self.auto_reconnect if follow is None else follow):
+                return False
+            if self._signed_out or self._sign_in_as is None:
+                return False
+            if self._generation != generation:
+                return True  # another call reconnected meanwhile: just retry
+            home = error.home_address if isinstance(error, Redirect) else None
+            await self._sign_in_again(home)
+            return True
+
+    async def _unary(self, rpc: Callable[[FrontEndAsyncStub, Metadata], Awaitable[T]]) -> T:
+        """One call with this session's stub and token; on Unavailable or Redirect, sign in
+        again (once for concurrent failures) and retry the call once."""
+        generation = self._generation
+        try:
+            return await _call(rpc(self._stub, self._md))
+        except PoolError as error:
+            if not await self._recover(generation, error, None):
+                raise
+        return await _call(rpc(self._stub, self._md))
 
     async def sign_out(self) -> None:
-        await _call(self._stub.SignOut(pb.SignOutRequest(), metadata=self._md))
+        """End this endpoint; the session no longer reconnects by itself."""
+        self.auto_reconnect = False
+        async with self._lock:  # after a reconnect under way: sign out its endpoint
+            self._signed_out = True
+            await _call(self._stub.SignOut(pb.SignOutRequest(), metadata=self._md))
 
-    async def events(self) -> AsyncIterator[pb.Event]:
-        """This endpoint's events until the server ends the registration or the caller stops."""
-        call = self._stub.Events(pb.EventsRequest(), metadata=self._md)
-        try:
-            async for event in call:
-                yield event
-        except grpc.aio.AioRpcError as exc:
-            raise translate(exc) from exc
-        finally:
-            call.cancel()
+    async def events(self, reconnect: bool | None = None) -> AsyncGenerator[pb.Event, None]:
+        """This endpoint's events until the server ends the registration or the caller stops.
+
+        With ``reconnect`` (default: ``auto_reconnect``), a stream that fails with Unavailable
+        or Redirect, or ends after a SignedOut "home-server-changed"
+        (which is yielded first), signs in again and goes on with the new endpoint's stream.
+        """
+        while True:
+            generation = self._generation
+            call = self._stub.Events(pb.EventsRequest(), metadata=self._md)
+            ended_by: PoolError | None = None
+            try:
+                async for event in call:
+                    ended_by = None
+                    if event.WhichOneof("kind") == "signed_out":
+                        reason = event.signed_out.reason
+                        if reason in RECONNECT_REASONS:
+                            ended_by = Unavailable(f"signed out by the server: {reason}")
+                    yield event
+            except grpc.aio.AioRpcError as exc:
+                error = translate(exc)
+                if not await self._recover(generation, error, reconnect):
+                    raise error from exc
+                continue
+            finally:
+                call.cancel()
+            if ended_by is None or not await self._recover(generation, ended_by, reconnect):
+                return
 
     async def publish_presence(
         self,
@@ -232,34 +423,36 @@ class Session:
             seconds = until.timestamp() if isinstance(until, datetime) else until
             request.until.seconds = int(seconds)
             request.until.nanos = int((seconds - int(seconds)) * 1e9)
-        reply = await _call(self._stub.PublishPresence(request, metadata=self._md))
+        reply = await self._unary(lambda stub, md: stub.PublishPresence(request, metadata=md))
         return Presence.of(reply.presence)
 
     async def reset_presence(self) -> Presence:
-        reply = await _call(self._stub.ResetPresence(pb.ResetPresenceRequest(), metadata=self._md))
+        reply = await self._unary(
+            lambda stub, md: stub.ResetPresence(pb.ResetPresenceRequest(), metadata=md)
+        )
         return Presence.of(reply.presence)
 
     async def get_presence(self, user_uris: Sequence[str]) -> list[Presence]:
-        reply = await _call(
-            self._stub.GetPresence(
-                pb.GetPresenceRequest(user_uris=list(user_uris)), metadata=self._md
+        reply = await self._unary(
+            lambda stub, md: stub.GetPresence(
+                pb.GetPresenceRequest(user_uris=list(user_uris)), metadata=md
             )
         )
         return [Presence.of(p) for p in reply.presences]
 
     async def subscribe(self, user_uris: Sequence[str], expires_seconds: int = 0) -> list[Presence]:
-        reply = await _call(
-            self._stub.Subscribe(
+        reply = await self._unary(
+            lambda stub, md: stub.Subscribe(
                 pb.SubscribeRequest(user_uris=list(user_uris), expires_seconds=expires_seconds),
-                metadata=self._md,
+                metadata=md,
             )
         )
         return [Presence.of(p) for p in reply.presences]
 
     async def unsubscribe(self, user_uris: Sequence[str]) -> int:
-        reply = await _call(
-            self._stub.Unsubscribe(
-                pb.UnsubscribeRequest(user_uris=list(user_uris)), metadata=self._md
+        reply = await self._unary(
+            lambda stub, md: stub.Unsubscribe(
+                pb.UnsubscribeRequest(user_uris=list(user_uris)), metadata=md
             )
         )
         return reply.subscriptions
@@ -267,29 +460,31 @@ class Session:
     async def add_contact(
         self, contact_uri: str, access_level: AccessLevel = AccessLevel.UNSPECIFIED, group: str = ""
     ) -> Contact:
-        reply = await _call(
-            self._stub.AddContact(
+        reply = await self._unary(
+            lambda stub, md: stub.AddContact(
                 pb.AddContactRequest(
                     contact_uri=contact_uri,
                     access_level=pb.AccessLevel.ValueType(access_level),
                     group=group,
                 ),
-                metadata=self._md,
+                metadata=md,
             )
         )
         c = reply.contact
         return Contact(c.user_uri, AccessLevel(c.access_level), c.group)
 
     async def remove_contact(self, contact_uri: str) -> int:
-        reply = await _call(
-            self._stub.RemoveContact(
-                pb.RemoveContactRequest(contact_uri=contact_uri), metadata=self._md
+        reply = await self._unary(
+            lambda stub, md: stub.RemoveContact(
+                pb.RemoveContactRequest(contact_uri=contact_uri), metadata=md
             )
         )
         return reply.contacts
 
     async def list_contacts(self) -> list[Contact]:
-        reply = await _call(self._stub.ListContacts(pb.ListContactsRequest(), metadata=self._md))
+        reply = await self._unary(
+            lambda stub, md: stub.ListContacts(pb.ListContactsRequest(), metadata=md)
+        )
         return [Contact(c.user_uri, AccessLevel(c.access_level), c.group) for c in reply.contacts]
 
     async def create_conversation(
@@ -304,57 +499,59 @@ class Session:
         if first_message is not None:
             request.first_message.body = first_message
             request.first_message.content_type = content_type
-        reply = await _call(self._stub.CreateConversation(request, metadata=self._md))
+        reply = await self._unary(lambda stub, md: stub.CreateConversation(request, metadata=md))
         return Conversation(
             reply.conversation_id, reply.conference_uri, reply.message_id, reply.sequence
         )
 
     async def invite(self, conversation_id: str, user_uri: str) -> pb.InviteResponse:
-        return await _call(
-            self._stub.Invite(
+        return await self._unary(
+            lambda stub, md: stub.Invite(
                 pb.InviteRequest(conversation_id=conversation_id, user_uri=user_uri),
-                metadata=self._md,
+                metadata=md,
             )
         )
 
     async def accept(self, conversation_id: str) -> pb.AcceptInvitationResponse:
-        return await _call(
-            self._stub.AcceptInvitation(
-                pb.AcceptInvitationRequest(conversation_id=conversation_id), metadata=self._md
+        return await self._unary(
+            lambda stub, md: stub.AcceptInvitation(
+                pb.AcceptInvitationRequest(conversation_id=conversation_id), metadata=md
             )
         )
 
     async def decline(self, conversation_id: str) -> None:
-        await _call(
-            self._stub.DeclineInvitation(
-                pb.DeclineInvitationRequest(conversation_id=conversation_id), metadata=self._md
+        await self._unary(
+            lambda stub, md: stub.DeclineInvitation(
+                pb.DeclineInvitationRequest(conversation_id=conversation_id), metadata=md
             )
         )
 
     async def send_message(
         self, conversation_id: str, body: str, content_type: str = "text/plain"
     ) -> Sent:
-        reply = await _call(
-            self._stub.SendMessage(
+        reply = await self._unary(
+            lambda stub, md: stub.SendMessage(
                 pb.SendMessageRequest(
                     conversation_id=conversation_id, body=body, content_type=content_type
                 ),
-                metadata=self._md,
+                metadata=md,
             )
         )
         return Sent(reply.message_id, reply.sequence)
 
     async def set_typing(self, conversation_id: str, typing: bool = True) -> None:
-        await _call(
-            self._stub.SetTyping(
+        await self._unary(
+            lambda stub, md: stub.SetTyping(
                 pb.SetTypingRequest(conversation_id=conversation_id, typing=typing),
-                metadata=self._md,
+                metadata=md,
             )
         )
 
     async def leave(self, conversation_id: str) -> None:
-        await _call(
-            self._stub.Leave(pb.LeaveRequest(conversation_id=conversation_id), metadata=self._md)
+        await self._unary(
+            lambda stub, md: stub.Leave(
+                pb.LeaveRequest(conversation_id=conversation_id), metadata=md
+            )
         )
 
 
@@ -405,3 +602,40 @@ class AdminClient:
             return [record async for record in call]
         except grpc.aio.AioRpcError as exc:
             raise translate(exc) from exc
+
+    async def stop_front_end(self, front_end_id: str, mode: str = "drain") -> apb.PoolStatus:
+        """Stop a front end (Enterprise): "drain" hands its routing groups over and signs its
+        users out first, "crash" kills it at once. The pool's status right after."""
+        stop_mode = STOP_MODES.get(mode)
+        if stop_mode is None:
+            raise ValueError(f"stop mode must be one of {', '.join(STOP_MODES)}, not {mode!r}")
+        reply = await _call(
+            self._stub.StopFrontEnd(
+                apb.StopFrontEndRequest(id=front_end_id, mode=stop_mode), metadata=self._md
+            )
+        )
+        return reply.status
+
+    async def start_front_end(self, front_end_id: str) -> apb.PoolStatus:
+        """Start a front end that is down, or a new one (Enterprise): the status once it is up."""
+        reply = await _call(
+            self._stub.StartFrontEnd(apb.StartFrontEndRequest(id=front_end_id), metadata=self._md)
+        )
+        return reply.status
+
+    async def reset_pool_registrar_state(
+        self, reset_type: str, front_end_id: str = ""
+    ) -> apb.ResetPoolRegistrarStateResponse:
+        """Reset-CsPoolRegistrarState (Enterprise): ``reset_type`` is one of "service-reset",
+        "quorum-loss-recovery", "full-reset", "machine-state-removed" (with ``front_end_id``)."""
+        value = RESET_TYPES.get(reset_type)
+        if value is None:
+            raise ValueError(
+                f"reset type must be one of {', '.join(RESET_TYPES)}, not {reset_type!r}"
+            )
+        return await _call(
+            self._stub.ResetPoolRegistrarState(
+                apb.ResetPoolRegistrarStateRequest(reset_type=value, front_end_id=front_end_id),
+                metadata=self._md,
+            )
+        )
