@@ -12,7 +12,7 @@ from its own action, so input on the hot path never touches the timer heap.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from pool.cdr import CdrRecord, RegistrationRecord, StoredRecord
 from pool.clock import Clock
@@ -29,9 +29,9 @@ from pool.errors import InvalidArgument, ResourceExhausted, Unauthenticated, Una
 from pool.events import ChatMessage, Event, EventQueue, SignedOut
 from pool.immcu import Conversation, Immcu, check_message
 from pool.observer import NULL_OBSERVER, Observer
-from pool.presence import MachineState, ManualState
+from pool.presence import MachineState
 from pool.presence_service import ContactView, PresenceService, Publication
-from pool.privacy import PresenceView
+from pool.privacy import PresenceView, Reach
 from pool.registrar import Endpoint, Registrar
 from pool.status import (
     FrontEndInfo,
@@ -79,6 +79,8 @@ class Engine:
         self.closing = False
         self.address = config.address  # set to the bound address once the server listens
         self.metrics_address = ""
+        #: called first thing when an endpoint signs out (Enterprise tells other front ends)
+        self.on_sign_out: Callable[[Endpoint, str], None] | None = None
         self._schedule_flow_sweep()
 
     # --- start-up and records ---
@@ -92,10 +94,7 @@ class Engine:
                 c.access_level, c.group
             )
         for p in self.store.load_presence():
-            states = self.directory.by_id(p.user_id).states
-            states.note = p.note
-            if p.manual_availability:
-                states.manual = ManualState(p.manual_availability, p.manual_activity)
+            self.presence.restore(self.directory.by_id(p.user_id), p)
         return len(self.directory)
 
     def record(self, record: CdrRecord) -> None:
@@ -224,6 +223,8 @@ class Engine:
     def sign_out(self, ep: Endpoint, reason: str = Reason.CLIENT) -> None:
         if ep.signed_out:
             return
+        if self.on_sign_out is not None:
+            self.on_sign_out(ep, reason)
         now = self.clock.now()
         self.immcu.leave_all(ep, reason)
         ep.signed_out = True
@@ -311,7 +312,12 @@ class Engine:
     # --- conversations ---
 
     def create_conversation(
-        self, ep: Endpoint, invitees: list[str], subject: str, first: ChatMessage | None
+        self,
+        ep: Endpoint,
+        invitees: list[str],
+        subject: str,
+        first: ChatMessage | None,
+        reaches: Mapping[int, Reach] | None = None,
     ) -> tuple[Conversation, int]:
         if not invitees:
             raise InvalidArgument("invitees is empty: invite at least one person")
@@ -329,14 +335,16 @@ class Engine:
                 first.body, first.content_type, self.config.limits.max_message_chars
             )
         self.touch(ep)
-        conv, sent = self.immcu.create(ep, users, subject, first)
+        conv, sent = self.immcu.create(ep, users, subject, first, reaches)
         return conv, sent.sequence if sent else 0
 
-    def invite(self, ep: Endpoint, conversation_id: str, uri: str) -> tuple[Conversation, bool]:
+    def invite(
+        self, ep: Endpoint, conversation_id: str, uri: str, verdict: Reach | None = None
+    ) -> tuple[Conversation, bool]:
         """Invite one more person; the flag says whether that escalated to a conference."""
         target = self.directory.require(uri)
         self.touch(ep)
-        escalated = self.immcu.invite(ep, conversation_id, target)
+        escalated = self.immcu.invite(ep, conversation_id, target, verdict)
         return self.immcu.conversations[conversation_id], escalated
 
     def accept(self, ep: Endpoint, conversation_id: str) -> Conversation:

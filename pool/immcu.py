@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from pool.cdr import (
@@ -105,6 +105,11 @@ class Conversation:
         return tuple(p.endpoint.uri for p in self.participants.values())
 
 
+def host_of(conversation_id: str) -> str:
+    """The front end that hosts a conversation: its id says (``c-<front end>-<random>``)."""
+    return conversation_id[2:].rpartition("-")[0]
+
+
 def check_message(body: str, content_type: str, max_chars: int) -> ChatMessage:
     if not body:
         raise InvalidArgument("message body is empty: send at least one character")
@@ -159,8 +164,10 @@ class Immcu:
             )
         return conv, part
 
-    def _check_reach(self, caller: User, target: User) -> None:
-        verdict = reach(target.current, target.level_for(caller))
+    def _check_reach(self, caller: User, target: User, verdict: Reach | None = None) -> None:
+        """``verdict``: as the target's home front end judged it, when that is elsewhere."""
+        if verdict is None:
+            verdict = reach(target.current, target.level_for(caller))
         if verdict is Reach.BLOCKED:
             raise PermissionDenied(f"{target.uri} does not accept conversations from {caller.uri}")
         if verdict is Reach.OFFLINE:
@@ -182,9 +189,15 @@ class Immcu:
     # --- operations ---
 
     def create(
-        self, ep: Endpoint, invitees: list[User], subject: str, first: ChatMessage | None
+        self,
+        ep: Endpoint,
+        invitees: list[User],
+        subject: str,
+        first: ChatMessage | None,
+        reaches: Mapping[int, Reach] | None = None,
     ) -> tuple[Conversation, MessageReceived | None]:
-        """Start a conversation; invitees are validated, distinct users other than the caller."""
+        """Start a conversation; invitees are validated, distinct users other than the caller.
+        ``reaches``: verdicts by user id for invitees served by other front ends."""
         if len(subject) > MAX_SUBJECT:
             raise InvalidArgument(f"subject is {len(subject)} characters: at most {MAX_SUBJECT}")
         if len(invitees) + 1 > self._limits.max_participants:
@@ -194,9 +207,11 @@ class Immcu:
             )
         self._check_room(ep.user)
         for target in invitees:
-            self._check_reach(ep.user, target)
+            self._check_reach(ep.user, target, reaches.get(target.id) if reaches else None)
         now = self._clock.now()
-        conv = Conversation("c-" + secrets.token_hex(8), subject, ep, now)
+        conv = Conversation(
+            f"c-{self._config.front_end_id}-{secrets.token_hex(8)}", subject, ep, now
+        )
         self.conversations[conv.id] = conv
         self._obs.im_session_attempted()
         if len(invitees) > 1:
@@ -207,7 +222,9 @@ class Immcu:
             self._invite(conv, ep, target, first if sent else None, sent.sequence if sent else 0)
         return conv, sent
 
-    def invite(self, ep: Endpoint, conversation_id: str, target: User) -> bool:
+    def invite(
+        self, ep: Endpoint, conversation_id: str, target: User, verdict: Reach | None = None
+    ) -> bool:
         """Invite one more person; True if that escalated a two-party conversation."""
         conv, _ = self._participant(ep, conversation_id)
         if target.id in conv.participants or target.id in conv.pending:
@@ -217,7 +234,7 @@ class Immcu:
                 f"conversation {conv.id} is full: at most {self._limits.max_participants} "
                 "participants"
             )
-        self._check_reach(ep.user, target)
+        self._check_reach(ep.user, target, verdict)
         # a live two-party conversation always has its two people (joined or invited)
         escalated = not conv.is_conference
         if escalated:
@@ -320,6 +337,12 @@ class Immcu:
             if conv is not None and ep.user.id in conv.pending:
                 self._refuse(conv, ep.user, 480, "signed-out")
 
+    def refuse(self, conversation_id: str, user: User, code: int, reason: str) -> None:
+        """``user`` can no longer answer their invitation (their home front end says why)."""
+        conv = self.conversations.get(conversation_id)
+        if conv is not None and user.id in conv.pending:
+            self._refuse(conv, user, code, reason)
+
     # --- internals: every state change goes through these ---
 
     def _invite(
@@ -420,7 +443,7 @@ class Immcu:
 
     def _start_conference(self, conv: Conversation, now: float) -> None:
         org = conv.organizer.user
-        conv.conference_uri = f"{org.uri};gruu;opaque=app:conf:chat:id:{conv.id[2:]}"
+        conv.conference_uri = f"{org.uri};gruu;opaque=app:conf:chat:id:{conv.id.rsplit('-', 1)[1]}"
         conv.conference_started_at = now
         self._obs.conference_started()
 

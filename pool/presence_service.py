@@ -231,6 +231,16 @@ class PresenceService:
             )
         return note
 
+    @staticmethod
+    def restore(user: User, row: PresenceRow) -> None:
+        """Set a user's persistent presence from its stored row (start-up, fail-over)."""
+        user.states.note = row.note
+        user.states.manual = (
+            ManualState(row.manual_availability, row.manual_activity)
+            if row.manual_availability
+            else None
+        )
+
     def _persist(self, user: User, manual: ManualState | None, note: str) -> None:
         self._store.put_presence(
             PresenceRow(
@@ -243,7 +253,7 @@ class PresenceService:
 
     # --- polls and subscriptions ---
 
-    def _targets(self, uris: list[str], what: str) -> list[User]:
+    def targets(self, uris: list[str], what: str) -> list[User]:
         if not uris:
             raise InvalidArgument(f"user_uris is empty: name at least one user to {what}")
         if len(uris) > self._limits.max_batch:
@@ -263,12 +273,12 @@ class PresenceService:
         return users
 
     def get(self, ep: Endpoint, uris: list[str]) -> list[PresenceView]:
-        users = self._targets(uris, "poll")
+        users = self.targets(uris, "poll")
         self._obs.presence_polled(len(users))
         return [self.view_for(ep.user, u) for u in users]
 
     def subscribe(self, ep: Endpoint, uris: list[str], expires: float) -> list[PresenceView]:
-        users = self._targets(uris, "subscribe to")
+        users = self.targets(uris, "subscribe to")
         new = {u.id for u in users if u.id not in ep.subscriptions}
         user = ep.user
         if user.subscriptions + len(new) > self._limits.max_subscriptions:
@@ -290,7 +300,7 @@ class PresenceService:
         self._drop_subscriptions(ep, expired)
 
     def unsubscribe(self, ep: Endpoint, uris: list[str]) -> int:
-        users = self._targets(uris, "unsubscribe from")
+        users = self.targets(uris, "unsubscribe from")
         self._drop_subscriptions(ep, [u.id for u in users if u.id in ep.subscriptions])
         return ep.user.subscriptions
 
@@ -326,6 +336,16 @@ class PresenceService:
 
         Watchers are not notified: provisioning happens before people sign in.
         """
+        rows = self.check_contacts(entries)
+        self._store.put_contacts(rows)
+        for row in rows:
+            self._dir.by_id(row.user_id).contacts[row.contact_id] = ContactEntry(
+                row.access_level, row.group
+            )
+        return len(rows)
+
+    def check_contacts(self, entries: list[tuple[str, str, int, str]]) -> list[ContactRow]:
+        """Validate bulk contact entries; the rows to write. Changes nothing."""
         rows: list[ContactRow] = []
         added: dict[int, set[int]] = {}
         for owner_uri, uri, level, group in entries:
@@ -340,12 +360,7 @@ class PresenceService:
                     f"{self._limits.max_contacts}"
                 )
             rows.append(ContactRow(owner.id, contact.id, level, group))
-        self._store.put_contacts(rows)
-        for row in rows:
-            self._dir.by_id(row.user_id).contacts[row.contact_id] = ContactEntry(
-                row.access_level, row.group
-            )
-        return len(rows)
+        return rows
 
     def add_contact(self, ep: Endpoint, uri: str, level: int, group: str) -> ContactView:
         user = ep.user

@@ -77,6 +77,9 @@ class Registrar:
         self._by_token.pop(endpoint.token, None)
         self._by_id.pop(endpoint.id, None)
 
+    def get(self, endpoint_id: str) -> Endpoint | None:
+        return self._by_id.get(endpoint_id)
+
     def authenticate(self, token: str) -> Endpoint:
         if not token:
             raise Unauthenticated(

@@ -1,0 +1,154 @@
+"""Routing-group replicas: the persistent data of a group as one front end holds it.
+
+Every front end holding a replica of a group (its primary or a secondary) keeps a
+``GroupData``: the group's contact entries and manual presence rows, and the sequence number of
+the last write it applied. The primary's engine writes through ``ReplicatingStore``, which
+applies each write to the local copy at once and queues it for the group's secondaries
+(``take_pending``) and for the lazy backup to the back-end store (``take_dirty``). Transient
+data (machine and idle state, calendar, phone, IM text) never comes here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from pool.cdr import CdrRecord, StoredRecord
+from pool.store import ContactRow, PresenceRow, UserRow
+
+#: one replicated write: a contact set, a contact removed, or a presence row set
+Write: TypeAlias = ContactRow | tuple[int, int] | PresenceRow
+
+
+@dataclass(slots=True)
+class GroupData:
+    seq: int = 0
+    contacts: dict[tuple[int, int], ContactRow] = field(default_factory=dict)
+    presence: dict[int, PresenceRow] = field(default_factory=dict)
+
+    def apply(self, write: Write) -> None:
+        if isinstance(write, ContactRow):
+            self.contacts[(write.user_id, write.contact_id)] = write
+        elif isinstance(write, PresenceRow):
+            self.presence[write.user_id] = write
+        else:
+            self.contacts.pop(write, None)
+
+    def snapshot(self) -> GroupData:
+        return GroupData(self.seq, dict(self.contacts), dict(self.presence))
+
+
+@dataclass(slots=True)
+class Dirty:
+    """What changed in a group since its last backup (keys; values are read at backup time)."""
+
+    contacts: set[tuple[int, int]] = field(default_factory=set)
+    presence: set[int] = field(default_factory=set)
+
+
+@dataclass(frozen=True, slots=True)
+class Backup:
+    """A group's changes for the back-end store."""
+
+    group: int
+    contacts: tuple[ContactRow, ...]
+    deleted: tuple[tuple[int, int], ...]
+    presence: tuple[PresenceRow, ...]
+
+
+class ReplicatingStore:
+    """The engine's ``Store`` on an Enterprise front end (see the module docstring).
+
+    Loading and user rows are the node's business (the directory comes from the fabric), so
+    those methods are empty; call detail records queue for the back-end store.
+    """
+
+    def __init__(self, group_of: Callable[[int], int]) -> None:
+        self._group_of = group_of
+        self.groups: dict[int, GroupData] = {}
+        self._pending: dict[int, list[Write]] = {}
+        self._dirty: dict[int, Dirty] = {}
+        self.cdrs: list[tuple[float, CdrRecord]] = []
+
+    def group(self, group: int) -> GroupData:
+        data = self.groups.get(group)
+        if data is None:
+            data = self.groups[group] = GroupData()
+        return data
+
+    def _write(self, user_id: int, write: Write) -> None:
+        g = self._group_of(user_id)
+        data = self.group(g)
+        data.apply(write)
+        data.seq += 1
+        self._pending.setdefault(g, []).append(write)
+        dirty = self._dirty.setdefault(g, Dirty())
+        if isinstance(write, PresenceRow):
+            dirty.presence.add(write.user_id)
+        elif isinstance(write, ContactRow):
+            dirty.contacts.add((write.user_id, write.contact_id))
+        else:
+            dirty.contacts.add(write)
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._pending)
+
+    def take_pending(self) -> dict[int, tuple[int, list[Write]]]:
+        """Writes not yet shipped to secondaries, by group, with the group's sequence."""
+        pending, self._pending = self._pending, {}
+        return {g: (self.groups[g].seq, writes) for g, writes in pending.items()}
+
+    def take_dirty(self) -> list[Backup]:
+        dirty, self._dirty = self._dirty, {}
+        out = []
+        for g, d in dirty.items():
+            data = self.group(g)
+            rows = tuple(data.contacts[k] for k in sorted(d.contacts) if k in data.contacts)
+            deleted = tuple(k for k in sorted(d.contacts) if k not in data.contacts)
+            presence = tuple(data.presence[u] for u in sorted(d.presence) if u in data.presence)
+            out.append(Backup(g, rows, deleted, presence))
+        return out
+
+    def drop(self, group: int) -> None:
+        self.groups.pop(group, None)
+        self._pending.pop(group, None)
+        self._dirty.pop(group, None)
+
+    # --- the Store protocol ---
+
+    def load_users(self) -> Iterator[UserRow]:
+        return iter(())
+
+    def load_contacts(self) -> Iterator[ContactRow]:
+        return iter(())
+
+    def load_presence(self) -> Iterator[PresenceRow]:
+        return iter(())
+
+    def add_users(self, rows: Iterable[UserRow]) -> None:
+        pass
+
+    def put_contact(self, row: ContactRow) -> None:
+        self._write(row.user_id, row)
+
+    def put_contacts(self, rows: Iterable[ContactRow]) -> None:
+        for row in rows:
+            self._write(row.user_id, row)
+
+    def delete_contact(self, user_id: int, contact_id: int) -> None:
+        self._write(user_id, (user_id, contact_id))
+
+    def put_presence(self, row: PresenceRow) -> None:
+        self._write(row.user_id, row)
+
+    def add_cdr(self, time: float, record: CdrRecord) -> int:
+        self.cdrs.append((time, record))
+        return 0
+
+    def list_cdr(self, since: float) -> Iterator[StoredRecord]:
+        return iter(())
+
+    def close(self) -> None:
+        pass
