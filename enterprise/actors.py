@@ -1,0 +1,576 @@
+"""The Enterprise pool on Ray: one actor per front end, and the fabric actor that runs the pool.
+
+``FrontEndActor`` hosts a ``FrontEndNode`` (engine, links, replicas), its own ``grpc.aio``
+server and its own metrics endpoint, all on the actor's event loop. Peers call ``exchange``
+with batches; the fabric calls the rest.
+
+``FabricActor`` is the Windows Fabric role and the back-end store in one: it wraps the pure
+``enterprise.fabric.Fabric``, starts the front-end actors (one per Ray node while there are
+nodes, round robin), pulls heartbeats every ``heartbeat_interval`` (Ray's own death signal, a
+``RayActorError``, marks an actor dead at once), carries out what every state change asks for
+(reload or copy a group, push the routing table to every front end), and keeps the back-end
+SQLite store: the directory, the lazy backups of every group, the call detail records.
+
+Errors cross Ray as values (``Failure``), never as exceptions: a domain error raised on the far
+side arrives as the same domain error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ParamSpec, TypeAlias, TypeVar
+
+import ray
+from prometheus_client import CollectorRegistry, start_http_server
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from enterprise.changes import (
+    Change,
+    CopyTask,
+    FrontEndChanged,
+    ReloadTask,
+    ReplicaDropped,
+    TableSwapped,
+)
+from enterprise.fabric import Fabric, FabricConfig, ResetType
+from enterprise.metrics import EnterpriseCollector
+from enterprise.node import Failure, FrontEndNode, Item
+from enterprise.replica import Backup, GroupData, ReplicatingStore
+from enterprise.routing_table import RoutingTable
+from pool.api.metrics import Metrics
+from pool.api.server import FrontEndServer, start_front_end
+from pool.cdr import CdrRecord, StoredRecord
+from pool.clock import SystemClock
+from pool.config import EngineConfig
+from pool.directory import Directory, ProvisionResult
+from pool.engine import Engine
+from pool.errors import FailedPrecondition, NotFound, PoolError, Unavailable
+from pool.sqlite_store import SqliteStore
+from pool.status import FrontEndState, PoolStatusInfo
+from pool.store import UserRow
+
+log = logging.getLogger("poolsim.enterprise")
+
+#: a Ray actor handle (Ray's own generic type cannot follow ``.method.remote()``)
+Handle: TypeAlias = Any
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+CDR_FLUSH_INTERVAL = 1.0  # seconds between a front end's call detail records reaching the store
+START_TIMEOUT = 60.0  # seconds a front end actor may take to come up
+
+
+@dataclass(frozen=True, slots=True)
+class PoolOptions:
+    """One Enterprise pool. ``data_dir`` holds the back-end store (kept across restarts)."""
+
+    front_ends: int = 3
+    pool_name: str = "pool01"
+    host: str = "127.0.0.1"
+    base_port: int = 0  # 0: any free port; else front end i listens on base_port + i - 1
+    metrics_base_port: int = 0  # 0: any free port; -1: no metrics endpoints
+    groups_per_front_end: int = 8
+    heartbeat_interval: float = 0.5
+    heartbeat_misses: int = 3
+    backup_interval: float = 60.0
+    data_dir: Path = Path("poolsim-data")
+    durability: str = "normal"
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+
+    def fabric_config(self) -> FabricConfig:
+        return FabricConfig(
+            self.front_ends,
+            self.groups_per_front_end,
+            heartbeat_interval=self.heartbeat_interval,
+            heartbeat_misses=self.heartbeat_misses,
+            pool_name=self.pool_name,
+        )
+
+    def front_end_ids(self) -> list[str]:
+        return [f"fe{i}" for i in range(1, self.front_ends + 1)]
+
+
+def answers(
+    method: Callable[P, Coroutine[Any, Any, R]],
+) -> Callable[P, Coroutine[Any, Any, R | Failure]]:
+    """A remote method whose domain errors travel back as ``Failure`` values."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Failure:
+        try:
+            return await method(*args, **kwargs)
+        except PoolError as exc:
+            return Failure.of(exc)
+
+    return wrapper
+
+
+async def unwrap(ref: Awaitable[Any]) -> Any:
+    result = await ref
+    if isinstance(result, Failure):
+        raise result.error()
+    return result
+
+
+class RayTransport:
+    """``enterprise.node.Transport`` over actor handles."""
+
+    def __init__(self, fabric: Handle) -> None:
+        self.fabric_handle = fabric
+        self.handles: dict[str, Handle] = {}
+
+    def _handle(self, dst: str) -> Handle:
+        handle = self.handles.get(dst)
+        if handle is None:
+            raise Unavailable(f"front end {dst} is not up: try again")
+        return handle
+
+    async def exchange(self, dst: str, src: str, items: list[Item]) -> list[Any]:
+        replies: list[Any] = await self._handle(dst).exchange.remote(src, items)
+        return replies
+
+    async def fabric(self, method: str, *args: Any) -> Any:
+        return await unwrap(getattr(self.fabric_handle, method).remote(*args))
+
+    async def front_end(self, dst: str, method: str, *args: Any) -> Any:
+        return await unwrap(getattr(self._handle(dst), method).remote(*args))
+
+
+class FrontEndActor:
+    """One front end (see the module docstring). Created by the fabric actor."""
+
+    def __init__(self, fe_id: str, opts: PoolOptions, fabric: Handle) -> None:
+        logging.basicConfig(level=logging.WARNING)
+        self.fe_id = fe_id
+        self.opts = opts
+        self.transport = RayTransport(fabric)
+        self.server: FrontEndServer | None = None
+        self.metrics_server: Any = None
+        self.loops: list[asyncio.Task[None]] = []
+
+    async def start(self, rows: list[UserRow], port: int, metrics_port: int) -> tuple[str, str]:
+        opts = self.opts
+        registry = CollectorRegistry()
+        metrics = Metrics(registry)
+        config = dataclasses.replace(
+            opts.engine,
+            front_end_id=self.fe_id,
+            pool_name=opts.pool_name,
+            routing_groups=opts.groups_per_front_end * opts.front_ends,
+        )
+        engine_ref: list[Any] = []
+        store = ReplicatingStore(lambda uid: engine_ref[0].directory.by_id(uid).routing_group)
+        engine = Engine(config, store, SystemClock(), metrics)
+        engine_ref.append(engine)
+        self.node = node = FrontEndNode(self.fe_id, engine, store, self.transport)
+        node.load_users(rows)
+        self.collector = collector = EnterpriseCollector(node, registry)
+        node.observe_batch = collector.batch
+        node.observe_replication = collector.replication
+        self.server = await start_front_end(
+            engine,
+            host=opts.host,
+            port=port,
+            admin_token=opts.admin_token,
+            metrics=metrics,
+            service=node,
+        )
+        host = opts.host
+        if host in ("0.0.0.0", "::"):
+            host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+            engine.address = f"{host}:{self.server.port}"
+        if metrics_port >= 0:
+            self.metrics_server, _ = start_http_server(
+                metrics_port, addr=opts.host, registry=registry
+            )
+            engine.metrics_address = f"{host}:{self.metrics_server.server_port}"
+        metrics.watch(engine, "enterprise")
+        loop = asyncio.get_running_loop()
+        self.loops = [
+            loop.create_task(self._every(CDR_FLUSH_INTERVAL, self.flush_cdrs)),
+            loop.create_task(self._every(opts.backup_interval, self.backup)),
+        ]
+        return engine.address, engine.metrics_address
+
+    async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await action()
+            except Exception:  # the fabric is restarting or gone: try again next time
+                log.warning("%s: periodic %s failed", self.fe_id, action.__name__, exc_info=True)
+
+    # --- what peers ask ---
+
+    async def exchange(self, src: str, items: list[Item]) -> list[Any]:
+        return self.node.handle(src, items)
+
+    # --- what the fabric asks ---
+
+    async def heartbeat(self) -> tuple[dict[int, int], int, int]:
+        engine = self.node.engine
+        return self.node.freshness(), len(engine.registrar), engine.users_signed_in
+
+    async def set_table(
+        self,
+        table: RoutingTable,
+        pool_reason: str,
+        handles: dict[str, Handle],
+        counters: dict[str, int],
+    ) -> None:
+        self.transport.handles = handles
+        self.collector.counters = counters
+        self.node.set_table(table, pool_reason)
+
+    async def load_users(self, rows: list[UserRow]) -> None:
+        self.node.load_users(rows)
+
+    async def install(self, group: int, data: GroupData) -> None:
+        self.node.install(group, data)
+
+    @answers
+    async def copy_group(self, group: int, to_fe: str) -> None:
+        await self.node.copy_group(group, to_fe)
+
+    async def drop_group(self, group: int) -> None:
+        self.node.drop_group(group)
+
+    @answers
+    async def check_contacts(self, entries: list[tuple[str, str, int, str]]) -> None:
+        self.node.check_contacts(entries)
+
+    @answers
+    async def provision_contacts(self, entries: list[tuple[str, str, int, str]]) -> int:
+        return await self.node.provision_contacts_here(entries)
+
+    async def flush_cdrs(self) -> None:
+        store = self.node.store
+        if store.cdrs:
+            cdrs, store.cdrs = store.cdrs, []
+            await self.transport.fabric("add_cdrs", cdrs)
+
+    async def backup(self) -> None:
+        backups = self.node.take_backup()
+        if backups:
+            await self.transport.fabric("backup", backups)
+
+    async def stop(self) -> None:
+        """Sign everyone out, flush records and backups, stop serving."""
+        for task in self.loops:
+            task.cancel()
+        if self.server is not None:
+            await self.server.stop(grace=2.0)
+        with contextlib.suppress(Exception):
+            await self.flush_cdrs()
+            await self.backup()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+
+
+class FabricActor:
+    """The pool manager and back-end store (see the module docstring)."""
+
+    def __init__(self, opts: PoolOptions) -> None:
+        logging.basicConfig(level=logging.WARNING)
+        self.opts = opts
+        self.fabric = Fabric(opts.fabric_config())
+        self.clock = SystemClock()
+        opts.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = SqliteStore(opts.data_dir / "backend.db", durability=opts.durability)
+        self.directory = Directory(self.fabric.routing_groups, opts.engine.password_iterations)
+        for row in self.store.load_users():
+            self.directory.load(row)
+        self.handles: dict[str, Handle] = {}
+        self.ports: dict[str, tuple[int, int]] = {}
+        self.endpoints: dict[str, int] = {}
+        self.signed_in: dict[str, int] = {}
+        self.lock = asyncio.Lock()
+        self.heartbeats: asyncio.Task[None] | None = None
+        self.started = False
+
+    # --- start-up ---
+
+    async def start(self) -> PoolStatusInfo:
+        """Start every front end; returns once the pool serves (or cannot start)."""
+        ids = self.opts.front_end_ids()
+        await asyncio.gather(*(self._launch(fe) for fe in ids))
+        self.heartbeats = asyncio.get_running_loop().create_task(self._heartbeat_loop())
+        return self._status()
+
+    def _options(self, fe_id: str) -> dict[str, Any]:
+        index = int(fe_id[2:]) - 1
+        nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))  # type: ignore[no-untyped-call]
+        options: dict[str, Any] = {
+            "num_cpus": 0,
+            "max_concurrency": 100_000,
+            "name": f"poolsim-{self.opts.pool_name}-{fe_id}-{secrets.token_hex(3)}",
+        }
+        if nodes:
+            node = nodes[index % len(nodes)]
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+        return options
+
+    def _ports(self, fe_id: str) -> tuple[int, int]:
+        if fe_id in self.ports:
+            return self.ports[fe_id]  # a restarted front end comes back where it was
+        index = int(fe_id[2:]) - 1
+        opts = self.opts
+        port = opts.base_port + index if opts.base_port else 0
+        mport = opts.metrics_base_port
+        metrics_port = -1 if mport < 0 else (mport + index if mport else 0)
+        return port, metrics_port
+
+    async def _launch(self, fe_id: str) -> None:
+        me = ray.get_runtime_context().current_actor
+        actor_class: Any = ray.remote(FrontEndActor)
+        handle = actor_class.options(**self._options(fe_id)).remote(fe_id, self.opts, me)
+        port, metrics_port = self._ports(fe_id)
+        rows = [self._row(u.id) for u in self.directory]
+        address, metrics_address = await asyncio.wait_for(
+            handle.start.remote(rows, port, metrics_port), START_TIMEOUT
+        )
+        self.ports[fe_id] = (int(address.rpartition(":")[2]), metrics_port)
+        async with self.lock:
+            self.handles[fe_id] = handle
+            was_started = self.fabric.started
+            changes = self.fabric.register(fe_id, address, metrics_address, self.clock.monotonic())
+            await self._apply(changes, first_start=not was_started and self.fabric.started)
+
+    def _row(self, user_id: int) -> UserRow:
+        u = self.directory.by_id(user_id)
+        return UserRow(
+            u.id, u.uri, u.display_name, u.routing_group, u.salt, u.pw_hash, u.iterations
+        )
+
+    # --- carrying out changes ---
+
+    async def _apply(self, changes: list[Change], *, first_start: bool = False) -> None:
+        """Do what ``changes`` ask, in an order that loses nothing: data before the table
+        that routes users to it, the table before copies (so writes after a copy follow it)."""
+        if first_start:
+            placement = self.fabric.placement
+            if placement is not None:
+                data = self._backend_groups()
+                await asyncio.gather(
+                    *(
+                        self._call(fe, "install", g, data.get(g, GroupData()))
+                        for g, replicas in enumerate(placement.groups)
+                        for fe in (replicas.primary, *replicas.secondaries)
+                    )
+                )
+        reloads = [c for c in changes if isinstance(c, ReloadTask)]
+        if reloads:
+            data = self._backend_groups()
+            for task in reloads:
+                await self._call(task.fe, "install", task.group, data.get(task.group, GroupData()))
+        for change in changes:
+            if isinstance(change, FrontEndChanged) and change.new is FrontEndState.DOWN:
+                await self._retire(change.fe)
+        if any(isinstance(c, TableSwapped) for c in changes) or first_start:
+            await self._push_table()
+        for change in changes:
+            if isinstance(change, CopyTask):
+                await self._call(change.from_fe, "copy_group", change.group, change.to_fe)
+            elif isinstance(change, ReplicaDropped):
+                await self._call(change.fe, "drop_group", change.group)
+
+    async def _call(self, fe: str, method: str, *args: Any) -> Any:
+        handle = self.handles.get(fe)
+        if handle is None:
+            return None
+        try:
+            return await unwrap(getattr(handle, method).remote(*args))
+        except (ray.exceptions.RayActorError, PoolError) as exc:
+            log.warning("%s.%s failed: %s", fe, method, exc)
+            return None
+
+    async def _push_table(self) -> None:
+        table = self.fabric.routing_table
+        verdict = self.fabric.pool_serving()
+        reason = "" if verdict.ok else verdict.detail
+        handles = {fe: h for fe, h in self.handles.items() if fe in table.addresses}
+        counters = dataclasses.asdict(self.fabric.counters)
+        await asyncio.gather(
+            *(
+                self._call(fe, "set_table", table, reason, handles, counters)
+                for fe in list(self.handles)
+            )
+        )
+
+    async def _retire(self, fe_id: str) -> None:
+        """``fe_id`` is down: stop its actor if it still runs, and forget it."""
+        handle = self.handles.pop(fe_id, None)
+        self.endpoints.pop(fe_id, None)
+        self.signed_in.pop(fe_id, None)
+        if handle is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(handle.stop.remote(), 5.0)
+        with contextlib.suppress(Exception):
+            ray.kill(handle)
+
+    def _backend_groups(self) -> dict[int, GroupData]:
+        """Every group's persistent data as the back-end store has it."""
+        out: dict[int, GroupData] = {}
+        directory = self.directory
+        for c in self.store.load_contacts():
+            g = directory.by_id(c.user_id).routing_group
+            out.setdefault(g, GroupData()).contacts[(c.user_id, c.contact_id)] = c
+        for p in self.store.load_presence():
+            g = directory.by_id(p.user_id).routing_group
+            out.setdefault(g, GroupData()).presence[p.user_id] = p
+        return out
+
+    # --- failure detection ---
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.opts.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._heartbeat_round(interval)
+            except Exception:
+                log.exception("heartbeat round failed")
+
+    async def _heartbeat_round(self, interval: float) -> None:
+        handles = dict(self.handles)
+        results = await asyncio.gather(
+            *(asyncio.wait_for(h.heartbeat.remote(), interval * 2) for h in handles.values()),
+            return_exceptions=True,
+        )
+        async with self.lock:
+            now = self.clock.monotonic()
+            changes: list[Change] = []
+            for fe, result in zip(handles, results, strict=True):
+                if fe not in self.handles:
+                    continue
+                if isinstance(result, ray.exceptions.RayActorError):
+                    changes += self.fabric.mark_dead(fe, "its Ray actor is gone")
+                elif not isinstance(result, BaseException):
+                    freshness, endpoints, signed_in = result
+                    self.endpoints[fe] = endpoints
+                    self.signed_in[fe] = signed_in
+                    if self.fabric.state_of(fe) in (FrontEndState.UP, FrontEndState.DRAINING):
+                        self.fabric.heartbeat(fe, now)
+                        if self.fabric.state_of(fe) is FrontEndState.UP:
+                            self.fabric.report_freshness(fe, freshness)
+            changes += self.fabric.check(now)
+            if changes:
+                await self._apply(changes)
+
+    # --- what front ends ask (admin calls arrive at any front end and come here) ---
+
+    def _status(self) -> PoolStatusInfo:
+        users: dict[int, int] = {}
+        for u in self.directory:
+            users[u.routing_group] = users.get(u.routing_group, 0) + 1
+        known = set(self.fabric.front_ends())
+        return self.fabric.status(
+            users,
+            {fe: n for fe, n in self.endpoints.items() if fe in known},
+            self.clock.monotonic(),
+            users_signed_in=sum(self.signed_in.values()),
+            wall_now=self.clock.now(),
+        )
+
+    async def status(self) -> PoolStatusInfo:
+        return self._status()
+
+    @answers
+    async def provision(
+        self, prefix: str, domain: str, count: int, start_index: int, password: str
+    ) -> tuple[ProvisionResult, int]:
+        async with self.lock:
+            rows, result = self.directory.plan_provision(
+                prefix, domain, count, start_index, password
+            )
+            self.store.add_users(rows)
+            for row in rows:
+                self.directory.load(row)
+            await asyncio.gather(*(self._call(fe, "load_users", rows) for fe in list(self.handles)))
+        return result, len(self.directory)
+
+    async def add_cdrs(self, cdrs: list[tuple[float, CdrRecord]]) -> None:
+        for time, record in cdrs:
+            self.store.add_cdr(time, record)
+
+    async def backup(self, backups: list[Backup]) -> None:
+        for b in backups:
+            self.store.put_contacts(b.contacts)
+            for user_id, contact_id in b.deleted:
+                self.store.delete_contact(user_id, contact_id)
+            for row in b.presence:
+                self.store.put_presence(row)
+
+    async def call_detail_records(self, since: float) -> list[StoredRecord]:
+        await asyncio.gather(*(self._call(fe, "flush_cdrs") for fe in list(self.handles)))
+        return list(self.store.list_cdr(since))
+
+    @answers
+    async def stop_front_end(self, fe_id: str, crash: bool) -> PoolStatusInfo:
+        async with self.lock:
+            state = self.fabric.state_of(fe_id)  # NotFound for an unknown id
+            if state not in (FrontEndState.UP, FrontEndState.DRAINING):
+                raise FailedPrecondition(f"front end {fe_id} is {state.value}: nothing to stop")
+            handle = self.handles.get(fe_id)
+            if crash:
+                # as a power cut: the fabric finds out the way it would (Ray's death signal)
+                if handle is not None:
+                    ray.kill(handle)
+                return self._status()
+            now = self.clock.monotonic()
+            await self._apply(self.fabric.stop(fe_id, graceful=True, now=now))
+            # its groups moved and the table push signed its users out: the drain is over
+            await self._apply(self.fabric.stop(fe_id, graceful=False, now=now))
+            return self._status()
+
+    @answers
+    async def start_front_end(self, fe_id: str) -> PoolStatusInfo:
+        async with self.lock:
+            if fe_id in self.handles:
+                state = self.fabric.state_of(fe_id)
+                raise FailedPrecondition(f"front end {fe_id} is {state.value}: it is running")
+            if fe_id not in self.opts.front_end_ids():
+                raise NotFound(
+                    f"front end {fe_id} is not in pool {self.opts.pool_name}: its front ends are "
+                    f"{', '.join(self.opts.front_end_ids())}"
+                )
+            await self._apply(self.fabric.start(fe_id))
+        await self._launch(fe_id)
+        return self._status()
+
+    @answers
+    async def reset(self, reset_type: str, fe_id: str) -> tuple[list[int], PoolStatusInfo]:
+        kind = ResetType(reset_type)
+        async with self.lock:
+            target = fe_id if kind is ResetType.MACHINE_STATE_REMOVED else None
+            changes = self.fabric.reset(kind, fe_id=target)
+            await self._apply(changes)
+        reloaded = sorted(c.group for c in changes if isinstance(c, ReloadTask))
+        return reloaded, self._status()
+
+    async def shutdown(self) -> None:
+        """Stop every front end (signing users out, flushing records), then the store."""
+        if self.heartbeats is not None:
+            self.heartbeats.cancel()
+        async with self.lock:
+            await asyncio.gather(*(self._retire(fe) for fe in list(self.handles)))
+            self.store.close()
+
+    async def handles_of(self) -> dict[str, Handle]:
+        return dict(self.handles)
+
+
+def addresses(status: PoolStatusInfo) -> Sequence[str]:
+    return [fe.address for fe in status.front_ends if fe.state is FrontEndState.UP]

@@ -1,0 +1,91 @@
+"""What an Enterprise front end adds to its metrics: the pool as its routing table shows it
+(front ends up, routing groups by state, promotions and the fabric's other counters), and its
+own cross-node traffic (batch sizes, replication latency)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from enterprise.node import FrontEndNode
+
+_BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
+_REPLICATION_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+
+_COUNTERS = {
+    "promotions": "Secondaries promoted to primary after their primary's front end left",
+    "rebuilds": "Replica copies made to rebuild missing secondaries",
+    "reloads": "Routing groups reloaded from the back-end store",
+    "primary_moves": "Primaries moved by rebalancing",
+}
+
+
+class EnterpriseCollector(Collector):
+    def __init__(self, node: FrontEndNode, registry: CollectorRegistry) -> None:
+        self.node = node
+        self.counters: dict[str, int] = {}
+        self.batch_sizes = Histogram(
+            "poolsim_cross_node_batch_items",
+            "Items (events, requests, replicated writes) per Ray call to another front end",
+            registry=registry,
+            buckets=_BATCH_BUCKETS,
+        )
+        self.replication_seconds = Histogram(
+            "poolsim_replication_seconds",
+            "A write's wait until every live secondary of its routing group applied it",
+            registry=registry,
+            buckets=_REPLICATION_BUCKETS,
+        )
+        registry.register(self)
+
+    def batch(self, items: int) -> None:
+        self.node.batches += 1
+        self.node.batch_items += items
+        self.batch_sizes.observe(items)
+
+    def replication(self, seconds: float) -> None:
+        self.replication_seconds.observe(seconds)
+
+    def collect(self) -> Iterator[Metric]:
+        node = self.node
+        table = node.table
+        up = len(table.addresses) if table is not None else 0
+        yield GaugeMetricFamily(
+            "poolsim_pool_front_ends_up", "Front ends up, as the routing table says", value=up
+        )
+        states = GaugeMetricFamily(
+            "poolsim_pool_routing_groups",
+            "Routing groups by state: healthy (3 live replicas), degraded (2), not served",
+            labels=["state"],
+        )
+        counts = {"healthy": 0, "degraded": 0, "not-served": 0}
+        if table is not None:
+            for home, secondaries in zip(table.homes, table.secondaries, strict=True):
+                if not home:
+                    counts["not-served"] += 1
+                elif len(secondaries) >= 2:
+                    counts["healthy"] += 1
+                else:
+                    counts["degraded"] += 1
+        for state, n in counts.items():
+            states.add_metric([state], n)
+        yield states
+        yield GaugeMetricFamily(
+            "poolsim_routing_table_version",
+            "Version of the routing table this front end routes by",
+            value=table.version if table is not None else 0,
+        )
+        yield GaugeMetricFamily(
+            "poolsim_primaries_here", "Routing groups whose primary is here", value=len(node.loaded)
+        )
+        for name, doc in _COUNTERS.items():
+            yield CounterMetricFamily(f"poolsim_pool_{name}", doc, value=self.counters.get(name, 0))
+        yield CounterMetricFamily(
+            "poolsim_cross_node_events_dropped",
+            "Items dropped because the link to another front end was full",
+            value=node.dropped_posts,
+        )
