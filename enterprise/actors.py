@@ -485,6 +485,16 @@ class FabricActor:
         )
 
     async def status(self) -> PoolStatusInfo:
+        """The pool now: endpoint counts are asked of every front end, not taken from the last
+        heartbeat (an operator expects to see the sign-in just made)."""
+        handles = dict(self.handles)
+        results = await asyncio.gather(
+            *(asyncio.wait_for(h.heartbeat.remote(), 2.0) for h in handles.values()),
+            return_exceptions=True,
+        )
+        for fe, result in zip(handles, results, strict=True):
+            if not isinstance(result, BaseException) and fe in self.handles:
+                _, self.endpoints[fe], self.signed_in[fe] = result
         return self._status()
 
     @answers

@@ -14,15 +14,22 @@ from typing import Any
 import pytest
 
 from tests.conftest import start_standard
+from tests.ray_pool import ray_cluster, start_enterprise
 
-EDITIONS = ["standard"]
+__all__ = ["ray_cluster"]  # the session's Ray cluster, for the enterprise edition
+
+EDITIONS = ["standard", "enterprise"]
 
 
 @pytest.fixture(params=EDITIONS)
 async def pool(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    """A running pool of each edition; Enterprise is three front ends on three Ray nodes."""
     if request.param == "standard":
-        p = await start_standard(tmp_path)
-        try:
-            yield p
-        finally:
-            await p.close()
+        p: Any = await start_standard(tmp_path)
+    else:
+        request.getfixturevalue("ray_cluster")
+        p = await start_enterprise(tmp_path)
+    try:
+        yield p
+    finally:
+        await p.close()

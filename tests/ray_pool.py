@@ -1,0 +1,77 @@
+"""An Enterprise pool for tests: a real multi-node Ray cluster on this machine
+(``ray.cluster_utils.Cluster``, one node per front end, shared by the whole session) and a
+fresh pool on it per test, with users provisioned as the Standard fixture does."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import ray
+from ray.cluster_utils import Cluster
+
+from enterprise.actors import PoolOptions
+from enterprise.pool import EnterprisePool
+from pool.client import PoolClient, Session
+from pool.config import EngineConfig
+from tests.conftest import ADMIN_TOKEN, DOMAIN, PASSWORD, uri
+
+NODES = 3
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Cluster]:
+    """Three Ray nodes on this machine (a head and two workers), one front end each."""
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    for _ in range(NODES - 1):
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, namespace="poolsim-tests", include_dashboard=False)
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+@dataclass
+class RayPool:
+    """A running Enterprise pool and what a test needs to drive it (like ``StandardPool``)."""
+
+    pool: EnterprisePool
+    client: PoolClient
+    admin_token: str = ADMIN_TOKEN
+    sessions: list[Session] = field(default_factory=list)
+
+    async def sign_in(self, i: int, device: str = "desktop", domain: str = DOMAIN) -> Session:
+        return await self.client.sign_in(uri(i, domain), PASSWORD, device)
+
+    @property
+    def addresses(self) -> list[str]:
+        return self.pool.addresses
+
+    async def close(self) -> None:
+        await self.client.close()
+        await self.pool.stop()
+
+
+async def start_enterprise(
+    data_dir: Path, *, front_ends: int = NODES, users: int = 10, **settings: object
+) -> RayPool:
+    opts = PoolOptions(
+        front_ends=front_ends,
+        data_dir=data_dir,
+        metrics_base_port=0,
+        admin_token=ADMIN_TOKEN,
+        engine=EngineConfig(password_iterations=1),
+    )
+    if settings:
+        from dataclasses import replace
+
+        opts = replace(opts, **settings)  # type: ignore[arg-type]
+    pool = await EnterprisePool.start(opts)
+    await pool.call("provision", "user", DOMAIN, users, 0, PASSWORD)
+    await pool.call("provision", "user", "fabrikam.com", 3, 0, PASSWORD)
+    return RayPool(pool, PoolClient(pool.addresses))
