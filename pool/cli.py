@@ -1,6 +1,6 @@
 """The `poolsim` command.
 
-poolsim serve [--users N] ...      a Standard Edition front end
+poolsim serve [--users N] ...      a Standard Edition front end (--edition enterprise: a pool)
 poolsim run [--users N] ...        the user model against a pool, with a capacity report
 poolsim plan [--target-users U]    capacity planning: users per front end, N-1 sizing
 poolsim bench [--quick]            the hot routing path against bare baselines, as ratios
@@ -22,17 +22,49 @@ from pool.errors import PoolError
 def _serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--edition",
-        choices=["standard"],
+        choices=["standard", "enterprise"],
         default="standard",
-        help="standard: one front end, no cluster (enterprise: see issue 3)",
+        help="standard: one front end, no cluster; enterprise: a pool of front ends on Ray",
     )
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
-    p.add_argument("--port", type=int, default=5061, help="gRPC port (default %(default)s)")
+    p.add_argument(
+        "--port",
+        type=int,
+        default=5061,
+        help="gRPC port (default %(default)s; enterprise: front end i gets PORT+i-1; 0 any free)",
+    )
     p.add_argument(
         "--metrics-port",
         type=int,
         default=9464,
-        help="Prometheus port (default %(default)s; 0 any free port; -1 none)",
+        help="Prometheus port (default %(default)s; enterprise: +i-1 as --port; 0 any free; "
+        "-1 none)",
+    )
+    e = p.add_argument_group("enterprise edition")
+    e.add_argument(
+        "--front-ends", type=int, default=3, help="front ends in the pool, 2..12 (default 3)"
+    )
+    e.add_argument(
+        "--ray-address",
+        help="run on this existing Ray cluster (host:port, or auto); default a new local one",
+    )
+    e.add_argument(
+        "--groups-per-front-end",
+        type=int,
+        default=8,
+        help="routing groups per front end (default %(default)s)",
+    )
+    e.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=0.5,
+        help="seconds between heartbeats; 3 missed mark a front end down (default 0.5)",
+    )
+    e.add_argument(
+        "--backup-interval",
+        type=float,
+        default=60.0,
+        help="seconds between lazy backups to the back-end store (default %(default)s)",
     )
     p.add_argument(
         "--data-dir",
@@ -108,10 +140,49 @@ def engine_config(a: argparse.Namespace) -> EngineConfig:
     )
 
 
+def cmd_serve_enterprise(a: argparse.Namespace) -> int:
+    from enterprise.actors import PoolOptions
+    from enterprise.pool import EnterpriseServeOptions, main
+    from standard.server import is_loopback
+
+    if a.tls_cert is not None:
+        raise SystemExit("TLS is not available for the Enterprise Edition yet (Standard only)")
+    if not is_loopback(a.host) and not a.insecure:
+        raise SystemExit(
+            f"refusing to serve on {a.host} without TLS: give --insecure to serve plaintext"
+        )
+    config = engine_config(a)
+    pool = PoolOptions(
+        front_ends=a.front_ends,
+        pool_name=a.pool_name,
+        host=a.host,
+        base_port=a.port,
+        metrics_base_port=a.metrics_port,
+        groups_per_front_end=a.groups_per_front_end,
+        heartbeat_interval=a.heartbeat_interval,
+        backup_interval=a.backup_interval,
+        data_dir=a.data_dir,
+        durability=a.durability,
+        engine=config,
+    )
+    pool.fabric_config()  # settings errors now, before Ray starts
+    opts = EnterpriseServeOptions(
+        pool,
+        a.ray_address,
+        users=a.users,
+        domain=a.domain,
+        user_password=a.user_password,
+        admin_token_file=a.admin_token_file,
+    )
+    return main(opts)
+
+
 def cmd_serve(a: argparse.Namespace) -> int:
     from pool.api.server import TlsFiles
     from standard.server import ServeOptions, main
 
+    if a.edition == "enterprise":
+        return cmd_serve_enterprise(a)
     if (a.tls_cert is None) != (a.tls_key is None):
         raise SystemExit("--tls-cert and --tls-key go together")
     if a.tls_client_ca is not None and a.tls_cert is None:
@@ -208,7 +279,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="A simulator of a Lync Server 2013 IM and presence front-end pool.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="run a pool (Standard Edition: one front end)")
+    serve = sub.add_parser(
+        "serve", help="run a pool: one front end, or --edition enterprise for several on Ray"
+    )
     _serve_args(serve)
     serve.set_defaults(func=cmd_serve)
     run = sub.add_parser("run", help="drive a pool with the Lync user model and report")
