@@ -200,6 +200,7 @@ def pool_status(s: status.PoolStatusInfo) -> apb.PoolStatus:
         quorum_detail=s.quorum_detail,
         users_provisioned=s.users_provisioned,
         endpoints_signed_in=s.endpoints_signed_in,
+        details=s.extra,
         users_signed_in=s.users_signed_in,
         started_at=ts(s.started_at),
     )

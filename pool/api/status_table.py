@@ -17,6 +17,11 @@ def format_status(s: apb.PoolStatus) -> str:
         f"pool {s.pool_name} ({edition} edition): quorum {quorum} - {s.quorum_detail}",
         f"users provisioned {s.users_provisioned}, signed in {s.users_signed_in}, "
         f"endpoints {s.endpoints_signed_in}",
+        *(
+            [", ".join(f"{k.replace('_', ' ')} {v}" for k, v in sorted(s.details.items()))]
+            if s.details
+            else []
+        ),
         "",
         f"{'FRONT END':<10} {'STATE':<9} {'ADDRESS':<22} {'METRICS':<22} {'PRIM':>4} {'SEC':>4} "
         f"{'ENDPOINTS':>9}",

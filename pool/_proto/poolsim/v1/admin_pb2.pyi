@@ -384,6 +384,26 @@ Global___RoutingGroupStatus: _TypeAlias = RoutingGroupStatus  # noqa: Y015
 class PoolStatus(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class DetailsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     EDITION_FIELD_NUMBER: _builtins.int
     POOL_NAME_FIELD_NUMBER: _builtins.int
     FRONT_ENDS_FIELD_NUMBER: _builtins.int
@@ -394,6 +414,7 @@ class PoolStatus(_message.Message):
     ENDPOINTS_SIGNED_IN_FIELD_NUMBER: _builtins.int
     USERS_SIGNED_IN_FIELD_NUMBER: _builtins.int
     STARTED_AT_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
     edition: Global___Edition.ValueType
     pool_name: _builtins.str
     quorum: Global___QuorumState.ValueType
@@ -408,6 +429,12 @@ class PoolStatus(_message.Message):
     def routing_groups(self) -> _containers.RepeatedCompositeFieldContainer[Global___RoutingGroupStatus]: ...
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def details(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Enterprise: pool_size, routing_table_version, promotions, rebuilds, reloads,
+        primary_moves (totals since the pool started).
+        """
+
     def __init__(
         self,
         *,
@@ -421,10 +448,11 @@ class PoolStatus(_message.Message):
         endpoints_signed_in: _builtins.int = ...,
         users_signed_in: _builtins.int = ...,
         started_at: _timestamp_pb2.Timestamp | None = ...,
+        details: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["edition", b"edition", "endpoints_signed_in", b"endpoints_signed_in", "front_ends", b"front_ends", "pool_name", b"pool_name", "quorum", b"quorum", "quorum_detail", b"quorum_detail", "routing_groups", b"routing_groups", "started_at", b"started_at", "users_provisioned", b"users_provisioned", "users_signed_in", b"users_signed_in"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["details", b"details", "edition", b"edition", "endpoints_signed_in", b"endpoints_signed_in", "front_ends", b"front_ends", "pool_name", b"pool_name", "quorum", b"quorum", "quorum_detail", b"quorum_detail", "routing_groups", b"routing_groups", "started_at", b"started_at", "users_provisioned", b"users_provisioned", "users_signed_in", b"users_signed_in"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,219 @@
+"""An Enterprise pool on a real 3-node Ray cluster: redirects, talking across front ends, a
+crash under load with fail-over, pool quorum loss and routing-group quorum-loss recovery.
+
+One front end per Ray node; each test starts its own pool on the session's shared cluster.
+Waits are on conditions with generous deadlines, never on sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pool import errors
+from pool._proto.poolsim.v1 import admin_pb2 as apb
+from pool.client import AdminClient, Session
+from tests.conftest import eventually, uri
+from tests.contract.helpers import inbox
+from tests.ray_pool import RayPool, ray_cluster, start_enterprise
+
+__all__ = ["ray_cluster"]
+
+pytestmark = pytest.mark.usefixtures("ray_cluster")
+
+
+@pytest.fixture
+async def pool(tmp_path: Path) -> AsyncIterator[RayPool]:
+    p = await start_enterprise(tmp_path, users=12, backup_interval=3600.0)
+    try:
+        yield p
+    finally:
+        await p.close()
+
+
+def admin(pool: RayPool) -> AdminClient:
+    return pool.client.admin(pool.admin_token)
+
+
+async def homes(pool: RayPool) -> dict[str, str]:
+    """Front end id -> address, of the front ends up."""
+    status = await admin(pool).status()
+    return {f.id: f.address for f in status.front_ends if f.state == apb.FRONT_END_STATE_UP}
+
+
+async def test_sign_in_anywhere_is_redirected_home_and_talks_across_nodes(pool: RayPool) -> None:
+    up = await homes(pool)
+    assert len(up) == 3
+    sessions = [await pool.sign_in(i) for i in range(12)]
+    status = await admin(pool).status()
+    primary = {g.id: g.primary for g in status.routing_groups}
+    for s in sessions:
+        assert s.front_end_id == primary[s.routing_group]
+        assert s.address == up[s.front_end_id]
+    # a client pointed at a front end that is not the user's home is sent home
+    a = sessions[0]
+    elsewhere = next(addr for fe, addr in up.items() if fe != a.front_end_id)
+    from pool.client import PoolClient
+
+    async with PoolClient(elsewhere) as other:
+        again = await other.sign_in(a.user_uri, "pw")
+        assert again.front_end_id == a.front_end_id
+    b = next(s for s in sessions if s.front_end_id != a.front_end_id)
+    async with inbox(a) as a_box, inbox(b) as b_box:
+        conv = await a.create_conversation([b.user_uri], first_message="one")
+        await b_box.next("invitation")
+        await b.accept(conv.conversation_id)
+        await a_box.next("participant_joined")
+        for text in ("two", "three", "four"):
+            await a.send_message(conv.conversation_id, text)
+        got = [(await b_box.next("message")).message.body for _ in range(3)]
+        assert got == ["two", "three", "four"]  # order holds across nodes
+        await b.send_message(conv.conversation_id, "back")
+        assert (await a_box.next("message")).message.body == "back"
+        await b.subscribe([a.user_uri])
+        await a.publish_presence(9500, note="busy with the pool")
+        seen = await b_box.next("presence")
+        assert seen.presence.presence.availability == 9500
+
+
+async def _writer(session: Session, acked: dict[str, str], stop: asyncio.Event) -> int:
+    """Publish notes until told to stop; remember the last one acknowledged."""
+    k = 0
+    failures = 0
+    while not stop.is_set():
+        k += 1
+        note = f"{session.user_uri} note {k}"
+        try:
+            await session.publish_presence(6500, note=note)
+        except errors.PoolError:
+            failures += 1  # the call fell in the fail-over window: not acknowledged
+            await asyncio.sleep(0.05)
+            continue
+        acked[session.user_uri] = note
+        await asyncio.sleep(0)
+    return failures
+
+
+async def test_a_crash_under_load_promotes_secondaries_and_loses_no_acknowledged_write(
+    pool: RayPool,
+) -> None:
+    sessions = [await pool.sign_in(i) for i in range(12)]
+    by_fe: dict[str, list[Session]] = {}
+    for s in sessions:
+        by_fe.setdefault(s.front_end_id, []).append(s)
+    up = await homes(pool)
+    admin_fe = next(fe for fe, address in up.items() if address == pool.client.address)
+    # not the front end that answers admin calls: a crash ends the calls it is serving
+    victim = max((fe for fe in by_fe if fe != admin_fe), key=lambda fe: len(by_fe[fe]))
+    affected = by_fe[victim]
+    acked: dict[str, str] = {}
+    stop = asyncio.Event()
+    writers = [asyncio.create_task(_writer(s, acked, stop)) for s in sessions]
+    # messages across nodes keep flowing too
+    a = next(s for s in sessions if s.front_end_id == admin_fe)
+    await eventually(lambda: len(acked) == len(sessions), what="every writer acknowledged")
+
+    stopped = await admin(pool).stop_front_end(victim, mode="crash")
+    assert any(f.id == victim for f in stopped.front_ends)
+
+    async def failed_over() -> bool:
+        status = await admin(pool).status()
+        states = {f.id: f.state for f in status.front_ends}
+        return states[victim] == apb.FRONT_END_STATE_DOWN and all(
+            g.primary != victim for g in status.routing_groups
+        )
+
+    await eventually(failed_over, deadline=30, what=f"{victim} down and its groups promoted")
+    before = dict(acked)
+    await eventually(
+        lambda: all(acked[s.user_uri] != before[s.user_uri] for s in affected),
+        deadline=30,
+        what="every affected user served again",
+    )
+    stop.set()
+    await asyncio.gather(*writers)
+    status = await admin(pool).status()
+    assert int(status.details["promotions"]) >= 1
+    assert {f.id: f.state for f in status.front_ends}[victim] == apb.FRONT_END_STATE_DOWN
+    assert all(g.state == apb.ROUTING_GROUP_STATE_DEGRADED for g in status.routing_groups)
+    for s in affected:
+        assert s.reconnections >= 1
+        assert s.front_end_id != victim
+    # every acknowledged write is readable, from a user on a surviving front end
+    views = await a.get_presence([s.user_uri for s in sessions])
+    assert {v.user_uri: v.note for v in views} == acked
+
+
+async def _backup(pool: RayPool) -> None:
+    handles = await pool.pool.fabric.handles_of.remote()
+    await asyncio.gather(*(h.backup.remote() for h in handles.values()))
+
+
+async def test_pool_quorum_loss_and_group_quorum_loss_recovery(pool: RayPool) -> None:
+    sessions = [await pool.sign_in(i) for i in range(12)]
+    for s in sessions:
+        await s.publish_presence(9500, note=f"saved {s.user_uri}")
+        await s.add_contact(uri(0, "fabrikam.com"))
+    await _backup(pool)  # what quorum-loss recovery will reload
+    up = await homes(pool)
+    survivor = next(fe for fe, address in up.items() if address == pool.client.address)
+    victims = sorted(fe for fe in up if fe != survivor)
+    for fe in victims:
+        await admin(pool).stop_front_end(fe, mode="crash")
+
+    async def lost() -> bool:
+        status = await admin(pool).status()
+        return status.quorum == apb.QUORUM_STATE_LOST
+
+    await eventually(lost, deadline=30, what="pool quorum lost")
+    on_survivor = next(s for s in sessions if s.front_end_id == survivor)
+    with pytest.raises(errors.Unavailable, match="pool quorum lost: 1 of 3 front ends running"):
+        await on_survivor.get_presence([on_survivor.user_uri])
+
+    await admin(pool).start_front_end(victims[0])
+
+    async def quorum_back() -> bool:
+        status = await admin(pool).status()
+        return status.quorum == apb.QUORUM_STATE_HAS_QUORUM
+
+    await eventually(quorum_back, deadline=30, what="pool quorum regained")
+    status = await admin(pool).status()
+    assert all(g.state == apb.ROUTING_GROUP_STATE_QUORUM_LOSS for g in status.routing_groups)
+    with pytest.raises(errors.Unavailable, match="routing group"):
+        await pool.sign_in(0)
+
+    reply = await admin(pool).reset_pool_registrar_state("quorum-loss-recovery")
+    assert sorted(reply.reloaded_groups) == [g.id for g in status.routing_groups]
+    # every user is served again, with what was backed up
+    fresh = [await pool.sign_in(i) for i in range(12)]
+    views = await fresh[0].get_presence([s.user_uri for s in sessions])
+    assert all(v.note == f"saved {v.user_uri}" for v in views)
+    for s in fresh:
+        assert [c.user_uri for c in await s.list_contacts()] == [uri(0, "fabrikam.com")]
+
+
+async def test_drain_moves_users_and_the_front_end_rejoins(pool: RayPool) -> None:
+    sessions = [await pool.sign_in(i) for i in range(12)]
+    up = await homes(pool)
+    victim = next(fe for fe, address in up.items() if address != pool.client.address)
+    moved = [s for s in sessions if s.front_end_id == victim]
+    for s in moved:
+        await s.publish_presence(3500, note="before the drain")
+    status = await admin(pool).stop_front_end(victim, mode="drain")
+    assert {f.id: f.state for f in status.front_ends}[victim] == apb.FRONT_END_STATE_DOWN
+    assert all(g.primary != victim for g in status.routing_groups)
+    for s in moved:  # the client follows the redirect by itself
+        view = await s.get_presence([s.user_uri])
+        assert view[0].note == "before the drain"
+        assert s.front_end_id != victim
+    status = await admin(pool).start_front_end(victim)
+    assert {f.id: f.state for f in status.front_ends}[victim] == apb.FRONT_END_STATE_UP
+
+    async def has_replicas() -> bool:
+        s = await admin(pool).status()
+        return any(f.id == victim and f.secondaries > 0 for f in s.front_ends)
+
+    await eventually(has_replicas, deadline=30, what=f"{victim} given replicas again")
