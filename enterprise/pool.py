@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from enterprise.actors import FabricActor, Handle, PoolOptions, unwrap
 from pool.errors import PoolError
@@ -51,9 +52,17 @@ class EnterprisePool:
     @classmethod
     async def start(cls, opts: PoolOptions, ray_address: str | None = None) -> EnterprisePool:
         connect(ray_address)
+        # the back-end store lives here, on this machine: the fabric runs on this node
+        opts = replace(opts, data_dir=opts.data_dir.resolve())
         name = f"poolsim-{opts.pool_name}-fabric-{secrets.token_hex(3)}"
+        here = ray.get_runtime_context().get_node_id()
         actor: Any = ray.remote(FabricActor)
-        actor = actor.options(num_cpus=0, max_concurrency=1000, name=name)
+        actor = actor.options(
+            num_cpus=0,
+            max_concurrency=1000,
+            name=name,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
+        )
         fabric = actor.remote(opts)
         status: PoolStatusInfo = await fabric.start.remote()
         return cls(fabric, opts, status)

@@ -8,6 +8,7 @@ Waits are on conditions with generous deadlines, never on sleeps.
 from __future__ import annotations
 
 import asyncio
+import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -77,6 +78,26 @@ async def test_sign_in_anywhere_is_redirected_home_and_talks_across_nodes(pool: 
         await a.publish_presence(9500, note="busy with the pool")
         seen = await b_box.next("presence")
         assert seen.presence.presence.availability == 9500
+    # every front end's metrics show the pool and its cross-node traffic
+    status = await admin(pool).status()
+    home = next(f for f in status.front_ends if f.id == a.front_end_id)
+    text = await asyncio.to_thread(_scrape, home.metrics_address)
+    assert "poolsim_pool_front_ends_up 3.0" in text
+    assert 'poolsim_pool_routing_groups{state="healthy"} 24.0' in text
+    assert _sample(text, "poolsim_cross_node_batch_items_count") > 0
+    assert _sample(text, "poolsim_replication_seconds_count") > 0  # the note was replicated
+
+
+def _scrape(address: str) -> str:
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as reply:
+        return str(reply.read().decode())
+
+
+def _sample(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} is not exported")
 
 
 async def _writer(session: Session, acked: dict[str, str], stop: asyncio.Event) -> int:
