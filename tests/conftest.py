@@ -4,9 +4,10 @@ with an injected fake clock, and helpers to wait on conditions (never on sleeps)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -23,6 +24,7 @@ ADMIN_TOKEN = "test-admin-token-0123456789"
 PASSWORD = "pw"
 DOMAIN = "contoso.com"
 DEADLINE = 20.0  # seconds a condition may take before a test fails
+RAY_NODES = 3
 
 
 def uri(i: int, domain: str = DOMAIN) -> str:
@@ -103,3 +105,25 @@ async def standard(tmp_path: Path) -> AsyncIterator[StandardPool]:
         yield pool
     finally:
         await pool.close()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """A real multi-node Ray cluster on this machine (``ray.cluster_utils.Cluster``: a head
+    and two workers), one Enterprise front end per node; one for the whole session, defined
+    here only so that every test shares it."""
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(
+        initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    for _ in range(RAY_NODES - 1):
+        cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    ray.init(address=cluster.address, namespace="poolsim-tests", include_dashboard=False)
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()  # type: ignore[no-untyped-call]

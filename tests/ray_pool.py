@@ -1,39 +1,17 @@
-"""An Enterprise pool for tests: a real multi-node Ray cluster on this machine
-(``ray.cluster_utils.Cluster``, one node per front end, shared by the whole session) and a
-fresh pool on it per test, with users provisioned as the Standard fixture does."""
+"""An Enterprise pool for tests: a fresh pool per test on the session's Ray cluster
+(``ray_cluster`` in tests/conftest.py), with users provisioned as the Standard fixture does."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import pytest
-import ray
-from ray.cluster_utils import Cluster
 
 from enterprise.actors import PoolOptions
 from enterprise.pool import EnterprisePool
 from pool.client import PoolClient, Session
 from pool.config import EngineConfig
 from tests.conftest import ADMIN_TOKEN, DOMAIN, PASSWORD, uri
-
-NODES = 3
-
-
-@pytest.fixture(scope="session")
-def ray_cluster() -> Iterator[Cluster]:
-    """Three Ray nodes on this machine (a head and two workers), one front end each."""
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    for _ in range(NODES - 1):
-        cluster.add_node(num_cpus=1)
-    cluster.wait_for_nodes()
-    ray.init(address=cluster.address, namespace="poolsim-tests", include_dashboard=False)
-    try:
-        yield cluster
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+from tests.conftest import RAY_NODES as NODES
 
 
 @dataclass

@@ -14,9 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import start_standard
-from tests.ray_pool import ray_cluster, start_enterprise
-
-__all__ = ["ray_cluster"]  # the session's Ray cluster, for the enterprise edition
+from tests.ray_pool import start_enterprise
 
 EDITIONS = ["standard", "enterprise"]
 

@@ -19,9 +19,7 @@ from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool.client import AdminClient, Session
 from tests.conftest import eventually, uri
 from tests.contract.helpers import inbox
-from tests.ray_pool import RayPool, ray_cluster, start_enterprise
-
-__all__ = ["ray_cluster"]
+from tests.ray_pool import RayPool, start_enterprise
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
