@@ -7,17 +7,26 @@ scheduler loop; in-flight operations are capped (beyond the cap they are counted
 never queued without bound). Invitations are accepted by the invitee's first endpoint as its
 event stream delivers them; IM text carries a tag so the recipient's event closes the
 end-to-end delivery measurement.
+
+Against an Enterprise pool the driver is given every front end's address: each channel's
+client starts its sign-ins at a different one and follows the redirect to the user's home.
+Sessions sign in again by themselves after a fail-over, and an endpoint's event reader opens a
+new stream when its front end went away. With a ``Failover`` (``poolsim run
+--kill-front-end-at``) the driver tells it of every success and marks the operations caught in
+the fail-over (``bench.failover``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from bench.failover import Failover
 from bench.model import UserModel
 from bench.schedule import Kind, Planned, Population, pick_size
 from bench.stats import Recorder
@@ -38,6 +47,8 @@ OP_NAME = {
     Kind.CONFERENCE: "conference-create",
 }
 SETTLE_S = 5.0  # at the end, messages in flight get this long to arrive
+READ_RETRY_S = 0.25  # an event reader whose front end went away tries again after this
+LEDGER_TRIES = 3  # reading back one acknowledged write: attempts before it counts as unreadable
 
 
 def code_of(exc: BaseException) -> str:
@@ -53,6 +64,8 @@ def code_of(exc: BaseException) -> str:
 class DriverConfig:
     address: str
     user_indices: tuple[int, ...]  # which users of the population this driver plays
+    #: every front end of the pool (Enterprise), ``address`` first; empty: ``address`` alone
+    addresses: tuple[str, ...] = ()
     prefix: str = "user"
     domain: str = "contoso.com"
     password: str = "poolsim"
@@ -65,12 +78,32 @@ class DriverConfig:
     def uri(self, user: int) -> str:
         return f"sip:{self.prefix}{user}@{self.domain}"
 
+    def start_addresses(self, channel: int) -> str | tuple[str, ...]:
+        """What channel ``channel``'s client is given: the pool's front ends, rotated so that
+        each channel starts its sign-ins at a different one."""
+        if len(self.addresses) < 2:
+            return self.address
+        k = channel % len(self.addresses)
+        return self.addresses[k:] + self.addresses[:k]
+
 
 @dataclass
 class Ledger:
-    """Acknowledged persistent writes, read back at the end to prove none was lost."""
+    """Acknowledged persistent writes, read back at the end to prove none was lost.
+
+    ``uncertain`` keeps, per user, the writes tried after the last acknowledged one that failed:
+    a failure (a crash under way, say) does not prove the write was not applied, so reading
+    one of those back is no loss; reading back anything older is."""
 
     presence: dict[int, tuple[int, str]] = field(default_factory=dict)
+    uncertain: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
+
+    def acknowledged(self, user: int, value: tuple[int, str]) -> None:
+        self.presence[user] = value
+        self.uncertain.pop(user, None)
+
+    def failed(self, user: int, value: tuple[int, str]) -> None:
+        self.uncertain.setdefault(user, []).append(value)
 
 
 class Driver:
@@ -81,6 +114,7 @@ class Driver:
         pop: Population,
         plan: list[Planned],
         recorder: Recorder | None = None,
+        failover: Failover | None = None,
     ) -> None:
         self.cfg = config
         self.model = model
@@ -91,12 +125,19 @@ class Driver:
         self.rec = recorder or Recorder()
         self.ledger = Ledger()
         self.rng = random.Random(config.seed)
-        self.clients = [PoolClient(config.address) for _ in range(max(1, config.channels))]
+        self.clients = [
+            PoolClient(config.start_addresses(k)) for k in range(max(1, config.channels))
+        ]
         self.sessions: dict[int, list[Session]] = {}
         self.readers: list[asyncio.Task[None]] = []
         self.in_flight: set[asyncio.Task[None]] = set()
         self.accepted: dict[str, asyncio.Event] = {}
         self.sent_at: dict[str, float] = {}  # message tag -> when the send was called
+        self.sent_in: dict[str, str] = {}  # message tag -> its conversation
+        #: conversation -> its simulated users (kept to the end: a fail-over's report needs them)
+        self.members: dict[str, tuple[int, ...]] = {}
+        self.failover = failover
+        self.enterprise = len(config.addresses) > 1
         self._tag = 0
         self._delivered = asyncio.Event()  # set whenever no sent message awaits delivery
         self.t0 = 0.0
@@ -120,6 +161,7 @@ class Driver:
         self.t0 = time.perf_counter()
         signins = [Planned(self.pop.sign_in_at[u], u, Kind.PUBLISH) for u in self.users]
         ramp = asyncio.create_task(self._ramp(signins))
+        kill = asyncio.create_task(self.failover.run(self)) if self.failover else None
         try:
             for op in self.plan:
                 await self._until(op.at)
@@ -129,18 +171,37 @@ class Driver:
             await self._until(self.cfg.duration)
         finally:
             self.stopping = True
-            ramp.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await ramp
+            for task in (ramp, kill):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
             await self._drain()
         if self.sent_at:
             self._delivered.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._delivered.wait(), SETTLE_S)
-        self.rec.count("im_messages_undelivered", len(self.sent_at))
+        lost = 0
+        if self.failover is not None:
+            fo = self.failover
+            for tag, sent in self.sent_at.items():
+                cid = self.sent_in.get(tag, "")
+                if fo.during(sent) or fo.broken(cid, self.members.get(cid, ())):
+                    lost += 1  # sent in the window, or in a conversation the crash broke
+            if lost:
+                self.rec.count("im_messages_lost_in_failover", lost)
+        self.rec.count("im_messages_undelivered", len(self.sent_at) - lost)
         await self.verify_ledger()
+        self._count_reconnections()
         await self.close()
         return self.rec
+
+    def _count_reconnections(self) -> None:
+        endpoints = [s for sessions in self.sessions.values() for s in sessions]
+        reconnected = [s.reconnections for s in endpoints if s.reconnections]
+        if reconnected:
+            self.rec.count("sessions_reconnected", len(reconnected))
+            self.rec.count("session_reconnections", sum(reconnected))
 
     def _start(self, op: Planned) -> None:
         stats = self.rec.op(OP_NAME[op.kind])
@@ -186,15 +247,45 @@ class Driver:
         for client in self.clients:
             await client.close()
 
-    async def _timed(self, name: str, at: float, call: Awaitable[object]) -> object | None:
-        """Await ``call``; record its latency from ``at`` under ``name`` with its status."""
+    async def _timed(
+        self,
+        name: str,
+        at: float,
+        call: Awaitable[object],
+        session: Session | None = None,
+        conversation: str = "",
+    ) -> object | None:
+        """Await ``call``; record its latency from ``at`` under ``name`` with its status.
+
+        ``session`` made the call and ``conversation`` is the one it is about: with a
+        ``Failover``, they tell whether the call was caught in it (or served an affected user
+        again)."""
+        fo = self.failover
         try:
             result = await call
         except (PoolError, TimeoutError) as exc:
-            self.rec.record(name, at, self.now() - at, code_of(exc))
+            end = self.now()
+            caught = fo is not None and self._broken_by(fo, at, end, conversation)
+            self.rec.record(name, at, end - at, code_of(exc), failover=caught)
             return None
-        self.rec.record(name, at, self.now() - at, "OK")
+        end = self.now()
+        caught = fo is not None and fo.in_window(at, end)
+        self.rec.record(name, at, end - at, "OK", failover=caught)
+        if fo is not None and session is not None:
+            fo.succeeded(session, end)
         return result
+
+    def _broken_by(self, fo: Failover, at: float, end: float, conversation: str) -> bool:
+        """Whether an operation (intended at ``at``, ended at ``end``) that failed was caught
+        in the fail-over: inside its window, or about a conversation the crash broke."""
+        if fo.in_window(at, end):
+            return True
+        members = self.members.get(conversation, ())
+        return (
+            bool(conversation)
+            and end >= (fo.kill_at or math.inf)
+            and fo.broken(conversation, members)
+        )
 
     # --- sign-in ramp ---
 
@@ -215,6 +306,8 @@ class Driver:
                     self.cfg.uri(user), self.cfg.password, "desktop" if e == 0 else f"device{e}"
                 ),
             )
+            if isinstance(s, Session) and self.failover is not None:
+                self.failover.succeeded(s, self.now())
             if not isinstance(s, Session):
                 self.rec.count("logon_failures")
                 continue
@@ -229,35 +322,54 @@ class Driver:
                 "batch-subscribe",
                 self.now(),
                 sessions[0].subscribe([self.cfg.uri(c) for c in contacts]),
+                sessions[0],
             )
 
     async def _read(self, user: int, index: int, session: Session) -> None:
-        """One endpoint's event stream: accept invitations, close delivery measurements."""
-        with contextlib.suppress(PoolError, asyncio.CancelledError):
-            async for event in session.events():
-                kind = event.WhichOneof("kind")
-                if kind == "message":
-                    self._received(event.message.body)
-                elif kind == "invitation":
-                    if event.invitation.first_message.body:
-                        self._received(event.invitation.first_message.body)
-                    if index == 0 and not self.stopping:
-                        self._spawn(self._accept(session, event.invitation.conversation_id))
-                elif kind == "presence":
-                    self.rec.count("presence_notifications")
-                elif kind == "dropped":
-                    self.rec.count("events_dropped", event.dropped.count)
+        """One endpoint's event stream: accept invitations, close delivery measurements.
+
+        In an Enterprise pool, a stream that failed because its front end went away and could
+        not sign in again yet (the fail-over is under way) is tried again until the run ends."""
+        with contextlib.suppress(asyncio.CancelledError):
+            while True:
+                try:
+                    await self._read_stream(index, session)
+                    return
+                except PoolError:
+                    if not self.enterprise or self.stopping or not session.auto_reconnect:
+                        return
+                await asyncio.sleep(READ_RETRY_S)
+
+    async def _read_stream(self, index: int, session: Session) -> None:
+        async for event in session.events():
+            kind = event.WhichOneof("kind")
+            if kind == "message":
+                self._received(event.message.body)
+            elif kind == "invitation":
+                if event.invitation.first_message.body:
+                    self._received(event.invitation.first_message.body)
+                if index == 0 and not self.stopping:
+                    self._spawn(self._accept(session, event.invitation.conversation_id))
+            elif kind == "presence":
+                self.rec.count("presence_notifications")
+            elif kind == "dropped":
+                self.rec.count("events_dropped", event.dropped.count)
 
     def _received(self, body: str) -> None:
         self.rec.count("im_messages_received")
-        sent = self.sent_at.pop(body.partition(" ")[0], None)
+        tag = body.partition(" ")[0]
+        sent = self.sent_at.pop(tag, None)
+        self.sent_in.pop(tag, None)
         if not self.sent_at:
             self._delivered.set()
         if sent is not None:  # the first recipient closes the end-to-end measurement
-            self.rec.record("delivery", sent, self.now() - sent, "OK")
+            now = self.now()
+            caught = self.failover is not None and self.failover.in_window(sent, now)
+            self.rec.record("delivery", sent, now - sent, "OK", failover=caught)
 
     async def _accept(self, session: Session, conversation_id: str) -> None:
-        if await self._timed("accept", self.now(), session.accept(conversation_id)) is not None:
+        call = session.accept(conversation_id)
+        if await self._timed("accept", self.now(), call, session, conversation_id) is not None:
             self.accepted.setdefault(conversation_id, asyncio.Event()).set()
 
     # --- presence ---
@@ -275,9 +387,11 @@ class Driver:
                 availability = value
                 break
         note = f"note {self.rng.randrange(1000)}"
-        result = await self._timed("publish", op.at, s.publish_presence(availability, note=note))
-        if result is not None:
-            self.ledger.presence[op.user] = (availability, note)
+        call = s.publish_presence(availability, note=note)
+        if await self._timed("publish", op.at, call, s) is not None:
+            self.ledger.acknowledged(op.user, (availability, note))
+        else:
+            self.ledger.failed(op.user, (availability, note))
 
     def _some_users(self, user: int, n: int) -> list[str]:
         contacts = self.pop.contacts[user]
@@ -293,12 +407,14 @@ class Driver:
             "poll",
             op.at,
             s.get_presence(self._some_users(op.user, self._choose(self.model.poll_sizes))),
+            s,
         )
 
     async def _subscribe(self, op: Planned) -> None:
         s = self.sessions[op.user][0]
         expires = max(1, int(self.model.short_subscription_s / self.cfg.speedup))
-        await self._timed("subscribe", op.at, s.subscribe(self._some_users(op.user, 1), expires))
+        call = s.subscribe(self._some_users(op.user, 1), expires)
+        await self._timed("subscribe", op.at, call, s)
 
     # --- conversations ---
 
@@ -316,17 +432,20 @@ class Driver:
         return tag, f"{tag} {filler}"
 
     async def _send(self, s: Session, conversation_id: str, at: float) -> bool:
+        cid = conversation_id
         if self.model.typing_per_message:
-            await self._timed("typing", at, s.set_typing(conversation_id, True))
+            await self._timed("typing", at, s.set_typing(cid, True), s, cid)
         tag, body = self._body()
         self.sent_at[tag] = self.now()
-        ok = await self._timed("send", at, s.send_message(conversation_id, body)) is not None
+        self.sent_in[tag] = cid
+        ok = await self._timed("send", at, s.send_message(cid, body), s, cid) is not None
         if ok:
             self.rec.count("im_messages_sent")
         else:
             self.sent_at.pop(tag, None)
+            self.sent_in.pop(tag, None)
         if self.model.typing_per_message:
-            await self._timed("typing", self.now(), s.set_typing(conversation_id, False))
+            await self._timed("typing", self.now(), s.set_typing(cid, False), s, cid)
         return ok
 
     async def _wait_accepted(self, conversation_id: str) -> bool:
@@ -351,11 +470,15 @@ class Driver:
             "im-invite",
             op.at,
             caller.create_conversation([self.cfg.uri(partners[0])], first_message=body),
+            caller,
         )
         if conv is None or not hasattr(conv, "conversation_id"):
             self.sent_at.pop(tag, None)
             return
         cid = conv.conversation_id
+        self.members[cid] = (op.user, partners[0])
+        if tag in self.sent_at:
+            self.sent_in[tag] = cid
         self.rec.count("im_messages_sent")
         if not await self._wait_accepted(cid):
             self.accepted.pop(cid, None)
@@ -386,10 +509,12 @@ class Driver:
             "conference-create",
             op.at,
             organizer.create_conversation([self.cfg.uri(u) for u in others], subject="group IM"),
+            organizer,
         )
         if conv is None or not hasattr(conv, "conversation_id"):
             return
         cid = conv.conversation_id
+        self.members[cid] = (op.user, *others)
         self.rec.count("conferences")
         members = [organizer] + [self.sessions[u][0] for u in others]
         length = self.model.conference_minutes * 60 / self.cfg.speedup
@@ -410,16 +535,34 @@ class Driver:
     # --- the ledger ---
 
     async def verify_ledger(self) -> None:
-        """Read back every acknowledged manual presence; count any that was lost."""
-        for user, (availability, note) in self.ledger.presence.items():
+        """Read back every acknowledged manual presence; count any that was lost.
+
+        A value tried after the acknowledged one, whose call failed, may have been applied: it
+        is no loss. After a fail-over the session signs in again by itself; a read that still
+        fails is tried again (``LEDGER_TRIES``) before it counts as unreadable."""
+        affected = self.failover.affected_users if self.failover is not None else set()
+        for user, acked in self.ledger.presence.items():
             sessions = self.sessions.get(user)
             if not sessions:
                 continue
-            try:
-                me = (await sessions[0].get_presence([self.cfg.uri(user)]))[0]
-            except PoolError:
+            me = None
+            for attempt in range(LEDGER_TRIES):
+                try:
+                    me = (await sessions[0].get_presence([self.cfg.uri(user)]))[0]
+                    break
+                except PoolError:
+                    if not self.enterprise or attempt == LEDGER_TRIES - 1:
+                        break
+                    await asyncio.sleep(READ_RETRY_S)
+            if me is None:
                 self.rec.count("ledger_unreadable")
                 continue
             self.rec.count("ledger_checked")
-            if (me.availability, me.note) != (availability, note):
-                self.rec.count("ledger_lost")
+            if user in affected:
+                self.rec.count("ledger_checked_affected")
+            seen = (me.availability, me.note)
+            if seen != acked:
+                if seen in self.ledger.uncertain.get(user, ()):
+                    self.rec.count("ledger_unacknowledged_applied")
+                else:
+                    self.rec.count("ledger_lost")

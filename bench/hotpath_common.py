@@ -1,8 +1,9 @@
 """What the hot-path benchmarks share: options, result rows, percentiles, process readings.
 
 A *row* is one comparison: a poolsim figure, a baseline figure measured in the same run, their
-ratio and the target the ratio must meet. A *result* is one benchmark (one ``--only`` name):
-its rows, or why it was skipped or failed.
+ratio and the target the ratio must meet; a *figure* row (``make_figure``) is a measurement with
+no baseline and no target, reported as it is (e.g. a fail-over time). A *result* is one benchmark
+(one ``--only`` name): its rows, or why it was skipped or failed.
 """
 
 from __future__ import annotations
@@ -39,6 +40,14 @@ class Options:
     fanout_publications: int = 500  # per measured round
     fanout_warmup: int = 20
     fanout_rounds: int = 3
+    # enterprise
+    ent_front_ends: int = 3
+    ent_users: int = 30
+    ent_messages: int = 3_000  # per measured round, in each of the two placements
+    ent_warmup: int = 300
+    ent_concurrency: int = 16
+    ent_rounds: int = 3
+    ent_failover_timeout: float = 60.0
     # memory
     memory_users: int = 80_000
     memory_fallback_users: int = 20_000
@@ -64,6 +73,9 @@ class Options:
             fanout_publications=60,
             fanout_warmup=10,
             fanout_rounds=1,
+            ent_messages=1_000,
+            ent_warmup=200,
+            ent_rounds=1,
             memory_users=5_000,
             memory_fallback_users=2_000,
             memory_timeout=60.0,
@@ -72,7 +84,10 @@ class Options:
 
 @dataclass(slots=True)
 class Row:
-    """One comparison. ``ratio`` = poolsim / baseline; met when it is on the right side."""
+    """One comparison. ``ratio`` = poolsim / baseline; met when it is on the right side.
+
+    A figure row (``make_figure``) has no baseline, ratio nor target (all NaN): it is reported
+    as measured and never fails a run."""
 
     name: str
     unit: str
@@ -87,10 +102,20 @@ class Row:
     details: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.is_figure:
+            self.met = True
+            return
         self.met = self.ratio >= self.target if self.higher_is_better else self.ratio <= self.target
 
     @property
+    def is_figure(self) -> bool:
+        """A measurement with no target (see the class doc)."""
+        return self.target_source == "none"
+
+    @property
     def target_text(self) -> str:
+        if self.is_figure:
+            return "none (figure)"
         sign = ">=" if self.higher_is_better else "<="
         return f"{sign} {self.target:g}" + (" (assumed)" if self.target_source != "given" else "")
 
@@ -122,6 +147,12 @@ def make_row(
     )
 
 
+def make_figure(name: str, unit: str, value: float, details: dict[str, Any] | None = None) -> Row:
+    """A figure with no baseline and no target: reported, never judged."""
+    nan = math.nan
+    return Row(name, unit, value, nan, nan, nan, True, "none", details=details or {})
+
+
 @dataclass(slots=True)
 class Result:
     """One benchmark: ``ok`` with rows, ``skipped`` with a reason, or ``failed`` with the error."""
@@ -136,7 +167,9 @@ class Result:
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
-        out["rows"] = [{**asdict(r), "target_text": r.target_text} for r in self.rows]
+        out["rows"] = [
+            {**asdict(r), "target_text": r.target_text, "is_figure": r.is_figure} for r in self.rows
+        ]
         return out
 
 

@@ -2,7 +2,8 @@
 (what SPEC section 6's "FE processor below 80%" means), memory, endpoints and queue depth.
 
 Processor use is the front end process's CPU seconds per wall second, in percent of one core
-(a Python front end runs its engine on one core).
+(a Python front end runs its engine on one core). With several front ends (Enterprise), each
+round of samples also gives the pool's total: the sum over the front ends that answered.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ class FrontEndSeries:
     samples: list[tuple[float, float, float, float, float]] = field(default_factory=list)
     _last: tuple[float, float] | None = None
 
-    def add(self, t: float, wall: float, figures: dict[str, float]) -> None:
+    def add(self, t: float, wall: float, figures: dict[str, float]) -> float | None:
+        """Take one scrape; the processor use it gives, if it made a sample."""
         cpu = figures.get("cpu_seconds")
         pct = 0.0
         if cpu is not None and self._last is not None and wall > self._last[0]:
@@ -59,6 +61,8 @@ class FrontEndSeries:
                         figures.get("queue_depth", 0.0),
                     )
                 )
+                return pct
+        return None
 
     def cpu_mean(self, since: float = 0.0) -> float:
         values = [s[1] for s in self.samples if s[0] >= since]
@@ -73,6 +77,8 @@ class Probe:
 
     def __init__(self, metrics_addresses: dict[str, str], t0: float, interval: float = 1.0) -> None:
         self.series = {fe: FrontEndSeries(addr) for fe, addr in metrics_addresses.items() if addr}
+        #: per round: (run second, total processor % over the front ends sampled, how many)
+        self.pool: list[tuple[float, float, int]] = []
         self.t0 = t0
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
@@ -82,16 +88,20 @@ class Probe:
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.gather(*(self._sample(s) for s in self.series.values()))
+            t = time.perf_counter() - self.t0
+            got = await asyncio.gather(*(self._sample(s) for s in self.series.values()))
+            pcts = [p for p in got if p is not None]
+            if pcts:
+                self.pool.append((t, sum(pcts), len(pcts)))
             await asyncio.sleep(self.interval)
 
-    async def _sample(self, series: FrontEndSeries) -> None:
+    async def _sample(self, series: FrontEndSeries) -> float | None:
         try:
             figures = await asyncio.to_thread(scrape, series.address)
         except OSError:
-            return  # a front end that is down has no figures this second
+            return None  # a front end that is down has no figures this second
         wall = time.perf_counter()
-        series.add(wall - self.t0, wall, figures)
+        return series.add(wall - self.t0, wall, figures)
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -1,6 +1,13 @@
 """A run's figures, the verdict against SPEC section 6, and the files a planner opens:
 ``report.json`` (every figure), ``operations.csv`` and ``timeseries.csv``, and
 ``report.html`` (plots drawn as inline SVG, so the page works offline).
+
+With several front ends (Enterprise) the report adds the pool's processor total and mean per
+front end; with a deliberate fail-over (``--kill-front-end-at``) a ``failover`` section: which
+front end was killed and when, how long until the pool failed over and the affected users were
+served again, the operations that failed meanwhile, the sessions that reconnected and the
+read-back of every acknowledged write. Errors caught in the fail-over do not count against
+the error check; a lost acknowledged write, or affected users never served again, fail the run.
 """
 
 from __future__ import annotations
@@ -40,14 +47,64 @@ def _errors(name: str, codes: dict[str, int]) -> int:
     return sum(n for c, n in codes.items() if c != "OK" and (name, c) not in REFUSALS)
 
 
+def pool_cpu(
+    pool: list[tuple[float, float, int]], front_ends: int, steady_from: float
+) -> dict[str, Any]:
+    """The pool's processor use after the ramp: the per-round total over its front ends."""
+    rounds = [r for r in pool if r[0] >= steady_from] or pool
+    totals = [r[1] for r in rounds]
+    per_fe = [r[1] / r[2] for r in rounds if r[2]]
+    return {
+        "front_ends": front_ends,
+        "cpu_total_mean": sum(totals) / len(totals) if totals else 0.0,
+        "cpu_total_max": max(totals, default=0.0),
+        "cpu_mean_per_front_end": sum(per_fe) / len(per_fe) if per_fe else 0.0,
+        "samples": [list(r) for r in pool],  # (run second, total %, front ends sampled)
+    }
+
+
+def failover_section(rec: Recorder, summary: dict[str, Any]) -> dict[str, Any]:
+    """The fail-over's figures: ``summary`` (``Failover.summary``) and what the recorder kept."""
+    codes: dict[str, int] = {}
+    failed = 0
+    by_operation: dict[str, int] = {}
+    for name, stats in sorted(rec.failover.items()):
+        e = _errors(name, dict(stats.codes))
+        if e:
+            by_operation[name] = e
+            failed += e
+        for code, n in stats.codes.items():
+            if code != "OK" and (name, code) not in REFUSALS:
+                codes[code] = codes.get(code, 0) + n
+    c = rec.counters
+    return {
+        **summary,
+        "operations_caught": sum(sum(st.codes.values()) for st in rec.failover.values()),
+        "operations_failed": failed,
+        "failed_by_operation": by_operation,
+        "failed_by_code": dict(sorted(codes.items())),
+        "im_messages_lost": c.get("im_messages_lost_in_failover", 0),
+        "sessions_reconnected": c.get("sessions_reconnected", 0),
+        "session_reconnections": c.get("session_reconnections", 0),
+        "ledger_checked": c.get("ledger_checked", 0),
+        "ledger_checked_affected": c.get("ledger_checked_affected", 0),
+        "ledger_lost": c.get("ledger_lost", 0),
+        "ledger_unreadable": c.get("ledger_unreadable", 0),
+    }
+
+
 def build(
     rec: Recorder,
     fronts: dict[str, FrontEndSeries],
     config: dict[str, Any],
     steady_from: float,
     thresholds: Thresholds,
+    *,
+    pool: list[tuple[float, float, int]] | None = None,
+    failover: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Every figure of the run, and the verdict."""
+    """Every figure of the run, and the verdict. ``pool``: the probe's per-round totals
+    (several front ends); ``failover``: ``Failover.summary()`` of a deliberate kill."""
     ops: dict[str, Any] = {}
     total = errors = late = started = 0
     for name, stats in sorted(rec.ops.items()):
@@ -116,24 +173,62 @@ def build(
             worst_p99 < thresholds.p99_ms,
         )
     )
-    ratio = errors / total if total else 0.0
-    checks.append(
-        (
-            "errors",
-            f"{errors} of {total} ({ratio:.2%})",
-            f"< {thresholds.error_ratio:.0%}",
-            ratio < thresholds.error_ratio,
+    fo = failover_section(rec, failover) if failover is not None else None
+    if fo is None:
+        ratio = errors / total if total else 0.0
+        checks.append(
+            (
+                "errors",
+                f"{errors} of {total} ({ratio:.2%})",
+                f"< {thresholds.error_ratio:.0%}",
+                ratio < thresholds.error_ratio,
+            )
         )
-    )
+    else:
+        outside = errors - fo["operations_failed"]
+        ratio = outside / total if total else 0.0
+        checks.append(
+            (
+                "errors outside the fail-over",
+                f"{outside} of {total} ({ratio:.2%}; {fo['operations_failed']} more caught "
+                "in the fail-over)",
+                f"< {thresholds.error_ratio:.0%}",
+                ratio < thresholds.error_ratio,
+            )
+        )
     lost = counters.get("ledger_lost", 0)
-    checks.append(
-        (
-            "acknowledged writes lost",
-            f"{lost} of {counters.get('ledger_checked', 0)}",
-            "0",
-            lost == 0,
+    if fo is None:
+        checks.append(
+            (
+                "acknowledged writes lost",
+                f"{lost} of {counters.get('ledger_checked', 0)}",
+                "0",
+                lost == 0,
+            )
         )
-    )
+    else:
+        unreadable = counters.get("ledger_unreadable", 0)
+        checks.append(
+            (
+                "acknowledged writes lost (read back after the fail-over)",
+                f"{lost} of {counters.get('ledger_checked', 0)}, {unreadable} unreadable",
+                "0",
+                lost == 0 and unreadable == 0,
+            )
+        )
+        served = fo["affected_users_served_again"]
+        recovered = fo["first_affected_success_after"]
+        killed = fo["killed_at"] is not None
+        checks.append(
+            (
+                f"fail-over of {fo['front_end'] or '-'}: affected users served again",
+                f"{served} of {fo['affected_users']}"
+                + (f", first after {recovered:.2f} s" if recovered is not None else "")
+                + ("" if killed else f" (not killed: {fo['error'] or 'no reason'})"),
+                "> 0",
+                killed and (served > 0 or fo["affected_users"] == 0),
+            )
+        )
     late_ratio = late / started if started else 0.0
     checks.append(
         (
@@ -143,7 +238,7 @@ def build(
             late_ratio < thresholds.late_ratio,
         )
     )
-    return {
+    out: dict[str, Any] = {
         "config": config,
         "counters": counters,
         "operations": ops,
@@ -158,6 +253,54 @@ def build(
             ],
         },
     }
+    if pool is not None and len(front_ends) > 1:
+        out["pool"] = pool_cpu(pool, len(front_ends), steady_from)
+    if fo is not None:
+        out["failover"] = fo
+    return out
+
+
+def _s(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f} s"
+
+
+def failover_text(fo: dict[str, Any]) -> list[str]:
+    """The fail-over section as a terminal reads it."""
+    if fo["killed_at"] is None:
+        return [f"fail-over: no front end was killed ({fo['error'] or 'no reason'})"]
+    codes = ", ".join(f"{c} {n}" for c, n in fo["failed_by_code"].items())
+    lines = [
+        f"fail-over: {fo['front_end']} crashed at {fo['killed_at']:.2f} s into the run "
+        f"({fo['requested']}); {fo['affected_users']} of {fo['signed_in_users_at_kill']} "
+        f"signed-in users homed there ({fo['affected_endpoints']} endpoints)",
+        f"  pool failed over ({fo['front_end']} down, its routing groups promoted) after "
+        f"{_s(fo['pool_failed_over_after'])}",
+        f"  affected endpoints signed in again: first after "
+        f"{_s(fo['first_reregistered_after'])}, all after {_s(fo['all_reregistered_after'])}",
+        f"  first successful call of an affected user after "
+        f"{_s(fo['first_affected_success_after'])}; {fo['affected_users_served_again']} of "
+        f"{fo['affected_users']} affected users served again (median "
+        f"{_s(fo['affected_served_median_after'])}, last {_s(fo['affected_served_last_after'])})",
+        f"  fail-over window: {fo['killed_at']:.2f} s to "
+        + (
+            f"{fo['window_end']:.2f} s"
+            if fo["window_end"] is not None
+            else "the end of the run (it never closed)"
+        )
+        + " (its errors and latencies are kept apart from the steady state)",
+        f"  operations failed during the fail-over: {fo['operations_failed']} of "
+        f"{fo['operations_caught']} caught in it"
+        + (f" ({codes})" if codes else "")
+        + (f"; IM messages lost {fo['im_messages_lost']}" if fo["im_messages_lost"] else ""),
+        f"  sessions reconnected: {fo['sessions_reconnected']} "
+        f"({fo['session_reconnections']} re-registrations)",
+        f"  acknowledged manual presence read back at the end: {fo['ledger_checked']} "
+        f"({fo['ledger_checked_affected']} of affected users), lost {fo['ledger_lost']}, "
+        f"unreadable {fo['ledger_unreadable']}",
+    ]
+    if fo["error"]:
+        lines.append(f"  note: {fo['error']}")
+    return lines
 
 
 def text(report: dict[str, Any]) -> str:
@@ -192,6 +335,15 @@ def text(report: dict[str, Any]) -> str:
             f"front end {fe}: processor mean {f['cpu_mean']:.1f}%, "
             f"max {f['cpu_max']:.1f}% of one core"
         )
+    p = report.get("pool")
+    if p is not None:
+        lines.append(
+            f"pool of {p['front_ends']} front ends: processor total mean "
+            f"{p['cpu_total_mean']:.1f}%, max {p['cpu_total_max']:.1f}% (of one core); mean "
+            f"per front end {p['cpu_mean_per_front_end']:.1f}%"
+        )
+    if "failover" in report:
+        lines += ["", *failover_text(report["failover"])]
     v = report["verdict"]
     lines += ["", f"verdict: {'PASS' if v['pass'] else 'FAIL'}"]
     for chk in v["checks"]:
@@ -282,7 +434,17 @@ def html_page(report: dict[str, Any]) -> str:
         ),
         _chart(
             "Front-end processor (% of one core)",
-            {fe: [(x[0], x[1]) for x in f["samples"]] for fe, f in report["front_ends"].items()},
+            {
+                **{
+                    fe: [(x[0], x[1]) for x in f["samples"]]
+                    for fe, f in report["front_ends"].items()
+                },
+                **(
+                    {"pool total": [(x[0], x[1]) for x in report["pool"]["samples"]]}
+                    if "pool" in report
+                    else {}
+                ),
+            },
             "%",
         ),
         _chart(
@@ -292,6 +454,13 @@ def html_page(report: dict[str, Any]) -> str:
         ),
     ]
     cfg = html.escape(json.dumps(report["config"], indent=1))
+    failover = (
+        "<h2>Fail-over</h2><pre>"
+        + html.escape("\n".join(failover_text(report["failover"])))
+        + "</pre>"
+        if "failover" in report
+        else ""
+    )
     verdict = "PASS" if v["pass"] else "FAIL"
     pcts = "".join(f"<th>p{p:g} ms</th>" for p in PERCENTILES)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>poolsim run report</title>
@@ -301,7 +470,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}td:nth-child(2){{
 <h1>poolsim run: <span class="{verdict.lower()}">{verdict}</span></h1>
 <h2>Verdict against the server health thresholds</h2>
 <table><tr><th></th><th>check</th><th>measured</th><th>target</th></tr>{checks}</table>
-<h2>Operations</h2><table><tr><th>operation</th><th>calls</th><th>errors</th><th>late</th>{pcts}
+{failover}<h2>Operations</h2><table><tr><th>operation</th><th>calls</th><th>errors</th><th>late</th>{pcts}
 <th>max ms</th></tr>{rows}</table>
 <h2>Over time</h2>{"".join(charts)}
 <h2>Configuration</h2><pre>{cfg}</pre></body></html>"""

@@ -3,6 +3,19 @@
 With no arguments: a Standard pool in its own process, a few thousand users at the High level
 with a compressed sign-in ramp, about a minute; the report is printed and written to
 ``reports/<time>/``. ``--target`` drives a running pool instead (with its admin token).
+
+``--edition enterprise --front-ends N`` starts an Enterprise pool of N front ends instead, in
+this process, on Ray (``--ray-address``: an existing cluster; default a new local instance,
+stopped at the end). Users and contacts are provisioned through the admin API as for Standard;
+the driver gets every front end's address (each client starts its sign-ins at a different one
+and follows the redirect home), and the probe reads every front end's processor use: the report
+shows each one, and the pool's total and mean per front end.
+
+``--kill-front-end-at SECONDS`` (Enterprise; a single driver): at that time into the run the
+driver crashes a front end (``--kill-front-end FE``; default the one with the most signed-in
+users then, never fe1 if another will do) through ``PoolAdmin.StopFrontEnd`` and measures the
+fail-over (``bench.failover``): the report gets a fail-over section, errors caught in it do not
+count against the verdict, and a lost acknowledged write still fails it.
 """
 
 from __future__ import annotations
@@ -19,13 +32,16 @@ from typing import Any
 
 from bench import report
 from bench.driver import Driver, DriverConfig
+from bench.failover import Failover, KillPlan
 from bench.model import UserModel, level_model
 from bench.pool_process import PoolProcess, start_standard
 from bench.probe import Probe
 from bench.schedule import Population, plan, population
 from bench.stats import Recorder, summary
 from bench.workers import run_workers
+from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool.client import AdminClient, PoolClient
+from pool.config import EngineConfig, Limits
 from pool.privacy import AccessLevel
 
 CONTACT_CHUNK = 20_000
@@ -42,6 +58,10 @@ class RunOptions:
     seed: int = 1
     workers: int = 1
     edition: str = "standard"
+    front_ends: int = 3  # enterprise: front ends in the pool
+    ray_address: str | None = None  # enterprise: an existing Ray cluster; None: a local one
+    kill_at: float | None = None  # enterprise: crash a front end this far into the run
+    kill_front_end: str | None = None  # which; None: the most signed-in users (not fe1)
     target: str | None = None
     admin_token_file: Path | None = None
     out: Path | None = None
@@ -119,16 +139,59 @@ class Progress:
             sys.stdout.write("\n")
 
 
-async def _prepare(opts: RunOptions, address: str, token: str, pop: Population) -> dict[str, str]:
-    """Provision users and contact lists; returns front end id -> metrics address."""
+async def _prepare(opts: RunOptions, address: str, token: str, pop: Population) -> apb.PoolStatus:
+    """Provision users and contact lists; returns the pool's status."""
     async with PoolClient(address) as client:
         admin = AdminClient(client.channel(), token)
         await admin.provision_users(opts.prefix, opts.domain, opts.users, opts.password)
         entries = contact_entries(opts, pop, opts.seed)
         for i in range(0, len(entries), CONTACT_CHUNK):
             await admin.provision_contacts(entries[i : i + CONTACT_CHUNK])
-        status = await admin.status()
-        return {f.id: f.metrics_address for f in status.front_ends}
+        return await admin.status()
+
+
+def _addresses(address: str, status: apb.PoolStatus) -> tuple[str, ...]:
+    """Every front end that is up, ``address`` first; () for a pool of one front end."""
+    up = [f.address for f in status.front_ends if f.state == apb.FRONT_END_STATE_UP]
+    if len(up) < 2:
+        return ()
+    return (address, *(a for a in up if a != address))
+
+
+def check(opts: RunOptions) -> None:
+    """Raise ValueError for options that do not go together (before any pool starts)."""
+    if opts.kill_front_end is not None and opts.kill_at is None:
+        raise ValueError("--kill-front-end needs --kill-front-end-at (when to kill it)")
+    if opts.kill_at is None:
+        return
+    if not 0 < opts.kill_at < opts.duration:
+        raise ValueError(
+            f"--kill-front-end-at {opts.kill_at:g}: must be within the run (0..{opts.duration:g})"
+        )
+    if opts.workers > 1:
+        raise ValueError("--kill-front-end-at works with a single driver (--workers 1)")
+    if opts.target is None and opts.edition != "enterprise":
+        raise ValueError(
+            "--kill-front-end-at needs --edition enterprise (or an Enterprise pool as --target)"
+        )
+
+
+def _kill_plan(
+    opts: RunOptions, status: apb.PoolStatus, addresses: tuple[str, ...], token: str
+) -> KillPlan | None:
+    if opts.kill_at is None:
+        return None
+    if not addresses:
+        raise ValueError(
+            "--kill-front-end-at needs an Enterprise pool of two front ends or more "
+            "(--edition enterprise, or --target one)"
+        )
+    ids = [f.id for f in status.front_ends]
+    if opts.kill_front_end is not None and opts.kill_front_end not in ids:
+        raise ValueError(
+            f"--kill-front-end {opts.kill_front_end}: the pool's front ends are {', '.join(ids)}"
+        )
+    return KillPlan(opts.kill_at, opts.kill_front_end, token, addresses)
 
 
 async def drive(opts: RunOptions, address: str, token: str) -> dict[str, Any]:
@@ -137,10 +200,16 @@ async def drive(opts: RunOptions, address: str, token: str) -> dict[str, Any]:
     signed_in = max(2, round(opts.users * model.signed_in_fraction))
     pop = population(model, signed_in, opts.ramp, opts.seed)
     schedule = plan(model, pop, opts.duration, opts.seed)
-    metrics = await _prepare(opts, address, token, pop)
+    check(opts)
+    status = await _prepare(opts, address, token, pop)
+    metrics = {f.id: f.metrics_address for f in status.front_ends}
+    addresses = _addresses(address, status)
+    kill = _kill_plan(opts, status, addresses, token)
+    failover = Failover(kill) if kill is not None else None
     recorder = Recorder(steady_from=signed_in / opts.ramp)
     cfg = DriverConfig(
         address=address,
+        addresses=addresses,
         user_indices=tuple(range(signed_in)),
         prefix=opts.prefix,
         domain=opts.domain,
@@ -158,7 +227,7 @@ async def drive(opts: RunOptions, address: str, token: str) -> dict[str, Any]:
                 opts.workers, cfg, model, pop, schedule, recorder.steady_from
             )
         else:
-            driver = Driver(cfg, model, pop, schedule, recorder)
+            driver = Driver(cfg, model, pop, schedule, recorder, failover)
             show = sys.stdout.isatty() if opts.progress is None else opts.progress
             progress = Progress(driver, opts.duration, show)
             progress.start()
@@ -184,15 +253,70 @@ async def drive(opts: RunOptions, address: str, token: str) -> dict[str, Any]:
         "model": model.to_dict(),
         "thresholds": asdict(opts.thresholds),
     }
+    if addresses:
+        config["front_ends"] = len(status.front_ends)
+        config["addresses"] = list(addresses)
+    if kill is not None:
+        config["kill_front_end_at"] = kill.at
+        config["kill_front_end"] = kill.front_end or "most signed-in users"
     ramp_end = signed_in / opts.ramp
-    return report.build(recorder, probe.series, config, ramp_end, opts.thresholds)
+    return report.build(
+        recorder,
+        probe.series,
+        config,
+        ramp_end,
+        opts.thresholds,
+        pool=probe.pool,
+        failover=failover.summary() if failover is not None else None,
+    )
+
+
+async def run_enterprise(opts: RunOptions) -> dict[str, Any]:
+    """Start an Enterprise pool in this process (on Ray), drive it, stop it."""
+    import ray
+
+    from enterprise.actors import PoolOptions
+    from enterprise.pool import EnterprisePool
+
+    started_ray = not ray.is_initialized()
+    with tempfile.TemporaryDirectory(prefix="poolsim-run-") as tmp:
+        pool_opts = PoolOptions(
+            front_ends=opts.front_ends,
+            data_dir=Path(tmp),
+            metrics_base_port=0,
+            engine=EngineConfig(
+                password_iterations=1000,
+                limits=Limits(max_contacts=1000, max_users_per_registrar=max(12_000, opts.users)),
+            ),
+        )
+        pool_opts.fabric_config()  # settings errors now, before Ray starts
+        where = opts.ray_address or "the current Ray cluster"
+        if started_ray:
+            where = opts.ray_address or "a new local Ray instance"
+        print(f"starting an Enterprise pool of {opts.front_ends} front ends on {where}", flush=True)
+        pool = await EnterprisePool.start(pool_opts, opts.ray_address)
+        try:
+            for fe in pool.status.front_ends:
+                print(
+                    f"  front end {fe.id}: {fe.address} (metrics {fe.metrics_address})", flush=True
+                )
+            return await drive(opts, pool.addresses[0], pool_opts.admin_token)
+        finally:
+            try:
+                await pool.stop()
+            finally:
+                if started_ray:
+                    ray.shutdown()
 
 
 async def run(opts: RunOptions) -> dict[str, Any]:
+    check(opts)
     if opts.target is not None:
         if opts.admin_token_file is None:
             raise ValueError("--target needs --admin-token-file (the pool's admin token)")
         return await drive(opts, opts.target, opts.admin_token_file.read_text().strip())
+    if opts.edition == "enterprise":
+        return await run_enterprise(opts)
     with tempfile.TemporaryDirectory(prefix="poolsim-run-") as tmp:
         pool: PoolProcess = await asyncio.to_thread(
             start_standard,

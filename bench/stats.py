@@ -2,6 +2,8 @@
 the stress tool's counters, and a per-second time series. Mergeable across driver workers.
 
 Latencies are recorded in microseconds from the operation's *intended* start (open loop).
+Operations the driver marks as part of a deliberate fail-over (``record(..., failover=True)``)
+are also kept apart in ``failover`` and left out of the steady-state figures.
 """
 
 from __future__ import annotations
@@ -88,6 +90,9 @@ class Recorder:
         #: the same, for operations intended after the sign-in ramp (steady state)
         self.steady: dict[str, OpStats] = {}
         self.steady_from = steady_from
+        #: the same, for operations caught in a deliberate fail-over (``poolsim run
+        #: --kill-front-end-at``): counted here as well as in ``ops``, never in ``steady``
+        self.failover: dict[str, OpStats] = {}
         self.counters: Counter[str] = Counter()
         self.seconds: dict[int, Second] = {}
 
@@ -97,10 +102,15 @@ class Recorder:
             stats = self.ops[name] = OpStats()
         return stats
 
-    def record(self, name: str, at: float, latency_s: float, code: str) -> None:
-        """An operation intended at ``at`` (run seconds) finished after ``latency_s``."""
+    def record(
+        self, name: str, at: float, latency_s: float, code: str, *, failover: bool = False
+    ) -> None:
+        """An operation intended at ``at`` (run seconds) finished after ``latency_s``;
+        ``failover``: it was caught in a deliberate fail-over (see ``failover``)."""
         self.op(name).record(latency_s, code)
-        if at >= self.steady_from:
+        if failover:
+            self.failover.setdefault(name, OpStats()).record(latency_s, code)
+        elif at >= self.steady_from:
             steady = self.steady.get(name)
             if steady is None:
                 steady = self.steady[name] = OpStats()
@@ -122,6 +132,8 @@ class Recorder:
             self.op(name).merge(stats)
         for name, stats in other.steady.items():
             self.steady.setdefault(name, OpStats()).merge(stats)
+        for name, stats in other.failover.items():
+            self.failover.setdefault(name, OpStats()).merge(stats)
         self.counters.update(other.counters)
         for t, sec in other.seconds.items():
             mine = self.seconds.setdefault(t, Second())
@@ -133,6 +145,7 @@ class Recorder:
         return {
             "ops": {n: s.to_wire() for n, s in self.ops.items()},
             "steady": {n: s.to_wire() for n, s in self.steady.items()},
+            "failover": {n: s.to_wire() for n, s in self.failover.items()},
             "steady_from": self.steady_from,
             "counters": dict(self.counters),
             "seconds": {
@@ -146,6 +159,7 @@ class Recorder:
         r = cls(data.get("steady_from", 0.0))
         r.ops = {n: OpStats.from_wire(s) for n, s in data["ops"].items()}
         r.steady = {n: OpStats.from_wire(s) for n, s in data.get("steady", {}).items()}
+        r.failover = {n: OpStats.from_wire(s) for n, s in data.get("failover", {}).items()}
         r.counters = Counter(data["counters"])
         for t, (done, errs, h) in data["seconds"].items():
             hist = new_histogram()

@@ -226,6 +226,11 @@ def cmd_run(a: argparse.Namespace) -> int:
         speedup=a.speedup,
         seed=a.seed,
         workers=a.workers,
+        edition=a.edition,
+        front_ends=a.front_ends,
+        ray_address=a.ray_address,
+        kill_at=a.kill_front_end_at,
+        kill_front_end=a.kill_front_end,
         target=a.target,
         admin_token_file=a.admin_token_file,
         out=a.out,
@@ -264,6 +269,34 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--seed", type=int, default=1, help="the schedule's seed (default %(default)s)")
     p.add_argument("--workers", type=int, default=1, help="driver processes (Ray actors)")
+    p.add_argument(
+        "--edition",
+        choices=["standard", "enterprise"],
+        default="standard",
+        help="the pool to start: standard (one front end, its own process) or enterprise "
+        "(front ends on Ray, in this process); default %(default)s",
+    )
+    e = p.add_argument_group("enterprise edition")
+    e.add_argument(
+        "--front-ends", type=int, default=3, help="front ends in the pool, 2..12 (default 3)"
+    )
+    e.add_argument(
+        "--ray-address",
+        help="start the pool on this existing Ray cluster (host:port, or auto); default a new "
+        "local one",
+    )
+    e.add_argument(
+        "--kill-front-end-at",
+        type=float,
+        metavar="SECONDS",
+        help="crash a front end this many seconds into the run and report the fail-over",
+    )
+    e.add_argument(
+        "--kill-front-end",
+        metavar="FE",
+        help="the front end to crash (default: the one with the most signed-in users then, "
+        "not fe1)",
+    )
     p.add_argument("--target", help="drive a running pool at this address instead")
     p.add_argument("--admin-token-file", type=Path, help="the target pool's admin token")
     p.add_argument("--out", type=Path, help="report folder (default reports/<time>)")

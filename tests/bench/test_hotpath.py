@@ -1,7 +1,8 @@
 """`poolsim bench --quick`: every benchmark reports numeric figures, ratios and target flags.
 
 These tests never judge speed: the figures depend on the machine. They check the shape of
-what is printed and written, and the arithmetic the verdicts rest on.
+what is printed and written, and the arithmetic the verdicts rest on. The enterprise benchmark
+starts its pool on the session's Ray cluster (``ray_cluster`` in tests/conftest.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 
 from bench import hotpath
-from bench.hotpath_common import latency_summary, make_row, percentile
+from bench.hotpath_common import latency_summary, make_figure, make_row, percentile
 
 MEASURED = ["routing-core", "grpc-e2e", "fanout", "memory"]
 
@@ -27,7 +28,9 @@ def _number(value: Any) -> bool:
 
 
 @pytest.fixture(scope="module")
-def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, dict[str, Any], str]:
+def quick_run(
+    ray_cluster: object, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[int, dict[str, Any], str]:
     out = tmp_path_factory.mktemp("bench") / "report.json"
     parser = argparse.ArgumentParser()
     hotpath.add_arguments(parser)
@@ -68,39 +71,88 @@ def test_latency_where_it_applies(quick_run: tuple[int, dict[str, Any], str]) ->
     assert any(r.startswith("routing-core/conference-") for r in rows)
 
 
-def test_memory_and_enterprise(quick_run: tuple[int, dict[str, Any], str]) -> None:
-    _, doc, printed = quick_run
+def test_memory(quick_run: tuple[int, dict[str, Any], str]) -> None:
+    _, doc, _ = quick_run
     memory = doc["benchmarks"]["memory"]["rows"][0]
     assert memory["higher_is_better"] is False
     assert memory["baseline"] == 4 * 1024**3
     assert memory["details"]["extrapolated"] is True  # --quick measures fewer users
     assert memory["details"]["bytes_per_user"] > 0
+
+
+def test_enterprise(quick_run: tuple[int, dict[str, Any], str]) -> None:
+    _, doc, printed = quick_run
     enterprise = doc["benchmarks"]["enterprise"]
-    assert enterprise["status"] == "skipped"
-    assert enterprise["reason"] == hotpath.ENTERPRISE_MISSING
-    assert "not available: the Enterprise Edition is not built yet (issue 3)" in printed
+    assert enterprise["status"] == "ok", enterprise["reason"]
+    rows = {r["name"]: r for r in enterprise["rows"]}
+    assert list(rows) == [
+        "enterprise/cross-node",
+        "enterprise/cross-node-batch",
+        "enterprise/failover",
+    ]
+    cross = rows["enterprise/cross-node"]
+    assert cross["is_figure"] is False
+    for key in ("poolsim", "baseline", "ratio"):
+        assert _number(cross[key]), key
+        assert cross[key] > 0, key
+    assert cross["ratio"] == pytest.approx(cross["poolsim"] / cross["baseline"])
+    assert cross["target"] == 0.5
+    assert cross["target_text"] == ">= 0.5 (assumed)"
+    for key in ("poolsim_p50", "poolsim_p99", "baseline_p50", "baseline_p99"):
+        assert _number(cross["latency_us"][key]), key
+        assert cross["latency_us"][key] > 0, key
+    # the recipient is homed on another front end than the sender
+    assert cross["details"]["sender_front_end"] != cross["details"]["cross_recipient_front_end"]
+    batch = rows["enterprise/cross-node-batch"]
+    assert batch["is_figure"] is True
+    assert batch["poolsim"] >= 1  # items per Ray call
+    assert batch["details"]["ray_calls"] > 0
+    assert batch["poolsim"] == pytest.approx(cross["details"]["mean_batch_items"])
+    failover = rows["enterprise/failover"]
+    assert failover["is_figure"] is True
+    assert failover["poolsim"] > 0  # seconds
+    # not the front end the admin calls go to; its users were served again elsewhere
+    assert failover["details"]["victim"] != failover["details"]["admin_front_end"]
+    assert failover["details"]["new_home"] != failover["details"]["victim"]
+    assert failover["details"]["pool_failed_over_s"] > 0
+    assert failover["details"]["reconnections"] >= 1
+    # figures have no ratio, baseline nor target, and never fail the run
+    for figure in (batch, failover):
+        assert figure["met"] is True
+        assert figure["ratio"] is None
+        assert figure["baseline"] is None
+        assert figure["target_text"] == "none (figure)"
+    assert [f["row"] for f in doc["figures"]] == [
+        "enterprise/cross-node-batch",
+        "enterprise/failover",
+    ]
+    assert "figure enterprise/failover:" in printed
+    assert "target enterprise/cross-node:" in printed
 
 
 def test_targets_listed_and_printed(quick_run: tuple[int, dict[str, Any], str]) -> None:
     _, doc, printed = quick_run
     rows = [r for b in doc["benchmarks"].values() for r in b["rows"]]
-    assert [t["row"] for t in doc["targets"]] == [r["name"] for r in rows]
+    targets = [r for r in rows if not r["is_figure"]]
+    assert [t["row"] for t in doc["targets"]] == [r["name"] for r in targets]
     assert doc["all_targets_met"] == all(t["met"] for t in doc["targets"])
     for heading in ("benchmark", "poolsim", "baseline", "ratio", "target", "met?"):
         assert heading in printed
     for row in rows:
-        assert f"target {row['name']}:" in printed
+        kind = "figure" if row["is_figure"] else "target"
+        assert f"{kind} {row['name']}:" in printed
 
 
 def test_only_selects_one_benchmark(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser()
     hotpath.add_arguments(parser)
     out = tmp_path / "only.json"
-    args = parser.parse_args(["--quick", "--only", "enterprise", "--out", str(out)])
+    args = parser.parse_args(["--quick", "--only", "routing-core", "--out", str(out)])
     assert hotpath.main(args) == 0
     doc = json.loads(out.read_text())
-    assert list(doc["benchmarks"]) == ["enterprise"]
-    assert doc["targets"] == []
+    assert list(doc["benchmarks"]) == ["routing-core"]
+    assert doc["targets"]
+    assert all(t["row"].startswith("routing-core") for t in doc["targets"])
 
 
 def test_verdict_arithmetic() -> None:
@@ -118,3 +170,8 @@ def test_verdict_arithmetic() -> None:
     assert percentile([float(i) for i in range(1, 101)], 99) == 99.0
     assert math.isnan(percentile([], 50))
     assert latency_summary("p", [0.001, 0.002]) == {"p_p50": 1000.0, "p_p99": 2000.0}
+    figure = make_figure("f", "s", 1.5)
+    assert figure.is_figure
+    assert figure.met
+    assert math.isnan(figure.ratio)
+    assert figure.target_text == "none (figure)"

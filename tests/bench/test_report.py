@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -66,3 +67,93 @@ def test_verdict_and_files(tmp_path: Path) -> None:
     assert json.loads(paths[0].read_text())["operations"]["send"]["calls"] == 100
     assert "<svg" in paths[3].read_text()
     assert paths[1].read_text().splitlines()[0].startswith("operation,calls,errors")
+
+
+def _summary(**changes: object) -> dict[str, object]:
+    """A ``Failover.summary()`` of a crash at 5 s, served again after 1 s."""
+    base: dict[str, object] = {
+        "front_end": "fe2",
+        "requested": "most signed-in users",
+        "planned_at": 5.0,
+        "killed_at": 5.0,
+        "kill_answered_after": 0.01,
+        "pool_failed_over_after": 0.5,
+        "first_reregistered_after": 0.4,
+        "all_reregistered_after": 0.8,
+        "first_affected_success_after": 1.0,
+        "affected_served_median_after": 1.5,
+        "affected_served_last_after": 2.0,
+        "window_end": 6.0,
+        "signed_in_users_at_kill": 10,
+        "affected_users": 4,
+        "affected_endpoints": 6,
+        "affected_users_served_again": 4,
+        "error": "",
+    }
+    return {**base, **changes}
+
+
+def _failover_report(rec: Recorder, **changes: object) -> dict[str, Any]:
+    return report.build(
+        rec,
+        {"fe1": FrontEndSeries("x"), "fe2": FrontEndSeries("y")},
+        {"edition": "enterprise", "duration": 10.0, "speedup": 1.0},
+        0.0,
+        report.Thresholds(),
+        pool=[(1.0, 30.0, 2), (2.0, 10.0, 1)],
+        failover=_summary(**changes),
+    )
+
+
+def test_a_deliberate_fail_over_keeps_its_errors_apart_but_not_lost_writes() -> None:
+    rec = Recorder()
+    for _ in range(100):
+        rec.record("poll", 1.0, 0.002, "OK")
+    for _ in range(10):  # caught in the fail-over: 10% errors, and slow
+        rec.record("poll", 5.2, 0.9, "UNAVAILABLE", failover=True)
+    rec.record("poll", 5.3, 0.9, "OK", failover=True)
+    rec.record("im-invite", 5.2, 0.001, "FAILED_PRECONDITION", failover=True)  # a refusal
+    rec.count("ledger_checked", 20)
+    rec.count("ledger_checked_affected", 8)
+    rec.count("sessions_reconnected", 6)
+    rec.count("session_reconnections", 7)
+    assert rec.steady["poll"].codes == {"OK": 100}  # the fail-over stays out of steady
+    r = _failover_report(rec)
+    checks = {c["check"]: c for c in r["verdict"]["checks"]}
+    errors = next(c for name, c in checks.items() if name.startswith("errors outside"))
+    assert errors["ok"] is True
+    assert errors["measured"].startswith("0 of 112")
+    assert checks["acknowledged writes lost (read back after the fail-over)"]["ok"] is True
+    assert checks["fail-over of fe2: affected users served again"]["ok"] is True
+    assert r["verdict"]["pass"] is True
+    fo = r["failover"]
+    assert fo["operations_caught"] == 12
+    assert fo["operations_failed"] == 10
+    assert fo["failed_by_code"] == {"UNAVAILABLE": 10}
+    assert fo["sessions_reconnected"] == 6
+    assert r["pool"]["cpu_total_mean"] == 20.0
+    assert r["pool"]["cpu_mean_per_front_end"] == 12.5
+    text = report.text(r)
+    assert "fail-over: fe2 crashed at 5.00 s" in text
+    assert "operations failed during the fail-over: 10 of 12" in text
+
+    rec.count("ledger_lost")  # one acknowledged write lost: the run fails
+    lost = _failover_report(rec)
+    assert lost["verdict"]["pass"] is False
+
+
+def test_a_fail_over_that_never_served_the_affected_users_fails() -> None:
+    rec = Recorder()
+    rec.record("poll", 1.0, 0.002, "OK")
+    r = _failover_report(
+        rec,
+        affected_users_served_again=0,
+        first_affected_success_after=None,
+        affected_served_median_after=None,
+        affected_served_last_after=None,
+        window_end=None,
+    )
+    assert r["verdict"]["pass"] is False
+    not_killed = _failover_report(rec, killed_at=None, error="the run ended before the kill")
+    assert not_killed["verdict"]["pass"] is False
+    assert "no front end was killed" in report.text(not_killed)

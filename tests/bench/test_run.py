@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from bench.run import RunOptions, main
 
 
@@ -36,8 +38,10 @@ def test_short_run_writes_a_report_whose_counts_add_up(tmp_path: Path) -> None:
     assert r["front_ends"]["fe-1"]["samples"]
 
 
+@pytest.mark.usefixtures("ray_cluster")
 def test_workers_split_the_users_and_merge_their_figures(tmp_path: Path) -> None:
-    """--workers 2: two Ray actors drive disjoint halves; the report adds both up."""
+    """--workers 2: two Ray actors (on the session's Ray cluster) drive disjoint halves; the
+    report adds both up."""
     from bench.workers import slices
 
     assert slices(5, 2) == [(0, 2, 4), (1, 3)]
@@ -45,12 +49,7 @@ def test_workers_split_the_users_and_merge_their_figures(tmp_path: Path) -> None
     opts = RunOptions(
         users=40, duration=10.0, ramp=40.0, speedup=40.0, seed=5, out=out, workers=2, progress=False
     )
-    try:
-        assert main(opts) == 0
-    finally:
-        import ray
-
-        ray.shutdown()
+    assert main(opts) == 0
     r = json.loads((out / "report.json").read_text())
     assert r["counters"]["logon_attempts"] == r["operations"]["sign-in"]["calls"] > 0
     assert r["counters"].get("im_messages_undelivered", 0) == 0

@@ -1,0 +1,238 @@
+"""`poolsim run --kill-front-end-at SECONDS`: crash one front end of an Enterprise pool during the
+run and measure the fail-over as the simulated users live it.
+
+At ``at`` seconds into the run, ``Failover`` asks the pool (``PoolAdmin.StopFrontEnd``, mode
+crash, at a front end other than the victim) to kill a front end: the one given, else the one
+with the most signed-in users of this driver at that moment, never ``fe1`` when another is up.
+The users homed there are the *affected* users. From then on it measures:
+
+* when the pool shows the victim down and none of its routing groups without a new primary
+  (``GetPoolStatus`` polled every 0.1 s);
+* when each affected endpoint has signed in again elsewhere (its ``Session`` does that by itself
+  after an Unavailable or a Redirect), first and last;
+* the first successful operation of an affected user at its new home front end, and per affected
+  user the first one (the users served again);
+* the *fail-over window*, from the kill until the pool has failed over, every affected endpoint
+  has signed in again and an affected user has been served again. An operation that ends
+  inside the window, or that fails in a conversation the crash broke (hosted on the victim, or
+  with an affected participant), counts as caught in the fail-over: its errors are reported
+  apart and its latency is left out of the steady state. The verdict does not hold those errors
+  against the pool; it still fails the run when an acknowledged write was lost or no affected
+  user was served again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pool._proto.poolsim.v1 import admin_pb2 as apb
+from pool.client import AdminClient, PoolClient, Session
+from pool.errors import PoolError
+from pool.immcu import host_of
+
+if TYPE_CHECKING:
+    from bench.driver import Driver
+
+STATUS_POLL_S = 0.1
+SESSION_POLL_S = 0.05
+AVOID = "fe1"  # the front end not to kill when another will do
+
+
+@dataclass(frozen=True, slots=True)
+class KillPlan:
+    """What to kill and when: ``at`` seconds into the run (the driver's clock)."""
+
+    at: float
+    front_end: str | None  # None: the one with the most signed-in users then (not fe1)
+    admin_token: str
+    addresses: tuple[str, ...]  # the pool's front ends, for the admin calls
+
+
+def choose_victim(up: Iterable[str], homes: Iterable[str]) -> str:
+    """The front end (of ``up``) home to the most of ``homes`` (one entry per signed-in user),
+    never ``fe1`` when another is up; ties go to the lower id."""
+    counts = Counter(homes)
+    candidates = sorted(up)
+    if not candidates:
+        raise PoolError("no front end is up: nothing to kill")
+    others = [fe for fe in candidates if fe != AVOID] or candidates
+    return max(others, key=lambda fe: (counts.get(fe, 0), -candidates.index(fe)))
+
+
+class Failover:
+    """Carries out a ``KillPlan`` during a ``Driver`` run and keeps what it measured."""
+
+    def __init__(self, plan: KillPlan) -> None:
+        self.plan = plan
+        self.victim: str | None = None
+        self.kill_at: float | None = None  # run seconds when the kill was asked for
+        self.kill_answered_at: float | None = None
+        self.window_end = math.inf  # run seconds; known once the fail-over is over
+        self.pool_failed_over_at: float | None = None
+        self.affected_users: set[int] = set()
+        self.affected_uris: dict[str, int] = {}
+        self.affected_sessions: list[Session] = []
+        self.signed_in_at_kill = 0
+        self.first_reregistered_at: float | None = None
+        self.all_reregistered_at: float | None = None
+        self.served_again: dict[int, float] = {}  # affected user -> first success at new home
+        self.error = ""
+
+    # --- what the driver asks ---
+
+    def in_window(self, at: float, end: float) -> bool:
+        """Whether an operation intended at ``at`` that ended at ``end`` overlaps the window."""
+        return self.kill_at is not None and end >= self.kill_at and at < self.window_end
+
+    def during(self, t: float) -> bool:
+        """Whether run second ``t`` is inside the window."""
+        return self.kill_at is not None and self.kill_at <= t < self.window_end
+
+    def broken(self, conversation_id: str, members: Iterable[int]) -> bool:
+        """Whether the crash broke this conversation: hosted on the victim, or one of its
+        members was homed there."""
+        if self.kill_at is None or not conversation_id:
+            return False
+        return host_of(conversation_id) == self.victim or any(
+            m in self.affected_users for m in members
+        )
+
+    def succeeded(self, session: Session, end: float) -> None:
+        """A call of ``session`` succeeded at ``end`` (run seconds)."""
+        if self.kill_at is None or end < self.kill_at or session.front_end_id == self.victim:
+            return
+        user = self.affected_uris.get(session.user_uri)
+        if user is None or user in self.served_again:
+            return
+        self.served_again[user] = end
+        if len(self.served_again) == 1:
+            self._close_window()
+
+    def _close_window(self) -> None:
+        """The window ends once the pool failed over, every affected endpoint signed in again
+        and an affected user was served again: when the last of those three happened."""
+        if (
+            self.pool_failed_over_at is None
+            or self.all_reregistered_at is None
+            or not self.served_again
+        ):
+            return
+        self.window_end = max(
+            self.pool_failed_over_at, self.all_reregistered_at, min(self.served_again.values())
+        )
+
+    # --- the kill ---
+
+    async def run(self, driver: Driver) -> None:
+        """Wait for the time, kill, then watch the pool and the affected sessions."""
+        await driver._until(self.plan.at)
+        if driver.stopping:
+            self.error = "the run ended before the kill"
+            return
+        client = PoolClient(self.plan.addresses, reconnect=False)
+        try:
+            await self._kill_and_watch(driver, client)
+        except PoolError as exc:
+            self.error = f"{type(exc).__name__}: {exc.message}"
+        finally:
+            await client.close()
+
+    async def _kill_and_watch(self, driver: Driver, client: PoolClient) -> None:
+        status = await self._status(client, None)
+        up = {f.id: f.address for f in status.front_ends if f.state == apb.FRONT_END_STATE_UP}
+        homes = [ss[0].front_end_id for ss in driver.sessions.values()]
+        victim = self.plan.front_end or choose_victim(up, homes)
+        if victim not in up:
+            raise PoolError(f"front end {victim} is not up: up are {', '.join(sorted(up))}")
+        self.victim = victim
+        self.affected_users = {
+            u for u, ss in driver.sessions.items() if ss[0].front_end_id == victim
+        }
+        self.affected_uris = {driver.cfg.uri(u).lower(): u for u in self.affected_users}
+        self.affected_sessions = [s for u in self.affected_users for s in driver.sessions[u]]
+        self.signed_in_at_kill = len(driver.sessions)
+        others = [a for fe, a in sorted(up.items()) if fe != victim]
+        if not others:
+            raise PoolError(f"{victim} is the only front end up: killing it ends the pool")
+        admin = AdminClient(client.channel(others[0]), self.plan.admin_token)
+        self.kill_at = driver.now()
+        await admin.stop_front_end(victim, "crash")
+        self.kill_answered_at = driver.now()
+        await asyncio.gather(self._watch_pool(driver, admin), self._watch_sessions(driver))
+
+    async def _status(self, client: PoolClient, avoid: str | None) -> apb.PoolStatus:
+        """The pool's status from the first front end that answers."""
+        error: PoolError | None = None
+        for address in client.addresses:
+            if address == avoid:
+                continue
+            try:
+                return await AdminClient(client.channel(address), self.plan.admin_token).status()
+            except PoolError as exc:
+                error = exc
+        raise error or PoolError("no front end to ask")
+
+    async def _watch_pool(self, driver: Driver, admin: AdminClient) -> None:
+        victim = self.victim or ""
+        while not driver.stopping:
+            with contextlib.suppress(PoolError):
+                status = await admin.status()
+                states = {f.id: f.state for f in status.front_ends}
+                if states.get(victim) == apb.FRONT_END_STATE_DOWN and all(
+                    g.primary and g.primary != victim for g in status.routing_groups
+                ):
+                    self.pool_failed_over_at = driver.now()
+                    self._close_window()
+                    return
+            await asyncio.sleep(STATUS_POLL_S)
+
+    async def _watch_sessions(self, driver: Driver) -> None:
+        sessions = self.affected_sessions
+        if not sessions:
+            self.all_reregistered_at = driver.now()
+        while sessions and not driver.stopping:
+            moved = sum(1 for s in sessions if s.front_end_id != self.victim)
+            if moved and self.first_reregistered_at is None:
+                self.first_reregistered_at = driver.now()
+            if moved == len(sessions):
+                self.all_reregistered_at = driver.now()
+                self._close_window()
+                return
+            await asyncio.sleep(SESSION_POLL_S)
+
+    # --- the report ---
+
+    def summary(self) -> dict[str, Any]:
+        """What the report shows (seconds after the kill unless named ``*_at``)."""
+
+        def after(t: float | None) -> float | None:
+            return None if t is None or self.kill_at is None else t - self.kill_at
+
+        recovery = (
+            sorted(t - self.kill_at for t in self.served_again.values()) if self.kill_at else []
+        )
+        return {
+            "front_end": self.victim,
+            "requested": self.plan.front_end or "most signed-in users",
+            "planned_at": self.plan.at,
+            "killed_at": self.kill_at,
+            "kill_answered_after": after(self.kill_answered_at),
+            "pool_failed_over_after": after(self.pool_failed_over_at),
+            "first_reregistered_after": after(self.first_reregistered_at),
+            "all_reregistered_after": after(self.all_reregistered_at),
+            "first_affected_success_after": recovery[0] if recovery else None,
+            "affected_served_median_after": recovery[len(recovery) // 2] if recovery else None,
+            "affected_served_last_after": recovery[-1] if recovery else None,
+            "window_end": None if math.isinf(self.window_end) else self.window_end,
+            "signed_in_users_at_kill": self.signed_in_at_kill,
+            "affected_users": len(self.affected_users),
+            "affected_endpoints": len(self.affected_sessions),
+            "affected_users_served_again": len(self.served_again),
+            "error": self.error,
+        }
