@@ -41,7 +41,7 @@ from bench.hotpath_common import (
     make_row,
     median,
 )
-from bench.hotpath_grpc import BODY_WIDTH, Tracker
+from bench.hotpath_grpc import Tracker, track_sends
 from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
@@ -119,29 +119,9 @@ async def _round(
 ) -> dict[str, float]:
     """``concurrency`` workers send ``n`` messages in all, each waiting for its arrival."""
     tracker = to.tracker
-    tracker.arm(n)
-    tracker.latencies = []
-    keys = iter(range(n))
-    pc = time.perf_counter
-    loop = asyncio.get_running_loop()
-
-    async def worker() -> None:
-        for i in keys:
-            key = f"{tag}{i:09d}".ljust(BODY_WIDTH, ".")
-            arrived = loop.create_future()
-            tracker.sent_at[key] = (pc(), arrived)
-            await send(to.conversation_id, key)
-            await arrived
-
-    start = pc()
-    workers = asyncio.gather(*(worker() for _ in range(concurrency)))
-    try:
-        await tracker.wait()
-    finally:
-        if not workers.done():
-            workers.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await workers
+    start = await track_sends(
+        lambda key: send(to.conversation_id, key), tracker, n, concurrency, True, tag
+    )
     return {"throughput": tracker.received / (tracker.last - start), "dropped": tracker.dropped}
 
 

@@ -242,14 +242,20 @@ async def _stop(tasks: list[asyncio.Task[None]]) -> None:
             await t
 
 
-async def _e2e_round(
-    sender: Side, tracker: Tracker, n: int, concurrency: int, closed: bool, tag: str
-) -> dict[str, float]:
-    """``concurrency`` workers send ``n`` messages in all.
+async def track_sends(
+    send: Callable[[str], Awaitable[Any]],
+    tracker: Tracker,
+    n: int,
+    concurrency: int,
+    closed: bool,
+    tag: str,
+) -> float:
+    """``concurrency`` workers send ``n`` tagged messages in all; returns when ``tracker`` has
+    seen them all (or lost them), with the time the sending started.
 
-    Open (as specified): a worker sends its next message as soon as the call returns, so up
-    to K SendMessage calls are in flight and the reader may fall behind. Closed: a worker
-    also waits for its message to arrive, so at most K messages are in flight end to end.
+    Open: a worker sends its next message as soon as the call returns, so up to K calls are in
+    flight and the reader may fall behind. Closed: a worker also waits for its message to
+    arrive, so at most K messages are in flight end to end.
     """
     tracker.arm(n)
     tracker.latencies = []
@@ -262,11 +268,11 @@ async def _e2e_round(
             key = f"{tag}{i:09d}".ljust(BODY_WIDTH, ".")
             arrived = loop.create_future() if closed else None
             tracker.sent_at[key] = (pc(), arrived)
-            await sender.send(key)
+            await send(key)
             if arrived is not None:
                 await arrived
 
-    cpu0, client0, start = sender.server.cpu(), time.process_time(), pc()
+    start = pc()
     workers = asyncio.gather(*(worker() for _ in range(concurrency)))
     try:
         await tracker.wait()
@@ -275,6 +281,15 @@ async def _e2e_round(
             workers.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await workers
+    return start
+
+
+async def _e2e_round(
+    sender: Side, tracker: Tracker, n: int, concurrency: int, closed: bool, tag: str
+) -> dict[str, float]:
+    """One round of ``track_sends`` through ``sender``, with the CPU it cost."""
+    cpu0, client0 = sender.server.cpu(), time.process_time()
+    start = await track_sends(sender.send, tracker, n, concurrency, closed, tag)
     elapsed = tracker.last - start
     return {
         "throughput": tracker.received / elapsed,

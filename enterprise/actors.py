@@ -23,7 +23,7 @@ import dataclasses
 import functools
 import logging
 import secrets
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ParamSpec, TypeAlias, TypeVar
@@ -580,7 +580,3 @@ class FabricActor:
 
     async def handles_of(self) -> dict[str, Handle]:
         return dict(self.handles)
-
-
-def addresses(status: PoolStatusInfo) -> Sequence[str]:
-    return [fe.address for fe in status.front_ends if fe.state is FrontEndState.UP]

@@ -43,8 +43,7 @@ class EnterpriseCollector(Collector):
         registry.register(self)
 
     def batch(self, items: int) -> None:
-        self.node.batches += 1
-        self.node.batch_items += items
+        self.node.count_batch(items)
         self.batch_sizes.observe(items)
 
     def replication(self, seconds: float) -> None:

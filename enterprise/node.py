@@ -251,7 +251,7 @@ class FrontEndNode:
         self.dropped_posts = 0
         self.batches = 0
         self.batch_items = 0
-        self.observe_batch: Callable[[int], None] = self._count_batch
+        self.observe_batch: Callable[[int], None] = self.count_batch
         self.observe_replication: Callable[[float], None] = lambda seconds: None
         self._last_ship: asyncio.Future[None] | None = None
         engine.on_sign_out = self._signed_out
@@ -371,7 +371,7 @@ class FrontEndNode:
             link = self.links[dst] = Link(self, dst)
         return link
 
-    def _count_batch(self, items: int) -> None:
+    def count_batch(self, items: int) -> None:
         self.batches += 1
         self.batch_items += items
 
