@@ -27,9 +27,9 @@ from types import TracebackType
 from typing import Any
 
 from pool.cdr import KIND_OF, RECORD_TYPES, CdrRecord, StoredRecord
-from pool.store import ContactRow, PresenceRow, UserRow
+from pool.store import ConferenceRow, ContactRow, PresenceRow, UserRow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 DURABILITY: dict[str, str] = {"normal": "NORMAL", "full": "FULL"}
 
@@ -64,6 +64,20 @@ CREATE TABLE cdr (
 );
 CREATE INDEX cdr_time ON cdr (time);
 """
+
+#: what each older schema version needs to become the current one
+_MIGRATIONS: dict[int, str] = {
+    1: """
+CREATE TABLE conferences (
+    conversation_id TEXT PRIMARY KEY,
+    organizer_id INTEGER NOT NULL,
+    conference_uri TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    members TEXT NOT NULL
+);
+""",
+}
 
 
 class SqliteStore:
@@ -126,9 +140,16 @@ class SqliteStore:
         with self._transaction() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version == 0:
-                for statement in _SCHEMA.split(";"):
+                scripts = [_SCHEMA, *(_MIGRATIONS[v] for v in sorted(_MIGRATIONS))]
+            elif version < SCHEMA_VERSION:
+                scripts = [_MIGRATIONS[v] for v in range(version, SCHEMA_VERSION)]
+            else:
+                scripts = []
+            for script in scripts:
+                for statement in script.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+            if scripts:
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
             elif version != SCHEMA_VERSION:
                 raise RuntimeError(
@@ -192,6 +213,18 @@ class SqliteStore:
             lambda r: (r[0],),
         ):
             yield PresenceRow(r[0], r[1], r[2], r[3])
+
+    def load_conferences(self) -> Iterator[ConferenceRow]:
+        """Every stored conference roster, by conversation id."""
+        cols = "conversation_id, organizer_id, conference_uri, subject, started_at, members"
+        for r in self._pages(
+            f"SELECT {cols} FROM conferences ORDER BY conversation_id LIMIT ?",
+            f"SELECT {cols} FROM conferences WHERE conversation_id > ? "
+            "ORDER BY conversation_id LIMIT ?",
+            (),
+            lambda r: (r[0],),
+        ):
+            yield ConferenceRow(r[0], r[1], r[2], r[3], r[4], tuple(json.loads(r[5])))
 
     def list_cdr(self, since: float) -> Iterator[StoredRecord]:
         """Records with ``time >= since``, ordered by (time, id).
@@ -278,6 +311,27 @@ class SqliteStore:
                 " manual_activity = excluded.manual_activity, note = excluded.note",
                 (row.user_id, row.manual_availability, row.manual_activity, row.note),
             )
+
+    def put_conference(self, row: ConferenceRow) -> None:
+        """Insert or replace a conference's roster."""
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO conferences (conversation_id, organizer_id,"
+                " conference_uri, subject, started_at, members) VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    row.conversation_id,
+                    row.organizer_id,
+                    row.conference_uri,
+                    row.subject,
+                    row.started_at,
+                    json.dumps(list(row.members)),
+                ),
+            )
+
+    def delete_conference(self, conversation_id: str, organizer_id: int) -> None:
+        """Forget a conference's roster (absent is not an error)."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM conferences WHERE conversation_id = ?", (conversation_id,))
 
     def add_cdr(self, time: float, record: CdrRecord) -> int:
         """Append the record at ``time``; returns its id (ids increase and are never reused).

@@ -1,7 +1,8 @@
 """Where persistent data lives: the interface, and an in-memory fake for domain tests.
 
 Persistent (SPEC section 2): the directory of users with their password hashes, contacts and
-access levels, the manual presence state and note, and the call detail records. The engine
+access levels, the manual presence state and note, conference rosters, and the call detail
+records. The engine
 writes here *before* it changes memory and acknowledges, so a failed write changes nothing.
 """
 
@@ -41,6 +42,20 @@ class PresenceRow:
     note: str
 
 
+@dataclass(frozen=True, slots=True)
+class ConferenceRow:
+    """A conference's roster: who is in it or invited to it (not what was said, nor who is
+    connected right now). Kept with the organizer's routing group, so the conference can be
+    restored on that group's next primary if its front end fails."""
+
+    conversation_id: str
+    organizer_id: int
+    conference_uri: str
+    subject: str
+    started_at: float
+    members: tuple[int, ...]  # user ids, the organizer included while a member
+
+
 class Store(Protocol):
     def load_users(self) -> Iterator[UserRow]: ...
 
@@ -58,6 +73,12 @@ class Store(Protocol):
 
     def put_presence(self, row: PresenceRow) -> None: ...
 
+    def load_conferences(self) -> Iterator[ConferenceRow]: ...
+
+    def put_conference(self, row: ConferenceRow) -> None: ...
+
+    def delete_conference(self, conversation_id: str, organizer_id: int) -> None: ...
+
     def add_cdr(self, time: float, record: CdrRecord) -> int: ...
 
     def list_cdr(self, since: float) -> Iterator[StoredRecord]: ...
@@ -72,6 +93,7 @@ class MemoryStore:
         self.users: dict[int, UserRow] = {}
         self.contacts: dict[tuple[int, int], ContactRow] = {}
         self.presence: dict[int, PresenceRow] = {}
+        self.conferences: dict[str, ConferenceRow] = {}
         self.cdrs: list[StoredRecord] = []
         self.fail_next: Exception | None = None
 
@@ -110,6 +132,17 @@ class MemoryStore:
     def put_presence(self, row: PresenceRow) -> None:
         self._maybe_fail()
         self.presence[row.user_id] = row
+
+    def load_conferences(self) -> Iterator[ConferenceRow]:
+        return iter(list(self.conferences.values()))
+
+    def put_conference(self, row: ConferenceRow) -> None:
+        self._maybe_fail()
+        self.conferences[row.conversation_id] = row
+
+    def delete_conference(self, conversation_id: str, organizer_id: int) -> None:
+        self._maybe_fail()
+        self.conferences.pop(conversation_id, None)
 
     def add_cdr(self, time: float, record: CdrRecord) -> int:
         self._maybe_fail()

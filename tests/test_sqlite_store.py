@@ -25,7 +25,7 @@ from pool.cdr import (
     RegistrationRecord,
 )
 from pool.sqlite_store import SCHEMA_VERSION, SqliteStore
-from pool.store import ContactRow, PresenceRow, Store, UserRow
+from pool.store import ConferenceRow, ContactRow, PresenceRow, Store, UserRow
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -92,10 +92,57 @@ def test_creates_parent_directories_and_schema(db: pathlib.Path) -> None:
         pass
     assert db.exists()
     with raw(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
-    assert {"users", "contacts", "presence", "cdr", "cdr_time"} <= tables
+    assert {"users", "contacts", "presence", "cdr", "cdr_time", "conferences"} <= tables
+
+
+V1_SCHEMA = """
+CREATE TABLE users (id INTEGER PRIMARY KEY, uri TEXT UNIQUE NOT NULL, display_name TEXT NOT NULL,
+    routing_group INTEGER NOT NULL, salt BLOB NOT NULL, pw_hash BLOB NOT NULL,
+    iterations INTEGER NOT NULL);
+CREATE TABLE contacts (user_id INTEGER NOT NULL, contact_id INTEGER NOT NULL,
+    access_level INTEGER NOT NULL, grp TEXT NOT NULL, PRIMARY KEY (user_id, contact_id));
+CREATE TABLE presence (user_id INTEGER PRIMARY KEY, manual_availability INTEGER NOT NULL,
+    manual_activity TEXT NOT NULL, note TEXT NOT NULL);
+CREATE TABLE cdr (id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, kind TEXT NOT NULL,
+    data TEXT NOT NULL);
+PRAGMA user_version=1;
+"""
+
+
+def test_version_1_file_gains_conferences_and_keeps_its_rows(db: pathlib.Path) -> None:
+    db.parent.mkdir(parents=True)
+    with raw(db) as conn:
+        conn.executescript(V1_SCHEMA)
+        conn.execute("INSERT INTO presence VALUES (7, 6500, 'busy', 'kept')")
+        conn.commit()
+    row = ConferenceRow(
+        "c-g1-ab", 7, "sip:u7@x.com;gruu;opaque=app:conf:chat:id:ab", "s", 1.5, (7, 8)
+    )
+    with SqliteStore(db) as s:
+        assert list(s.load_presence()) == [PresenceRow(7, 6500, "busy", "kept")]
+        s.put_conference(row)
+    with raw(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    with SqliteStore(db) as s:
+        assert list(s.load_conferences()) == [row]
+
+
+def test_conference_rosters_round_trip(store: SqliteStore) -> None:
+    store.fetch_size = 2
+    rows = [
+        ConferenceRow(f"c-g0-{i:02x}", i, f"uri{i}", "", float(i), (i, i + 1, i + 2))
+        for i in range(5)
+    ]
+    for row in rows:
+        store.put_conference(row)
+    changed = dataclasses.replace(rows[1], members=(1, 9))
+    store.put_conference(changed)
+    store.delete_conference(rows[3].conversation_id, rows[3].organizer_id)
+    store.delete_conference("c-g0-absent", 0)
+    assert list(store.load_conferences()) == [rows[0], changed, rows[2], rows[4]]
 
 
 @pytest.mark.parametrize(("durability", "level"), [("normal", 1), ("full", 2)])
