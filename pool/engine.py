@@ -73,7 +73,9 @@ class Engine:
         self.presence = PresenceService(
             config, self.directory, store, clock, self.timers, self.deliver, observer
         )
-        self.immcu = Immcu(config, clock, self.timers, self.deliver, self.record, observer)
+        self.immcu = Immcu(
+            config, clock, self.timers, self.deliver, self.record, observer, rosters=store
+        )
         self.started_at = clock.now()
         self.users_signed_in = 0
         self.closing = False
@@ -207,6 +209,8 @@ class Engine:
         self.presence.recompute(user)
         self._arm(ep)
         self.observer.logon(True)
+        for invitation in self.immcu.invitations_for(user):  # still ringing: ring here too
+            self.deliver(ep, invitation)
         return ep
 
     def _new_queue(self) -> EventQueue:

@@ -10,6 +10,12 @@ The IMMCU keeps up to 50 messages for the first 40 s after a conversation's firs
 conference joiners within those 40 s get them. A two-party invitee gets what was said while
 the invitation was pending.
 
+A conversation's id names its organizer's routing group (``c-g<group>-<random>``): it is hosted
+by the front end that holds that group's primary. A conference's roster (who is in it or
+invited, not what was said) is persistent data of that group: every change goes to
+``rosters`` (the store), and ``restore`` brings a conference back from its roster on a new
+host after a failure, with every member invited back to the same conversation id.
+
 Conversation lifecycle (one writer: this class):
 
     (created) --accept--> ACTIVE --invite 3rd--> CONFERENCE --(<2 left)--> ENDED
@@ -23,6 +29,7 @@ import secrets
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from pool.cdr import (
     CdrRecord,
@@ -55,6 +62,7 @@ from pool.events import (
 from pool.observer import Observer
 from pool.privacy import Reach, reach
 from pool.registrar import Endpoint
+from pool.store import ConferenceRow
 from pool.timers import Timer, TimerHeap
 
 CONTENT_TYPES = frozenset({"text/plain", "text/html", "text/rtf"})
@@ -74,6 +82,7 @@ class PendingInvite:
     inviter: Endpoint
     carried_seq: int  # the message carried by the invitation (0: none)
     timer: Timer
+    event: Invitation
 
 
 @dataclass(slots=True, eq=False)
@@ -96,6 +105,7 @@ class Conversation:
     session_counts: dict[int, int] = field(default_factory=dict)  # user id -> messages sent
     conference_started_at: float = 0.0
     ended: bool = False
+    restored: bool = False  # back from its roster, and nobody has rejoined yet
 
     @property
     def is_conference(self) -> bool:
@@ -105,9 +115,22 @@ class Conversation:
         return tuple(p.endpoint.uri for p in self.participants.values())
 
 
-def host_of(conversation_id: str) -> str:
-    """The front end that hosts a conversation: its id says (``c-<front end>-<random>``)."""
-    return conversation_id[2:].rpartition("-")[0]
+class Rosters(Protocol):
+    """Where conference rosters persist (a ``pool.store.Store`` is one)."""
+
+    def put_conference(self, row: ConferenceRow) -> None: ...
+
+    def delete_conference(self, conversation_id: str, organizer_id: int) -> None: ...
+
+
+def group_of(conversation_id: str) -> int | None:
+    """The routing group of a conversation's organizer, which its id names
+    (``c-g<group>-<random>``); None for an id that is not one of ours."""
+    head, _, rest = conversation_id.partition("-g")
+    digits, dash, _ = rest.partition("-")
+    if head != "c" or not dash or not digits.isdigit():
+        return None
+    return int(digits)
 
 
 def check_message(body: str, content_type: str, max_chars: int) -> ChatMessage:
@@ -135,6 +158,7 @@ class Immcu:
         deliver: Callable[[Endpoint, Event], None],
         record: Callable[[CdrRecord], None],
         observer: Observer,
+        rosters: Rosters | None = None,
     ) -> None:
         self._config = config
         self._limits = config.limits
@@ -143,6 +167,7 @@ class Immcu:
         self._deliver = deliver
         self._record = record
         self._obs = observer
+        self._rosters = rosters
         self.conversations: dict[str, Conversation] = {}
 
     # --- look-ups ---
@@ -209,9 +234,7 @@ class Immcu:
         for target in invitees:
             self._check_reach(ep.user, target, reaches.get(target.id) if reaches else None)
         now = self._clock.now()
-        conv = Conversation(
-            f"c-{self._config.front_end_id}-{secrets.token_hex(8)}", subject, ep, now
-        )
+        conv = Conversation(f"c-g{ep.user.routing_group}-{secrets.token_hex(8)}", subject, ep, now)
         self.conversations[conv.id] = conv
         self._obs.im_session_attempted()
         if len(invitees) > 1:
@@ -220,6 +243,7 @@ class Immcu:
         sent = self._post(conv, conv.participants[ep.user.id], first) if first else None
         for target in invitees:
             self._invite(conv, ep, target, first if sent else None, sent.sequence if sent else 0)
+        self._save_roster(conv)
         return conv, sent
 
     def invite(
@@ -240,6 +264,7 @@ class Immcu:
         if escalated:
             self._escalate(conv)
         self._invite(conv, ep, target, None, 0)
+        self._save_roster(conv)
         return escalated
 
     def accept(self, ep: Endpoint, conversation_id: str) -> Conversation:
@@ -323,6 +348,7 @@ class Immcu:
             self._deliver(other.endpoint, left)
         unanswered = not conv.is_conference and conv.response_code == 0
         self._end_if_over(conv, now, "cancelled" if unanswered else "left")
+        self._save_roster(conv)
 
     def leave_all(self, ep: Endpoint, reason: str) -> None:
         """Take an endpoint that is going away out of all its conversations."""
@@ -356,13 +382,13 @@ class Immcu:
         now = self._clock.now()
         deadline = self._clock.monotonic() + self._config.timers.invitation_timeout
         timer = self._timers.schedule(deadline, lambda: self._no_answer(conv, target))
-        conv.pending[target.id] = PendingInvite(target, inviter, carried_seq, timer)
-        target.invitations.add(conv.id)
         if not conv.is_conference:
             conv.session_to = target
         event = Invitation(
             conv.id, inviter.uri, first, conv.subject, conv.conference_uri, conv.uris(), now
         )
+        conv.pending[target.id] = PendingInvite(target, inviter, carried_seq, timer, event)
+        target.invitations.add(conv.id)
         for target_ep in target.endpoints:
             self._deliver(target_ep, event)
 
@@ -384,8 +410,10 @@ class Immcu:
         for target_ep in target.endpoints:
             self._deliver(target_ep, ConversationEnded(conv.id, reason, now))
         self._end_if_over(conv, now, reason)
+        self._save_roster(conv)
 
     def _join(self, conv: Conversation, ep: Endpoint, now: float) -> None:
+        conv.restored = False
         conv.participants[ep.user.id] = Participant(ep, now)
         ep.conversations[conv.id] = conv
         ep.user.conversations += 1
@@ -484,7 +512,9 @@ class Immcu:
         conv.session_to = None
 
     def _end_if_over(self, conv: Conversation, now: float, reason: str) -> None:
-        if conv.ended or (conv.participants and len(conv.participants) + len(conv.pending) >= 2):
+        if conv.ended or (
+            (conv.participants or conv.restored) and len(conv.participants) + len(conv.pending) >= 2
+        ):
             return
         conv.ended = True
         del self.conversations[conv.id]
@@ -510,3 +540,80 @@ class Immcu:
                     self._config.pool_name,
                 )
             )
+
+    # --- conference rosters ---
+
+    def _save_roster(self, conv: Conversation) -> None:
+        """Persist a conference's roster after a change of who is in it or invited."""
+        if self._rosters is None or not conv.is_conference:
+            return
+        organizer = conv.organizer.user
+        if conv.ended:
+            self._rosters.delete_conference(conv.id, organizer.id)
+            return
+        members = sorted({*conv.participants, *conv.pending})
+        self._rosters.put_conference(
+            ConferenceRow(
+                conv.id,
+                organizer.id,
+                conv.conference_uri,
+                conv.subject,
+                conv.conference_started_at,
+                tuple(members),
+            )
+        )
+
+    def invitations_for(self, user: User) -> list[Invitation]:
+        """The invitations ``user`` has not answered yet, for an endpoint that just signed in."""
+        out = []
+        for conv_id in user.invitations:
+            conv = self.conversations.get(conv_id)
+            invite = conv.pending.get(user.id) if conv is not None else None
+            if invite is not None:
+                out.append(invite.event)
+        return out
+
+    def restore(self, row: ConferenceRow, organizer: Endpoint, members: list[User]) -> None:
+        """Bring a conference back from its roster on this (new) host: nobody is in it yet,
+        every member is invited back to the same conversation id (by ``organizer``, the
+        organizer's stand-in endpoint). It ends like any other once fewer than two people are
+        left in it or invited; what was said before is gone (IM text is transient)."""
+        if row.conversation_id in self.conversations:
+            return
+        conv = Conversation(row.conversation_id, row.subject, organizer, row.started_at)
+        conv.conference_uri = row.conference_uri
+        conv.conference_started_at = row.started_at
+        conv.restored = True
+        self.conversations[conv.id] = conv
+        self._obs.conference_started()
+        for user in members:
+            self._invite(conv, organizer, user, None, 0)
+        if len(conv.pending) < 2:
+            self._end_if_over(conv, self._clock.now(), "restored-empty")
+            self._save_roster(conv)
+
+    def hand_over(self, group: int, reason: str) -> list[Conversation]:
+        """Forget the conversations of ``group``'s organizers without ending them: the group is
+        served by another front end now, which restores its conferences from their rosters.
+        Every endpoint in them here (or invited) is told they ended, for ``reason``. Returns
+        them, so the caller can tidy up what points at them."""
+        now = self._clock.now()
+        out = []
+        for conv in list(self.conversations.values()):
+            if group_of(conv.id) != group:
+                continue
+            out.append(conv)
+            del self.conversations[conv.id]
+            conv.ended = True
+            ended = ConversationEnded(conv.id, reason, now)
+            for invite in conv.pending.values():
+                invite.timer.cancel()
+                invite.user.invitations.discard(conv.id)
+                for target_ep in invite.user.endpoints:
+                    self._deliver(target_ep, ended)
+            for part in conv.participants.values():
+                ep = part.endpoint
+                ep.conversations.pop(conv.id, None)
+                ep.user.conversations -= 1
+                self._deliver(ep, ended)
+        return out
