@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool.client import AdminClient, PoolClient, Session
 from pool.errors import PoolError
-from pool.immcu import host_of
+from pool.immcu import group_of
 
 if TYPE_CHECKING:
     from bench.driver import Driver
@@ -76,6 +76,7 @@ class Failover:
         self.window_end = math.inf  # run seconds; known once the fail-over is over
         self.pool_failed_over_at: float | None = None
         self.affected_users: set[int] = set()
+        self.victim_groups: set[int] = set()  # routing groups whose primary the victim held
         self.affected_uris: dict[str, int] = {}
         self.affected_sessions: list[Session] = []
         self.signed_in_at_kill = 0
@@ -99,7 +100,7 @@ class Failover:
         members was homed there."""
         if self.kill_at is None or not conversation_id:
             return False
-        return host_of(conversation_id) == self.victim or any(
+        return group_of(conversation_id) in self.victim_groups or any(
             m in self.affected_users for m in members
         )
 
@@ -151,6 +152,7 @@ class Failover:
         if victim not in up:
             raise PoolError(f"front end {victim} is not up: up are {', '.join(sorted(up))}")
         self.victim = victim
+        self.victim_groups = {g.id for g in status.routing_groups if g.primary == victim}
         self.affected_users = {
             u for u, ss in driver.sessions.items() if ss[0].front_end_id == victim
         }

@@ -46,7 +46,7 @@ from enterprise.node import Failure, FrontEndNode, Item
 from enterprise.replica import Backup, GroupData, ReplicatingStore
 from enterprise.routing_table import RoutingTable
 from pool.api.metrics import Metrics
-from pool.api.server import FrontEndServer, start_front_end
+from pool.api.server import FrontEndServer, TlsPem, start_front_end
 from pool.cdr import CdrRecord, StoredRecord
 from pool.clock import SystemClock
 from pool.config import EngineConfig
@@ -86,6 +86,7 @@ class PoolOptions:
     durability: str = "normal"
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     engine: EngineConfig = field(default_factory=EngineConfig)
+    tls: TlsPem | None = field(default=None, repr=False)  # every front end serves TLS with it
 
     def fabric_config(self) -> FabricConfig:
         return FabricConfig(
@@ -183,6 +184,7 @@ class FrontEndActor:
             port=port,
             admin_token=opts.admin_token,
             metrics=metrics,
+            tls=opts.tls,
             service=node,
         )
         host = opts.host
@@ -213,7 +215,10 @@ class FrontEndActor:
     # --- what peers ask ---
 
     async def exchange(self, src: str, items: list[Item]) -> list[Any]:
-        return self.node.handle(src, items)
+        replies = self.node.handle(src, items)
+        if self.node.store.has_pending:  # the batch wrote (a conference roster): ack after
+            await self.node.replicated()  # replication, as for a call of this front end's own
+        return replies
 
     # --- what the fabric asks ---
 
@@ -430,6 +435,9 @@ class FabricActor:
         for p in self.store.load_presence():
             g = directory.by_id(p.user_id).routing_group
             out.setdefault(g, GroupData()).presence[p.user_id] = p
+        for r in self.store.load_conferences():
+            g = directory.by_id(r.organizer_id).routing_group
+            out.setdefault(g, GroupData()).conferences[r.conversation_id] = r
         return out
 
     # --- failure detection ---
@@ -522,6 +530,10 @@ class FabricActor:
                 self.store.delete_contact(user_id, contact_id)
             for row in b.presence:
                 self.store.put_presence(row)
+            for conference in b.conferences:
+                self.store.put_conference(conference)
+            for conversation_id in b.ended_conferences:
+                self.store.delete_conference(conversation_id, 0)
 
     async def call_detail_records(self, since: float) -> list[StoredRecord]:
         await asyncio.gather(*(self._call(fe, "flush_cdrs") for fe in list(self.handles)))

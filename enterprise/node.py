@@ -8,16 +8,25 @@ of the groups whose primary it holds: their *home*. What it does for users homed
 * **Presence.** A subscription to a remote user is booked here (limits, expiry) and a *proxy*
   of the subscribing endpoint is added to the target's watchers on the target's home, which
   computes each watcher's privacy view and sends the notifications back. A poll asks the home.
-* **Conversations** are hosted by the organizer's front end (the id says which: ``c-fe2-...``).
-  A remote participant is a proxy endpoint on the host; its events come back to its real
-  endpoint. Invitations to a remote user go to the user's home, which rings every endpoint.
-  The verdict "may this caller reach that user" comes from the user's home beforehand.
+* **Conversations** are hosted by the organizer's home: the id names the organizer's routing
+  group (``c-g5-...``) and the routing table names its primary. A remote participant is a
+  proxy endpoint on the host; its events come back to its real endpoint. Invitations to a
+  remote user go to the user's home, which rings every endpoint. The verdict "may this caller
+  reach that user" comes from the user's home beforehand.
+* **Conference rosters** are persistent data of the organizer's group, replicated like
+  contacts. When the group's primary moves (a failure or a drain), everyone in the group's
+  conversations is told they ended (``host-changed``); the new primary restores each
+  conference from its roster and invites every member back to the same conversation id.
+  Two-party conversations are transient and simply end.
 * **Links.** Everything for one front end goes over one ``Link``: items queue while a batch is
   in flight and leave as the next batch, one Ray call each. A link has one batch in flight, so
   items arrive in the order they were queued (message order per conversation holds), and the
   handlers on the far side never wait for a third front end.
 * **Replication.** Persistent writes go through ``ReplicatingStore``; a call that wrote waits
-  until every live secondary of the group has applied the write (``replicated``).
+  until every live secondary of the group has applied the write (``replicated``). A batch
+  from another front end that wrote (a conference roster) is answered only after that, too.
+  Replicas travel over links of their own, whose handlers never wait, so a batch waiting for
+  replication cannot wait, through a cycle of front ends, for itself.
 * **The routing table** comes from the fabric; a new one may promote this front end (load the
   group from the local replica) or demote it (sign the group's users out with
   ``home-server-changed``; their tokens then redirect to the new home).
@@ -59,7 +68,7 @@ from pool.events import (
     Invitation,
     PresenceChanged,
 )
-from pool.immcu import check_message, host_of
+from pool.immcu import check_message, group_of
 from pool.presence import OFFLINE_AGGREGATE, PresenceStates
 from pool.presence_service import ContactView, Publication
 from pool.privacy import PresenceView, Reach, reach
@@ -71,6 +80,7 @@ from pool.store import UserRow
 log = logging.getLogger("poolsim.enterprise.node")
 
 HOME_CHANGED = "home-server-changed"
+HOST_CHANGED = "host-changed"  # a conversation's host failed or handed it over
 GONE = "gone"  # a delivery's reply: that endpoint is no longer here
 UNWATCH = "unwatch"  # a delivery's reply: that endpoint no longer watches that user
 LINK_BACKLOG = 100_000  # items queued for one front end at most (then calls fail, events drop)
@@ -245,7 +255,12 @@ class FrontEndNode:
         self.links: dict[str, Link] = {}
         self.proxies: dict[tuple[str, str], Endpoint] = {}
         self.user_proxies: dict[int, Endpoint] = {}
-        self.remote_conversations: dict[str, set[str]] = {}  # endpoint id -> hosted elsewhere
+        #: endpoint id -> conversation id -> host, for conversations hosted elsewhere
+        self.remote_conversations: dict[str, dict[str, str]] = {}
+        #: user id -> conversation id -> (host, invitation), for users homed here invited to
+        #: conversations hosted elsewhere (an endpoint that signs in later is rung too)
+        self.invitations: dict[int, dict[str, tuple[str, Invitation]]] = {}
+        self.repl_links: dict[str, Link] = {}
         self.moved: OrderedDict[str, int] = OrderedDict()  # token -> group, for the redirect
         self.tasks: set[asyncio.Task[Any]] = set()
         self.dropped_posts = 0
@@ -254,7 +269,9 @@ class FrontEndNode:
         self.observe_batch: Callable[[int], None] = self.count_batch
         self.observe_replication: Callable[[float], None] = lambda seconds: None
         self._last_ship: asyncio.Future[None] | None = None
+        self._ship_soon = False
         engine.on_sign_out = self._signed_out
+        store.on_write = self._schedule_ship
 
     # --- the directory and the routing table ---
 
@@ -279,6 +296,7 @@ class FrontEndNode:
             return
         self.table = table
         self.pool_reason = pool_reason
+        self._end_moved_conversations(table)
         moved: set[int] = set()
         for g, home in enumerate(table.homes):
             was = old.homes[g] if old is not None else ""
@@ -294,6 +312,45 @@ class FrontEndNode:
         if moved:
             self._rewatch(moved)
 
+    def _host(self, conversation_id: str) -> str:
+        """The front end hosting a conversation now (this one for an id that is not ours, so
+        the engine answers for it; "" while its group is not served)."""
+        g = group_of(conversation_id)
+        if g is None:
+            return self.fe_id
+        table = self.table
+        return table.homes[g] if table is not None and g < len(table.homes) else ""
+
+    def _end_moved_conversations(self, table: RoutingTable) -> None:
+        """Conversations hosted elsewhere whose host is no longer the one they were joined (or
+        invited) at: the host failed or handed them over. Tell the endpoints they ended (a
+        conference's new host invites its members back)."""
+        now = self.engine.clock.now()
+        registrar = self.engine.registrar
+        for endpoint_id, hosted in list(self.remote_conversations.items()):
+            ep = registrar.get(endpoint_id)
+            for conversation_id, host in list(hosted.items()):
+                if self._host(conversation_id) != host:
+                    del hosted[conversation_id]
+                    if ep is not None:
+                        self.engine.deliver(
+                            ep, ConversationEnded(conversation_id, HOST_CHANGED, now)
+                        )
+        directory = self.engine.directory
+        for user_id, invited in list(self.invitations.items()):
+            user = directory.by_id(user_id)
+            for conversation_id, (host, _) in list(invited.items()):
+                if self._host(conversation_id) != host:
+                    del invited[conversation_id]
+                    if conversation_id in user.invitations:
+                        user.invitations.discard(conversation_id)
+                        ended = ConversationEnded(conversation_id, HOST_CHANGED, now)
+                        for ep in user.endpoints:
+                            if ep.token:
+                                self.engine.deliver(ep, ended)
+            if not invited:
+                del self.invitations[user_id]
+
     def _promote(self, group: int) -> None:
         """This front end is now ``group``'s primary: serve it from the local replica."""
         self.loaded.add(group)
@@ -303,6 +360,23 @@ class FrontEndNode:
             if proxy is not None and proxy in user.endpoints:
                 user.endpoints.remove(proxy)
         self._load_group(group)
+        self._restore_conferences(group)
+
+    def _restore_conferences(self, group: int) -> None:
+        """Bring back the conferences of ``group``'s organizers from their rosters."""
+        directory = self.engine.directory
+        immcu = self.engine.immcu
+        data = self.store.group(group)
+        for row in sorted(data.conferences.values(), key=lambda r: r.conversation_id):
+            organizer = directory.by_id(row.organizer_id)
+            stand_in = _proxy_endpoint(
+                f"user-{organizer.id}", organizer, UserQueue(self, organizer)
+            )
+            members = [directory.by_id(uid) for uid in row.members]
+            for member in members:
+                if not self.is_local(member):
+                    self._mirror(member)
+            immcu.restore(row, stand_in, members)
 
     def _load_group(self, group: int) -> None:
         directory = self.engine.directory
@@ -320,8 +394,10 @@ class FrontEndNode:
             self.engine.presence.restore(directory.by_id(p.user_id), p)
 
     def _demote(self, group: int) -> None:
-        """``group`` is served elsewhere now (or nowhere): its users sign in there."""
+        """``group`` is served elsewhere now (or nowhere): its users sign in there, and its
+        conversations are handed over (their rosters are on the new primary already)."""
         self.loaded.discard(group)
+        self.engine.immcu.hand_over(group, HOST_CHANGED)
         directory = self.engine.directory
         for uid in self.users_by_group.get(group, ()):
             user = directory.by_id(uid)
@@ -371,6 +447,13 @@ class FrontEndNode:
             link = self.links[dst] = Link(self, dst)
         return link
 
+    def repl_link(self, dst: str) -> Link:
+        """The link for replicas (writes and copies) to ``dst``, apart from everything else."""
+        link = self.repl_links.get(dst)
+        if link is None:
+            link = self.repl_links[dst] = Link(self, dst)
+        return link
+
     def count_batch(self, items: int) -> None:
         self.batches += 1
         self.batch_items += items
@@ -418,6 +501,18 @@ class FrontEndNode:
 
     # --- replication ---
 
+    def _schedule_ship(self) -> None:
+        """The store took a write: ship it soon even if no call waits for it (a roster change
+        made by a timer or by another front end's batch)."""
+        if not self._ship_soon:
+            self._ship_soon = True
+            asyncio.get_running_loop().call_soon(self._ship_now)
+
+    def _ship_now(self) -> None:
+        self._ship_soon = False
+        if self.store.has_pending:
+            self.replicated()
+
     def replicated(self) -> Awaitable[None]:
         """Done when every write made so far is on every live secondary of its group."""
         if self.store.has_pending:
@@ -438,7 +533,9 @@ class FrontEndNode:
             for g, (seq, writes) in pending.items():
                 for secondary in table.secondaries[g]:
                     if secondary != self.fe_id and secondary in table.addresses:
-                        futures.append(self.link(secondary).request(("replicate", g, seq, writes)))
+                        futures.append(
+                            self.repl_link(secondary).request(("replicate", g, seq, writes))
+                        )
         if futures:
             # a secondary that does not answer is dead: the fabric will notice and rebuild
             await asyncio.gather(*futures, return_exceptions=True)
@@ -452,7 +549,14 @@ class FrontEndNode:
         self._check_serving()
         user = await asyncio.to_thread(self.engine.check_password, uri, password)
         self._home_for_sign_in(user)
-        return self.engine.sign_in(user, device)
+        ep = self.engine.sign_in(user, device)
+        invited = self.invitations.get(user.id, {})
+        for conversation_id, (_, invitation) in list(invited.items()):
+            if conversation_id in user.invitations:
+                self.engine.deliver(ep, invitation)
+            else:
+                del invited[conversation_id]
+        return ep
 
     async def sign_out(self, ep: Endpoint) -> None:
         self.engine.sign_out(ep)
@@ -465,15 +569,13 @@ class FrontEndNode:
             home = self.home_of(directory.by_id(tid))
             if home and home != self.fe_id:
                 holders.add(home)
-        for conversation_id in self.remote_conversations.pop(ep.id, ()):
-            holders.add(host_of(conversation_id))
+        holders.update(self.remote_conversations.pop(ep.id, {}).values())
         for holder in holders:
             self.link(holder).post(("drop_proxy", ep.id, reason))
         user = ep.user
         if all(other is ep or other.signed_out for other in user.endpoints):
-            for conversation_id in list(user.invitations):
-                host = host_of(conversation_id)
-                if host != self.fe_id:
+            for conversation_id, (host, _) in self.invitations.pop(user.id, {}).items():
+                if conversation_id in user.invitations:
                     user.invitations.discard(conversation_id)
                     self.link(host).post(("refuse", user.id, conversation_id))
 
@@ -586,15 +688,19 @@ class FrontEndNode:
         users = [directory.require(uri, field_name="invitees") for uri in invitees]
         reaches = await self._reaches(ep.user, [u for u in users if not self.is_local(u)])
         conv, seq = self.engine.create_conversation(ep, invitees, subject, first, reaches)
+        await self.replicated()  # a conference's roster
         return Created(conv.id, conv.conference_uri, seq)
 
-    async def _at_host(self, ep: Endpoint, conversation_id: str, op: str, arg: Any = None) -> Any:
-        """Carry ``op`` out on the front end that hosts the conversation."""
-        host = host_of(conversation_id)
+    async def _at_host(
+        self, ep: Endpoint, host: str, conversation_id: str, op: str, arg: Any = None
+    ) -> Any:
+        """Carry ``op`` out on ``host``, the front end that hosts the conversation."""
         table = self._check_serving()
         if host not in table.addresses:
-            raise NotFound(
-                f"unknown conversation {conversation_id}: it ended or its front end failed"
+            g = group_of(conversation_id)
+            reason = table.reasons[g] if g is not None and g < len(table.reasons) else ""
+            raise Unavailable(
+                f"conversation {conversation_id} has no host now: {reason or 'try again'}"
             )
         self.engine.touch(ep)
         return await self.link(host).request(
@@ -603,7 +709,7 @@ class FrontEndNode:
 
     async def invite(self, ep: Endpoint, conversation_id: str, uri: str) -> Invited:
         target = self.engine.directory.require(uri)
-        host = host_of(conversation_id)
+        host = self._host(conversation_id)
         verdict: Reach | None = None
         if self.home_of(target) != host:
             if self.is_local(target):
@@ -612,56 +718,72 @@ class FrontEndNode:
                 verdict = (await self._reaches(ep.user, [target]))[target.id]
         if host == self.fe_id:
             conv, escalated = self.engine.invite(ep, conversation_id, uri, verdict)
+            await self.replicated()
             return Invited(escalated, conv.conference_uri)
-        result: Invited = await self._at_host(ep, conversation_id, "invite", (target.id, verdict))
+        result: Invited = await self._at_host(
+            ep, host, conversation_id, "invite", (target.id, verdict)
+        )
         return result
 
+    def _answered(self, user: User, conversation_id: str) -> None:
+        user.invitations.discard(conversation_id)
+        invited = self.invitations.get(user.id)
+        if invited is not None:
+            invited.pop(conversation_id, None)
+
     async def accept(self, ep: Endpoint, conversation_id: str) -> Joined:
-        if host_of(conversation_id) == self.fe_id or not conversation_id:
+        host = self._host(conversation_id)
+        if host == self.fe_id:
             conv = self.engine.accept(ep, conversation_id)
             return Joined(conv.uris(), conv.conference_uri)
-        mine = self.remote_conversations.setdefault(ep.id, set())
-        mine.add(conversation_id)  # before the host's events for it can arrive
+        mine = self.remote_conversations.setdefault(ep.id, {})
+        mine[conversation_id] = host  # before the host's events for it can arrive
         try:
-            joined: Joined = await self._at_host(ep, conversation_id, "accept")
+            joined: Joined = await self._at_host(ep, host, conversation_id, "accept")
         except BaseException:
-            mine.discard(conversation_id)
+            mine.pop(conversation_id, None)
             raise
-        ep.user.invitations.discard(conversation_id)
+        self._answered(ep.user, conversation_id)
         return joined
 
     async def decline(self, ep: Endpoint, conversation_id: str) -> None:
-        if host_of(conversation_id) == self.fe_id or not conversation_id:
+        host = self._host(conversation_id)
+        if host == self.fe_id:
             self.engine.decline(ep, conversation_id)
+            await self.replicated()
             return
-        await self._at_host(ep, conversation_id, "decline")
-        ep.user.invitations.discard(conversation_id)
+        await self._at_host(ep, host, conversation_id, "decline")
+        self._answered(ep.user, conversation_id)
 
     async def send_message(
         self, ep: Endpoint, conversation_id: str, body: str, content_type: str
     ) -> tuple[str, int]:
-        if host_of(conversation_id) == self.fe_id or not conversation_id:
+        host = self._host(conversation_id)
+        if host == self.fe_id:
             return self.engine.send_message(ep, conversation_id, body, content_type)
         limit = self.engine.config.limits.max_message_chars
         message = check_message(body, content_type, limit)  # refuse before the trip
         sent: tuple[str, int] = await self._at_host(
-            ep, conversation_id, "send", (message.body, message.content_type)
+            ep, host, conversation_id, "send", (message.body, message.content_type)
         )
         return sent
 
     async def set_typing(self, ep: Endpoint, conversation_id: str, typing: bool) -> None:
-        if host_of(conversation_id) == self.fe_id or not conversation_id:
+        host = self._host(conversation_id)
+        if host == self.fe_id:
             self.engine.set_typing(ep, conversation_id, typing)
             return
-        await self._at_host(ep, conversation_id, "typing", typing)
+        await self._at_host(ep, host, conversation_id, "typing", typing)
 
     async def leave(self, ep: Endpoint, conversation_id: str) -> None:
-        if host_of(conversation_id) == self.fe_id or not conversation_id:
+        host = self._host(conversation_id)
+        if host == self.fe_id:
             self.engine.leave(ep, conversation_id)
+            await self.replicated()
             return
-        await self._at_host(ep, conversation_id, "leave")
-        self.remote_conversations.get(ep.id, set()).discard(conversation_id)
-        ep.user.invitations.discard(conversation_id)
+        await self._at_host(ep, host, conversation_id, "leave")
+        self.remote_conversations.get(ep.id, {}).pop(conversation_id, None)
+        self._answered(ep.user, conversation_id)
 
     # --- the far side: what other front ends ask of this one (never awaits) ---
 
@@ -723,20 +845,41 @@ class FrontEndNode:
             target = self.engine.directory.get(event.presence.user_uri)
             if target is None or target.id not in ep.subscriptions:
                 return UNWATCH
-        elif isinstance(event, ConversationEnded):
-            self.remote_conversations.get(endpoint_id, set()).discard(event.conversation_id)
+        else:
+            conversation_id: str = getattr(event, "conversation_id", "")
+            if conversation_id:
+                hosted = self.remote_conversations.get(endpoint_id, {})
+                if hosted.get(conversation_id) != src:
+                    return None  # from a host it has moved away from: it ended here already
+                if isinstance(event, ConversationEnded):
+                    del hosted[conversation_id]
         self.engine.deliver(ep, event)
         return None
 
     def _on_deliver_user(self, src: str, user_id: int, event: Event) -> None:
         user = self.engine.directory.by_id(user_id)
         conversation_id: str = getattr(event, "conversation_id", "")
+        invited = self.invitations.setdefault(user_id, {})
         if isinstance(event, Invitation):
+            # invited back by a conference's new host before this front end heard of the move
+            now = self.engine.clock.now()
+            for ep in user.endpoints:
+                hosted = self.remote_conversations.get(ep.id, {})
+                if hosted.get(conversation_id, src) != src:
+                    del hosted[conversation_id]
+                    self.engine.deliver(ep, ConversationEnded(conversation_id, HOST_CHANGED, now))
             user.invitations.add(conversation_id)
+            invited[conversation_id] = (src, event)
         elif isinstance(event, ConversationEnded):
+            record = invited.get(conversation_id)
+            if record is not None and record[0] != src:
+                return  # the end of an invitation from a host it has moved away from
+            invited.pop(conversation_id, None)
             user.invitations.discard(conversation_id)
+        if not invited:
+            del self.invitations[user_id]
         for ep in user.endpoints:
-            if ep.token and conversation_id not in self.remote_conversations.get(ep.id, ()):
+            if ep.token and conversation_id not in self.remote_conversations.get(ep.id, {}):
                 self.engine.deliver(ep, event)
 
     def _served_here(self, user_ids: list[int]) -> list[User]:
@@ -849,7 +992,7 @@ class FrontEndNode:
     async def copy_group(self, group: int, to_fe: str) -> None:
         """Send this primary's copy of ``group`` to ``to_fe``, its new secondary. Writes made
         after this go to it through the same link, so arrive after the copy."""
-        await self.link(to_fe).request(("install", group, self.store.group(group).snapshot()))
+        await self.repl_link(to_fe).request(("install", group, self.store.group(group).snapshot()))
 
     def drop_group(self, group: int) -> None:
         if group not in self.loaded:

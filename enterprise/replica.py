@@ -1,11 +1,12 @@
 """Routing-group replicas: the persistent data of a group as one front end holds it.
 
 Every front end holding a replica of a group (its primary or a secondary) keeps a
-``GroupData``: the group's contact entries and manual presence rows, and the sequence number of
-the last write it applied. The primary's engine writes through ``ReplicatingStore``, which
-applies each write to the local copy at once and queues it for the group's secondaries
-(``take_pending``) and for the lazy backup to the back-end store (``take_dirty``). Transient
-data (machine and idle state, calendar, phone, IM text) never comes here.
+``GroupData``: the group's contact entries, manual presence rows and conference rosters (of
+conferences its users organize), and the sequence number of the last write it applied. The
+primary's engine writes through ``ReplicatingStore``, which applies each write to the local
+copy at once and queues it for the group's secondaries (``take_pending``) and for the lazy
+backup to the back-end store (``take_dirty``). Transient data (machine and idle state,
+calendar, phone, IM text) never comes here.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from pool.cdr import CdrRecord, StoredRecord
-from pool.store import ContactRow, PresenceRow, UserRow
+from pool.store import ConferenceRow, ContactRow, PresenceRow, UserRow
 
-#: one replicated write: a contact set, a contact removed, or a presence row set
-Write: TypeAlias = ContactRow | tuple[int, int] | PresenceRow
+#: one replicated write: a contact set, a contact removed, a presence row set, a conference
+#: roster set, or a conference ended (its conversation id)
+Write: TypeAlias = ContactRow | tuple[int, int] | PresenceRow | ConferenceRow | str
 
 
 @dataclass(slots=True)
@@ -26,17 +28,22 @@ class GroupData:
     seq: int = 0
     contacts: dict[tuple[int, int], ContactRow] = field(default_factory=dict)
     presence: dict[int, PresenceRow] = field(default_factory=dict)
+    conferences: dict[str, ConferenceRow] = field(default_factory=dict)
 
     def apply(self, write: Write) -> None:
         if isinstance(write, ContactRow):
             self.contacts[(write.user_id, write.contact_id)] = write
         elif isinstance(write, PresenceRow):
             self.presence[write.user_id] = write
+        elif isinstance(write, ConferenceRow):
+            self.conferences[write.conversation_id] = write
+        elif isinstance(write, str):
+            self.conferences.pop(write, None)
         else:
             self.contacts.pop(write, None)
 
     def snapshot(self) -> GroupData:
-        return GroupData(self.seq, dict(self.contacts), dict(self.presence))
+        return GroupData(self.seq, dict(self.contacts), dict(self.presence), dict(self.conferences))
 
 
 @dataclass(slots=True)
@@ -45,6 +52,7 @@ class Dirty:
 
     contacts: set[tuple[int, int]] = field(default_factory=set)
     presence: set[int] = field(default_factory=set)
+    conferences: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +63,8 @@ class Backup:
     contacts: tuple[ContactRow, ...]
     deleted: tuple[tuple[int, int], ...]
     presence: tuple[PresenceRow, ...]
+    conferences: tuple[ConferenceRow, ...] = ()
+    ended_conferences: tuple[str, ...] = ()
 
 
 class ReplicatingStore:
@@ -70,6 +80,8 @@ class ReplicatingStore:
         self._pending: dict[int, list[Write]] = {}
         self._dirty: dict[int, Dirty] = {}
         self.cdrs: list[tuple[float, CdrRecord]] = []
+        #: called after every write (the node ships it to the secondaries soon)
+        self.on_write: Callable[[], None] = lambda: None
 
     def group(self, group: int) -> GroupData:
         data = self.groups.get(group)
@@ -88,8 +100,13 @@ class ReplicatingStore:
             dirty.presence.add(write.user_id)
         elif isinstance(write, ContactRow):
             dirty.contacts.add((write.user_id, write.contact_id))
+        elif isinstance(write, ConferenceRow):
+            dirty.conferences.add(write.conversation_id)
+        elif isinstance(write, str):
+            dirty.conferences.add(write)
         else:
             dirty.contacts.add(write)
+        self.on_write()
 
     @property
     def has_pending(self) -> bool:
@@ -108,7 +125,10 @@ class ReplicatingStore:
             rows = tuple(data.contacts[k] for k in sorted(d.contacts) if k in data.contacts)
             deleted = tuple(k for k in sorted(d.contacts) if k not in data.contacts)
             presence = tuple(data.presence[u] for u in sorted(d.presence) if u in data.presence)
-            out.append(Backup(g, rows, deleted, presence))
+            confs = sorted(d.conferences)
+            conferences = tuple(data.conferences[c] for c in confs if c in data.conferences)
+            ended = tuple(c for c in confs if c not in data.conferences)
+            out.append(Backup(g, rows, deleted, presence, conferences, ended))
         return out
 
     def drop(self, group: int) -> None:
@@ -126,6 +146,15 @@ class ReplicatingStore:
 
     def load_presence(self) -> Iterator[PresenceRow]:
         return iter(())
+
+    def load_conferences(self) -> Iterator[ConferenceRow]:
+        return iter(())
+
+    def put_conference(self, row: ConferenceRow) -> None:
+        self._write(row.organizer_id, row)
+
+    def delete_conference(self, conversation_id: str, organizer_id: int) -> None:
+        self._write(organizer_id, conversation_id)
 
     def add_users(self, rows: Iterable[UserRow]) -> None:
         pass

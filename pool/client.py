@@ -50,6 +50,9 @@ Metadata = tuple[tuple[str, str], ...]
 MAX_REDIRECTS = 3
 #: SignedOut reasons after which ``Session.events`` signs in again (when reconnecting)
 RECONNECT_REASONS = frozenset({"home-server-changed"})
+#: how long an event stream keeps trying to sign in again after its front end failed (a
+#: fail-over takes the pool a second or two: until then the user's new home is not known)
+STREAM_RECONNECT_WINDOW = 30.0
 
 STOP_MODES: dict[str, apb.StopMode.ValueType] = {
     "drain": apb.STOP_MODE_DRAIN,
@@ -163,6 +166,7 @@ class PoolClient:
         credentials: grpc.ChannelCredentials | None = None,
         options: Sequence[tuple[str, Any]] = (),
         reconnect: bool = True,
+        stream_reconnect_window: float = STREAM_RECONNECT_WINDOW,
     ) -> None:
         given = [address] if isinstance(address, str) else list(address)
         if not given or not all(given):
@@ -170,6 +174,8 @@ class PoolClient:
         self.addresses: tuple[str, ...] = tuple(dict.fromkeys(given))
         self.address = self.addresses[0]
         self.reconnect = reconnect
+        #: seconds an event stream keeps trying to sign in again while no front end takes it
+        self.stream_reconnect_window = stream_reconnect_window
         self._credentials = credentials
         self._options = list(options)
         self._channels: dict[str, grpc.aio.Channel] = {}
@@ -391,13 +397,29 @@ class Session:
                     yield event
             except grpc.aio.AioRpcError as exc:
                 error = translate(exc)
-                if not await self._recover(generation, error, reconnect):
+                if not await self._recover_stream(generation, error, reconnect):
                     raise error from exc
                 continue
             finally:
                 call.cancel()
-            if ended_by is None or not await self._recover(generation, ended_by, reconnect):
+            if ended_by is None or not await self._recover_stream(generation, ended_by, reconnect):
                 return
+
+    async def _recover_stream(self, generation: int, error: PoolError, follow: bool | None) -> bool:
+        """``_recover`` for the event stream, which has no caller to retry it: while signing in
+        again fails for want of a front end (the pool is failing over), try again with a
+        growing pause, for up to the client's ``stream_reconnect_window`` seconds."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + self.client.stream_reconnect_window
+        pause = 0.05
+        while True:
+            try:
+                return await self._recover(generation, error, follow)
+            except PoolError as failed:
+                if not _unavailable(failed) or loop.time() + pause > end:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(2 * pause, 1.0)
 
     async def publish_presence(
         self,

@@ -21,7 +21,7 @@ from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
 from pool.api.status import HOME_ADDRESS_KEY
 from pool.client import PoolClient, Session
-from tests.conftest import PASSWORD, StandardPool, uri
+from tests.conftest import PASSWORD, StandardPool, eventually, uri
 
 WITHIN = 5.0  # seconds an iteration may take before a test fails (it takes milliseconds)
 QUORUM_LOST = "pool has lost quorum: 1 of 3 front ends running, 2 needed"
@@ -54,6 +54,7 @@ class FakeFrontEnd(pb_grpc.FrontEndServicer):
         self.moved: dict[str, str] = {}  # token -> the new home of its user
         self.redirect_to = ""  # SignIn redirects there when set
         self.down = ""  # every call answers UNAVAILABLE with this message when set
+        self.refused = 0  # sign-ins answered UNAVAILABLE because down
         self.calls: list[tuple[str, str]] = []  # (method, token) that got past the checks
         self.streams: list[list[Step]] = []  # scripts of the next Events streams, in order
         self.hold = 0  # GetPresence: wait for this many calls, then go down and fail them all
@@ -76,6 +77,7 @@ class FakeFrontEnd(pb_grpc.FrontEndServicer):
 
     async def SignIn(self, request: pb.SignInRequest, context: Any) -> pb.SignInResponse:
         if self.down:
+            self.refused += 1
             await context.abort(grpc.StatusCode.UNAVAILABLE, self.down)
         self.sign_ins.append(request)
         if self.redirect_to:
@@ -482,9 +484,37 @@ async def test_events_end_after_other_sign_outs(pool: Pool) -> None:
         assert session.reconnections == 0
 
 
+async def test_events_wait_out_a_fail_over(pool: Pool) -> None:
+    """No front end takes the sign-in for a while (the pool is promoting a secondary): the
+    stream keeps trying, then goes on."""
+    a, b = await pool.front_end("fe1"), await pool.front_end("fe2")
+    async with PoolClient([a.address, b.address]) as client:
+        session = await client.sign_in(uri(0), PASSWORD)
+        a.streams = [[presence_event("a1"), "die"]]
+        b.down = "routing group 7 is being promoted"
+        b.streams = [[presence_event("b1")]]
+        got: list[pb.Event] = []
+
+        async def read() -> None:
+            async with contextlib.aclosing(session.events()) as events:
+                async for event in events:
+                    got.append(event)
+                    if len(got) == 2:
+                        return
+
+        reader = asyncio.create_task(read())
+        await eventually(lambda: b.refused >= 2, what="two rounds of sign-ins refused")
+        assert got[0].presence.presence.note == "a1"
+        b.down = ""  # the fail-over is over
+        async with asyncio.timeout(WITHIN):
+            await reader
+        assert [e.presence.presence.note for e in got] == ["a1", "b1"]
+        assert session.reconnections == 1
+
+
 async def test_events_raise_when_signing_in_again_fails(pool: Pool) -> None:
     a = await pool.front_end("fe1")
-    async with PoolClient(a.address) as client:
+    async with PoolClient(a.address, stream_reconnect_window=0.3) as client:
         session = await client.sign_in(uri(0), PASSWORD)
         a.streams = [[presence_event("a1"), "die"]]
         got: list[pb.Event] = []

@@ -16,9 +16,11 @@ import pytest
 
 from pool import errors
 from pool._proto.poolsim.v1 import admin_pb2 as apb
-from pool.client import AdminClient, Session
-from tests.conftest import eventually, uri
+from pool.api.server import TlsFiles
+from pool.client import AdminClient, PoolClient, Session, TransportError
+from tests.conftest import PASSWORD, eventually, uri
 from tests.contract.helpers import inbox
+from tests.pki import Pki, channel_credentials
 from tests.ray_pool import RayPool, start_enterprise
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
@@ -55,8 +57,6 @@ async def test_sign_in_anywhere_is_redirected_home_and_talks_across_nodes(pool: 
     # a client pointed at a front end that is not the user's home is sent home
     a = sessions[0]
     elsewhere = next(addr for fe, addr in up.items() if fe != a.front_end_id)
-    from pool.client import PoolClient
-
     async with PoolClient(elsewhere) as other:
         again = await other.sign_in(a.user_uri, "pw")
         assert again.front_end_id == a.front_end_id
@@ -236,3 +236,60 @@ async def test_drain_moves_users_and_the_front_end_rejoins(pool: RayPool) -> Non
         return any(f.id == victim and f.secondaries > 0 for f in s.front_ends)
 
     await eventually(has_replicas, deadline=30, what=f"{victim} given replicas again")
+
+
+async def test_a_conference_survives_the_crash_of_its_host(pool: RayPool) -> None:
+    """The roster is replicated with the organizer's group: the new primary restores the
+    conference and invites everyone back to the same conversation id."""
+    sessions = [await pool.sign_in(i) for i in range(12)]
+    up = await homes(pool)
+    admin_fe = next(fe for fe, address in up.items() if address == pool.client.address)
+    victim = next(fe for fe in sorted(up) if fe != admin_fe)
+    alice = next(s for s in sessions if s.front_end_id == victim)
+    bob, carol = [s for s in sessions if s.front_end_id != victim][:2]
+    async with inbox(alice) as a_box, inbox(bob) as b_box, inbox(carol) as c_box:
+        conv = await alice.create_conversation([bob.user_uri, carol.user_uri], subject="plan")
+        cid = conv.conversation_id
+        for session, box in ((bob, b_box), (carol, c_box)):
+            await box.next("invitation")
+            await session.accept(cid)
+        await alice.send_message(cid, "before")
+        assert (await c_box.next("message")).message.body == "before"
+
+        await admin(pool).stop_front_end(victim, mode="crash")
+
+        for box in (b_box, c_box):  # told the conference broke, then invited back to it
+            ended = await box.next("ended", within=30)
+            assert (ended.ended.conversation_id, ended.ended.reason) == (cid, "host-changed")
+            back = await box.next("invitation", within=30)
+            assert back.invitation.conversation_id == cid
+            assert back.invitation.conference_uri == conv.conference_uri
+            assert back.invitation.subject == "plan"
+        # Alice's session died with the host: her client signs in again and is rung there
+        back = await a_box.next("invitation", within=30)
+        assert back.invitation.conversation_id == cid
+        assert alice.front_end_id != victim
+        for session in (alice, bob, carol):
+            await session.accept(cid)
+        await bob.send_message(cid, "after")
+        for box in (a_box, c_box):
+            assert (await box.next("message")).message.body == "after"
+
+
+async def test_tls_on_every_front_end(tmp_path: Path, pki: Pki) -> None:
+    """The pool serves TLS with one certificate, sent to every front end with the options;
+    a sign-in at a front end that is not the user's home is redirected over TLS."""
+    tls = TlsFiles(pki.server_cert, pki.server_key).load()
+    p = await start_enterprise(tmp_path, users=6, tls=tls)
+    try:
+        credentials = channel_credentials(pki.ca)
+        for address in p.addresses:
+            async with PoolClient(address, credentials=credentials) as client:
+                session = await client.sign_in(uri(0), PASSWORD)
+                views = await session.get_presence([uri(0), uri(1)])
+                assert [v.user_uri for v in views] == [uri(0), uri(1)]
+        async with PoolClient(p.addresses[0]) as plaintext:
+            with pytest.raises((errors.Unavailable, TransportError)):
+                await plaintext.sign_in(uri(0), PASSWORD, deadline=5)
+    finally:
+        await p.close()

@@ -1120,6 +1120,10 @@ class ConversationEnded(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     conversation_id: _builtins.str
     reason: _builtins.str
+    """left, cancelled, declined, no-answer, signed-out, accepted-on-another-endpoint, or
+    host-changed: the front end hosting it failed or was drained (a conference's new host
+    then sends an Invitation back to the same conversation_id)
+    """
     def __init__(
         self,
         *,
