@@ -14,9 +14,13 @@ import asyncio
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pool.config import ConfigError, EngineConfig, Limits, Timers
 from pool.errors import PoolError
+
+if TYPE_CHECKING:
+    from pool.api.server import TlsFiles
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
@@ -145,9 +149,12 @@ def cmd_serve_enterprise(a: argparse.Namespace) -> int:
     from enterprise.pool import EnterpriseServeOptions, main
     from standard.server import is_loopback
 
-    if a.tls_cert is not None:
-        raise SystemExit("TLS is not available for the Enterprise Edition yet (Standard only)")
-    if not is_loopback(a.host) and not a.insecure:
+    tls = _tls_files(a)
+    try:
+        pem = tls.load() if tls is not None else None
+    except OSError as exc:
+        raise SystemExit(f"cannot read a TLS file: {exc}") from exc
+    if pem is None and not is_loopback(a.host) and not a.insecure:
         raise SystemExit(
             f"refusing to serve on {a.host} without TLS: give --insecure to serve plaintext"
         )
@@ -164,6 +171,7 @@ def cmd_serve_enterprise(a: argparse.Namespace) -> int:
         data_dir=a.data_dir,
         durability=a.durability,
         engine=config,
+        tls=pem,
     )
     pool.fabric_config()  # settings errors now, before Ray starts
     opts = EnterpriseServeOptions(
@@ -177,17 +185,22 @@ def cmd_serve_enterprise(a: argparse.Namespace) -> int:
     return main(opts)
 
 
-def cmd_serve(a: argparse.Namespace) -> int:
+def _tls_files(a: argparse.Namespace) -> TlsFiles | None:
     from pool.api.server import TlsFiles
-    from standard.server import ServeOptions, main
 
-    if a.edition == "enterprise":
-        return cmd_serve_enterprise(a)
     if (a.tls_cert is None) != (a.tls_key is None):
         raise SystemExit("--tls-cert and --tls-key go together")
     if a.tls_client_ca is not None and a.tls_cert is None:
         raise SystemExit("--tls-client-ca needs --tls-cert and --tls-key")
-    tls = TlsFiles(a.tls_cert, a.tls_key, a.tls_client_ca) if a.tls_cert else None
+    return TlsFiles(a.tls_cert, a.tls_key, a.tls_client_ca) if a.tls_cert else None
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from standard.server import ServeOptions, main
+
+    if a.edition == "enterprise":
+        return cmd_serve_enterprise(a)
+    tls = _tls_files(a)
     opts = ServeOptions(
         host=a.host,
         port=a.port,

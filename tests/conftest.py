@@ -19,6 +19,7 @@ from pool.clock import FakeClock
 from pool.config import EngineConfig
 from pool.engine import Engine
 from pool.sqlite_store import SqliteStore
+from tests.pki import OPENSSL, Pki, make_pki
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 PASSWORD = "pw"
@@ -127,3 +128,12 @@ def ray_cluster() -> Iterator[Any]:
     finally:
         ray.shutdown()
         cluster.shutdown()  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    """A throwaway CA with server and client certificates (tests/pki.py); skips the test when
+    the openssl CLI is missing."""
+    if OPENSSL is None:
+        pytest.skip("the openssl CLI is not installed")
+    return make_pki(tmp_path_factory.mktemp("pki"))

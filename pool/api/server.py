@@ -41,6 +41,23 @@ TICK_MAX = 0.5  # seconds between engine ticks at most (idle timers, expiry, flo
 
 
 @dataclass(frozen=True, slots=True)
+class TlsPem:
+    """Server certificate and key as PEM bytes (what travels to an Enterprise front end, so the
+    nodes of a cluster need no copy of the files); with ``client_ca``, mutual TLS."""
+
+    cert: bytes
+    key: bytes
+    client_ca: bytes | None = None
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return grpc.ssl_server_credentials(
+            [(self.key, self.cert)],
+            root_certificates=self.client_ca,
+            require_client_auth=self.client_ca is not None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class TlsFiles:
     """Server certificate and key; with ``client_ca``, clients must present a certificate."""
 
@@ -48,13 +65,13 @@ class TlsFiles:
     key: Path
     client_ca: Path | None = None
 
-    def credentials(self) -> grpc.ServerCredentials:
+    def load(self) -> TlsPem:
+        """The files' contents (OSError if one cannot be read)."""
         ca = self.client_ca.read_bytes() if self.client_ca else None
-        return grpc.ssl_server_credentials(
-            [(self.key.read_bytes(), self.cert.read_bytes())],
-            root_certificates=ca,
-            require_client_auth=ca is not None,
-        )
+        return TlsPem(self.cert.read_bytes(), self.key.read_bytes(), ca)
+
+    def credentials(self) -> grpc.ServerCredentials:
+        return self.load().credentials()
 
 
 class FrontEndServer:
@@ -104,7 +121,7 @@ async def start_front_end(
     port: int = 0,
     admin_token: str,
     metrics: Metrics | None = None,
-    tls: TlsFiles | None = None,
+    tls: TlsFiles | TlsPem | None = None,
     service: PoolService | None = None,
 ) -> FrontEndServer:
     """``service`` answers the RPCs (Enterprise's front end); by default the engine alone."""
