@@ -307,9 +307,14 @@ class FabricActor:
     # --- start-up ---
 
     async def start(self) -> PoolStatusInfo:
-        """Start every front end; returns once the pool serves (or cannot start)."""
+        """Start every front end; returns once the pool serves (or cannot start). The pool may
+        start before the last front ends register (the first-start table asks for fewer):
+        their share of primaries is given to them once all have come up."""
         ids = self.opts.front_end_ids()
         await asyncio.gather(*(self._launch(fe) for fe in ids))
+        async with self.lock:
+            if self.fabric.started:
+                await self._apply(self.fabric.rebalance())
         self.heartbeats = asyncio.get_running_loop().create_task(self._heartbeat_loop())
         return self._status()
 

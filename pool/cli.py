@@ -219,10 +219,19 @@ def cmd_serve(a: argparse.Namespace) -> int:
 
 
 def cmd_status(a: argparse.Namespace) -> int:
+    import grpc
+
     from pool.api.status_table import fetch_and_format
 
     token = a.admin_token_file.read_text().strip()
-    print(asyncio.run(fetch_and_format(a.address, token)))
+    credentials = None
+    if a.tls_ca is not None:
+        try:
+            ca = a.tls_ca.read_bytes()
+        except OSError as exc:
+            raise SystemExit(f"cannot read --tls-ca: {exc}") from exc
+        credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+    print(asyncio.run(fetch_and_format(a.address, token, credentials)))
     return 0
 
 
@@ -351,6 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--address", default="127.0.0.1:5061")
     status.add_argument(
         "--admin-token-file", type=Path, default=Path("poolsim-data") / "admin.token"
+    )
+    status.add_argument(
+        "--tls-ca", type=Path, help="CA (PEM) of a pool that serves TLS: connect with TLS"
     )
     status.set_defaults(func=cmd_status)
     return parser

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import grpc
+
 from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool.client import PoolClient
 
@@ -42,6 +44,9 @@ def format_status(s: apb.PoolStatus) -> str:
     return "\n".join(lines)
 
 
-async def fetch_and_format(address: str, admin_token: str) -> str:
-    async with PoolClient(address) as client:
+async def fetch_and_format(
+    address: str, admin_token: str, credentials: grpc.ChannelCredentials | None = None
+) -> str:
+    """``credentials``: for a pool that serves TLS."""
+    async with PoolClient(address, credentials=credentials) as client:
         return format_status(await client.admin(admin_token).status())

@@ -293,3 +293,19 @@ async def test_tls_on_every_front_end(tmp_path: Path, pki: Pki) -> None:
                 await plaintext.sign_in(uri(0), PASSWORD, deadline=5)
     finally:
         await p.close()
+
+
+async def test_front_ends_that_come_up_after_the_start_get_their_share_of_primaries(
+    tmp_path: Path,
+) -> None:
+    """4 front ends: the pool may start with the first 3 (the first-start table); the last
+    one still ends up with its share of primaries."""
+    p = await start_enterprise(tmp_path, front_ends=4, users=4)
+    try:
+        status = await admin(p).status()
+        primaries = [f.primaries for f in status.front_ends]
+        assert len(primaries) == 4
+        assert sum(primaries) == 32
+        assert max(primaries) - min(primaries) <= 1
+    finally:
+        await p.close()
