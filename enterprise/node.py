@@ -573,7 +573,9 @@ class FrontEndNode:
         for holder in holders:
             self.link(holder).post(("drop_proxy", ep.id, reason))
         user = ep.user
-        if all(other is ep or other.signed_out for other in user.endpoints):
+        if reason != HOME_CHANGED and all(
+            other is ep or other.signed_out for other in user.endpoints
+        ):
             for conversation_id, (host, _) in self.invitations.pop(user.id, {}).items():
                 if conversation_id in user.invitations:
                     user.invitations.discard(conversation_id)

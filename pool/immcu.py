@@ -66,6 +66,9 @@ from pool.store import ConferenceRow
 from pool.timers import Timer, TimerHeap
 
 CONTENT_TYPES = frozenset({"text/plain", "text/html", "text/rtf"})
+#: why an endpoint left without its person choosing to: a conference keeps them on its roster
+#: and invites them back (they are rung when they sign in again, at their new home)
+REJOIN_REASONS = frozenset({"connection-lost", "home-server-changed"})
 MAX_SUBJECT = 256
 
 
@@ -312,7 +315,10 @@ class Immcu:
         self._refuse(conv, ep.user, 603, "declined")
 
     def send(self, ep: Endpoint, conversation_id: str, message: ChatMessage) -> MessageReceived:
-        conv, part = self._participant(ep, conversation_id)
+        conv = self.conversations.get(conversation_id)
+        part = conv.participants.get(ep.user.id) if conv is not None else None
+        if part is None or part.endpoint is not ep:
+            conv, part = self._participant(ep, conversation_id)  # raises the reason
         if (
             not conv.is_conference
             and conv.session_to is not None
@@ -346,6 +352,8 @@ class Immcu:
         left = ParticipantLeft(conv.id, user.uri, reason, now)
         for other in conv.participants.values():
             self._deliver(other.endpoint, left)
+        if reason in REJOIN_REASONS and conv.is_conference and conv.participants:
+            self._invite(conv, conv.organizer, user, None, 0)
         unanswered = not conv.is_conference and conv.response_code == 0
         self._end_if_over(conv, now, "cancelled" if unanswered else "left")
         self._save_roster(conv)
@@ -356,6 +364,8 @@ class Immcu:
             conv = self.conversations.get(conv_id)
             if conv is not None and not conv.ended:
                 self.leave(ep, conv_id, reason)
+        if reason in REJOIN_REASONS:
+            return  # the person comes back elsewhere: their invitations stay open
         if any(o is not ep and not o.signed_out for o in ep.user.endpoints):
             return  # another endpoint of the user can still answer the invitations
         for conv_id in list(ep.user.invitations):
@@ -434,39 +444,41 @@ class Immcu:
         self._record(ConferenceMessageCountRecord(conv.conference_uri, uri, part.messages))
 
     def _post(self, conv: Conversation, part: Participant, message: ChatMessage) -> MessageReceived:
-        mono = self._clock.monotonic()
-        conv.sequence += 1
-        seq = conv.sequence
-        msg = MessageReceived(
-            conv.id,
-            part.endpoint.uri,
-            seq,
-            f"{conv.id}:{seq}",
-            message.body,
-            message.content_type,
-            self._clock.now(),
-        )
-        if conv.first_message_mono is None:
-            conv.first_message_mono = mono
-        if mono - conv.first_message_mono <= self._config.timers.immcu_buffer_window or (
-            conv.pending and not conv.is_conference
-        ):
-            if len(conv.buffer) < self._config.immcu_buffer_messages:
-                conv.buffer.append(msg)
-        elif conv.buffer:
-            conv.buffer.clear()
-        part.messages += 1
-        if not conv.is_conference:
-            uid = part.endpoint.user.id
-            conv.session_counts[uid] = conv.session_counts.get(uid, 0) + 1
+        # the routing path: every message of every conversation, so names are read once
+        clock = self._clock
+        mono = clock.monotonic()
+        seq = conv.sequence = conv.sequence + 1
+        cid = conv.id
         sender = part.endpoint
+        msg = MessageReceived(
+            cid, sender.uri, seq, f"{cid}:{seq}", message.body, message.content_type, clock.now()
+        )
+        first = conv.first_message_mono
+        if first is None:
+            first = conv.first_message_mono = mono
+        conference = conv.is_conference
+        buffer = conv.buffer
+        if mono - first <= self._config.timers.immcu_buffer_window or (
+            conv.pending and not conference
+        ):
+            if len(buffer) < self._config.immcu_buffer_messages:
+                buffer.append(msg)
+        elif buffer:
+            buffer.clear()
+        part.messages += 1
+        if not conference:
+            counts = conv.session_counts
+            uid = sender.user.id
+            counts[uid] = counts.get(uid, 0) + 1
+        deliver = self._deliver
         delivered = 0
         for other in conv.participants.values():
             if other.endpoint is not sender:
-                self._deliver(other.endpoint, msg)
+                deliver(other.endpoint, msg)
                 delivered += 1
-        self._obs.message_sent(delivered)
-        self._obs.routed(self._clock.monotonic() - mono)
+        obs = self._obs
+        obs.message_sent(delivered)
+        obs.routed(clock.monotonic() - mono)
         return msg
 
     def _start_conference(self, conv: Conversation, now: float) -> None:

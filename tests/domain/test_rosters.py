@@ -11,6 +11,7 @@ from pool.events import (
     EventQueue,
     Invitation,
     MessageReceived,
+    ParticipantLeft,
 )
 from pool.immcu import group_of
 from pool.registrar import Endpoint
@@ -184,3 +185,32 @@ def test_hand_over_keeps_other_groups(sim: Sim) -> None:
     assert sim.user(ALICE).conversations == 0
     assert sim.user(BOB).invitations == set()
     assert of_type(sim.drain(bob), ConversationEnded)[-1].reason == "host-changed"
+
+
+def test_a_member_who_lost_their_session_stays_on_the_roster_and_is_rung_again(sim: Sim) -> None:
+    alice, bob, carol = sim.sign_in(ALICE), sim.sign_in(BOB), sim.sign_in(CAROL)
+    conv, _ = sim.engine.create_conversation(alice, [BOB, CAROL], "", None)
+    sim.engine.accept(bob, conv.id)
+    sim.engine.accept(carol, conv.id)
+    for ep in (alice, bob, carol):
+        sim.drain(ep)
+    sim.engine.sign_out(carol, "home-server-changed")  # her home moved (or failed)
+    left = of_type(sim.drain(alice), ParticipantLeft)
+    assert [(p.user_uri, p.reason) for p in left] == [(CAROL, "home-server-changed")]
+    assert roster(sim, conv.id).members == ids(sim, ALICE, BOB, CAROL)  # type: ignore[union-attr]
+    carol_again = sim.sign_in(CAROL)
+    (invitation,) = of_type(sim.drain(carol_again), Invitation)
+    assert invitation.conversation_id == conv.id
+    sim.engine.accept(carol_again, conv.id)
+    sim.engine.send_message(alice, conv.id, "welcome back", "text/plain")
+    assert [m.body for m in of_type(sim.drain(carol_again), MessageReceived)] == ["welcome back"]
+
+
+def test_a_member_who_signs_out_leaves_the_roster(sim: Sim) -> None:
+    alice, bob, carol = sim.sign_in(ALICE), sim.sign_in(BOB), sim.sign_in(CAROL)
+    conv, _ = sim.engine.create_conversation(alice, [BOB, CAROL], "", None)
+    sim.engine.accept(bob, conv.id)
+    sim.engine.accept(carol, conv.id)
+    sim.engine.sign_out(carol)
+    assert roster(sim, conv.id).members == ids(sim, ALICE, BOB)  # type: ignore[union-attr]
+    assert of_type(sim.drain(sim.sign_in(CAROL)), Invitation) == []

@@ -240,14 +240,21 @@ async def test_drain_moves_users_and_the_front_end_rejoins(pool: RayPool) -> Non
 
 async def test_a_conference_survives_the_crash_of_its_host(pool: RayPool) -> None:
     """The roster is replicated with the organizer's group: the new primary restores the
-    conference and invites everyone back to the same conversation id."""
+    conference and invites everyone back to the same conversation id. A member of a
+    conference hosted elsewhere whose own front end failed stays on its roster and is rung
+    when their client signs in again."""
     sessions = [await pool.sign_in(i) for i in range(12)]
     up = await homes(pool)
     admin_fe = next(fe for fe, address in up.items() if address == pool.client.address)
     victim = next(fe for fe in sorted(up) if fe != admin_fe)
-    alice = next(s for s in sessions if s.front_end_id == victim)
+    alice, dave = [s for s in sessions if s.front_end_id == victim][:2]
     bob, carol = [s for s in sessions if s.front_end_id != victim][:2]
-    async with inbox(alice) as a_box, inbox(bob) as b_box, inbox(carol) as c_box:
+    async with (
+        inbox(alice) as a_box,
+        inbox(bob) as b_box,
+        inbox(carol) as c_box,
+        inbox(dave) as d_box,
+    ):
         conv = await alice.create_conversation([bob.user_uri, carol.user_uri], subject="plan")
         cid = conv.conversation_id
         for session, box in ((bob, b_box), (carol, c_box)):
@@ -255,8 +262,29 @@ async def test_a_conference_survives_the_crash_of_its_host(pool: RayPool) -> Non
             await session.accept(cid)
         await alice.send_message(cid, "before")
         assert (await c_box.next("message")).message.body == "before"
+        other = await bob.create_conversation([carol.user_uri, dave.user_uri], subject="other")
+        oid = other.conversation_id
+        for session, box in ((carol, c_box), (dave, d_box)):
+            await box.next("invitation")
+            await session.accept(oid)
 
         await admin(pool).stop_front_end(victim, mode="crash")
+
+        # Dave's front end failed: he left Bob's conference, and is invited back to it
+        await eventually(
+            lambda: any(
+                e.WhichOneof("kind") == "participant_left"
+                and e.participant_left.conversation_id == oid
+                and (e.participant_left.user_uri, e.participant_left.reason)
+                == (dave.user_uri, "connection-lost")
+                for e in b_box.events
+            ),
+            deadline=30,
+            what="Bob told Dave's connection was lost",
+        )
+        back = await d_box.next("invitation", within=30)
+        assert back.invitation.conversation_id == oid
+        await dave.accept(oid)
 
         for box in (b_box, c_box):  # told the conference broke, then invited back to it
             ended = await box.next("ended", within=30)
