@@ -105,7 +105,8 @@ class Engine:
         self.observer.store_write(self.clock.monotonic() - start)
 
     def deliver(self, ep: Endpoint, event: Event) -> None:
-        if not ep.queue.push(event, self.clock.monotonic()) and not ep.queue.closed:
+        queue = ep.queue
+        if not queue.push(event, self.clock.monotonic()) and not queue.closed:
             self.observer.events_dropped(1)
 
     # --- administration ---

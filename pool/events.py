@@ -10,11 +10,38 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass, fields
+from typing import TypeVar
 
 from pool.privacy import PresenceView
 
+_T = TypeVar("_T")
 
+
+def _slot_init(cls: type[_T]) -> type[_T]:
+    """Give a frozen, slotted dataclass an ``__init__`` that stores each field through its slot
+    descriptor. The generated one calls ``object.__setattr__`` per field (frozen forbids plain
+    assignment), which costs about twice as much; events are made once per message and
+    recipient group, on the routing path. Same signature, defaults and checks otherwise."""
+    params, body = [], []
+    env: dict[str, object] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        if f.default is not MISSING:
+            env[f"_default_{f.name}"] = f.default
+            params.append(f"{f.name}=_default_{f.name}")
+        else:
+            params.append(f.name)
+        env[f"_set_{f.name}"] = cls.__dict__[f.name].__set__
+        body.append(f"    _set_{f.name}(self, {f.name})")
+    source = f"def __init__(self, {', '.join(params)}):\n" + "\n".join(body) + "\n"
+    exec(source, env)  # the source is built from the class's own field names
+    init = env["__init__"]
+    setattr(init, "__qualname__", f"{cls.__qualname__}.__init__")  # noqa: B010
+    setattr(cls, "__init__", init)  # noqa: B010
+    return cls
+
+
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     body: str
@@ -32,6 +59,7 @@ class Invitation:
     at: float
 
 
+@_slot_init
 @dataclass(frozen=True, slots=True)
 class MessageReceived:
     conversation_id: str
@@ -131,6 +159,7 @@ class EventQueue:
 
     __slots__ = (
         "_items",
+        "_marks",
         "capacity",
         "close_reason",
         "closed",
@@ -143,6 +172,7 @@ class EventQueue:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._items: deque[Event | _Dropped] = deque()
+        self._marks = 0  # _Dropped markers among the items
         self.dropped_total = 0
         self.pending_since: float | None = None
         self.closed = False
@@ -165,6 +195,7 @@ class EventQueue:
             if not isinstance(tail, _Dropped):
                 tail = _Dropped(event.at)
                 items.append(tail)
+                self._marks += 1
             tail.count += 1
             self.dropped_total += 1
             return False
@@ -176,10 +207,16 @@ class EventQueue:
     def drain(self, limit: int, mono: float) -> list[Event]:
         """Take up to ``limit`` events, oldest first."""
         items = self._items
-        out: list[Event] = []
+        if not self._marks and len(items) <= limit:  # the usual case: take everything as it is
+            out: list[Event] = list(items)  # type: ignore[arg-type]  # no markers among them
+            items.clear()
+            self.pending_since = None
+            return out
+        out = []
         while items and len(out) < limit:
             item = items.popleft()
             if isinstance(item, _Dropped):
+                self._marks -= 1
                 out.append(EventsDropped(item.count, item.at))
             else:
                 out.append(item)

@@ -316,8 +316,8 @@ class Immcu:
 
     def send(self, ep: Endpoint, conversation_id: str, message: ChatMessage) -> MessageReceived:
         conv = self.conversations.get(conversation_id)
-        part = conv.participants.get(ep.user.id) if conv is not None else None
-        if part is None or part.endpoint is not ep:
+        part = None if conv is None else conv.participants.get(ep.user.id)
+        if conv is None or part is None or part.endpoint is not ep:
             conv, part = self._participant(ep, conversation_id)  # raises the reason
         if (
             not conv.is_conference

@@ -73,31 +73,36 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
         previous = queue.waker
         if previous is not None:
             previous()  # an older stream of this endpoint: it sees it was replaced and ends
-        wake = asyncio.Event()
+        loop = asyncio.get_running_loop()
         task = asyncio.current_task()
+        # The future this stream sleeps on while its queue is empty (None while it works): one
+        # wake-up per sleep, however many events arrive before the stream runs again. Events
+        # queued in the same turn of the loop are drained together.
+        idle: asyncio.Future[None] | None = None
 
         def waker() -> None:
-            wake.set()
+            if idle is not None and not idle.done():
+                idle.set_result(None)
             if queue.hard_close and task is not None:
                 task.cancel()  # the reader stopped reading: do not wait for its writes
 
         queue.waker = waker
         engine.open_stream(ep)
+        write, shared_event, drain = context.write, convert.shared_event, engine.drain
         try:
             while queue.waker is waker:
-                batch = engine.drain(ep, STREAM_BATCH)
+                batch = drain(ep, STREAM_BATCH)
                 if batch:
                     for item in batch:
-                        await context.write(convert.shared_event(item))
+                        await write(shared_event(item))
                     continue
                 if queue.closed:
                     return
-                wake.clear()
-                if len(queue) == 0 and not queue.closed:
-                    await wake.wait()
-                    # let the calls already waiting on the loop queue their events too, so one
-                    # wake-up drains many (halves the stream's wake-ups under load)
-                    await asyncio.sleep(0)
+                idle = loop.create_future()
+                try:
+                    await idle
+                finally:
+                    idle = None
         except asyncio.CancelledError:
             if not queue.hard_close:
                 raise  # the client went away

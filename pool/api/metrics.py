@@ -63,6 +63,7 @@ class Metrics(Observer):
             registry=r,
             buckets=_LATENCY_BUCKETS,
         )
+        self._rpc_children: dict[tuple[str, str], Histogram] = {}
         self.logon_attempts = Counter(
             "poolsim_logon_attempts", "Sign-in attempts (stress tool: logon attempts)", registry=r
         )
@@ -124,6 +125,15 @@ class Metrics(Observer):
         """Export the engine's gauges (read at scrape time) and this front end's identity."""
         self.registry.register(_EngineCollector(engine))
         self.info.labels(engine.config.front_end_id, edition, engine.config.pool_name).set(1)
+
+    def rpc_done(self, method: str, code: str, seconds: float) -> None:
+        """One call's duration. The labelled child is looked up once per method and code:
+        ``labels()`` costs as much as the observation itself, on every call."""
+        key = (method, code)
+        child = self._rpc_children.get(key)
+        if child is None:
+            child = self._rpc_children[key] = self.rpc_duration.labels(method, code)
+        child.observe(seconds)
 
     # --- Observer ---
 

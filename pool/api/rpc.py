@@ -89,9 +89,7 @@ def unary(
             raise
         finally:
             if self.metrics is not None:
-                self.metrics.rpc_duration.labels(name, _code_after(context, failure)).observe(
-                    self.monotonic() - start
-                )
+                self.metrics.rpc_done(name, _code_after(context, failure), self.monotonic() - start)
 
     return wrapper
 
@@ -121,8 +119,6 @@ def streaming(
             raise
         finally:
             if self.metrics is not None:
-                self.metrics.rpc_duration.labels(name, _code_after(context, failure)).observe(
-                    self.monotonic() - start
-                )
+                self.metrics.rpc_done(name, _code_after(context, failure), self.monotonic() - start)
 
     return wrapper

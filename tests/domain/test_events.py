@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+import pickle
+
+import pytest
+
 from pool.events import (
     ChatMessage,
     EventQueue,
@@ -58,6 +63,42 @@ def test_two_overflows_give_two_markers_in_place() -> None:
     assert len(q) == 3
     assert q.drain(100, 2.0) == [EventsDropped(1, 2.0), ev(3), EventsDropped(2, 4.0)]
     assert q.dropped_total == 3
+
+
+def test_queue_drains_plainly_again_once_its_markers_are_out() -> None:
+    q = EventQueue(3)
+    for i in range(5):  # 0, 1, 2 queued; 3, 4 dropped
+        q.push(ev(i), 0.0)
+    assert q.drain(2, 1.0) == [ev(0), ev(1)]
+    assert q.push(ev(5), 1.0)  # queued after the marker
+    assert q.drain(1, 2.0) == [ev(2)]
+    assert q.pending_since == 2.0
+    assert q.drain(100, 3.0) == [EventsDropped(2, 3.0), ev(5)]
+    assert [q.push(ev(i), 4.0) for i in (6, 7)] == [True, True]
+    assert q.drain(100, 5.0) == [ev(6), ev(7)]
+    assert q.pending_since is None
+    assert len(q) == 0
+
+
+def test_events_keep_dataclass_behaviour_with_their_faster_init() -> None:
+    msg = MessageReceived("c-1", "sip:a@contoso.com", 1, "c-1:1", "hi", "text/plain", 1.0)
+    assert msg == MessageReceived(
+        conversation_id="c-1",
+        sender="sip:a@contoso.com",
+        sequence=1,
+        message_id="c-1:1",
+        body="hi",
+        content_type="text/plain",
+        at=1.0,
+    )
+    assert ChatMessage("hi") == ChatMessage("hi", "text/plain")
+    assert hash(ChatMessage("hi")) == hash(ChatMessage(body="hi"))
+    assert dataclasses.replace(msg, body="yo").body == "yo"
+    assert pickle.loads(pickle.dumps(msg)) == msg
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        msg.body = "changed"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        ChatMessage()  # type: ignore[call-arg]
 
 
 def test_memory_is_bounded_by_capacity_plus_one() -> None:
