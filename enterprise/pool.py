@@ -30,11 +30,13 @@ log = logging.getLogger("poolsim.enterprise")
 
 
 def connect(ray_address: str | None) -> None:
-    """Join ``ray_address`` ("auto" or host:port), or start a local Ray instance."""
+    """Join ``ray_address`` ("auto" or host:port); without one, the cluster ``RAY_ADDRESS``
+    names, else a new local Ray instance (never, silently, a cluster that happens to be
+    running on this machine: Ray's own default would join it)."""
     if ray.is_initialized():
         return
     ray.init(
-        address=ray_address,
+        address=ray_address or os.environ.get("RAY_ADDRESS") or "local",
         namespace="poolsim",
         include_dashboard=False,
         logging_level=logging.WARNING,

@@ -50,7 +50,8 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     )
     e.add_argument(
         "--ray-address",
-        help="run on this existing Ray cluster (host:port, or auto); default a new local one",
+        help="run on this existing Ray cluster (host:port, or auto); default: the one "
+        "RAY_ADDRESS names, else a new local one",
     )
     e.add_argument(
         "--groups-per-front-end",
@@ -304,8 +305,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     )
     e.add_argument(
         "--ray-address",
-        help="start the pool on this existing Ray cluster (host:port, or auto); default a new "
-        "local one",
+        help="start the pool on this existing Ray cluster (host:port, or auto); default: the "
+        "one RAY_ADDRESS names, else a new local one",
     )
     e.add_argument(
         "--kill-front-end-at",
