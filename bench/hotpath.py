@@ -6,15 +6,20 @@ measured moments apart on this machine, and reports the ratio against its target
     routing-core   Engine.send_message + drain, in process       vs a dict + deque loop
     grpc-e2e       SendMessage -> recipient's Events, over gRPC  vs a bare grpc.aio server
     fanout         PublishPresence -> 80 watchers' Events        vs the bare server as broadcast
-    enterprise     SendMessage to a recipient on another front   vs the same sender to one on
-                   end of an Enterprise pool on Ray                 its own front end, same pool
+    enterprise     SendMessage to a recipient on another front   vs the same test on one
+                   end of an Enterprise pool on Ray                 Standard node (own process)
+                   batched Link calls between two Ray actors     vs a bare Ray actor call per
+                                                                    message (no target given)
     memory         RSS per signed-in user (80 contacts), fresh   vs the 4 GiB / 80,000 budget
 
-``enterprise`` (``bench.hotpath_enterprise``) starts a pool of 3 front ends on Ray (the Ray
-cluster named by ``RAY_ADDRESS``, else a local instance that is stopped afterwards) and also
-reports two figures with no baseline and no target: the mean items per Ray call between front
-ends (``poolsim_cross_node_batch_items``: the batching), and the fail-over time (a front end
-holding primaries is crashed; seconds until a user homed there has a successful call again).
+``enterprise`` (``bench.hotpath_enterprise``, ``bench.hotpath_link``) starts a pool of 3 front
+ends on Ray (the Ray cluster named by ``RAY_ADDRESS``, else a local instance that is stopped
+afterwards) and a Standard server in its own process. Besides its target row it reports figure
+rows, never judged: same-node delivery in the pool against the same Standard baseline, and the
+batched calls against bare Ray calls (both with a ratio, no target given); the mean items per
+Ray call between the pool's front ends (``poolsim_cross_node_batch_items``); and the fail-over
+time (a front end holding primaries is crashed; seconds until a user homed there has a
+successful call again).
 
 The table is printed and the figures written as JSON (``--out``, default
 ``reports/bench-<time>.json``). ``--quick`` is the short version the tests run (for
@@ -97,7 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--store",
         choices=["sqlite", "memory"],
-        help="store of the poolsim server in grpc-e2e and fanout (default sqlite)",
+        help="store of the poolsim server in grpc-e2e and fanout, and of the Standard node "
+        "enterprise compares with (default sqlite)",
     )
     parser.add_argument(
         "--memory-users", type=int, help="memory: users to measure (default 80,000; quick 5,000)"
@@ -210,7 +216,15 @@ def report(results: list[Result], opts: Options, started: datetime) -> dict[str,
                 if not r.is_figure
             ],
             "figures": [
-                {"row": r.name, "value": r.poolsim, "unit": r.unit} for r in rows if r.is_figure
+                {
+                    "row": r.name,
+                    "value": r.poolsim,
+                    "unit": r.unit,
+                    "baseline": r.baseline,  # null unless measured against one (no target)
+                    "ratio": r.ratio,
+                }
+                for r in rows
+                if r.is_figure
             ],
             "all_targets_met": all(r.met for r in rows),
         }
@@ -245,7 +259,10 @@ def main(args: argparse.Namespace) -> int:
     for res in results:
         for row in res.rows:
             if row.is_figure:
-                print(f"figure {row.name}: {_num(row.poolsim, row.unit)} (no target)")
+                against = ""
+                if not math.isnan(row.ratio):  # a comparison with no target given
+                    against = f" against {_num(row.baseline, row.unit)}, ratio {row.ratio:.3f}"
+                print(f"figure {row.name}: {_num(row.poolsim, row.unit)}{against} (no target)")
                 continue
             verdict = "met" if row.met else "NOT met"
             print(f"target {row.name}: ratio {row.ratio:.3f}, target {row.target_text}: {verdict}")

@@ -2,8 +2,10 @@
 
 A *row* is one comparison: a poolsim figure, a baseline figure measured in the same run, their
 ratio and the target the ratio must meet; a *figure* row (``make_figure``) is a measurement with
-no baseline and no target, reported as it is (e.g. a fail-over time). A *result* is one benchmark
-(one ``--only`` name): its rows, or why it was skipped or failed.
+no baseline and no target, reported as it is (e.g. a fail-over time); ``make_comparison`` makes
+a figure row that has a baseline and a ratio but no target (none is given): reported, never
+judged. A *result* is one benchmark (one ``--only`` name): its rows, or why it was skipped or
+failed.
 """
 
 from __future__ import annotations
@@ -43,10 +45,12 @@ class Options:
     # enterprise
     ent_front_ends: int = 3
     ent_users: int = 30
-    ent_messages: int = 3_000  # per measured round, in each of the two placements
+    ent_messages: int = 3_000  # per measured round: cross-node, same-node, one Standard node
     ent_warmup: int = 300
-    ent_concurrency: int = 16
+    ent_concurrency: int = 16  # also the messages in flight of the batched / bare Ray calls
     ent_rounds: int = 3
+    ent_link_messages: int = 20_000  # batched / bare Ray calls: per measured round, each way
+    ent_link_warmup: int = 2_000
     ent_failover_timeout: float = 60.0
     # memory
     memory_users: int = 80_000
@@ -76,6 +80,8 @@ class Options:
             ent_messages=1_000,
             ent_warmup=200,
             ent_rounds=1,
+            ent_link_messages=3_000,
+            ent_link_warmup=500,
             memory_users=5_000,
             memory_fallback_users=2_000,
             memory_timeout=60.0,
@@ -87,7 +93,8 @@ class Row:
     """One comparison. ``ratio`` = poolsim / baseline; met when it is on the right side.
 
     A figure row (``make_figure``) has no baseline, ratio nor target (all NaN): it is reported
-    as measured and never fails a run."""
+    as measured and never fails a run. A figure row made by ``make_comparison`` has a baseline
+    and a ratio, and no target (NaN): reported the same way."""
 
     name: str
     unit: str
@@ -151,6 +158,29 @@ def make_figure(name: str, unit: str, value: float, details: dict[str, Any] | No
     """A figure with no baseline and no target: reported, never judged."""
     nan = math.nan
     return Row(name, unit, value, nan, nan, nan, True, "none", details=details or {})
+
+
+def make_comparison(
+    name: str,
+    unit: str,
+    poolsim: float,
+    baseline: float,
+    *,
+    latency_us: dict[str, float] | None = None,
+    details: dict[str, Any] | None = None,
+) -> Row:
+    """poolsim against a baseline measured in the same run, where no target is given: a figure
+    row (never judged) that carries the baseline and the ratio."""
+    return make_row(
+        name,
+        unit,
+        poolsim,
+        baseline,
+        math.nan,
+        target_source="none",
+        latency_us=latency_us,
+        details=details,
+    )
 
 
 @dataclass(slots=True)

@@ -1,18 +1,26 @@
-"""The Enterprise benchmark: delivery across front ends, batching, and the time a fail-over takes.
+"""The Enterprise benchmark: delivery across front ends against one Standard node, batched
+cross-node calls against bare Ray calls, and the time a fail-over takes.
 
 One pool of ``ent_front_ends`` front ends on Ray (the current Ray connection, else a new local
 instance, stopped at the end), users provisioned and signed in through the public API, so each
-lands on its home front end. The bench process is the client.
+lands on its home front end; and one Standard server in a process of its own
+(``bench.hotpath_servers``, as the ``grpc-e2e`` bench starts it). The bench process is the
+client of both.
 
-* **cross-node delivery**: one sender S, and two recipients: R1 homed on S's front end, R2 on
-  another. S creates a two-party conversation with each (both are hosted on S's front end), then
-  sends ``ent_messages`` messages to R1 and to R2 alternately, round after round, with
-  ``ent_concurrency`` workers that each wait for their message to reach the recipient's
-  ``Events`` stream (closed loop: the link's queue never overflows, so nothing is dropped).
-  Throughput to R2 (every message crosses a Ray link) against R1 (same front end, measured
-  moments apart in the same pool) is the ratio; the target (>= 0.5) is assumed, none is given.
+* **cross-node delivery** (target >= 0.5, given): one sender S and a recipient R2 homed on
+  another front end. S creates a two-party conversation (hosted on S's front end) and sends
+  ``ent_messages`` messages with ``ent_concurrency`` workers that each wait for their message
+  to reach R2's ``Events`` stream (closed loop: the link's queue never overflows, so nothing
+  is dropped); every message crosses a Ray link. The baseline is the same test with the same
+  client code against ONE Standard node (sender user0, recipient user1), measured in the same
+  run, rounds alternating. Extra figure (no target): the same test to R1, homed on S's own
+  front end (same pool), against the same Standard baseline.
   Every front end's ``poolsim_cross_node_batch_items`` histogram, read before and after the
-  cross-node rounds, gives the mean items per Ray call: the batching.
+  cross-node rounds, gives the mean items per Ray call in the pool: the batching.
+* **batched cross-node calls** (``bench.hotpath_link``; no target given): between two Ray
+  actors, ``ent_link_messages`` small messages through the real ``enterprise.node.Link``
+  (batched, one Ray call per batch) against one bare Ray actor call per message, the same
+  ``ent_concurrency`` in flight; throughput and per-message latency, ratio batched / bare.
 * **fail-over**: a front end that holds primaries (R2's, never the one admin calls go to) is
   crashed with ``StopFrontEnd(mode=crash)``; the figure is the time from that call until R2's
   session (which signs in again by itself) has a successful call at its new home front end.
@@ -23,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import tempfile
 import time
 import urllib.request
@@ -36,12 +45,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from bench.hotpath_common import (
     Options,
     Result,
+    Row,
     latency_summary,
+    make_comparison,
     make_figure,
     make_row,
     median,
 )
 from bench.hotpath_grpc import Tracker, track_sends
+from bench.hotpath_servers import ServerProcess, start_server
 from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
@@ -52,7 +64,9 @@ from pool.errors import PoolError
 if TYPE_CHECKING:
     from pool._proto.poolsim.v1.frontend_pb2_grpc import FrontEndAsyncStub
 
-CROSS_TARGET = 0.5  # assumed: the brief gives none for cross-node delivery
+CROSS_TARGET = 0.5  # given: cross-node delivery against the same test on one Standard node
+#: the placements of the delivery test: cross-node and same-node in the pool, one Standard node
+PLACEMENTS = ("cross", "standard", "same")
 DOMAIN = "contoso.com"
 PASSWORD = "pw"
 POLL_S = 0.02  # the fail-over probe's pause between failed calls
@@ -88,16 +102,33 @@ async def pool_totals(metrics_addresses: list[str]) -> dict[str, float]:
     return {k: sum(g[k] for g in got) for k in ("cpu", "batch_sum", "batch_count")}
 
 
+Send = Callable[[str, str], Awaitable[Any]]  # (conversation id, body) -> one SendMessage
+
+
 @dataclass
 class Recipient:
-    """One conversation from the sender to one recipient, with its reader and tracker."""
+    """One conversation from a sender to one recipient, with its sending call, reader and
+    tracker."""
 
     name: str
     session: Session
     conversation_id: str
+    send: Send
     tracker: Tracker = field(default_factory=Tracker)
     latencies: list[float] = field(default_factory=list)
     rounds: list[dict[str, float]] = field(default_factory=list)
+
+
+def _sender(stub: FrontEndAsyncStub, session: Session) -> Send:
+    smd = (("authorization", f"Bearer {session.token}"),)
+
+    async def send(conversation_id: str, body: str) -> Any:
+        request = pb.SendMessageRequest(
+            conversation_id=conversation_id, body=body, content_type="text/plain"
+        )
+        return await stub.SendMessage(request, metadata=smd)
+
+    return send
 
 
 async def _read_events(stub: FrontEndAsyncStub, session: Session, tracker: Tracker) -> None:
@@ -114,13 +145,23 @@ async def _read_events(stub: FrontEndAsyncStub, session: Session, tracker: Track
         call.cancel()
 
 
-async def _round(
-    send: Callable[[str, str], Awaitable[Any]], to: Recipient, n: int, concurrency: int, tag: str
-) -> dict[str, float]:
+async def _recipient(
+    name: str, client: PoolClient, sender: Session, send: Send, who: Session
+) -> Recipient:
+    """A conversation from ``sender`` to ``who``, accepted, with ``who``'s event reader."""
+    conv = await sender.create_conversation([who.user_uri])
+    await who.accept(conv.conversation_id)
+    rec = Recipient(name, who, conv.conversation_id, send)
+    stub = pb_grpc.FrontEndStub(client.channel(who.address))
+    rec.tracker.readers = [asyncio.create_task(_read_events(stub, who, rec.tracker))]
+    return rec
+
+
+async def _round(to: Recipient, n: int, concurrency: int, tag: str) -> dict[str, float]:
     """``concurrency`` workers send ``n`` messages in all, each waiting for its arrival."""
-    tracker = to.tracker
+    tracker, send, conversation_id = to.tracker, to.send, to.conversation_id
     start = await track_sends(
-        lambda key: send(to.conversation_id, key), tracker, n, concurrency, True, tag
+        lambda key: send(conversation_id, key), tracker, n, concurrency, True, tag
     )
     return {"throughput": tracker.received / (tracker.last - start), "dropped": tracker.dropped}
 
@@ -192,72 +233,80 @@ async def _failover(
     }
 
 
+async def _stop_readers(recipients: dict[str, Recipient]) -> None:
+    tasks = [t for rec in recipients.values() for t in rec.tracker.readers]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    for rec in recipients.values():
+        rec.tracker.readers = []
+
+
 async def _measure(opts: Options, data_dir: Path) -> dict[str, Any]:
     from enterprise.actors import PoolOptions
     from enterprise.pool import EnterprisePool
 
+    std_dir = data_dir / "standard"
+    std_dir.mkdir()
+    standard: ServerProcess = await asyncio.to_thread(
+        start_server, "poolsim", 2, opts.e2e_store, std_dir
+    )
     pool_opts = PoolOptions(
         front_ends=opts.ent_front_ends,
-        data_dir=data_dir,
+        data_dir=data_dir / "enterprise",
         metrics_base_port=0,
         backup_interval=3600.0,
         engine=EngineConfig(password_iterations=1),
     )
-    pool = await EnterprisePool.start(pool_opts)
-    client: PoolClient | None = None
-    readers: list[asyncio.Task[None]] = []
+    pool: EnterprisePool | None = None
+    clients: list[PoolClient] = []
+    recipients: dict[str, Recipient] = {}
     try:
+        # one Standard node: sender user0, recipient user1, the same client code
+        std_client = PoolClient(standard.address)
+        clients.append(std_client)
+        std_sender = await std_client.sign_in(_uri(0), PASSWORD, "bench")
+        std_recipient = await std_client.sign_in(_uri(1), PASSWORD, "bench")
+        std_send = _sender(pb_grpc.FrontEndStub(std_client.channel()), std_sender)
+        recipients["standard"] = await _recipient(
+            "standard", std_client, std_sender, std_send, std_recipient
+        )
+
+        pool = await EnterprisePool.start(pool_opts)
         await pool.call("provision", "user", DOMAIN, opts.ent_users, 0, PASSWORD)
         status = await pool.refresh()
         metrics = [fe.metrics_address for fe in status.front_ends]
         client = PoolClient(pool.addresses)
+        clients.append(client)
         admin = client.admin(pool_opts.admin_token)
         admin_fe = next(fe.id for fe in status.front_ends if fe.address == client.address)
         sessions = [await client.sign_in(_uri(i), PASSWORD, "bench") for i in range(opts.ent_users)]
         sender, near, far = _placement(sessions, admin_fe)
-        stub = pb_grpc.FrontEndStub(client.channel(sender.address))
-        smd = (("authorization", f"Bearer {sender.token}"),)
-
-        async def send(conversation_id: str, body: str) -> Any:
-            request = pb.SendMessageRequest(
-                conversation_id=conversation_id, body=body, content_type="text/plain"
-            )
-            return await stub.SendMessage(request, metadata=smd)
-
-        recipients: dict[str, Recipient] = {}
+        send = _sender(pb_grpc.FrontEndStub(client.channel(sender.address)), sender)
         for name, who in (("same", near), ("cross", far)):
-            conv = await sender.create_conversation([who.user_uri])
-            await who.accept(conv.conversation_id)
-            rec = Recipient(name, who, conv.conversation_id)
-            rstub = pb_grpc.FrontEndStub(client.channel(who.address))
-            task = asyncio.create_task(_read_events(rstub, who, rec.tracker))
-            rec.tracker.readers = [task]
-            readers.append(task)
-            recipients[name] = rec
+            recipients[name] = await _recipient(name, client, sender, send, who)
+
         batches = {"batch_sum": 0.0, "batch_count": 0.0}
-        cpu = {"same": 0.0, "cross": 0.0}
-        messages = {"same": 0, "cross": 0}
-        for r in range(-1, opts.ent_rounds):  # round -1 warms both up
-            order = ("same", "cross") if r % 2 else ("cross", "same")
-            for name in order:
+        cpu = dict.fromkeys(PLACEMENTS, 0.0)
+        messages = dict.fromkeys(PLACEMENTS, 0)
+        for r in range(-1, opts.ent_rounds):  # round -1 warms every placement up
+            k = r % len(PLACEMENTS)  # which placement goes first turns round by round
+            for name in PLACEMENTS[k:] + PLACEMENTS[:k]:
                 to = recipients[name]
                 n = opts.ent_warmup if r < 0 else opts.ent_messages
-                before = await pool_totals(metrics)
-                figures = await _round(send, to, n, opts.ent_concurrency, f"{name}{r}-")
-                after = await pool_totals(metrics)
+                before, std_cpu = await pool_totals(metrics), standard.cpu()
+                figures = await _round(to, n, opts.ent_concurrency, f"{name}{r}-")
+                after, std_used = await pool_totals(metrics), standard.cpu() - std_cpu
                 if r < 0:
                     continue
                 to.rounds.append(figures)
                 to.latencies.extend(to.tracker.latencies)
-                cpu[name] += after["cpu"] - before["cpu"]
+                cpu[name] += std_used if name == "standard" else after["cpu"] - before["cpu"]
                 messages[name] += n
                 if name == "cross":
-                    for k in batches:
-                        batches[k] += after[k] - before[k]
-        for task in readers:
-            task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
-        readers = []
+                    for key in batches:
+                        batches[key] += after[key] - before[key]
+        await _stop_readers(recipients)
         far_fe = far.front_end_id  # its home until the crash
         failover = await _failover(
             admin.status,
@@ -271,57 +320,119 @@ async def _measure(opts: Options, data_dir: Path) -> dict[str, Any]:
             "batches": batches,
             "cpu_us_per_msg": {k: cpu[k] / messages[k] * 1e6 for k in cpu if messages[k]},
             "sender_fe": sender.front_end_id,
+            "near_fe": near.front_end_id,
             "far_fe": far_fe,
             "failover": {**failover, "admin_front_end": admin_fe},
         }
     finally:
-        for task in readers:
-            task.cancel()
-        await asyncio.gather(*readers, return_exceptions=True)
-        if client is not None:
-            await client.close()
-        await pool.stop()
+        await _stop_readers(recipients)
+        for c in clients:
+            await c.close()
+        try:
+            if pool is not None:
+                await pool.stop()
+        finally:
+            standard.stop()
+
+
+def _throughputs(rec: Recipient) -> list[float]:
+    return [r["throughput"] for r in rec.rounds]
+
+
+def _link_row(opts: Options, link: dict[str, Any]) -> Row:
+    """Batched calls through ``Link`` against a bare Ray call per message: a figure row."""
+    batched, bare = link["batched"], link["bare"]
+    calls = sum(r["ray_calls"] for r in batched["rounds"])
+    items = sum(r["items"] for r in batched["rounds"])
+    return make_comparison(
+        "enterprise/batched-calls",
+        "msg/s",
+        median([r["throughput"] for r in batched["rounds"]]),
+        median([r["throughput"] for r in bare["rounds"]]),
+        latency_us={
+            **latency_summary("poolsim", batched["latencies"]),
+            **latency_summary("baseline", bare["latencies"]),
+        },
+        details={
+            "batched_throughput_by_round": [r["throughput"] for r in batched["rounds"]],
+            "bare_throughput_by_round": [r["throughput"] for r in bare["rounds"]],
+            "messages_per_round": opts.ent_link_messages,
+            "in_flight": opts.ent_concurrency,
+            "batched_ray_calls": calls,
+            "batched_items": items,
+            "mean_batch_items": items / calls if calls else math.nan,
+            "max_batch_items": max(r["max_batch_items"] for r in batched["rounds"]),
+            "bare_ray_calls": sum(r["ray_calls"] for r in bare["rounds"]),
+            "peer_received": link["peer_received"],
+        },
+    )
 
 
 def run_enterprise(opts: Options) -> Result:
     import ray
 
+    from bench.hotpath_link import measure_link
+
     started_ray = not ray.is_initialized()
     try:
         with tempfile.TemporaryDirectory(prefix="poolsim-bench-ent-") as tmp:
             data = asyncio.run(_measure(opts, Path(tmp)))
+        # the pool is stopped: the two actors have the same Ray instance to themselves
+        link = asyncio.run(
+            measure_link(
+                opts.ent_link_messages, opts.ent_link_warmup, opts.ent_concurrency, opts.ent_rounds
+            )
+        )
     finally:
         if started_ray and ray.is_initialized():
             ray.shutdown()
-    same: Recipient = data["recipients"]["same"]
-    cross: Recipient = data["recipients"]["cross"]
+    recs: dict[str, Recipient] = data["recipients"]
+    cross, same, standard = recs["cross"], recs["same"], recs["standard"]
+    cross_tp, same_tp, std_tp = (median(_throughputs(r)) for r in (cross, same, standard))
     batches = data["batches"]
     count = batches["batch_count"]
-    mean_batch = batches["batch_sum"] / count if count else float("nan")
+    mean_batch = batches["batch_sum"] / count if count else math.nan
     cross_messages = opts.ent_messages * opts.ent_rounds
+    std_latency = latency_summary("baseline", standard.latencies)
     result = Result("enterprise")
     result.rows.append(
         make_row(
             "enterprise/cross-node",
             "msg/s",
-            median([r["throughput"] for r in cross.rounds]),
-            median([r["throughput"] for r in same.rounds]),
+            cross_tp,
+            std_tp,
             CROSS_TARGET,
-            target_source="assumed",
-            latency_us={
-                **latency_summary("poolsim", cross.latencies),
-                **latency_summary("baseline", same.latencies),
-            },
+            target_source="given",
+            latency_us={**latency_summary("poolsim", cross.latencies), **std_latency},
             details={
-                "cross_throughput_by_round": [r["throughput"] for r in cross.rounds],
-                "same_throughput_by_round": [r["throughput"] for r in same.rounds],
-                "pool_cpu_us_per_msg": data["cpu_us_per_msg"],
+                "cross_throughput_by_round": _throughputs(cross),
+                "standard_throughput_by_round": _throughputs(standard),
+                "same_node_throughput": same_tp,
+                "cross_over_same_node": cross_tp / same_tp if same_tp > 0 else math.nan,
+                "cpu_us_per_msg": data["cpu_us_per_msg"],
                 "sender_front_end": data["sender_fe"],
                 "cross_recipient_front_end": data["far_fe"],
+                "standard_store": opts.e2e_store,
                 "mean_batch_items": mean_batch,
             },
         )
     )
+    result.rows.append(
+        make_comparison(
+            "enterprise/same-node",
+            "msg/s",
+            same_tp,
+            std_tp,
+            latency_us={**latency_summary("poolsim", same.latencies), **std_latency},
+            details={
+                "same_throughput_by_round": _throughputs(same),
+                "sender_front_end": data["sender_fe"],
+                "recipient_front_end": data["near_fe"],
+            },
+        )
+    )
+    link_row = _link_row(opts, link)
+    result.rows.append(link_row)
     result.rows.append(
         make_figure(
             "enterprise/cross-node-batch",
@@ -351,16 +462,30 @@ def run_enterprise(opts: Options) -> Result:
         "warmup": opts.ent_warmup,
         "concurrency": opts.ent_concurrency,
         "rounds": opts.ent_rounds,
+        "standard_store": opts.e2e_store,
+        "link_messages_per_round": opts.ent_link_messages,
+        "link_warmup": opts.ent_link_warmup,
     }
     result.notes.append(
-        f"cross-node: sender on {data['sender_fe']}, recipient on {data['far_fe']} against a "
-        f"recipient on {data['sender_fe']}, same pool, rounds alternating; "
-        f"{opts.ent_concurrency} senders each wait for their message to arrive (closed loop); "
-        f"target >= {CROSS_TARGET:g} assumed (none given)"
+        f"cross-node: sender on {data['sender_fe']}, recipient on {data['far_fe']}, against the "
+        f"same test on one Standard node (its own process, {opts.e2e_store} store), rounds "
+        f"alternating; {opts.ent_concurrency} senders each wait for their message to arrive "
+        f"(closed loop); target >= {CROSS_TARGET:g} given; same-node (recipient on "
+        f"{data['near_fe']}, same pool) against the same baseline is a figure, no target; "
+        f"cross-node / same-node = {cross_tp / same_tp if same_tp > 0 else math.nan:.3f}"
+    )
+    ld = link_row.details
+    result.notes.append(
+        f"batched-calls: {opts.ent_link_messages} messages per round between two Ray actors, "
+        f"{opts.ent_concurrency} in flight, through enterprise.node.Link "
+        f"({ld['mean_batch_items']:.1f} items per Ray call) against one bare Ray actor call per "
+        f"message: {link_row.poolsim:,.0f} against {link_row.baseline:,.0f} msg/s, ratio "
+        f"{link_row.ratio:.2f} (> 1: batching wins); no target given; latency: call to answer"
     )
     result.notes.append(
-        f"batching: {mean_batch:.2f} items per Ray call between front ends on average "
-        f"(poolsim_cross_node_batch_items sum / count over the cross-node rounds, every front end)"
+        f"batching in the pool: {mean_batch:.2f} items per Ray call between front ends on "
+        f"average (poolsim_cross_node_batch_items sum / count over the cross-node rounds, every "
+        f"front end)"
     )
     result.notes.append(
         f"fail-over: {failover['victim']} crashed; {failover['seconds']:.2f} s until a user homed "

@@ -18,7 +18,13 @@ from typing import Any
 import pytest
 
 from bench import hotpath
-from bench.hotpath_common import latency_summary, make_figure, make_row, percentile
+from bench.hotpath_common import (
+    latency_summary,
+    make_comparison,
+    make_figure,
+    make_row,
+    percentile,
+)
 
 MEASURED = ["routing-core", "grpc-e2e", "fanout", "memory"]
 
@@ -87,47 +93,84 @@ def test_enterprise(quick_run: tuple[int, dict[str, Any], str]) -> None:
     rows = {r["name"]: r for r in enterprise["rows"]}
     assert list(rows) == [
         "enterprise/cross-node",
+        "enterprise/same-node",
+        "enterprise/batched-calls",
         "enterprise/cross-node-batch",
         "enterprise/failover",
     ]
+    # the target: cross-node delivery against the same test on one Standard node
     cross = rows["enterprise/cross-node"]
     assert cross["is_figure"] is False
-    for key in ("poolsim", "baseline", "ratio"):
-        assert _number(cross[key]), key
-        assert cross[key] > 0, key
-    assert cross["ratio"] == pytest.approx(cross["poolsim"] / cross["baseline"])
     assert cross["target"] == 0.5
-    assert cross["target_text"] == ">= 0.5 (assumed)"
-    for key in ("poolsim_p50", "poolsim_p99", "baseline_p50", "baseline_p99"):
-        assert _number(cross["latency_us"][key]), key
-        assert cross["latency_us"][key] > 0, key
+    assert cross["target_source"] == "given"
+    assert cross["target_text"] == ">= 0.5"
+    assert cross["details"]["standard_store"] == "sqlite"
     # the recipient is homed on another front end than the sender
     assert cross["details"]["sender_front_end"] != cross["details"]["cross_recipient_front_end"]
+    same = rows["enterprise/same-node"]
+    assert same["details"]["sender_front_end"] == same["details"]["recipient_front_end"]
+    assert same["baseline"] == cross["baseline"]  # the same Standard measurement
+    link = rows["enterprise/batched-calls"]
+    for row in (cross, same, link):
+        for key in ("poolsim", "baseline", "ratio"):
+            assert _number(row[key]), (row["name"], key)
+            assert row[key] > 0, (row["name"], key)
+        assert row["ratio"] == pytest.approx(row["poolsim"] / row["baseline"])
+        for key in ("poolsim_p50", "poolsim_p99", "baseline_p50", "baseline_p99"):
+            assert _number(row["latency_us"][key]), (row["name"], key)
+            assert row["latency_us"][key] > 0, (row["name"], key)
+        assert row["latency_us"]["poolsim_p50"] <= row["latency_us"]["poolsim_p99"]
+        assert row["latency_us"]["baseline_p50"] <= row["latency_us"]["baseline_p99"]
+    # comparisons with no target given: figures that carry a baseline and a ratio
+    for row in (same, link):
+        assert row["is_figure"] is True
+        assert row["met"] is True
+        assert row["target"] is None
+        assert row["target_text"] == "none (figure)"
+    details = link["details"]
+    rounds = doc["options"]["ent_rounds"]
+    messages = doc["options"]["ent_link_messages"]
+    assert details["batched_items"] == rounds * messages
+    assert details["bare_ray_calls"] == rounds * messages
+    assert 0 < details["batched_ray_calls"] <= details["batched_items"]
+    assert details["mean_batch_items"] == pytest.approx(
+        details["batched_items"] / details["batched_ray_calls"]
+    )
+    assert 1 <= details["max_batch_items"] <= details["in_flight"]
     batch = rows["enterprise/cross-node-batch"]
-    assert batch["is_figure"] is True
     assert batch["poolsim"] >= 1  # items per Ray call
     assert batch["details"]["ray_calls"] > 0
     assert batch["poolsim"] == pytest.approx(cross["details"]["mean_batch_items"])
     failover = rows["enterprise/failover"]
-    assert failover["is_figure"] is True
     assert failover["poolsim"] > 0  # seconds
     # not the front end the admin calls go to; its users were served again elsewhere
     assert failover["details"]["victim"] != failover["details"]["admin_front_end"]
     assert failover["details"]["new_home"] != failover["details"]["victim"]
     assert failover["details"]["pool_failed_over_s"] > 0
     assert failover["details"]["reconnections"] >= 1
-    # figures have no ratio, baseline nor target, and never fail the run
+    # plain figures have no ratio, baseline nor target, and never fail the run
     for figure in (batch, failover):
+        assert figure["is_figure"] is True
         assert figure["met"] is True
         assert figure["ratio"] is None
         assert figure["baseline"] is None
         assert figure["target_text"] == "none (figure)"
-    assert [f["row"] for f in doc["figures"]] == [
+    figures = {f["row"]: f for f in doc["figures"]}
+    assert list(figures) == [
+        "enterprise/same-node",
+        "enterprise/batched-calls",
         "enterprise/cross-node-batch",
         "enterprise/failover",
     ]
-    assert "figure enterprise/failover:" in printed
+    assert figures["enterprise/batched-calls"]["ratio"] == pytest.approx(link["ratio"])
+    assert figures["enterprise/failover"]["ratio"] is None
+    assert [t["row"] for t in doc["targets"] if t["row"].startswith("enterprise")] == [
+        "enterprise/cross-node"
+    ]
     assert "target enterprise/cross-node:" in printed
+    assert "figure enterprise/batched-calls:" in printed
+    assert "figure enterprise/failover:" in printed
+    assert "batched-calls:" in printed  # the note with the ratio
 
 
 def test_targets_listed_and_printed(quick_run: tuple[int, dict[str, Any], str]) -> None:
@@ -175,3 +218,9 @@ def test_verdict_arithmetic() -> None:
     assert figure.met
     assert math.isnan(figure.ratio)
     assert figure.target_text == "none (figure)"
+    compared = make_comparison("c", "msg/s", 300.0, 100.0)
+    assert compared.is_figure
+    assert compared.met
+    assert compared.ratio == pytest.approx(3.0)
+    assert math.isnan(compared.target)
+    assert compared.target_text == "none (figure)"

@@ -1,0 +1,154 @@
+"""Batched cross-node calls against a bare Ray actor call per message (the ``enterprise`` bench).
+
+Two Ray actors (``num_cpus=0``, on this Ray node) on the Ray instance of the run: a sender and a
+peer. The sender moves ``n`` small messages (``("deliver", endpoint id, a 64-character body)``)
+to the peer in two ways, with the same ``concurrency`` workers on its event loop, each sending
+its next message once the previous one is answered (closed loop):
+
+* **batched** (poolsim): each message is ``Link.request`` of the real ``enterprise.node.Link``
+  over the real ``enterprise.actors.RayTransport``; messages queued while a batch is in flight
+  leave together as the next batch, in one ``peer.exchange.remote(src, items)`` call. The
+  sending actor holds a stand-in for the front end (``_Node``: the attributes a link uses).
+* **bare**: each message is its own ``await peer.deliver.remote(item)``.
+
+The peer does the same for both: it counts what arrives and answers ``None`` per message.
+Latency is per message, from the call (or ``request``) to its answer at the sender; throughput
+is ``n`` over the time until the last answer. No target is given for this comparison.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any, cast
+
+from enterprise.actors import Handle, RayTransport
+from enterprise.node import Item, Link
+
+PEER = "peer"
+SENDER = "sender"
+BODY_WIDTH = 64
+ROUND_TIMEOUT = 120.0  # seconds one round may take before the run fails
+
+
+def _item(tag: str, i: int) -> Item:
+    return ("deliver", "endpoint-1", f"{tag}{i:09d}".ljust(BODY_WIDTH, "."))
+
+
+class _Node:
+    """What ``Link`` uses of a front end: its id, transport, tasks and batch observers."""
+
+    def __init__(self, transport: RayTransport) -> None:
+        self.fe_id = SENDER
+        self.transport = transport
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.dropped_posts = 0
+        self.batches = 0
+        self.batch_items = 0
+        self.max_batch = 0
+
+    def observe_batch(self, items: int) -> None:
+        self.batches += 1
+        self.batch_items += items
+        self.max_batch = max(self.max_batch, items)
+
+    def post_replied(self, dst: str, item: Item, reply: Any) -> None:
+        """Only posts come back here; the bench sends requests."""
+
+
+class LinkPeer:
+    """The receiving actor: the same minimal work per message in both modes."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
+    async def exchange(self, src: str, items: list[Item]) -> list[Any]:
+        self.received += len(items)
+        return [None] * len(items)
+
+    async def deliver(self, item: Item) -> None:
+        self.received += 1
+
+    async def count(self) -> int:
+        return self.received
+
+
+class LinkSender:
+    """The sending actor: a real ``Link`` to the peer, and the bare calls."""
+
+    def __init__(self, peer: Handle) -> None:
+        self.peer = peer
+        transport = RayTransport(None)
+        transport.handles = {PEER: peer}
+        self.node = _Node(transport)
+        self.link = Link(cast(Any, self.node), PEER)
+
+    async def run(self, mode: str, n: int, concurrency: int, tag: str) -> dict[str, Any]:
+        """Send ``n`` messages in ``mode`` ("batched" or "bare"); times and batch counts."""
+        node, link, peer = self.node, self.link, self.peer
+        batches0, items0 = node.batches, node.batch_items
+        node.max_batch = 0
+        keys = iter(range(n))
+        latencies: list[float] = []
+        pc = time.perf_counter
+
+        async def worker() -> None:
+            for i in keys:
+                item = _item(tag, i)
+                t0 = pc()
+                if mode == "batched":
+                    await link.request(item)
+                else:
+                    await peer.deliver.remote(item)
+                latencies.append(pc() - t0)
+
+        start = pc()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = pc() - start
+        return {
+            "seconds": elapsed,
+            "throughput": n / elapsed,
+            "latencies": latencies,
+            "ray_calls": node.batches - batches0 if mode == "batched" else n,
+            "items": node.batch_items - items0 if mode == "batched" else n,
+            "max_batch_items": node.max_batch if mode == "batched" else 1,
+        }
+
+
+MODES = ("batched", "bare")
+
+
+async def measure_link(n: int, warmup: int, concurrency: int, rounds: int) -> dict[str, Any]:
+    """Start the two actors, run a warm-up round of each mode, then ``rounds`` rounds of each,
+    alternating which goes first; per mode the rounds' figures and pooled latencies."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = ray.get_runtime_context().get_node_id()
+    options: dict[str, Any] = {
+        "num_cpus": 0,
+        "max_concurrency": 100_000,
+        "scheduling_strategy": NodeAffinitySchedulingStrategy(here, soft=True),
+    }
+    peer_cls: Any = ray.remote(LinkPeer)
+    sender_cls: Any = ray.remote(LinkSender)
+    peer = peer_cls.options(**options).remote()
+    sender = sender_cls.options(**options).remote(peer)
+    out: dict[str, Any] = {m: {"rounds": [], "latencies": []} for m in MODES}
+    try:
+        for r in range(-1, rounds):  # round -1 warms both up
+            order = MODES if r % 2 else MODES[::-1]
+            for mode in order:
+                count = warmup if r < 0 else n
+                got: dict[str, Any] = await asyncio.wait_for(
+                    sender.run.remote(mode, count, concurrency, f"{mode}{r}-"), ROUND_TIMEOUT
+                )
+                if r < 0:
+                    continue
+                out[mode]["latencies"].extend(got.pop("latencies"))
+                out[mode]["rounds"].append(got)
+        out["peer_received"] = await peer.count.remote()
+    finally:
+        ray.kill(sender)
+        ray.kill(peer)
+    return out
