@@ -215,8 +215,10 @@ class FrontEndActor:
     # --- what peers ask ---
 
     async def exchange(self, src: str, items: list[Item]) -> list[Any]:
+        store = self.node.store
+        before = store.writes
         replies = self.node.handle(src, items)
-        if self.node.store.has_pending:  # the batch wrote (a conference roster): ack after
+        if store.writes != before:  # this batch wrote (a conference roster): answer after
             await self.node.replicated()  # replication, as for a call of this front end's own
         return replies
 

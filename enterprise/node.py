@@ -68,7 +68,7 @@ from pool.events import (
     Invitation,
     PresenceChanged,
 )
-from pool.immcu import check_message, group_of
+from pool.immcu import REJOIN_REASONS, check_message, group_of
 from pool.presence import OFFLINE_AGGREGATE, PresenceStates
 from pool.presence_service import ContactView, Publication
 from pool.privacy import PresenceView, Reach, reach
@@ -221,9 +221,11 @@ class UserQueue(EventQueue):
         self.user = user
 
     def push(self, event: Event, mono: float) -> bool:
-        home = self.node.home_of(self.user)
-        if home and home != self.node.fe_id:
-            self.node.link(home).post(("deliver_user", self.user.id, event))
+        node = self.node
+        home = node.home_of(self.user)
+        if home and home != node.fe_id:
+            version = node.table.version if node.table is not None else 0
+            node.link(home).post(("deliver_user", self.user.id, event, node.fe_id, version, 0))
         return True
 
 
@@ -397,8 +399,11 @@ class FrontEndNode:
         """``group`` is served elsewhere now (or nowhere): its users sign in there, and its
         conversations are handed over (their rosters are on the new primary already)."""
         self.loaded.discard(group)
-        self.engine.immcu.hand_over(group, HOST_CHANGED)
+        immcu = self.engine.immcu
+        immcu.hand_over(group, HOST_CHANGED)
         directory = self.engine.directory
+        for uid in self.users_by_group.get(group, ()):
+            self.invitations.pop(uid, None)  # their new home keeps them now
         for uid in self.users_by_group.get(group, ()):
             user = directory.by_id(uid)
             for ep in list(user.endpoints):
@@ -412,6 +417,12 @@ class FrontEndNode:
             user.contacts = {}
             user.states = PresenceStates()
             user.current = OFFLINE_AGGREGATE
+            # conferences hosted here keep them invited (they left for a new home): ring there
+            pending = immcu.invitations_for(user)
+            if pending:
+                stand_in = self._mirror(user)
+                for invitation in pending:
+                    self.engine.deliver(stand_in, invitation)
 
     def _remember_moved(self, token: str, group: int) -> None:
         self.moved[token] = group
@@ -560,6 +571,7 @@ class FrontEndNode:
 
     async def sign_out(self, ep: Endpoint) -> None:
         self.engine.sign_out(ep)
+        await self.replicated()  # the rosters of the conferences it left
 
     def _signed_out(self, ep: Endpoint, reason: str) -> None:
         """Engine hook, before the sign-out: tell the front ends that hold proxies of ``ep``."""
@@ -573,7 +585,7 @@ class FrontEndNode:
         for holder in holders:
             self.link(holder).post(("drop_proxy", ep.id, reason))
         user = ep.user
-        if reason != HOME_CHANGED and all(
+        if reason not in REJOIN_REASONS and all(
             other is ep or other.signed_out for other in user.endpoints
         ):
             for conversation_id, (host, _) in self.invitations.pop(user.id, {}).items():
@@ -733,8 +745,14 @@ class FrontEndNode:
         if invited is not None:
             invited.pop(conversation_id, None)
 
+    def _invited_by(self, user: User, conversation_id: str) -> str:
+        """The host an open invitation came from: it may be newer than this front end's
+        routing table (a conference's new host invites its members back at once)."""
+        record = self.invitations.get(user.id, {}).get(conversation_id)
+        return record[0] if record is not None else self._host(conversation_id)
+
     async def accept(self, ep: Endpoint, conversation_id: str) -> Joined:
-        host = self._host(conversation_id)
+        host = self._invited_by(ep.user, conversation_id)
         if host == self.fe_id:
             conv = self.engine.accept(ep, conversation_id)
             return Joined(conv.uris(), conv.conference_uri)
@@ -749,7 +767,7 @@ class FrontEndNode:
         return joined
 
     async def decline(self, ep: Endpoint, conversation_id: str) -> None:
-        host = self._host(conversation_id)
+        host = self._invited_by(ep.user, conversation_id)
         if host == self.fe_id:
             self.engine.decline(ep, conversation_id)
             await self.replicated()
@@ -858,23 +876,42 @@ class FrontEndNode:
         self.engine.deliver(ep, event)
         return None
 
-    def _on_deliver_user(self, src: str, user_id: int, event: Event) -> None:
+    def _on_deliver_user(
+        self, src: str, user_id: int, event: Event, host: str, version: int, hops: int
+    ) -> None:
+        """An event for every endpoint of a user homed here, from ``host`` (the conversation's
+        host, whose routing table had ``version``). A user not homed here: on to their home
+        when this front end's table is the newer (the sender's was older), else kept here
+        (this one's is older: the sender knew better, and the next table makes this front end
+        their home)."""
         user = self.engine.directory.by_id(user_id)
+        table = self.table
+        mine = table.version if table is not None else 0
+        if not self.is_local(user) and mine > version and hops < 2:
+            home = self.home_of(user)
+            if home and home != self.fe_id:
+                self.link(home).post(("deliver_user", user_id, event, host, mine, hops + 1))
+            return
         conversation_id: str = getattr(event, "conversation_id", "")
         invited = self.invitations.setdefault(user_id, {})
         if isinstance(event, Invitation):
             # invited back by a conference's new host before this front end heard of the move
             now = self.engine.clock.now()
+            group = group_of(conversation_id)
+            if group is not None and table is not None and version > table.version:
+                # this front end may still host it under its older table: hand it over now,
+                # so its end reaches the user before the new invitation, not after
+                self.engine.immcu.hand_over(group, HOST_CHANGED, conversation_id)
             for ep in user.endpoints:
                 hosted = self.remote_conversations.get(ep.id, {})
-                if hosted.get(conversation_id, src) != src:
+                if hosted.get(conversation_id, host) != host:
                     del hosted[conversation_id]
                     self.engine.deliver(ep, ConversationEnded(conversation_id, HOST_CHANGED, now))
             user.invitations.add(conversation_id)
-            invited[conversation_id] = (src, event)
+            invited[conversation_id] = (host, event)
         elif isinstance(event, ConversationEnded):
             record = invited.get(conversation_id)
-            if record is not None and record[0] != src:
+            if record is not None and record[0] != host:
                 return  # the end of an invitation from a host it has moved away from
             invited.pop(conversation_id, None)
             user.invitations.discard(conversation_id)

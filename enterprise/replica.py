@@ -82,6 +82,7 @@ class ReplicatingStore:
         self.cdrs: list[tuple[float, CdrRecord]] = []
         #: called after every write (the node ships it to the secondaries soon)
         self.on_write: Callable[[], None] = lambda: None
+        self.writes = 0  # writes taken so far (replicas applied from a primary do not count)
 
     def group(self, group: int) -> GroupData:
         data = self.groups.get(group)
@@ -106,6 +107,7 @@ class ReplicatingStore:
             dirty.conferences.add(write)
         else:
             dirty.contacts.add(write)
+        self.writes += 1
         self.on_write()
 
     @property

@@ -97,6 +97,10 @@ class Engine:
             )
         for p in self.store.load_presence():
             self.presence.restore(self.directory.by_id(p.user_id), p)
+        # a (re)started server holds no conference: nobody is signed in to rejoin one, and a
+        # single server has no other front end to restore rosters on. Forget what a crash left.
+        for conference in list(self.store.load_conferences()):
+            self.store.delete_conference(conference.conversation_id, conference.organizer_id)
         return len(self.directory)
 
     def record(self, record: CdrRecord) -> None:

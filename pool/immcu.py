@@ -604,15 +604,15 @@ class Immcu:
             self._end_if_over(conv, self._clock.now(), "restored-empty")
             self._save_roster(conv)
 
-    def hand_over(self, group: int, reason: str) -> list[Conversation]:
-        """Forget the conversations of ``group``'s organizers without ending them: the group is
-        served by another front end now, which restores its conferences from their rosters.
-        Every endpoint in them here (or invited) is told they ended, for ``reason``. Returns
-        them, so the caller can tidy up what points at them."""
+    def hand_over(self, group: int, reason: str, only: str = "") -> list[Conversation]:
+        """Forget the conversations of ``group``'s organizers (``only``: just that one) without
+        ending them: the group is served by another front end now, which restores its
+        conferences from their rosters. Every endpoint in them here (or invited) is told they
+        ended, for ``reason``. Returns them, so the caller can tidy up what points at them."""
         now = self._clock.now()
         out = []
         for conv in list(self.conversations.values()):
-            if group_of(conv.id) != group:
+            if group_of(conv.id) != group or (only and conv.id != only):
                 continue
             out.append(conv)
             del self.conversations[conv.id]

@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+from pool.clock import FakeClock
+from pool.config import EngineConfig
+from pool.engine import Engine
 from pool.events import (
     ChatMessage,
     ConversationEnded,
@@ -15,7 +18,7 @@ from pool.events import (
 )
 from pool.immcu import group_of
 from pool.registrar import Endpoint
-from pool.store import ConferenceRow
+from pool.store import ConferenceRow, MemoryStore
 
 from .conftest import ALICE, BOB, CAROL, DAVE, Sim, of_type
 
@@ -214,3 +217,10 @@ def test_a_member_who_signs_out_leaves_the_roster(sim: Sim) -> None:
     sim.engine.sign_out(carol)
     assert roster(sim, conv.id).members == ids(sim, ALICE, BOB)  # type: ignore[union-attr]
     assert of_type(sim.drain(sim.sign_in(CAROL)), Invitation) == []
+
+
+def test_a_restarted_standard_server_forgets_rosters_a_crash_left() -> None:
+    store = MemoryStore()
+    store.put_conference(ConferenceRow("c-g0-ab", 1, "uri", "", 0.0, (1, 2)))
+    Engine(EngineConfig(password_iterations=1), store, FakeClock()).load()
+    assert list(store.load_conferences()) == []
