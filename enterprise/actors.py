@@ -215,12 +215,7 @@ class FrontEndActor:
     # --- what peers ask ---
 
     async def exchange(self, src: str, items: list[Item]) -> list[Any]:
-        store = self.node.store
-        before = store.writes
-        replies = self.node.handle(src, items)
-        if store.writes != before:  # this batch wrote (a conference roster): answer after
-            await self.node.replicated()  # replication, as for a call of this front end's own
-        return replies
+        return await self.node.answer(src, items)
 
     # --- what the fabric asks ---
 

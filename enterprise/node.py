@@ -370,10 +370,7 @@ class FrontEndNode:
         immcu = self.engine.immcu
         data = self.store.group(group)
         for row in sorted(data.conferences.values(), key=lambda r: r.conversation_id):
-            organizer = directory.by_id(row.organizer_id)
-            stand_in = _proxy_endpoint(
-                f"user-{organizer.id}", organizer, UserQueue(self, organizer)
-            )
+            stand_in = self._mirror(directory.by_id(row.organizer_id))
             members = [directory.by_id(uid) for uid in row.members]
             for member in members:
                 if not self.is_local(member):
@@ -805,7 +802,16 @@ class FrontEndNode:
         self.remote_conversations.get(ep.id, {}).pop(conversation_id, None)
         self._answered(ep.user, conversation_id)
 
-    # --- the far side: what other front ends ask of this one (never awaits) ---
+    # --- the far side: what other front ends ask of this one (the handlers never await) ---
+
+    async def answer(self, src: str, items: list[Item]) -> list[Any]:
+        """A batch from ``src``: ``handle`` it, and if it wrote (a conference roster), answer
+        only once that reached the secondaries, as for a call of this front end's own."""
+        before = self.store.writes
+        replies = self.handle(src, items)
+        if self.store.writes != before:
+            await self.replicated()
+        return replies
 
     def handle(self, src: str, items: list[Item]) -> list[Any]:
         replies: list[Any] = []

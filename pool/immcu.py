@@ -611,8 +611,13 @@ class Immcu:
         ended, for ``reason``. Returns them, so the caller can tidy up what points at them."""
         now = self._clock.now()
         out = []
-        for conv in list(self.conversations.values()):
-            if group_of(conv.id) != group or (only and conv.id != only):
+        if only:
+            one = self.conversations.get(only)
+            candidates = [one] if one is not None else []
+        else:
+            candidates = list(self.conversations.values())
+        for conv in candidates:
+            if group_of(conv.id) != group:
                 continue
             out.append(conv)
             del self.conversations[conv.id]
