@@ -25,6 +25,7 @@ from pool.clock import SystemClock
 from pool.config import EngineConfig, Limits
 from pool.engine import Engine
 from pool.observer import NULL_OBSERVER, Observer
+from pool.presence_service import BulkContact
 from pool.registrar import Endpoint
 from pool.store import MemoryStore
 
@@ -225,12 +226,12 @@ def run_routing_core(opts: Options) -> Result:
 
 def _provision_contacts(engine: Engine, users: int, contacts: int, seed: int) -> None:
     """``contacts`` random distinct others per user, in small chunks (no big transients)."""
-    entries: list[tuple[str, str, int, str]] = []
+    entries: list[BulkContact] = []
     for i in range(users):
         rng = random.Random(seed * 1_000_003 + i)
         owner = _uri(i)
         for j in rng.sample(range(users - 1), contacts):
-            entries.append((owner, _uri(j + 1 if j >= i else j), 0, ""))
+            entries.append(BulkContact(owner, _uri(j + 1 if j >= i else j), 0, ""))
         if len(entries) >= CONTACT_CHUNK:
             engine.provision_contacts(entries)
             entries = []

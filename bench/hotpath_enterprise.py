@@ -18,7 +18,7 @@ client of both.
   Every front end's ``poolsim_cross_node_batch_items`` histogram, read before and after the
   cross-node rounds, gives the mean items per Ray call in the pool: the batching.
 * **batched cross-node calls** (``bench.hotpath_link``; no target given): between two Ray
-  actors, ``ent_link_messages`` small messages through the real ``enterprise.node.Link``
+  actors, ``ent_link_messages`` small messages through the real ``enterprise.link.Link``
   (batched, one Ray call per batch) against one bare Ray actor call per message, the same
   ``ent_concurrency`` in flight; throughput and per-message latency, ratio batched / bare.
 * **fail-over**: a front end that holds primaries (R2's, never the one admin calls go to) is
@@ -477,7 +477,7 @@ def run_enterprise(opts: Options) -> Result:
     ld = link_row.details
     result.notes.append(
         f"batched-calls: {opts.ent_link_messages} messages per round between two Ray actors, "
-        f"{opts.ent_concurrency} in flight, through enterprise.node.Link "
+        f"{opts.ent_concurrency} in flight, through enterprise.link.Link "
         f"({ld['mean_batch_items']:.1f} items per Ray call) against one bare Ray actor call per "
         f"message: {link_row.poolsim:,.0f} against {link_row.baseline:,.0f} msg/s, ratio "
         f"{link_row.ratio:.2f} (> 1: batching wins); no target given; latency: call to answer"

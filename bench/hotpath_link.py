@@ -1,14 +1,14 @@
 """Batched cross-node calls against a bare Ray actor call per message (the ``enterprise`` bench).
 
 Two Ray actors (``num_cpus=0``, on this Ray node) on the Ray instance of the run: a sender and a
-peer. The sender moves ``n`` small messages (``("deliver", endpoint id, a 64-character body)``)
+peer. The sender moves ``n`` small messages (``Deliver(endpoint id, a 64-character body)``)
 to the peer in two ways, with the same ``concurrency`` workers on its event loop, each sending
 its next message once the previous one is answered (closed loop):
 
-* **batched** (poolsim): each message is ``Link.request`` of the real ``enterprise.node.Link``
+* **batched** (poolsim): each message is ``Link.request`` of the real ``enterprise.link.Link``
   over the real ``enterprise.actors.RayTransport``; messages queued while a batch is in flight
   leave together as the next batch, in one ``peer.exchange.remote(src, items)`` call. The
-  sending actor holds a stand-in for the front end (``_Node``: the attributes a link uses).
+  sending actor holds the front end's ``Links`` (batch counters, no replies to act on).
 * **bare**: each message is its own ``await peer.deliver.remote(item)``.
 
 The peer does the same for both: it counts what arrives and answers ``None`` per message.
@@ -23,7 +23,8 @@ import time
 from typing import Any, cast
 
 from enterprise.actors import Handle, RayTransport
-from enterprise.node import Item, Link
+from enterprise.link import Links
+from enterprise.wire import Deliver, Message, Reply
 
 PEER = "peer"
 SENDER = "sender"
@@ -31,28 +32,23 @@ BODY_WIDTH = 64
 ROUND_TIMEOUT = 120.0  # seconds one round may take before the run fails
 
 
-def _item(tag: str, i: int) -> Item:
-    return ("deliver", "endpoint-1", f"{tag}{i:09d}".ljust(BODY_WIDTH, "."))
+def _item(tag: str, i: int) -> Message:
+    return Deliver("endpoint-1", cast(Any, f"{tag}{i:09d}".ljust(BODY_WIDTH, ".")))
 
 
-class _Node:
-    """What ``Link`` uses of a front end: its id, transport, tasks and batch observers."""
+class _Counted(Links):
+    """The sender's links, also keeping the largest batch."""
 
     def __init__(self, transport: RayTransport) -> None:
-        self.fe_id = SENDER
-        self.transport = transport
-        self.tasks: set[asyncio.Task[Any]] = set()
-        self.dropped_posts = 0
-        self.batches = 0
-        self.batch_items = 0
+        super().__init__(transport, SENDER, self.replied)
         self.max_batch = 0
+        self.observe_batch = self.counted
 
-    def observe_batch(self, items: int) -> None:
-        self.batches += 1
-        self.batch_items += items
+    def counted(self, items: int) -> None:
+        self.count_batch(items)
         self.max_batch = max(self.max_batch, items)
 
-    def post_replied(self, dst: str, item: Item, reply: Any) -> None:
+    def replied(self, dst: str, item: Message, reply: Reply) -> None:
         """Only posts come back here; the bench sends requests."""
 
 
@@ -62,11 +58,11 @@ class LinkPeer:
     def __init__(self) -> None:
         self.received = 0
 
-    async def exchange(self, src: str, items: list[Item]) -> list[Any]:
+    async def exchange(self, src: str, items: list[Message]) -> list[Reply]:
         self.received += len(items)
         return [None] * len(items)
 
-    async def deliver(self, item: Item) -> None:
+    async def deliver(self, item: Message) -> None:
         self.received += 1
 
     async def count(self) -> int:
@@ -80,8 +76,8 @@ class LinkSender:
         self.peer = peer
         transport = RayTransport(None)
         transport.handles = {PEER: peer}
-        self.node = _Node(transport)
-        self.link = Link(cast(Any, self.node), PEER)
+        self.node = _Counted(transport)
+        self.link = self.node.to(PEER)
 
     async def run(self, mode: str, n: int, concurrency: int, tag: str) -> dict[str, Any]:
         """Send ``n`` messages in ``mode`` ("batched" or "bare"); times and batch counts."""

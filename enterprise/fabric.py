@@ -142,18 +142,24 @@ def _check_float(name: str, value: float, low: float, high: float) -> None:
         raise ConfigError(f"{name}={value!r} is out of range: expected {low:g}..{high:g} seconds")
 
 
+GROUPS_PER_FRONT_END: Final = 8  # assumed (SPEC)
+HEARTBEAT_INTERVAL: Final = 0.5  # assumed: with 3 misses a crash is noticed within ~2 s
+HEARTBEAT_MISSES: Final = 3
+POOL_NAME: Final = "pool01"
+
+
 @dataclass(frozen=True, slots=True)
 class FabricConfig:
     """The pool manager's settings, validated once. Values marked *assumed* are not documented
     by Microsoft; they are settings with SPEC's defaults."""
 
     pool_size: int
-    groups_per_front_end: int = 8  # assumed (SPEC)
+    groups_per_front_end: int = GROUPS_PER_FRONT_END
     replicas: int = REPLICAS
-    heartbeat_interval: float = 0.5  # assumed: with 3 misses a crash is noticed within ~2 s
-    heartbeat_misses: int = 3
+    heartbeat_interval: float = HEARTBEAT_INTERVAL
+    heartbeat_misses: int = HEARTBEAT_MISSES
     drain_timeout: float = 10.0  # assumed: how long a graceful stop waits for users to move
-    pool_name: str = "pool01"
+    pool_name: str = POOL_NAME
 
     def __post_init__(self) -> None:
         _check_int("pool_size", self.pool_size, MIN_POOL_SIZE, MAX_POOL_SIZE, " front ends")

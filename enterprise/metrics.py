@@ -11,7 +11,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from enterprise.node import FrontEndNode
+from enterprise.link import Links
+from enterprise.routing import Routing
 
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 _REPLICATION_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
@@ -25,8 +26,9 @@ _COUNTERS = {
 
 
 class EnterpriseCollector(Collector):
-    def __init__(self, node: FrontEndNode, registry: CollectorRegistry) -> None:
-        self.node = node
+    def __init__(self, routing: Routing, links: Links, registry: CollectorRegistry) -> None:
+        self.routing = routing
+        self.links = links
         self.counters: dict[str, int] = {}
         self.batch_sizes = Histogram(
             "poolsim_cross_node_batch_items",
@@ -43,15 +45,14 @@ class EnterpriseCollector(Collector):
         registry.register(self)
 
     def batch(self, items: int) -> None:
-        self.node.count_batch(items)
+        self.links.count_batch(items)
         self.batch_sizes.observe(items)
 
     def replication(self, seconds: float) -> None:
         self.replication_seconds.observe(seconds)
 
     def collect(self) -> Iterator[Metric]:
-        node = self.node
-        table = node.table
+        table = self.routing.table
         up = len(table.addresses) if table is not None else 0
         yield GaugeMetricFamily(
             "poolsim_pool_front_ends_up", "Front ends up, as the routing table says", value=up
@@ -79,12 +80,14 @@ class EnterpriseCollector(Collector):
             value=table.version if table is not None else 0,
         )
         yield GaugeMetricFamily(
-            "poolsim_primaries_here", "Routing groups whose primary is here", value=len(node.loaded)
+            "poolsim_primaries_here",
+            "Routing groups whose primary is here",
+            value=len(self.routing.loaded),
         )
         for name, doc in _COUNTERS.items():
             yield CounterMetricFamily(f"poolsim_pool_{name}", doc, value=self.counters.get(name, 0))
         yield CounterMetricFamily(
             "poolsim_cross_node_events_dropped",
             "Items dropped because the link to another front end was full",
-            value=node.dropped_posts,
+            value=self.links.dropped_posts,
         )

@@ -21,7 +21,9 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from enterprise.actors import FabricActor, Handle, PoolOptions, unwrap
+from enterprise.actors import Handle, unwrap
+from enterprise.fabric_actor import FabricActor
+from enterprise.options import PoolOptions
 from pool.errors import PoolError
 from pool.status import FrontEndState, PoolStatusInfo
 from standard.admin_token import load_or_create

@@ -18,9 +18,29 @@ from typing import TypeAlias
 from pool.cdr import CdrRecord, StoredRecord
 from pool.store import ConferenceRow, ContactRow, PresenceRow, UserRow
 
-#: one replicated write: a contact set, a contact removed, a presence row set, a conference
-#: roster set, or a conference ended (its conversation id)
-Write: TypeAlias = ContactRow | tuple[int, int] | PresenceRow | ConferenceRow | str
+
+@dataclass(frozen=True, slots=True)
+class ContactDeleted:
+    """A write: ``user_id`` removed ``contact_id`` from their contact list."""
+
+    user_id: int
+    contact_id: int
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.user_id, self.contact_id)
+
+
+@dataclass(frozen=True, slots=True)
+class ConferenceEnded:
+    """A write: the conference ``conversation_id`` ended (its roster is gone)."""
+
+    conversation_id: str
+
+
+#: one replicated write: a contact set or deleted, a presence row set, a conference roster
+#: set or ended
+Write: TypeAlias = ContactRow | ContactDeleted | PresenceRow | ConferenceRow | ConferenceEnded
 
 
 @dataclass(slots=True)
@@ -31,16 +51,17 @@ class GroupData:
     conferences: dict[str, ConferenceRow] = field(default_factory=dict)
 
     def apply(self, write: Write) -> None:
-        if isinstance(write, ContactRow):
-            self.contacts[(write.user_id, write.contact_id)] = write
-        elif isinstance(write, PresenceRow):
-            self.presence[write.user_id] = write
-        elif isinstance(write, ConferenceRow):
-            self.conferences[write.conversation_id] = write
-        elif isinstance(write, str):
-            self.conferences.pop(write, None)
-        else:
-            self.contacts.pop(write, None)
+        match write:
+            case ContactRow():
+                self.contacts[(write.user_id, write.contact_id)] = write
+            case ContactDeleted():
+                self.contacts.pop(write.key, None)
+            case PresenceRow():
+                self.presence[write.user_id] = write
+            case ConferenceRow():
+                self.conferences[write.conversation_id] = write
+            case ConferenceEnded():
+                self.conferences.pop(write.conversation_id, None)
 
     def snapshot(self) -> GroupData:
         return GroupData(self.seq, dict(self.contacts), dict(self.presence), dict(self.conferences))
@@ -61,10 +82,10 @@ class Backup:
 
     group: int
     contacts: tuple[ContactRow, ...]
-    deleted: tuple[tuple[int, int], ...]
+    deleted: tuple[ContactDeleted, ...]
     presence: tuple[PresenceRow, ...]
     conferences: tuple[ConferenceRow, ...] = ()
-    ended_conferences: tuple[str, ...] = ()
+    ended_conferences: tuple[ConferenceEnded, ...] = ()
 
 
 class ReplicatingStore:
@@ -97,16 +118,13 @@ class ReplicatingStore:
         data.seq += 1
         self._pending.setdefault(g, []).append(write)
         dirty = self._dirty.setdefault(g, Dirty())
-        if isinstance(write, PresenceRow):
-            dirty.presence.add(write.user_id)
-        elif isinstance(write, ContactRow):
-            dirty.contacts.add((write.user_id, write.contact_id))
-        elif isinstance(write, ConferenceRow):
-            dirty.conferences.add(write.conversation_id)
-        elif isinstance(write, str):
-            dirty.conferences.add(write)
-        else:
-            dirty.contacts.add(write)
+        match write:
+            case ContactRow() | ContactDeleted():
+                dirty.contacts.add((write.user_id, write.contact_id))
+            case PresenceRow():
+                dirty.presence.add(write.user_id)
+            case ConferenceRow() | ConferenceEnded():
+                dirty.conferences.add(write.conversation_id)
         self.writes += 1
         self.on_write()
 
@@ -125,11 +143,13 @@ class ReplicatingStore:
         for g, d in dirty.items():
             data = self.group(g)
             rows = tuple(data.contacts[k] for k in sorted(d.contacts) if k in data.contacts)
-            deleted = tuple(k for k in sorted(d.contacts) if k not in data.contacts)
+            deleted = tuple(
+                ContactDeleted(*k) for k in sorted(d.contacts) if k not in data.contacts
+            )
             presence = tuple(data.presence[u] for u in sorted(d.presence) if u in data.presence)
             confs = sorted(d.conferences)
             conferences = tuple(data.conferences[c] for c in confs if c in data.conferences)
-            ended = tuple(c for c in confs if c not in data.conferences)
+            ended = tuple(ConferenceEnded(c) for c in confs if c not in data.conferences)
             out.append(Backup(g, rows, deleted, presence, conferences, ended))
         return out
 
@@ -156,7 +176,7 @@ class ReplicatingStore:
         self._write(row.organizer_id, row)
 
     def delete_conference(self, conversation_id: str, organizer_id: int) -> None:
-        self._write(organizer_id, conversation_id)
+        self._write(organizer_id, ConferenceEnded(conversation_id))
 
     def add_users(self, rows: Iterable[UserRow]) -> None:
         pass
@@ -169,7 +189,7 @@ class ReplicatingStore:
             self._write(row.user_id, row)
 
     def delete_contact(self, user_id: int, contact_id: int) -> None:
-        self._write(user_id, (user_id, contact_id))
+        self._write(user_id, ContactDeleted(user_id, contact_id))
 
     def put_presence(self, row: PresenceRow) -> None:
         self._write(row.user_id, row)

@@ -112,6 +112,10 @@ class Directory:
     def by_id(self, user_id: int) -> User:
         return self._by_id[user_id]
 
+    def group_of(self, user_id: int) -> int:
+        """The routing group of user ``user_id``."""
+        return self._by_id[user_id].routing_group
+
     def require(self, uri: str, *, field_name: str = "user_uri") -> User:
         """The user at ``uri`` (validated), or NotFound."""
         canonical = parse_uri(uri, field=field_name)

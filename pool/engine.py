@@ -12,11 +12,12 @@ from its own action, so input on the hot path never touches the timer heap.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from pool.cdr import CdrRecord, RegistrationRecord, StoredRecord
 from pool.clock import Clock
 from pool.config import EngineConfig
+from pool.conversation import Conversation, check_message
 from pool.directory import (
     MAX_PROVISION,
     ContactEntry,
@@ -26,22 +27,14 @@ from pool.directory import (
     hash_password,
 )
 from pool.errors import InvalidArgument, ResourceExhausted, Unauthenticated, Unavailable
-from pool.events import ChatMessage, Event, EventQueue, SignedOut
-from pool.immcu import Conversation, Immcu, check_message
+from pool.events import ChatMessage, Event, EventQueue, Invitation, SignedOut
+from pool.immcu import Immcu
 from pool.observer import NULL_OBSERVER, Observer
-from pool.presence import MachineState
-from pool.presence_service import ContactView, PresenceService, Publication
+from pool.presence import OFFLINE_AGGREGATE, MachineState, PresenceStates
+from pool.presence_service import BulkContact, ContactView, PresenceService, Publication
 from pool.privacy import PresenceView, Reach
-from pool.registrar import Endpoint, Registrar
-from pool.status import (
-    FrontEndInfo,
-    FrontEndState,
-    GroupState,
-    PoolStatusInfo,
-    QuorumState,
-    RoutingGroupInfo,
-)
-from pool.store import Store
+from pool.registrar import Endpoint, Registrar, StandIn
+from pool.store import ConferenceRow, ContactRow, PresenceRow, Store
 from pool.timers import TimerHeap
 from pool.uri import parse_uri
 
@@ -61,14 +54,24 @@ class Reason:
 
 class Engine:
     def __init__(
-        self, config: EngineConfig, store: Store, clock: Clock, observer: Observer = NULL_OBSERVER
+        self,
+        config: EngineConfig,
+        store: Store,
+        clock: Clock,
+        observer: Observer = NULL_OBSERVER,
+        *,
+        directory: Directory | None = None,
     ) -> None:
+        """``directory``: one made beforehand, for a store that needs it (Enterprise's store
+        files each write under its user's routing group)."""
         self.config = config
         self.store = store
         self.clock = clock
         self.observer = observer
         self.timers = TimerHeap()
-        self.directory = Directory(config.routing_groups, config.password_iterations)
+        if directory is None:
+            directory = Directory(config.routing_groups, config.password_iterations)
+        self.directory = directory
         self.registrar = Registrar()
         self.presence = PresenceService(
             config, self.directory, store, clock, self.timers, self.deliver, observer
@@ -124,44 +127,13 @@ class Engine:
             self.directory.load(row)
         return result
 
-    def provision_contacts(self, entries: list[tuple[str, str, int, str]]) -> int:
+    def provision_contacts(self, entries: list[BulkContact]) -> int:
         if len(entries) > MAX_PROVISION:
             raise InvalidArgument(f"{len(entries)} contacts in one call: at most {MAX_PROVISION}")
         return self.presence.provision_contacts(entries)
 
     def call_detail_records(self, since: float) -> Iterator[StoredRecord]:
         return self.store.list_cdr(since)
-
-    def status(self) -> PoolStatusInfo:
-        """The Standard Edition's picture: one front end holding every group's only replica."""
-        counts = [0] * self.config.routing_groups
-        for user in self.directory:
-            counts[user.routing_group] += 1
-        fe = self.config.front_end_id
-        groups = tuple(
-            RoutingGroupInfo(g, fe, (), GroupState.HEALTHY, n) for g, n in enumerate(counts)
-        )
-        front_end = FrontEndInfo(
-            fe,
-            self.address,
-            self.metrics_address,
-            FrontEndState.DRAINING if self.closing else FrontEndState.UP,
-            primaries=len(groups),
-            endpoints=len(self.registrar),
-            start_order=1,
-        )
-        return PoolStatusInfo(
-            "standard",
-            self.config.pool_name,
-            (front_end,),
-            groups,
-            QuorumState.HAS_QUORUM,
-            "1 of 1 front ends running, 1 needed",
-            len(self.directory),
-            len(self.registrar),
-            self.users_signed_in,
-            self.started_at,
-        )
 
     # --- registration ---
 
@@ -379,6 +351,98 @@ class Engine:
     def leave(self, ep: Endpoint, conversation_id: str) -> None:
         self.touch(ep)
         self.immcu.leave(ep, conversation_id)
+
+    # --- a pool's other front ends (Enterprise): stand-ins, groups served elsewhere ---
+
+    def attach_stand_in(self, user: User, stand_in: StandIn) -> None:
+        """``stand_in`` gets what is sent to ``user``'s endpoints (served elsewhere)."""
+        if stand_in not in user.endpoints:
+            user.endpoints.append(stand_in)
+
+    def detach_stand_in(self, user: User, stand_in: StandIn) -> None:
+        if stand_in in user.endpoints:
+            user.endpoints.remove(stand_in)
+
+    def watch(self, stand_in: StandIn, users: list[User]) -> list[PresenceView]:
+        """Subscribe a remote endpoint's stand-in to ``users`` (served here; its own front end
+        keeps the subscription's limits and expiry); their views for it now."""
+        for user in users:
+            user.watchers.add(stand_in)
+            stand_in.subscriptions[user.id] = 0.0
+        return [self.presence.view_for(stand_in.user, u) for u in users]
+
+    def unwatch(self, stand_in: StandIn, users: Iterable[User]) -> None:
+        for user in users:
+            user.watchers.discard(stand_in)
+            stand_in.subscriptions.pop(user.id, None)
+
+    def drop_stand_in(self, stand_in: StandIn, reason: str) -> None:
+        """The remote endpoint behind ``stand_in`` is gone: its subscriptions end, it leaves
+        its conversations for ``reason``."""
+        self.unwatch(stand_in, [self.directory.by_id(t) for t in list(stand_in.subscriptions)])
+        for conversation_id in list(stand_in.conversations):
+            conv = self.immcu.conversations.get(conversation_id)
+            if conv is not None and not conv.ended:
+                self.immcu.leave(stand_in, conversation_id, reason)
+        stand_in.signed_out = True
+
+    def invited_elsewhere(self, user: User, conversation_id: str) -> None:
+        """``user`` (served here) is invited to a conversation hosted on another front end."""
+        user.invitations.add(conversation_id)
+
+    def invitation_closed(self, user: User, conversation_id: str) -> bool:
+        """``user`` no longer has the invitation (answered, ended); whether it was open."""
+        was_open = conversation_id in user.invitations
+        user.invitations.discard(conversation_id)
+        return was_open
+
+    def load_persistent(
+        self, users: Iterable[User], contacts: Iterable[ContactRow], presence: Iterable[PresenceRow]
+    ) -> None:
+        """Replace ``users``' persistent data (contact lists, manual presence and note) with
+        the rows of a replica: their group is served here now."""
+        directory = self.directory
+        for user in users:
+            user.contacts = {}
+            user.states.manual = None
+            user.states.note = ""
+        for row in contacts:
+            directory.by_id(row.user_id).contacts[row.contact_id] = ContactEntry(
+                row.access_level, row.group
+            )
+        for p in presence:
+            self.presence.restore(directory.by_id(p.user_id), p)
+
+    def forget_user(self, user: User) -> None:
+        """``user``'s group is served elsewhere now (their endpoints here signed out first):
+        drop remote watchers' stand-ins (they subscribe at the new home), persistent data and
+        presence."""
+        for watcher in list(user.watchers):
+            if isinstance(watcher, StandIn):
+                user.watchers.discard(watcher)
+                watcher.subscriptions.pop(user.id, None)
+        user.contacts = {}
+        user.states = PresenceStates()
+        user.current = OFFLINE_AGGREGATE
+
+    def conversation(self, conversation_id: str) -> Conversation | None:
+        """The conversation if it is hosted here."""
+        return self.immcu.conversations.get(conversation_id)
+
+    def invitations_for(self, user: User) -> list[Invitation]:
+        return self.immcu.invitations_for(user)
+
+    def refuse(self, conversation_id: str, user: User, code: int, reason: str) -> None:
+        self.immcu.refuse(conversation_id, user, code, reason)
+
+    def hand_over(self, group: int, reason: str, only: str = "") -> list[Conversation]:
+        """Forget the conversations ``group``'s organizers host here (see ``Immcu.hand_over``)."""
+        return self.immcu.hand_over(group, reason, only)
+
+    def restore_conference(
+        self, row: ConferenceRow, organizer: Endpoint, members: list[User]
+    ) -> None:
+        self.immcu.restore(row, organizer, members)
 
     # --- time ---
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from pool.clock import Clock
 from pool.config import EngineConfig
@@ -40,6 +41,16 @@ class Source:
     MACHINE = 1
     CALENDAR = 2
     PHONE = 3
+
+
+class BulkContact(NamedTuple):
+    """One entry of a bulk contact list (``ProvisionContacts``): ``owner_uri`` has
+    ``contact_uri`` in ``group``, and gives them ``access_level`` (0: the default)."""
+
+    owner_uri: str
+    contact_uri: str
+    access_level: int
+    group: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -331,7 +342,7 @@ class PresenceService:
             raise InvalidArgument(f"group is {len(group)} characters: at most {MAX_GROUP}")
         return contact, group
 
-    def provision_contacts(self, entries: list[tuple[str, str, int, str]]) -> int:
+    def provision_contacts(self, entries: list[BulkContact]) -> int:
         """Bulk contact lists (owner, contact, level, group): all validated, then one write.
 
         Watchers are not notified: provisioning happens before people sign in.
@@ -344,7 +355,7 @@ class PresenceService:
             )
         return len(rows)
 
-    def check_contacts(self, entries: list[tuple[str, str, int, str]]) -> list[ContactRow]:
+    def check_contacts(self, entries: list[BulkContact]) -> list[ContactRow]:
         """Validate bulk contact entries; the rows to write. Changes nothing."""
         rows: list[ContactRow] = []
         added: dict[int, set[int]] = {}

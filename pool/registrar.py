@@ -8,6 +8,7 @@ with it.
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,8 +20,8 @@ from pool.presence import MachineState
 from pool.timers import Timer
 
 if TYPE_CHECKING:
+    from pool.conversation import Conversation
     from pool.directory import User
-    from pool.immcu import Conversation
 
 
 @dataclass(slots=True, eq=False)
@@ -45,6 +46,26 @@ class Endpoint:
     @property
     def uri(self) -> str:
         return self.user.uri
+
+
+@dataclass(slots=True, eq=False)
+class StandIn(Endpoint):
+    """An endpoint of this engine that stands in for an endpoint (or every endpoint of a
+    user) served by another front end of an Enterprise pool: never registered, no token,
+    its queue forwards what is pushed to it. Made by ``StandIn.of``."""
+
+    @classmethod
+    def of(cls, endpoint_id: str, user: User, queue: EventQueue) -> StandIn:
+        return cls(
+            id=endpoint_id,
+            user=user,
+            device="remote",
+            token="",
+            registered_at=0.0,
+            expires_at=math.inf,
+            queue=queue,
+            last_input=0.0,
+        )
 
 
 class Registrar:

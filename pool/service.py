@@ -22,10 +22,17 @@ from pool.directory import ProvisionResult
 from pool.engine import Engine
 from pool.errors import FailedPrecondition
 from pool.events import ChatMessage
-from pool.presence_service import ContactView, Publication
+from pool.presence_service import BulkContact, ContactView, Publication
 from pool.privacy import PresenceView
 from pool.registrar import Endpoint
-from pool.status import PoolStatusInfo
+from pool.status import (
+    FrontEndInfo,
+    FrontEndState,
+    GroupState,
+    PoolStatusInfo,
+    QuorumState,
+    RoutingGroupInfo,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +107,7 @@ class PoolService(Protocol):
         self, prefix: str, domain: str, count: int, start_index: int, password: str
     ) -> tuple[ProvisionResult, int]: ...
 
-    async def provision_contacts(self, entries: list[tuple[str, str, int, str]]) -> int: ...
+    async def provision_contacts(self, entries: list[BulkContact]) -> int: ...
 
     async def call_detail_records(self, since: float) -> Sequence[StoredRecord]: ...
 
@@ -189,7 +196,7 @@ class LocalService:
         self.engine.leave(ep, conversation_id)
 
     async def status(self) -> PoolStatusInfo:
-        return self.engine.status()
+        return standard_status(self.engine)
 
     async def provision(
         self, prefix: str, domain: str, count: int, start_index: int, password: str
@@ -197,7 +204,7 @@ class LocalService:
         result = self.engine.provision(prefix, domain, count, start_index, password)
         return result, len(self.engine.directory)
 
-    async def provision_contacts(self, entries: list[tuple[str, str, int, str]]) -> int:
+    async def provision_contacts(self, entries: list[BulkContact]) -> int:
         return self.engine.provision_contacts(entries)
 
     async def call_detail_records(self, since: float) -> Sequence[StoredRecord]:
@@ -213,3 +220,33 @@ class LocalService:
         self, reset_type: str, front_end_id: str
     ) -> tuple[list[int], PoolStatusInfo]:
         raise _one_front_end("ResetPoolRegistrarState")
+
+
+def standard_status(engine: Engine) -> PoolStatusInfo:
+    """The Standard Edition's picture: one front end holding every group's only replica."""
+    counts = [0] * engine.config.routing_groups
+    for user in engine.directory:
+        counts[user.routing_group] += 1
+    fe = engine.config.front_end_id
+    groups = tuple(RoutingGroupInfo(g, fe, (), GroupState.HEALTHY, n) for g, n in enumerate(counts))
+    front_end = FrontEndInfo(
+        fe,
+        engine.address,
+        engine.metrics_address,
+        FrontEndState.DRAINING if engine.closing else FrontEndState.UP,
+        primaries=len(groups),
+        endpoints=len(engine.registrar),
+        start_order=1,
+    )
+    return PoolStatusInfo(
+        "standard",
+        engine.config.pool_name,
+        (front_end,),
+        groups,
+        QuorumState.HAS_QUORUM,
+        "1 of 1 front ends running, 1 needed",
+        len(engine.directory),
+        len(engine.registrar),
+        engine.users_signed_in,
+        engine.started_at,
+    )

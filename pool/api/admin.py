@@ -14,6 +14,7 @@ from pool.api import convert
 from pool.api.metrics import Metrics
 from pool.api.rpc import Handler, bearer, streaming, unary
 from pool.errors import InvalidArgument, PermissionDenied, Unauthenticated
+from pool.presence_service import BulkContact
 from pool.service import PoolService
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
@@ -86,7 +87,10 @@ class PoolAdminServicer(apb_grpc.PoolAdminServicer, Handler):
         self, request: apb.ProvisionContactsRequest, context: Ctx
     ) -> apb.ProvisionContactsResponse:
         self._authorize(context)
-        entries = [(c.owner_uri, c.contact_uri, c.access_level, c.group) for c in request.contacts]
+        entries = [
+            BulkContact(c.owner_uri, c.contact_uri, c.access_level, c.group)
+            for c in request.contacts
+        ]
         return apb.ProvisionContactsResponse(written=await self.service.provision_contacts(entries))
 
     @streaming

@@ -1,0 +1,71 @@
+"""Administration from one front end: the fabric answers (the typed calls of ``FabricCalls``),
+except bulk contacts, which every owner's home checks and then writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from enterprise.routing import Routing
+from enterprise.wire import Transport
+from pool.cdr import StoredRecord
+from pool.directory import Directory, ProvisionResult
+from pool.errors import Unavailable
+from pool.presence_service import BulkContact
+from pool.status import PoolStatusInfo
+
+
+class FabricCalls:
+    """The fabric's methods a front end calls, typed (the transport carries them by name)."""
+
+    def __init__(self, transport: Transport) -> None:
+        self.transport = transport
+
+    async def status(self) -> PoolStatusInfo:
+        info: PoolStatusInfo = await self.transport.fabric("status")
+        return info
+
+    async def provision(
+        self, prefix: str, domain: str, count: int, start_index: int, password: str
+    ) -> tuple[ProvisionResult, int]:
+        result: tuple[ProvisionResult, int] = await self.transport.fabric(
+            "provision", prefix, domain, count, start_index, password
+        )
+        return result
+
+    async def call_detail_records(self, since: float) -> Sequence[StoredRecord]:
+        records: Sequence[StoredRecord] = await self.transport.fabric("call_detail_records", since)
+        return records
+
+    async def stop_front_end(self, front_end_id: str, crash: bool) -> PoolStatusInfo:
+        info: PoolStatusInfo = await self.transport.fabric("stop_front_end", front_end_id, crash)
+        return info
+
+    async def start_front_end(self, front_end_id: str) -> PoolStatusInfo:
+        info: PoolStatusInfo = await self.transport.fabric("start_front_end", front_end_id)
+        return info
+
+    async def reset(self, reset_type: str, front_end_id: str) -> tuple[list[int], PoolStatusInfo]:
+        result: tuple[list[int], PoolStatusInfo] = await self.transport.fabric(
+            "reset", reset_type, front_end_id
+        )
+        return result
+
+
+async def provision_contacts(
+    transport: Transport, routing: Routing, directory: Directory, entries: list[BulkContact]
+) -> int:
+    """Split by the owners' homes; every home checks its part before any writes."""
+    table = routing.check_serving()
+    parts: dict[str, list[BulkContact]] = {}
+    for entry in entries:
+        owner = directory.require(entry[0], field_name="owner_uri")
+        home = table.homes[owner.routing_group]
+        if not home:
+            raise Unavailable(table.reasons[owner.routing_group])
+        parts.setdefault(home, []).append(entry)
+    for home, part in parts.items():
+        await transport.front_end(home, "check_contacts", part)
+    written = 0
+    for home, part in parts.items():
+        written += await transport.front_end(home, "provision_contacts", part)
+    return written

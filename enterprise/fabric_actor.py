@@ -1,0 +1,361 @@
+"""The fabric actor: the Windows Fabric role and the back-end store in one.
+
+``FabricActor`` wraps the pure ``enterprise.fabric.Fabric``, starts the front-end actors
+(``enterprise.actors.FrontEndActor``, one per Ray node while there are nodes, round robin),
+pulls heartbeats every ``heartbeat_interval`` (Ray's own death signal, a ``RayActorError``,
+marks an actor dead at once), carries out what every state change asks for (reload or copy a
+group, push the routing table to every front end), and keeps the back-end SQLite store: the
+directory, the lazy backups of every group, the call detail records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import secrets
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from enterprise.actors import FrontEndActor, Handle, answers, unwrap
+from enterprise.changes import (
+    Change,
+    CopyTask,
+    FrontEndChanged,
+    ReloadTask,
+    ReplicaDropped,
+    TableSwapped,
+)
+from enterprise.fabric import Fabric, ResetType
+from enterprise.options import PoolOptions
+from enterprise.replica import Backup, GroupData
+from pool.cdr import CdrRecord, StoredRecord
+from pool.clock import SystemClock
+from pool.directory import Directory, ProvisionResult
+from pool.errors import FailedPrecondition, NotFound, PoolError
+from pool.sqlite_store import SqliteStore
+from pool.status import FrontEndState, PoolStatusInfo
+from pool.store import UserRow
+
+log = logging.getLogger("poolsim.enterprise")
+
+START_TIMEOUT = 60.0  # seconds a front end actor may take to come up
+
+
+class FabricActor:
+    """The pool manager and back-end store (see the module docstring)."""
+
+    def __init__(self, opts: PoolOptions) -> None:
+        logging.basicConfig(level=logging.WARNING)
+        self.opts = opts
+        self.fabric = Fabric(opts.fabric_config())
+        self.clock = SystemClock()
+        opts.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = SqliteStore(opts.data_dir / "backend.db", durability=opts.durability)
+        self.directory = Directory(self.fabric.routing_groups, opts.engine.password_iterations)
+        for row in self.store.load_users():
+            self.directory.load(row)
+        self.handles: dict[str, Handle] = {}
+        self.ports: dict[str, tuple[int, int]] = {}
+        self.endpoints: dict[str, int] = {}
+        self.signed_in: dict[str, int] = {}
+        self.lock = asyncio.Lock()
+        self.heartbeats: asyncio.Task[None] | None = None
+        self.started = False
+
+    # --- start-up ---
+
+    async def start(self) -> PoolStatusInfo:
+        """Start every front end; returns once the pool serves (or cannot start). The pool may
+        start before the last front ends register (the first-start table asks for fewer):
+        their share of primaries is given to them once all have come up."""
+        ids = self.opts.front_end_ids()
+        await asyncio.gather(*(self._launch(fe) for fe in ids))
+        async with self.lock:
+            if self.fabric.started:
+                await self._apply(self.fabric.rebalance())
+        self.heartbeats = asyncio.get_running_loop().create_task(self._heartbeat_loop())
+        return self._status()
+
+    def _options(self, fe_id: str) -> dict[str, Any]:
+        index = int(fe_id[2:]) - 1
+        nodes = sorted(n["NodeID"] for n in ray.nodes() if n.get("Alive"))  # type: ignore[no-untyped-call]
+        options: dict[str, Any] = {
+            "num_cpus": 0,
+            "max_concurrency": 100_000,
+            "name": f"poolsim-{self.opts.pool_name}-{fe_id}-{secrets.token_hex(3)}",
+        }
+        if nodes:
+            node = nodes[index % len(nodes)]
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node, soft=True)
+        return options
+
+    def _ports(self, fe_id: str) -> tuple[int, int]:
+        if fe_id in self.ports:
+            return self.ports[fe_id]  # a restarted front end comes back where it was
+        index = int(fe_id[2:]) - 1
+        opts = self.opts
+        port = opts.base_port + index if opts.base_port else 0
+        mport = opts.metrics_base_port
+        metrics_port = -1 if mport < 0 else (mport + index if mport else 0)
+        return port, metrics_port
+
+    async def _launch(self, fe_id: str) -> None:
+        me = ray.get_runtime_context().current_actor
+        actor_class: Any = ray.remote(FrontEndActor)
+        handle = actor_class.options(**self._options(fe_id)).remote(fe_id, self.opts, me)
+        port, metrics_port = self._ports(fe_id)
+        rows = [self._row(u.id) for u in self.directory]
+        address, metrics_address = await asyncio.wait_for(
+            handle.start.remote(rows, port, metrics_port), START_TIMEOUT
+        )
+        self.ports[fe_id] = (int(address.rpartition(":")[2]), metrics_port)
+        async with self.lock:
+            self.handles[fe_id] = handle
+            was_started = self.fabric.started
+            changes = self.fabric.register(fe_id, address, metrics_address, self.clock.monotonic())
+            await self._apply(changes, first_start=not was_started and self.fabric.started)
+
+    def _row(self, user_id: int) -> UserRow:
+        u = self.directory.by_id(user_id)
+        return UserRow(
+            u.id, u.uri, u.display_name, u.routing_group, u.salt, u.pw_hash, u.iterations
+        )
+
+    # --- carrying out changes ---
+
+    async def _apply(self, changes: list[Change], *, first_start: bool = False) -> None:
+        """Do what ``changes`` ask, in an order that loses nothing: data before the table
+        that routes users to it, the table before copies (so writes after a copy follow it)."""
+        if first_start:
+            placement = self.fabric.placement
+            if placement is not None:
+                data = self._backend_groups()
+                await asyncio.gather(
+                    *(
+                        self._call(fe, "install", g, data.get(g, GroupData()))
+                        for g, replicas in enumerate(placement.groups)
+                        for fe in (replicas.primary, *replicas.secondaries)
+                    )
+                )
+        reloads = [c for c in changes if isinstance(c, ReloadTask)]
+        if reloads:
+            data = self._backend_groups()
+            for task in reloads:
+                await self._call(task.fe, "install", task.group, data.get(task.group, GroupData()))
+        for change in changes:
+            if isinstance(change, FrontEndChanged) and change.new is FrontEndState.DOWN:
+                await self._retire(change.fe)
+        if any(isinstance(c, TableSwapped) for c in changes) or first_start:
+            await self._push_table()
+        for change in changes:
+            if isinstance(change, CopyTask):
+                await self._call(change.from_fe, "copy_group", change.group, change.to_fe)
+            elif isinstance(change, ReplicaDropped):
+                await self._call(change.fe, "drop_group", change.group)
+
+    async def _call(self, fe: str, method: str, *args: Any) -> Any:
+        handle = self.handles.get(fe)
+        if handle is None:
+            return None
+        try:
+            return await unwrap(getattr(handle, method).remote(*args))
+        except (ray.exceptions.RayActorError, PoolError) as exc:
+            log.warning("%s.%s failed: %s", fe, method, exc)
+            return None
+
+    async def _push_table(self) -> None:
+        table = self.fabric.routing_table
+        verdict = self.fabric.pool_serving()
+        reason = "" if verdict.ok else verdict.detail
+        handles = {fe: h for fe, h in self.handles.items() if fe in table.addresses}
+        counters = dataclasses.asdict(self.fabric.counters)
+        await asyncio.gather(
+            *(
+                self._call(fe, "set_table", table, reason, handles, counters)
+                for fe in list(self.handles)
+            )
+        )
+
+    async def _retire(self, fe_id: str) -> None:
+        """``fe_id`` is down: stop its actor if it still runs, and forget it."""
+        handle = self.handles.pop(fe_id, None)
+        self.endpoints.pop(fe_id, None)
+        self.signed_in.pop(fe_id, None)
+        if handle is None:
+            return
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(handle.stop.remote(), 5.0)
+        with contextlib.suppress(Exception):
+            ray.kill(handle)
+
+    def _backend_groups(self) -> dict[int, GroupData]:
+        """Every group's persistent data as the back-end store has it."""
+        out: dict[int, GroupData] = {}
+        directory = self.directory
+        for c in self.store.load_contacts():
+            g = directory.by_id(c.user_id).routing_group
+            out.setdefault(g, GroupData()).contacts[(c.user_id, c.contact_id)] = c
+        for p in self.store.load_presence():
+            g = directory.by_id(p.user_id).routing_group
+            out.setdefault(g, GroupData()).presence[p.user_id] = p
+        for r in self.store.load_conferences():
+            g = directory.by_id(r.organizer_id).routing_group
+            out.setdefault(g, GroupData()).conferences[r.conversation_id] = r
+        return out
+
+    # --- failure detection ---
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.opts.heartbeat_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._heartbeat_round(interval)
+            except Exception:
+                log.exception("heartbeat round failed")
+
+    async def _heartbeat_round(self, interval: float) -> None:
+        handles = dict(self.handles)
+        results = await asyncio.gather(
+            *(asyncio.wait_for(h.heartbeat.remote(), interval * 2) for h in handles.values()),
+            return_exceptions=True,
+        )
+        async with self.lock:
+            now = self.clock.monotonic()
+            changes: list[Change] = []
+            for fe, result in zip(handles, results, strict=True):
+                if fe not in self.handles:
+                    continue
+                if isinstance(result, ray.exceptions.RayActorError):
+                    changes += self.fabric.mark_dead(fe, "its Ray actor is gone")
+                elif not isinstance(result, BaseException):
+                    freshness, endpoints, signed_in = result
+                    self.endpoints[fe] = endpoints
+                    self.signed_in[fe] = signed_in
+                    if self.fabric.state_of(fe) in (FrontEndState.UP, FrontEndState.DRAINING):
+                        self.fabric.heartbeat(fe, now)
+                        if self.fabric.state_of(fe) is FrontEndState.UP:
+                            self.fabric.report_freshness(fe, freshness)
+            changes += self.fabric.check(now)
+            if changes:
+                await self._apply(changes)
+
+    # --- what front ends ask (admin calls arrive at any front end and come here) ---
+
+    def _status(self) -> PoolStatusInfo:
+        users: dict[int, int] = {}
+        for u in self.directory:
+            users[u.routing_group] = users.get(u.routing_group, 0) + 1
+        known = set(self.fabric.front_ends())
+        return self.fabric.status(
+            users,
+            {fe: n for fe, n in self.endpoints.items() if fe in known},
+            self.clock.monotonic(),
+            users_signed_in=sum(self.signed_in.values()),
+            wall_now=self.clock.now(),
+        )
+
+    async def status(self) -> PoolStatusInfo:
+        """The pool now: endpoint counts are asked of every front end, not taken from the last
+        heartbeat (an operator expects to see the sign-in just made)."""
+        handles = dict(self.handles)
+        results = await asyncio.gather(
+            *(asyncio.wait_for(h.heartbeat.remote(), 2.0) for h in handles.values()),
+            return_exceptions=True,
+        )
+        for fe, result in zip(handles, results, strict=True):
+            if not isinstance(result, BaseException) and fe in self.handles:
+                _, self.endpoints[fe], self.signed_in[fe] = result
+        return self._status()
+
+    @answers
+    async def provision(
+        self, prefix: str, domain: str, count: int, start_index: int, password: str
+    ) -> tuple[ProvisionResult, int]:
+        async with self.lock:
+            rows, result = self.directory.plan_provision(
+                prefix, domain, count, start_index, password
+            )
+            self.store.add_users(rows)
+            for row in rows:
+                self.directory.load(row)
+            await asyncio.gather(*(self._call(fe, "load_users", rows) for fe in list(self.handles)))
+        return result, len(self.directory)
+
+    async def add_cdrs(self, cdrs: list[tuple[float, CdrRecord]]) -> None:
+        for time, record in cdrs:
+            self.store.add_cdr(time, record)
+
+    async def backup(self, backups: list[Backup]) -> None:
+        for b in backups:
+            self.store.put_contacts(b.contacts)
+            for deleted in b.deleted:
+                self.store.delete_contact(deleted.user_id, deleted.contact_id)
+            for row in b.presence:
+                self.store.put_presence(row)
+            for conference in b.conferences:
+                self.store.put_conference(conference)
+            for ended in b.ended_conferences:
+                self.store.delete_conference(ended.conversation_id, 0)
+
+    async def call_detail_records(self, since: float) -> list[StoredRecord]:
+        await asyncio.gather(*(self._call(fe, "flush_cdrs") for fe in list(self.handles)))
+        return list(self.store.list_cdr(since))
+
+    @answers
+    async def stop_front_end(self, fe_id: str, crash: bool) -> PoolStatusInfo:
+        async with self.lock:
+            state = self.fabric.state_of(fe_id)  # NotFound for an unknown id
+            if state not in (FrontEndState.UP, FrontEndState.DRAINING):
+                raise FailedPrecondition(f"front end {fe_id} is {state.value}: nothing to stop")
+            handle = self.handles.get(fe_id)
+            if crash:
+                # as a power cut: the fabric finds out the way it would (Ray's death signal)
+                if handle is not None:
+                    ray.kill(handle)
+                return self._status()
+            now = self.clock.monotonic()
+            await self._apply(self.fabric.stop(fe_id, graceful=True, now=now))
+            # its groups moved and the table push signed its users out: the drain is over
+            await self._apply(self.fabric.stop(fe_id, graceful=False, now=now))
+            return self._status()
+
+    @answers
+    async def start_front_end(self, fe_id: str) -> PoolStatusInfo:
+        async with self.lock:
+            if fe_id in self.handles:
+                state = self.fabric.state_of(fe_id)
+                raise FailedPrecondition(f"front end {fe_id} is {state.value}: it is running")
+            if fe_id not in self.opts.front_end_ids():
+                raise NotFound(
+                    f"front end {fe_id} is not in pool {self.opts.pool_name}: its front ends are "
+                    f"{', '.join(self.opts.front_end_ids())}"
+                )
+            await self._apply(self.fabric.start(fe_id))
+        await self._launch(fe_id)
+        return self._status()
+
+    @answers
+    async def reset(self, reset_type: str, fe_id: str) -> tuple[list[int], PoolStatusInfo]:
+        kind = ResetType(reset_type)
+        async with self.lock:
+            target = fe_id if kind is ResetType.MACHINE_STATE_REMOVED else None
+            changes = self.fabric.reset(kind, fe_id=target)
+            await self._apply(changes)
+        reloaded = sorted(c.group for c in changes if isinstance(c, ReloadTask))
+        return reloaded, self._status()
+
+    async def shutdown(self) -> None:
+        """Stop every front end (signing users out, flushing records), then the store."""
+        if self.heartbeats is not None:
+            self.heartbeats.cancel()
+        async with self.lock:
+            await asyncio.gather(*(self._retire(fe) for fe in list(self.handles)))
+            self.store.close()
+
+    async def handles_of(self) -> dict[str, Handle]:
+        return dict(self.handles)

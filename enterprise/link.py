@@ -1,0 +1,139 @@
+"""Links to the other front ends: everything for one destination travels in batches.
+
+Messages queue while a batch is in flight and leave as the next batch, one transport call
+each. A link has one batch in flight, so messages arrive in the order they were queued
+(message order per conversation holds). A *post* expects nothing back but may get a reply to
+act on (``on_reply``); a *request* is a future of its reply. A batch that fails or takes longer
+than ``LINK_TIMEOUT`` fails every request in it with ``Unavailable``.
+
+``Links`` holds one front end's links: one per destination for everything, and one per
+destination for replicas (writes and copies), whose handlers never wait, so a batch waiting
+for replication cannot wait, through a cycle of front ends, for itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from enterprise.wire import Failure, Message, Reply, Transport
+from pool.errors import ResourceExhausted, Unavailable
+
+LINK_BACKLOG = 100_000  # messages queued for one front end at most (then calls fail, events drop)
+LINK_TIMEOUT = 10.0  # seconds a batch may take before the far front end counts as unreachable
+
+#: what to do with a reply to a post: (destination, message, reply)
+OnReply = Callable[[str, Message, Reply], None]
+
+
+class Links:
+    """The links of front end ``src`` (see the module docstring), and their counters."""
+
+    def __init__(self, transport: Transport, src: str, on_reply: OnReply) -> None:
+        self.transport = transport
+        self.src = src
+        self.on_reply = on_reply
+        self.main: dict[str, Link] = {}
+        self.replicas: dict[str, Link] = {}
+        self.tasks: set[asyncio.Task[Any]] = set()
+        self.dropped_posts = 0
+        self.batches = 0
+        self.batch_items = 0
+        #: called with the size of every batch answered (the metrics replace it)
+        self.observe_batch: Callable[[int], None] = self.count_batch
+
+    def to(self, dst: str) -> Link:
+        link = self.main.get(dst)
+        if link is None:
+            link = self.main[dst] = Link(self, dst)
+        return link
+
+    def replicas_to(self, dst: str) -> Link:
+        """The link for replicas (writes and copies) to ``dst``, apart from everything else."""
+        link = self.replicas.get(dst)
+        if link is None:
+            link = self.replicas[dst] = Link(self, dst)
+        return link
+
+    def count_batch(self, items: int) -> None:
+        self.batches += 1
+        self.batch_items += items
+
+
+class Link:
+    """Batches for one destination front end; one batch in flight (see the module docstring)."""
+
+    def __init__(self, links: Links, dst: str) -> None:
+        self.links = links
+        self.dst = dst
+        self.items: list[Message] = []
+        self.futures: list[asyncio.Future[Any] | None] = []
+        self.busy = False
+
+    def post(self, message: Message) -> None:
+        if len(self.items) >= LINK_BACKLOG:
+            self.links.dropped_posts += 1
+            return
+        self.items.append(message)
+        self.futures.append(None)
+        self._kick()
+
+    def request(self, message: Message) -> asyncio.Future[Any]:
+        """The reply to ``message`` (a ``Failure`` comes back as its domain error)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if len(self.items) >= LINK_BACKLOG:
+            future.set_exception(
+                ResourceExhausted(
+                    f"{len(self.items)} items are waiting for front end {self.dst}: try later"
+                )
+            )
+            return future
+        self.items.append(message)
+        self.futures.append(future)
+        self._kick()
+        return future
+
+    def _kick(self) -> None:
+        if not self.busy:
+            self.busy = True
+            # after this loop turn, so that what else runs in it joins the batch
+            asyncio.get_running_loop().call_soon(self._start)
+
+    def _start(self) -> None:
+        tasks = self.links.tasks
+        task = asyncio.get_running_loop().create_task(self._run())
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+
+    async def _run(self) -> None:
+        links = self.links
+        try:
+            while self.items:
+                items, futures = self.items, self.futures
+                self.items, self.futures = [], []
+                try:
+                    replies = await asyncio.wait_for(
+                        links.transport.exchange(self.dst, links.src, items), LINK_TIMEOUT
+                    )
+                except Exception as exc:  # the far front end died or hangs
+                    error = Unavailable(
+                        f"front end {self.dst} did not answer ({type(exc).__name__}): it may "
+                        "have failed; try again"
+                    )
+                    for future in futures:
+                        if future is not None and not future.done():
+                            future.set_exception(error)
+                    continue
+                links.observe_batch(len(items))
+                for item, future, reply in zip(items, futures, replies, strict=True):
+                    if future is None:
+                        if reply is not None:
+                            links.on_reply(self.dst, item, reply)
+                    elif not future.done():
+                        if isinstance(reply, Failure):
+                            future.set_exception(reply.error())
+                        else:
+                            future.set_result(reply)
+        finally:
+            self.busy = False

@@ -1,0 +1,54 @@
+"""How an Enterprise pool is set up: ``PoolOptions``, validated by the fabric's own config
+(``enterprise.fabric.FabricConfig``) and the engine's. The fabric's defaults are written once,
+in ``enterprise.fabric``; those only the actors use, here."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from enterprise.fabric import (
+    GROUPS_PER_FRONT_END,
+    HEARTBEAT_INTERVAL,
+    HEARTBEAT_MISSES,
+    POOL_NAME,
+    FabricConfig,
+)
+from pool.api.server import TlsPem
+from pool.config import EngineConfig
+
+FRONT_ENDS = 3
+BACKUP_INTERVAL = 60.0  # seconds between a primary's lazy backups to the back-end store
+
+
+@dataclass(frozen=True, slots=True)
+class PoolOptions:
+    """One Enterprise pool. ``data_dir`` holds the back-end store (kept across restarts)."""
+
+    front_ends: int = FRONT_ENDS
+    pool_name: str = POOL_NAME
+    host: str = "127.0.0.1"
+    base_port: int = 0  # 0: any free port; else front end i listens on base_port + i - 1
+    metrics_base_port: int = 0  # 0: any free port; -1: no metrics endpoints
+    groups_per_front_end: int = GROUPS_PER_FRONT_END
+    heartbeat_interval: float = HEARTBEAT_INTERVAL
+    heartbeat_misses: int = HEARTBEAT_MISSES
+    backup_interval: float = BACKUP_INTERVAL
+    data_dir: Path = Path("poolsim-data")
+    durability: str = "normal"
+    admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    tls: TlsPem | None = field(default=None, repr=False)  # every front end serves TLS with it
+
+    def fabric_config(self) -> FabricConfig:
+        return FabricConfig(
+            self.front_ends,
+            self.groups_per_front_end,
+            heartbeat_interval=self.heartbeat_interval,
+            heartbeat_misses=self.heartbeat_misses,
+            pool_name=self.pool_name,
+        )
+
+    def front_end_ids(self) -> list[str]:
+        return [f"fe{i}" for i in range(1, self.front_ends + 1)]

@@ -1,0 +1,123 @@
+"""Shipping a primary's writes to its secondaries, and the replicas the fabric directs.
+
+Persistent writes go through ``ReplicatingStore``; a call that wrote waits until every live
+secondary of the group has applied the write (``replicated``). Writes nobody waits for (a
+roster change made by a timer or by another front end's batch) leave soon anyway. Replicas
+travel over the replica links (``Links.replicas_to``), apart from everything else. The fabric
+installs copies (``install``), has a primary copy a group to a new secondary (``copy_group``),
+drops replicas, and collects lazy backups for the back-end store (``take_backup``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from enterprise.link import Links
+from enterprise.replica import Backup, GroupData, ReplicatingStore, Write
+from enterprise.routing import Routing
+from enterprise.wire import Install, Replicate
+from pool.engine import Engine
+
+
+class Replication:
+    def __init__(
+        self, engine: Engine, store: ReplicatingStore, routing: Routing, links: Links
+    ) -> None:
+        self.engine = engine
+        self.store = store
+        self.routing = routing
+        self.links = links
+        #: called with every wait for the secondaries, in seconds (the metrics replace it)
+        self.observe: Callable[[float], None] = lambda seconds: None
+        self._last_ship: asyncio.Future[None] | None = None
+        self._ship_soon = False
+        store.on_write = self._schedule_ship
+
+    def _schedule_ship(self) -> None:
+        """The store took a write: ship it soon even if no call waits for it."""
+        if not self._ship_soon:
+            self._ship_soon = True
+            asyncio.get_running_loop().call_soon(self._ship_now)
+
+    def _ship_now(self) -> None:
+        self._ship_soon = False
+        if self.store.has_pending:
+            self.replicated()
+
+    def replicated(self) -> Awaitable[None]:
+        """Done when every write made so far is on every live secondary of its group."""
+        if self.store.has_pending:
+            previous = self._last_ship
+            self._last_ship = asyncio.ensure_future(self._ship(self.store.take_pending(), previous))
+        last = self._last_ship
+        if last is None or last.done():
+            return _done()
+        return asyncio.shield(last)
+
+    async def _ship(
+        self, pending: dict[int, tuple[int, list[Write]]], previous: asyncio.Future[None] | None
+    ) -> None:
+        table = self.routing.table
+        fe_id = self.routing.fe_id
+        clock = self.engine.clock
+        start = clock.monotonic()
+        futures = []
+        if table is not None:
+            for g, (seq, writes) in pending.items():
+                message = Replicate(g, seq, tuple(writes))
+                for secondary in table.secondaries[g]:
+                    if secondary != fe_id and secondary in table.addresses:
+                        futures.append(self.links.replicas_to(secondary).request(message))
+        if futures:
+            # a secondary that does not answer is dead: the fabric will notice and rebuild
+            await asyncio.gather(*futures, return_exceptions=True)
+            self.observe(clock.monotonic() - start)
+        if previous is not None:
+            await previous
+
+    def apply(self, message: Replicate) -> None:
+        """Writes from ``message.group``'s primary (this is a secondary)."""
+        data = self.store.group(message.group)
+        for write in message.writes:
+            data.apply(write)
+        data.seq = max(data.seq, message.seq)
+
+    # --- replicas, directed by the fabric ---
+
+    def load(self, group: int) -> None:
+        """Serve ``group``'s users with the persistent data of the local replica."""
+        directory = self.engine.directory
+        data = self.store.group(group)
+        users = [directory.by_id(uid) for uid in self.routing.users_of(group)]
+        self.engine.load_persistent(users, data.contacts.values(), data.presence.values())
+
+    def install(self, group: int, data: GroupData) -> None:
+        """Hold ``data`` as this front end's copy of ``group`` (a copy or a reload)."""
+        self.store.groups[group] = data
+        if group in self.routing.loaded:
+            self.load(group)
+
+    async def copy_group(self, group: int, to_fe: str) -> None:
+        """Send this primary's copy of ``group`` to ``to_fe``, its new secondary. Writes made
+        after this go to it through the same link, so arrive after the copy."""
+        snapshot = self.store.group(group).snapshot()
+        await self.links.replicas_to(to_fe).request(Install(group, snapshot))
+
+    def drop_group(self, group: int) -> None:
+        if group not in self.routing.loaded:
+            self.store.drop(group)
+
+    def freshness(self) -> dict[int, int]:
+        return {g: data.seq for g, data in self.store.groups.items()}
+
+    def take_backup(self) -> list[Backup]:
+        return [b for b in self.store.take_dirty() if b.group in self.routing.loaded]
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _done() -> Awaitable[None]:
+    return _nothing()
