@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import assert_never
 
 from enterprise.handover import HOST_CHANGED
 from enterprise.link import Links
@@ -110,6 +111,8 @@ class Handlers:
             case Install():
                 self.replication.install(item.group, item.data)
                 return None
+            case _:
+                assert_never(item)
 
     # --- events for endpoints and users here ---
 

@@ -1,0 +1,58 @@
+"""The typed wire between front ends: a failure on the far side comes back as the same domain
+error (mapped through the gRPC adapter's table, so a redirect keeps its home), and every
+message type has its handler. Pure: no Ray, no sockets."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+
+import pytest
+
+from enterprise import wire
+from enterprise.handlers import Handlers
+from enterprise.wire import Failure
+from pool import errors
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        errors.InvalidArgument("bad"),
+        errors.NotFound("unknown conversation c-g1-x: it ended"),
+        errors.PermissionDenied("no"),
+        errors.FailedPrecondition("offline"),
+        errors.ResourceExhausted("full"),
+        errors.Unavailable("pool quorum lost"),
+    ],
+)
+def test_a_domain_error_comes_back_as_itself(error: errors.PoolError) -> None:
+    back = Failure.of(error).error()
+    assert type(back) is type(error)
+    assert back.message == error.message
+
+
+def test_a_redirect_keeps_its_home_address() -> None:
+    redirect = errors.Redirect("sip:a@x.com", "10.0.0.2:5062", "fe2", "homed on fe2: sign in there")
+    back = Failure.of(redirect).error()
+    assert isinstance(back, errors.Redirect)
+    assert (back.home_address, back.front_end_id) == ("10.0.0.2:5062", "fe2")
+    assert back.message == redirect.message
+
+
+def test_a_bug_on_the_far_side_is_an_internal_error() -> None:
+    back = Failure.internal("internal error handling Watch").error()
+    assert type(back) is errors.PoolError
+
+
+def test_messages_are_frozen_and_slotted() -> None:
+    for cls in typing.get_args(wire.Message):
+        assert dataclasses.is_dataclass(cls)
+        assert cls.__dataclass_params__.frozen, cls  # type: ignore[attr-defined]
+        assert "__slots__" in cls.__dict__, cls
+
+
+def test_every_message_has_its_handler() -> None:
+    source = Handlers._one.__code__.co_names
+    for cls in typing.get_args(wire.Message):
+        assert cls.__name__ in source, f"no case for {cls.__name__}"

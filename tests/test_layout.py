@@ -1,0 +1,159 @@
+"""The shape of the code, checked: no import circles between the modules of ``pool``,
+``enterprise`` and ``standard``, and the engine as the only writer of the domain's objects (no
+``enterprise`` module assigns to, or mutates in place, a field of a user, an endpoint or a
+conversation: it asks the engine)."""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
+
+from pool.conversation import Conversation
+from pool.directory import User
+from pool.registrar import Endpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("pool", "enterprise", "standard")
+DOMAIN_FIELDS = frozenset(
+    f.name for cls in (User, Endpoint, Conversation) for f in dataclasses.fields(cls)
+)
+MUTATORS = frozenset({"add", "append", "clear", "discard", "pop", "remove", "setdefault", "update"})
+
+
+def modules() -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for package in PACKAGES:
+        for path in (ROOT / package).rglob("*.py"):
+            parts = path.relative_to(ROOT).with_suffix("").parts
+            if "_proto" in parts:
+                continue
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            out[name] = path
+    return out
+
+
+def imports(tree: ast.Module) -> set[str]:
+    """Every module ``tree`` imports, at any depth, but under ``if TYPE_CHECKING``."""
+    out: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            out.add(node.module)
+            out.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(tree)
+    return out
+
+
+def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def strong(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                strong(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            strong(v)
+    return found
+
+
+def test_no_import_circles() -> None:
+    mods = modules()
+    graph = {
+        name: {m for m in imports(ast.parse(path.read_text())) if m in mods and m != name}
+        for name, path in mods.items()
+    }
+    assert "enterprise.node" in graph
+    assert "pool.engine" in graph["enterprise.node"]
+    assert cycles(graph) == []
+
+
+#: enterprise's own records with a field of the same name as a domain object's
+OWN_RECORDS = ("self", "dirty", "GroupData()")
+
+
+def _own(node: ast.expr) -> bool:
+    text = ast.unparse(node)
+    return text in OWN_RECORDS or any(text.endswith(f"{own})") for own in OWN_RECORDS[2:])
+
+
+def domain_writes(tree: ast.Module) -> list[str]:
+    """``x.field = ...``, ``x.field[k] = ...``, ``x.field += ...`` and ``x.field.add(...)``
+    for a domain object's field, ``x`` not ``self`` nor one of enterprise's own records."""
+    out: list[str] = []
+
+    def field_of(target: ast.expr) -> ast.Attribute | None:
+        if isinstance(target, ast.Subscript):
+            target = target.value
+        domain = isinstance(target, ast.Attribute) and target.attr in DOMAIN_FIELDS
+        return target if domain and not _own(target.value) else None
+
+    for node in ast.walk(tree):
+        targets: list[ast.expr] = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, ast.AugAssign | ast.AnnAssign):
+            targets = [node.target]
+        elif isinstance(node, ast.Delete):
+            targets = node.targets
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in MUTATORS
+            and field_of(node.func.value) is not None
+        ):
+            out.append(f"line {node.lineno}: {ast.unparse(node)}")
+        for target in targets:
+            elements = target.elts if isinstance(target, ast.Tuple) else [target]
+            for element in elements:
+                if field_of(element) is not None:
+                    out.append(f"line {node.lineno}: {ast.unparse(node)}")
+    return out
+
+
+def test_the_checker_finds_domain_writes() -> None:
+    code = (
+        "user.contacts = {}\nuser.endpoints.append(p)\nep.subscriptions[1] = 0.0\n"
+        "self.endpoints[k] = p\nuser.states.note = ''\ndirty.contacts.add(k)\n"
+        "out.setdefault(g, GroupData()).contacts[k] = c\n"
+    )
+    # self's own, a nested field and enterprise's own records are fine
+    assert len(domain_writes(ast.parse(code))) == 3
+
+
+def test_enterprise_writes_no_domain_object() -> None:
+    found = {
+        str(path.relative_to(ROOT)): writes
+        for name, path in modules().items()
+        if name.startswith("enterprise") and (writes := domain_writes(ast.parse(path.read_text())))
+    }
+    assert found == {}
