@@ -1,5 +1,16 @@
 """Shared fixtures: a real Standard front end (grpc.aio on loopback port 0, SQLite in tmp_path)
-with an injected fake clock, and helpers to wait on conditions (never on sleeps)."""
+with an injected fake clock, and helpers to wait on conditions (never on sleeps).
+
+Every test gets exactly one tier marker (``pytest -m fast``, ``-m grpc``, ``-m process``,
+``-m ray``; ``make check`` runs them all), by where it lives and what it uses:
+
+* ``fast``: the domain and the pure Enterprise logic (fake clocks, in-process transports, no
+  sockets): tests/domain, tests/enterprise and the files in ``TIERS``;
+* ``grpc``: real ``grpc.aio`` servers on loopback in the test's process (the default);
+* ``process``: poolsim (or a compiler) in processes of their own;
+* ``ray``: a real Ray cluster (the ``ray_cluster`` fixture, or the Enterprise edition of the
+  contract suite), whatever the file's tier.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +37,56 @@ PASSWORD = "pw"
 DOMAIN = "contoso.com"
 DEADLINE = 20.0  # seconds a condition may take before a test fails
 RAY_NODES = 3
+
+
+TIER_NAMES = ("fast", "grpc", "process", "ray")
+#: test folders and files whose tier is not the default (``grpc``)
+TIERS = {
+    "tests/domain": "fast",
+    "tests/enterprise": "fast",
+    "tests/test_layout.py": "fast",
+    "tests/bench/test_capacity.py": "fast",
+    "tests/bench/test_report.py": "fast",
+    "tests/bench/test_schedule.py": "fast",
+    "tests/bench/test_run_enterprise.py": "fast",
+    "tests/bench/test_run.py": "process",
+    "tests/test_process.py": "process",
+    "tests/test_codegen.py": "process",
+    "tests/test_sqlite_store.py": "process",
+}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def tier_of(item: pytest.Item) -> str:
+    callspec = getattr(item, "callspec", None)
+    if "ray_cluster" in getattr(item, "fixturenames", ()) or (
+        callspec is not None and "enterprise" in callspec.params.values()
+    ):
+        return "ray"
+    path = item.path.resolve().relative_to(ROOT).as_posix()
+    for prefix, tier in TIERS.items():
+        if path == prefix or path.startswith(prefix + "/"):
+            return tier
+    return "grpc"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, what in zip(
+        TIER_NAMES,
+        (
+            "pure domain and Enterprise logic: fake clocks, no sockets, no Ray",
+            "real grpc.aio servers on loopback in the test's process",
+            "poolsim or a compiler in processes of their own",
+            "a real Ray cluster",
+        ),
+        strict=True,
+    ):
+        config.addinivalue_line("markers", f"{name}: tier: {what}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        item.add_marker(tier_of(item))
 
 
 def uri(i: int, domain: str = DOMAIN) -> str:
