@@ -11,7 +11,7 @@ from pool.cdr import StoredRecord
 from pool.directory import Directory, ProvisionResult
 from pool.errors import Unavailable
 from pool.presence_service import BulkContact
-from pool.status import PoolStatusInfo
+from pool.status import PoolStatusInfo, ResetType
 
 
 class FabricCalls:
@@ -44,7 +44,9 @@ class FabricCalls:
         info: PoolStatusInfo = await self.transport.fabric("start_front_end", front_end_id)
         return info
 
-    async def reset(self, reset_type: str, front_end_id: str) -> tuple[list[int], PoolStatusInfo]:
+    async def reset(
+        self, reset_type: ResetType, front_end_id: str
+    ) -> tuple[list[int], PoolStatusInfo]:
         result: tuple[list[int], PoolStatusInfo] = await self.transport.fabric(
             "reset", reset_type, front_end_id
         )

@@ -56,7 +56,6 @@ Rules this module chooses (SPEC leaves them open):
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -102,6 +101,7 @@ from pool.status import (
 )
 from pool.status import GroupState as StatusGroupState
 from pool.status import QuorumState as StatusQuorumState
+from pool.status import ResetType as ResetType
 
 UP: Final = FrontEndState.UP
 DOWN: Final = FrontEndState.DOWN
@@ -180,15 +180,6 @@ class FabricConfig:
     def routing_groups(self) -> int:
         """Routing groups in the pool, fixed when it is created."""
         return self.groups_per_front_end * self.pool_size
-
-
-class ResetType(enum.Enum):
-    """``Reset-CsPoolRegistrarState -ResetType`` (SPEC section 2)."""
-
-    SERVICE_RESET = "ServiceReset"
-    QUORUM_LOSS_RECOVERY = "QuorumLossRecovery"
-    FULL_RESET = "FullReset"
-    MACHINE_STATE_REMOVED = "MachineStateRemoved"
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,7 +29,7 @@ from enterprise.changes import (
     ReplicaDropped,
     TableSwapped,
 )
-from enterprise.fabric import Fabric, ResetType
+from enterprise.fabric import Fabric
 from enterprise.options import PoolOptions
 from enterprise.replica import Backup, GroupData
 from pool.cdr import CdrRecord, StoredRecord
@@ -37,7 +37,7 @@ from pool.clock import SystemClock
 from pool.directory import Directory, ProvisionResult
 from pool.errors import FailedPrecondition, NotFound, PoolError
 from pool.sqlite_store import SqliteStore
-from pool.status import FrontEndState, PoolStatusInfo
+from pool.status import FrontEndState, PoolStatusInfo, ResetType
 from pool.store import UserRow
 
 log = logging.getLogger("poolsim.enterprise")
@@ -340,8 +340,7 @@ class FabricActor:
         return self._status()
 
     @answers
-    async def reset(self, reset_type: str, fe_id: str) -> tuple[list[int], PoolStatusInfo]:
-        kind = ResetType(reset_type)
+    async def reset(self, kind: ResetType, fe_id: str) -> tuple[list[int], PoolStatusInfo]:
         async with self.lock:
             target = fe_id if kind is ResetType.MACHINE_STATE_REMOVED else None
             changes = self.fabric.reset(kind, fe_id=target)

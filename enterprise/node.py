@@ -71,7 +71,7 @@ from pool.presence_service import BulkContact, ContactView, Publication
 from pool.privacy import PresenceView, Reach, reach
 from pool.registrar import Endpoint
 from pool.service import Created, Invited, Joined
-from pool.status import PoolStatusInfo
+from pool.status import PoolStatusInfo, ResetType
 from pool.store import UserRow
 
 __all__ = ["GONE", "HOME_CHANGED", "HOST_CHANGED", "Failure", "FrontEndNode", "Item"]
@@ -456,6 +456,6 @@ class FrontEndNode:
         return await self.fabric.start_front_end(front_end_id)
 
     async def reset_registrar_state(
-        self, reset_type: str, front_end_id: str
+        self, reset_type: ResetType, front_end_id: str
     ) -> tuple[list[int], PoolStatusInfo]:
         return await self.fabric.reset(reset_type, front_end_id)

@@ -31,6 +31,7 @@ from pool.status import (
     GroupState,
     PoolStatusInfo,
     QuorumState,
+    ResetType,
     RoutingGroupInfo,
 )
 
@@ -116,7 +117,7 @@ class PoolService(Protocol):
     async def start_front_end(self, front_end_id: str) -> PoolStatusInfo: ...
 
     async def reset_registrar_state(
-        self, reset_type: str, front_end_id: str
+        self, reset_type: ResetType, front_end_id: str
     ) -> tuple[list[int], PoolStatusInfo]: ...
 
 
@@ -217,7 +218,7 @@ class LocalService:
         raise _one_front_end("StartFrontEnd")
 
     async def reset_registrar_state(
-        self, reset_type: str, front_end_id: str
+        self, reset_type: ResetType, front_end_id: str
     ) -> tuple[list[int], PoolStatusInfo]:
         raise _one_front_end("ResetPoolRegistrarState")
 

@@ -25,6 +25,16 @@ class QuorumState(Enum):
     LOST = "lost"
 
 
+class ResetType(Enum):
+    """``Reset-CsPoolRegistrarState -ResetType`` (SPEC section 2), by Lync's own names: what the
+    admin API's ``RESET_TYPE_*`` stand for, from the adapter to the fabric."""
+
+    SERVICE_RESET = "ServiceReset"
+    QUORUM_LOSS_RECOVERY = "QuorumLossRecovery"
+    FULL_RESET = "FullReset"
+    MACHINE_STATE_REMOVED = "MachineStateRemoved"
+
+
 @dataclass(frozen=True, slots=True)
 class FrontEndInfo:
     id: str

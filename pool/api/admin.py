@@ -16,15 +16,16 @@ from pool.api.rpc import Handler, bearer, streaming, unary
 from pool.errors import InvalidArgument, PermissionDenied, Unauthenticated
 from pool.presence_service import BulkContact
 from pool.service import PoolService
+from pool.status import ResetType
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
 
-#: the proto's reset types by the names Reset-CsPoolRegistrarState uses
+#: the proto's reset types as the domain's
 RESET_TYPES = {
-    apb.RESET_TYPE_SERVICE_RESET: "ServiceReset",
-    apb.RESET_TYPE_QUORUM_LOSS_RECOVERY: "QuorumLossRecovery",
-    apb.RESET_TYPE_FULL_RESET: "FullReset",
-    apb.RESET_TYPE_MACHINE_STATE_REMOVED: "MachineStateRemoved",
+    apb.RESET_TYPE_SERVICE_RESET: ResetType.SERVICE_RESET,
+    apb.RESET_TYPE_QUORUM_LOSS_RECOVERY: ResetType.QUORUM_LOSS_RECOVERY,
+    apb.RESET_TYPE_FULL_RESET: ResetType.FULL_RESET,
+    apb.RESET_TYPE_MACHINE_STATE_REMOVED: ResetType.MACHINE_STATE_REMOVED,
 }
 
 
