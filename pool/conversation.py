@@ -10,10 +10,13 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
+from pool.cdr import ImSessionRecord
 from pool.directory import User
-from pool.errors import InvalidArgument
+from pool.errors import FailedPrecondition, InvalidArgument, PermissionDenied
 from pool.events import ChatMessage, Invitation, MessageReceived
+from pool.privacy import Reach, reach
 from pool.registrar import Endpoint
+from pool.store import ConferenceRow
 from pool.timers import Timer
 
 CONTENT_TYPES = frozenset({"text/plain", "text/html", "text/rtf"})
@@ -67,6 +70,18 @@ class Conversation:
     def uris(self) -> tuple[str, ...]:
         return tuple(p.endpoint.uri for p in self.participants.values())
 
+    def roster(self) -> ConferenceRow:
+        """A conference's roster as it persists: who is in it or invited."""
+        members = tuple(sorted({*self.participants, *self.pending}))
+        return ConferenceRow(
+            self.id,
+            self.organizer.user.id,
+            self.conference_uri,
+            self.subject,
+            self.conference_started_at,
+            members,
+        )
+
 
 def group_of(conversation_id: str) -> int | None:
     """The routing group of a conversation's organizer, which its id names
@@ -92,3 +107,42 @@ def check_message(body: str, content_type: str, max_chars: int) -> ChatMessage:
             f"{', '.join(sorted(CONTENT_TYPES))}"
         )
     return ChatMessage(body, ctype)
+
+
+def check_reach(caller: User, target: User, verdict: Reach | None = None) -> None:
+    """Raise why ``caller`` may not start a conversation with ``target`` (``verdict``: as the
+    target's home front end judged it, when that is elsewhere)."""
+    if verdict is None:
+        verdict = reach(target.current, target.level_for(caller))
+    if verdict is Reach.BLOCKED:
+        raise PermissionDenied(f"{target.uri} does not accept conversations from {caller.uri}")
+    if verdict is Reach.OFFLINE:
+        raise FailedPrecondition(f"{target.uri} is offline: no endpoint can take the invitation")
+    if verdict is Reach.DO_NOT_DISTURB:
+        raise FailedPrecondition(
+            f"{target.uri} is in Do Not Disturb: only their Workgroup contacts can reach them"
+        )
+
+
+def session_record(conv: Conversation, now: float) -> ImSessionRecord | None:
+    """The call detail record of a two-party session ending (or escalating) at ``now``;
+    None when it has no second party."""
+    to = conv.session_to
+    if to is None:
+        return None
+    org = conv.organizer
+    counts = conv.session_counts
+    return ImSessionRecord(
+        session_id=conv.id,
+        from_uri=org.uri,
+        from_endpoint=org.id,
+        to_uri=to.uri,
+        to_endpoint=conv.session_to_endpoint,
+        invite_time=conv.created_at,
+        response_time=conv.response_time or now,
+        response_code=conv.response_code or 487,
+        end_time=now,
+        from_message_count=counts.get(org.user.id, 0),
+        to_message_count=counts.get(to.id, 0) if conv.response_code == 200 else 0,
+        escalated_to=conv.conference_uri,
+    )

@@ -34,12 +34,17 @@ from pool.cdr import (
     ConferenceJoinRecord,
     ConferenceMessageCountRecord,
     ConferenceRecord,
-    ImSessionRecord,
 )
 from pool.clock import Clock
 from pool.config import EngineConfig
 from pool.conversation import REJOIN_REASONS as REJOIN_REASONS
-from pool.conversation import Conversation, Participant, PendingInvite
+from pool.conversation import (
+    Conversation,
+    Participant,
+    PendingInvite,
+    check_reach,
+    session_record,
+)
 from pool.conversation import check_message as check_message
 from pool.conversation import group_of as group_of
 from pool.directory import User
@@ -62,7 +67,7 @@ from pool.events import (
     TypingChanged,
 )
 from pool.observer import Observer
-from pool.privacy import Reach, reach
+from pool.privacy import Reach
 from pool.registrar import Endpoint
 from pool.store import ConferenceRow
 from pool.timers import TimerHeap
@@ -118,21 +123,6 @@ class Immcu:
             )
         return conv, part
 
-    def _check_reach(self, caller: User, target: User, verdict: Reach | None = None) -> None:
-        """``verdict``: as the target's home front end judged it, when that is elsewhere."""
-        if verdict is None:
-            verdict = reach(target.current, target.level_for(caller))
-        if verdict is Reach.BLOCKED:
-            raise PermissionDenied(f"{target.uri} does not accept conversations from {caller.uri}")
-        if verdict is Reach.OFFLINE:
-            raise FailedPrecondition(
-                f"{target.uri} is offline: no endpoint can take the invitation"
-            )
-        if verdict is Reach.DO_NOT_DISTURB:
-            raise FailedPrecondition(
-                f"{target.uri} is in Do Not Disturb: only their Workgroup contacts can reach them"
-            )
-
     def _check_room(self, user: User) -> None:
         if user.conversations >= self._limits.max_conversations_per_user:
             raise ResourceExhausted(
@@ -161,7 +151,7 @@ class Immcu:
             )
         self._check_room(ep.user)
         for target in invitees:
-            self._check_reach(ep.user, target, reaches.get(target.id) if reaches else None)
+            check_reach(ep.user, target, reaches.get(target.id) if reaches else None)
         now = self._clock.now()
         conv = Conversation(f"c-g{ep.user.routing_group}-{secrets.token_hex(8)}", subject, ep, now)
         self.conversations[conv.id] = conv
@@ -187,7 +177,7 @@ class Immcu:
                 f"conversation {conv.id} is full: at most {self._limits.max_participants} "
                 "participants"
             )
-        self._check_reach(ep.user, target, verdict)
+        check_reach(ep.user, target, verdict)
         # a live two-party conversation always has its two people (joined or invited)
         escalated = not conv.is_conference
         if escalated:
@@ -425,29 +415,10 @@ class Immcu:
             self._deliver(part.endpoint, event)
 
     def _record_session(self, conv: Conversation, now: float) -> None:
-        to = conv.session_to
-        if to is None:
-            return
-        org = conv.organizer
-        counts = conv.session_counts
-        from_count = counts.get(org.user.id, 0)
-        self._record(
-            ImSessionRecord(
-                session_id=conv.id,
-                from_uri=org.uri,
-                from_endpoint=org.id,
-                to_uri=to.uri,
-                to_endpoint=conv.session_to_endpoint,
-                invite_time=conv.created_at,
-                response_time=conv.response_time or now,
-                response_code=conv.response_code or 487,
-                end_time=now,
-                from_message_count=from_count,
-                to_message_count=counts.get(to.id, 0) if conv.response_code == 200 else 0,
-                escalated_to=conv.conference_uri,
-            )
-        )
-        conv.session_to = None
+        record = session_record(conv, now)
+        if record is not None:
+            self._record(record)
+            conv.session_to = None
 
     def _end_if_over(self, conv: Conversation, now: float, reason: str) -> None:
         if conv.ended or (
@@ -485,21 +456,10 @@ class Immcu:
         """Persist a conference's roster after a change of who is in it or invited."""
         if self._rosters is None or not conv.is_conference:
             return
-        organizer = conv.organizer.user
         if conv.ended:
-            self._rosters.delete_conference(conv.id, organizer.id)
-            return
-        members = sorted({*conv.participants, *conv.pending})
-        self._rosters.put_conference(
-            ConferenceRow(
-                conv.id,
-                organizer.id,
-                conv.conference_uri,
-                conv.subject,
-                conv.conference_started_at,
-                tuple(members),
-            )
-        )
+            self._rosters.delete_conference(conv.id, conv.organizer.user.id)
+        else:
+            self._rosters.put_conference(conv.roster())
 
     def invitations_for(self, user: User) -> list[Invitation]:
         """The invitations ``user`` has not answered yet, for an endpoint that just signed in."""
