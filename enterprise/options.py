@@ -1,6 +1,6 @@
 """How an Enterprise pool is set up: ``PoolOptions``, validated by the fabric's own config
 (``enterprise.fabric.FabricConfig``) and the engine's. The fabric's defaults are written once,
-in ``enterprise.fabric``; those only the actors use, here."""
+in ``enterprise.fabric_config``; those only the actors use, here."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from enterprise.fabric import (
+from enterprise.fabric_config import (
     GROUPS_PER_FRONT_END,
     HEARTBEAT_INTERVAL,
     HEARTBEAT_MISSES,
