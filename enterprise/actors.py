@@ -71,7 +71,7 @@ async def unwrap(ref: Awaitable[Any]) -> Any:
 
 
 class RayTransport:
-    """``enterprise.node.Transport`` over actor handles."""
+    """``enterprise.wire.Transport`` over actor handles."""
 
     def __init__(self, fabric: Handle) -> None:
         self.fabric_handle = fabric
