@@ -48,7 +48,7 @@ from pool.conversation import group_of
 from pool.directory import User
 from pool.engine import Engine
 from pool.errors import NotFound, PermissionDenied, PoolError
-from pool.events import ConversationEnded, Invitation, PresenceChanged
+from pool.events import ConversationEnded, Invitation, PresenceChanged, conversation_of
 from pool.privacy import PresenceView, Reach, reach
 from pool.registrar import StandIn
 from pool.service import Invited, Joined
@@ -127,7 +127,7 @@ class Handlers:
             if target is None or target.id not in ep.subscriptions:
                 return UNWATCH
         else:
-            conversation_id: str = getattr(event, "conversation_id", "")
+            conversation_id = conversation_of(event)
             if conversation_id:
                 hosted = self.memberships.joined.get(item.endpoint_id, {})
                 if hosted.get(conversation_id) != src:
@@ -155,7 +155,7 @@ class Handlers:
                 onward = DeliverToUser(item.user_id, event, host, mine, item.hops + 1)
                 self.links.to(home).post(onward)
             return
-        conversation_id: str = getattr(event, "conversation_id", "")
+        conversation_id = conversation_of(event)
         invited = memberships.invited.setdefault(item.user_id, {})
         if isinstance(event, Invitation):
             # invited back by a conference's new host before this front end heard of the move

@@ -139,6 +139,24 @@ Event = (
     | SignedOut
 )
 
+#: the events about one conversation (each has its ``conversation_id``)
+ConversationEvent = (
+    Invitation
+    | MessageReceived
+    | ParticipantJoined
+    | ParticipantLeft
+    | ConversationEscalated
+    | ConversationEnded
+    | TypingChanged
+)
+
+
+def conversation_of(event: Event) -> str:
+    """The conversation an event is about; "" for presence and the stream's own events."""
+    if isinstance(event, ConversationEvent):
+        return event.conversation_id
+    return ""
+
 
 class _Dropped:
     """The queue's running count of events dropped at this place in the stream."""
