@@ -28,8 +28,6 @@ from typing import Any
 
 from enterprise import admin
 from enterprise.handlers import Handlers
-from enterprise.handover import HOME_CHANGED as HOME_CHANGED
-from enterprise.handover import HOST_CHANGED as HOST_CHANGED
 from enterprise.handover import Handover
 from enterprise.link import Link, Links
 from enterprise.memberships import Memberships, RemoteInvitation
@@ -38,8 +36,8 @@ from enterprise.replica import Backup, GroupData, ReplicatingStore
 from enterprise.replication import Replication
 from enterprise.routing import Routing
 from enterprise.routing_table import RoutingTable
-from enterprise.wire import GONE as GONE
 from enterprise.wire import (
+    GONE,
     UNWATCH,
     Accept,
     AskReach,
@@ -47,7 +45,6 @@ from enterprise.wire import (
     Decline,
     Deliver,
     DropProxy,
-    Failure,
     Invite,
     Leave,
     Message,
@@ -61,7 +58,7 @@ from enterprise.wire import (
     Views,
     Watch,
 )
-from enterprise.wire import Item as Item
+from enterprise.wire import Item as Item  # what a batch holds (older code and tests)
 from pool.cdr import StoredRecord
 from pool.conversation import REJOIN_REASONS, check_message
 from pool.directory import ProvisionResult, User
@@ -73,8 +70,6 @@ from pool.registrar import Endpoint
 from pool.service import Created, Invited, Joined
 from pool.status import PoolStatusInfo, ResetType
 from pool.store import UserRow
-
-__all__ = ["GONE", "HOME_CHANGED", "HOST_CHANGED", "Failure", "FrontEndNode", "Item"]
 
 
 class FrontEndNode:
@@ -152,9 +147,6 @@ class FrontEndNode:
         if self.store.writes != before:
             await self.replication.replicated()
         return replies
-
-    def handle(self, src: str, items: list[Message]) -> list[Reply]:
-        return self.handlers.handle(src, items)
 
     def _replied(self, dst: str, item: Message, reply: Reply) -> None:
         """A posted message came back with something to act on."""
