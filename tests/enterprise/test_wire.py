@@ -5,6 +5,7 @@ message type has its handler. Pure: no Ray, no sockets."""
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import typing
 
 import pytest
@@ -56,3 +57,27 @@ def test_every_message_has_its_handler() -> None:
     source = Handlers._one.__code__.co_names
     for cls in typing.get_args(wire.Message):
         assert cls.__name__ in source, f"no case for {cls.__name__}"
+
+
+def test_messages_and_replies_survive_pickling() -> None:
+    """As they cross Ray: by their constructor's arguments (``wire._pickled``)."""
+    from enterprise.replica import ContactDeleted, GroupData
+    from pool.events import ConversationEnded
+    from pool.privacy import Reach
+
+    sent = [
+        wire.Deliver("ep-1", ConversationEnded("c-g1-x", "left", 1.0)),
+        wire.DeliverToUser(7, ConversationEnded("c-g1-x", "left", 1.0), "fe2", 3, 1),
+        wire.Watch("ep-1", 7, (1, 2)),
+        wire.Accept("c-g1-x", "ep-1", 7),
+        wire.Send("c-g1-x", "ep-1", 7, "hi", "text/plain"),
+        wire.Invite("c-g1-x", "ep-1", 7, 8, Reach.OK),
+        wire.Typing("c-g1-x", "ep-1", 7, True),
+        wire.Replicate(1, 5, (ContactDeleted(7, 8),)),
+        wire.Install(1, GroupData()),
+        wire.Sent("c-g1-x:1", 1),
+        Failure.of(errors.Redirect("", "h:1", "fe2")),
+    ]
+    back = pickle.loads(pickle.dumps(sent, protocol=5))
+    assert back == sent
+    assert [type(m) for m in back] == [type(m) for m in sent]
