@@ -78,6 +78,7 @@ class PoolOptions:
     host: str = "127.0.0.1"
     base_port: int = 0  # 0: any free port; else front end i listens on base_port + i - 1
     metrics_base_port: int = 0  # 0: any free port; -1: no metrics endpoints
+    metrics_host: str = "127.0.0.1"  # apart from host: metrics are plaintext even with TLS
     groups_per_front_end: int = 8
     heartbeat_interval: float = 0.5
     heartbeat_misses: int = 3
@@ -193,9 +194,12 @@ class FrontEndActor:
             engine.address = f"{host}:{self.server.port}"
         if metrics_port >= 0:
             self.metrics_server, _ = start_http_server(
-                metrics_port, addr=opts.host, registry=registry
+                metrics_port, addr=opts.metrics_host, registry=registry
             )
-            engine.metrics_address = f"{host}:{self.metrics_server.server_port}"
+            mhost = opts.metrics_host
+            if mhost in ("0.0.0.0", "::"):
+                mhost = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+            engine.metrics_address = f"{mhost}:{self.metrics_server.server_port}"
         metrics.watch(engine, "enterprise")
         loop = asyncio.get_running_loop()
         self.loops = [

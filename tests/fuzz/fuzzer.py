@@ -27,11 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import random
-import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -64,8 +65,10 @@ MEANINGFUL += (15500, 18500, 6900, 4500, 7500, 32000, 86_400, 86_401, 100_000, 1
 TS_MIN = -62_135_596_800
 TS_MAX = 253_402_300_799
 #: fields whose accepted values are expensive (every user a count creates stays): drawn small
-SMALL = {("poolsim.v1.ProvisionUsersRequest", "count"), ("poolsim.v1.ProvisionUsersRequest",
-         "start_index")}
+SMALL = {
+    ("poolsim.v1.ProvisionUsersRequest", "count"),
+    ("poolsim.v1.ProvisionUsersRequest", "start_index"),
+}
 CONTROL = "".join(chr(c) for c in (*range(0, 32), 127, 0x85, 0x9F))
 
 
@@ -172,11 +175,26 @@ def _adversarial_text(users: Sequence[str]) -> st.SearchStrategy[str]:
         st.just(""),
         st.text(max_size=40),
         st.text(alphabet=st.sampled_from(CONTROL), min_size=1, max_size=5),
-        st.builds(lambda a, c, b: a + c + b, st.text(max_size=8), st.sampled_from(CONTROL),
-                  st.text(max_size=8)),
+        st.builds(
+            lambda a, c, b: a + c + b,
+            st.text(max_size=8),
+            st.sampled_from(CONTROL),
+            st.text(max_size=8),
+        ),
         st.sampled_from(_near_uris(users)),
-        st.sampled_from(["text/plain", "text/html", "text/rtf", "application/x-evil",
-                         "in-a-meeting", "off-work", DOMAIN, PREFIX, "Other Contacts"]),
+        st.sampled_from(
+            [
+                "text/plain",
+                "text/html",
+                "text/rtf",
+                "application/x-evil",
+                "in-a-meeting",
+                "off-work",
+                DOMAIN,
+                PREFIX,
+                "Other Contacts",
+            ]
+        ),
         st.integers(1, 200_000).map(lambda n: "x" * n),
         st.integers(1, 3000).map(lambda n: "é" * n),
     )
@@ -246,9 +264,7 @@ class Strategies:
         if f.type == FieldDescriptor.TYPE_STRING:
             if valid:
                 return self._valid_text(f.name)
-            return st.one_of(
-                st.sampled_from(state.valid_strings()), _adversarial_text(state.users)
-            )
+            return st.one_of(st.sampled_from(state.valid_strings()), _adversarial_text(state.users))
         if f.type == FieldDescriptor.TYPE_BYTES:
             return st.binary(max_size=64)
         if f.type == FieldDescriptor.TYPE_BOOL:
@@ -277,9 +293,7 @@ class Strategies:
         if "uri" in name or name in ("invitees", "owner"):
             return st.sampled_from(state.users)
         if name == "conversation_id":
-            return st.deferred(
-                lambda: st.sampled_from(state.conversations[-50:] or ["c-g0-none"])
-            )
+            return st.deferred(lambda: st.sampled_from(state.conversations[-50:] or ["c-g0-none"]))
         if name == "password":
             return st.just(state.password)
         if name == "content_type":
@@ -295,13 +309,24 @@ class Strategies:
         return st.sampled_from(["", "hello", "Team", "desktop"])
 
     def _timestamp(self, valid: bool) -> st.SearchStrategy[Any]:
-        now = int(time.time())
+        now = int(datetime.now(UTC).timestamp())  # the server's wall clock: same machine
         if valid:
             seconds = st.sampled_from([now + 60, now + 3600, now + 86_400, 0, now - 60])
             return st.fixed_dictionaries({"seconds": seconds, "nanos": st.just(0)})
         seconds = st.sampled_from(
-            [0, now, now + 3600, now + 10**8, TS_MAX, TS_MAX + 1, TS_MIN, TS_MIN - 1, -1,
-             2**63 - 1, -(2**63)]
+            [
+                0,
+                now,
+                now + 3600,
+                now + 10**8,
+                TS_MAX,
+                TS_MAX + 1,
+                TS_MIN,
+                TS_MIN - 1,
+                -1,
+                2**63 - 1,
+                -(2**63),
+            ]
         )
         nanos = st.sampled_from([0, 1, 999_999_999, 1_000_000_000, -1, 2**31 - 1, -(2**31)])
         return st.fixed_dictionaries({"seconds": seconds, "nanos": nanos})
@@ -495,9 +520,7 @@ class Fuzzer:
                 )
         self.result.histogram[(method.label, code)] += 1
 
-    async def _stream(
-        self, channel: grpc.aio.Channel, method: Method, data: bytes, md: Any
-    ) -> str:
+    async def _stream(self, channel: grpc.aio.Channel, method: Method, data: bytes, md: Any) -> str:
         call = channel.unary_stream(method.path)(data, metadata=md, timeout=CALL_TIMEOUT)
         items = 0
         try:
@@ -513,7 +536,11 @@ class Fuzzer:
             call.cancel()
 
     def _learn(
-        self, method: Method, request: Message | None, reply: bytes, address: str,
+        self,
+        method: Method,
+        request: Message | None,
+        reply: bytes,
+        address: str,
         live: Live | None,
     ) -> None:
         state = self.state
@@ -533,8 +560,12 @@ class Fuzzer:
             del state.conversations[:-200]
 
     def _learn_error(
-        self, method: Method, request: Message | None, exc: grpc.aio.AioRpcError,
-        live: Live | None, address: str,
+        self,
+        method: Method,
+        request: Message | None,
+        exc: grpc.aio.AioRpcError,
+        live: Live | None,
+        address: str,
     ) -> None:
         state = self.state
         trailers = dict(exc.trailing_metadata() or ())
@@ -546,9 +577,9 @@ class Fuzzer:
             and live is not None
             and live.address == address
             and method.name != "SignIn"  # that one is about the password, not the token
+            and live in state.live  # expired, signed out by the server, or moved
         ):
-            if live in state.live:  # expired, signed out by the server, or moved
-                state.live.remove(live)
+            state.live.remove(live)
 
     async def run_batch(self, calls: list[Call]) -> None:
         sem = asyncio.Semaphore(self.concurrency)
@@ -560,7 +591,10 @@ class Fuzzer:
         await asyncio.gather(*(one(c) for c in calls))
 
     def run(
-        self, loop: asyncio.AbstractEventLoop, requests: int, batch: int = 100,
+        self,
+        loop: asyncio.AbstractEventLoop,
+        requests: int,
+        batch: int = 100,
         progress: Callable[[Result], None] | None = None,
     ) -> Result:
         """Draw and send ``requests`` calls. Hypothesis draws them in batches on this thread
@@ -591,12 +625,10 @@ class Fuzzer:
     async def sign_out_all(self) -> None:
         for live in list(self.state.live):
             md = (("authorization", f"Bearer {live.token}"),)
-            try:
+            with contextlib.suppress(grpc.aio.AioRpcError):  # gone already
                 await self.channel(live.address).unary_unary("/poolsim.v1.FrontEnd/SignOut")(
                     pb.SignOutRequest().SerializeToString(), metadata=md, timeout=CALL_TIMEOUT
                 )
-            except grpc.aio.AioRpcError:
-                pass
         self.state.live.clear()
 
 

@@ -45,7 +45,12 @@ class Report:
 
 
 def fuzz(
-    edition: str, requests: int, *, seed: int = 0, front_ends: int = 3, progress: bool = False,
+    edition: str,
+    requests: int,
+    *,
+    seed: int = 0,
+    front_ends: int = 3,
+    progress: bool = False,
     data_dir: Path | None = None,
 ) -> Report:
     with tempfile.TemporaryDirectory(prefix="poolsim-fuzz-") as tmp:
@@ -63,7 +68,11 @@ def fuzz(
 
 
 def _run(
-    loop: asyncio.AbstractEventLoop, edition: str, pool: PoolProcess, requests: int, seed: int,
+    loop: asyncio.AbstractEventLoop,
+    edition: str,
+    pool: PoolProcess,
+    requests: int,
+    seed: int,
     progress: bool,
 ) -> Report:
     def wait(coro: Coroutine[Any, Any, T]) -> T:
@@ -79,8 +88,11 @@ def _run(
         now = time.monotonic()
         if progress and now - last[0] >= 10:
             last[0] = now
-            print(f"  {result.requests} requests, {len(result.bad)} bad, "
-                  f"{result.requests / (now - start):.0f}/s", flush=True)
+            print(
+                f"  {result.requests} requests, {len(result.bad)} bad, "
+                f"{result.requests / (now - start):.0f}/s",
+                flush=True,
+            )
 
     fuzzer.run(loop, requests, progress=show)
     seconds = time.monotonic() - start
@@ -89,9 +101,7 @@ def _run(
     down = wait(serving(pool.addresses))
     verified = ""
     try:
-        wait(
-            verify_users(pool.addresses, pool.admin_token, users, PASSWORD)
-        )
+        wait(verify_users(pool.addresses, pool.admin_token, users, PASSWORD))
     except Exception as exc:  # any failure is the report's finding
         verified = f"{type(exc).__name__}: {exc}"
     return Report(edition, fuzzer.result, seconds, down, pool.alive(), verified)
