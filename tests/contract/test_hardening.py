@@ -141,3 +141,21 @@ async def test_unknown_enum_numbers_are_refused(pool: Any) -> None:
             await stub.PublishPresence(request, metadata=_md(alice.token))
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "is not a value of" in (info.value.details() or "")
+
+
+async def test_conversation_ids_that_are_not_ours_are_not_found(pool: Any) -> None:
+    alice = await pool.sign_in(0)
+    stub = pb_grpc.FrontEndStub(pool.client.channel(alice.address))
+    for cid in ("c-g\u00b2-x", "c-g\u0663-x", "c-g99999999999999999999-x", "c--g1-", "x" * 300):
+        for request in (
+            pb.SendMessageRequest(conversation_id=cid, body="hi"),
+            pb.LeaveRequest(conversation_id=cid),
+            pb.AcceptInvitationRequest(conversation_id=cid),
+            pb.InviteRequest(conversation_id=cid, user_uri=uri(1)),
+        ):
+            method = type(request).__name__.removesuffix("Request").removesuffix("Invitation")
+            method = "AcceptInvitation" if method == "Accept" else method
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await getattr(stub, method)(request, metadata=_md(alice.token))
+            code = info.value.code()
+            assert code not in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL), (cid, info)
