@@ -16,6 +16,7 @@ from tests.fuzz.fuzzer import Fuzzer, Result, State, provision
 from tests.fuzz.servers import PASSWORD, PoolProcess, running_pool
 
 T = TypeVar("T")
+OPERATOR_RPCS = frozenset({"StopFrontEnd", "StartFrontEnd", "ResetPoolRegistrarState"})
 
 
 @dataclass
@@ -80,6 +81,8 @@ def _run(
 
     users = wait(provision(pool.addresses, pool.admin_token, PASSWORD))
     state = State(users, PASSWORD, pool.admin_token, list(pool.addresses))
+    if edition == "enterprise":
+        state.no_admin = OPERATOR_RPCS
     fuzzer = Fuzzer(state, seed)
     start = time.monotonic()
     last = [start]
