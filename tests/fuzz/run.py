@@ -27,6 +27,7 @@ class Report:
     down: list[str]  # front ends not serving after the fuzzing
     alive: bool  # the pool's process
     verified: str  # "" when every fuzzed user works, else what failed
+    log: list[str]  # the pool's warnings and errors
 
     @property
     def ok(self) -> bool:
@@ -42,6 +43,8 @@ class Report:
             f"pool process alive: {self.alive}; front ends not serving: {self.down or 'none'}",
             f"fuzzed users afterwards: {self.verified or 'all work'}",
         ]
+        if not self.ok:
+            lines += ["the pool's last warnings and errors:", *self.log[-30:]]
         return "\n".join(lines)
 
 
@@ -107,4 +110,7 @@ def _run(
         wait(verify_users(pool.addresses, pool.admin_token, users, PASSWORD))
     except Exception as exc:  # any failure is the report's finding
         verified = f"{type(exc).__name__}: {exc}"
-    return Report(edition, fuzzer.result, seconds, down, pool.alive(), verified)
+    noteworthy = [
+        line for line in pool.log if " ERROR " in line or " WARNING " in line or "Error" in line
+    ]
+    return Report(edition, fuzzer.result, seconds, down, pool.alive(), verified, noteworthy)

@@ -30,15 +30,17 @@ class PoolProcess:
     process: subprocess.Popen[str]
     addresses: list[str] = field(default_factory=list)
     admin_token: str = ""
-    output: list[str] = field(default_factory=list)
+    output: list[str] = field(default_factory=list)  # until it was ready
+    log: list[str] = field(default_factory=list)  # everything it wrote, as it goes
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
 
-def _reader(stream: object, lines: queue.Queue[str | None]) -> None:
+def _reader(stream: object, lines: queue.Queue[str | None], log: list[str]) -> None:
     for line in stream:  # type: ignore[attr-defined]
-        lines.put(line.rstrip("\n"))
+        log.append(line.rstrip("\n"))
+        lines.put(log[-1])
     lines.put(None)
 
 
@@ -60,7 +62,7 @@ def running_pool(edition: str, data_dir: Path, front_ends: int = 3) -> Iterator[
     )
     pool = PoolProcess(proc)
     lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_reader, args=(proc.stdout, lines), daemon=True).start()
+    threading.Thread(target=_reader, args=(proc.stdout, lines, pool.log), daemon=True).start()
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
