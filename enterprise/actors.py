@@ -139,9 +139,12 @@ class FrontEndActor:
             engine.address = f"{host}:{self.server.port}"
         if metrics_port >= 0:
             self.metrics_server, _ = start_http_server(
-                metrics_port, addr=opts.host, registry=registry
+                metrics_port, addr=opts.metrics_host, registry=registry
             )
-            engine.metrics_address = f"{host}:{self.metrics_server.server_port}"
+            mhost = opts.metrics_host
+            if mhost in ("0.0.0.0", "::"):
+                mhost = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+            engine.metrics_address = f"{mhost}:{self.metrics_server.server_port}"
         metrics.watch(engine, "enterprise")
         loop = asyncio.get_running_loop()
         self.loops = [

@@ -31,6 +31,7 @@ class PoolOptions:
     host: str = "127.0.0.1"
     base_port: int = 0  # 0: any free port; else front end i listens on base_port + i - 1
     metrics_base_port: int = 0  # 0: any free port; -1: no metrics endpoints
+    metrics_host: str = "127.0.0.1"  # apart from host: metrics are plaintext even with TLS
     groups_per_front_end: int = GROUPS_PER_FRONT_END
     heartbeat_interval: float = HEARTBEAT_INTERVAL
     heartbeat_misses: int = HEARTBEAT_MISSES

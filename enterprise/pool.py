@@ -117,7 +117,7 @@ async def serve(opts: EnterpriseServeOptions, *, stop: asyncio.Event | None = No
             )
             print(
                 f"users: {result.created} provisioned, {result.already_existed} already there "
-                f"({result.first_uri} .. {result.last_uri}, password {opts.user_password!r})"
+                f"({result.first_uri} .. {result.last_uri})"
             )
         status = await pool.refresh()
         for fe in status.front_ends:

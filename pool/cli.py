@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,9 @@ from pool.errors import PoolError
 
 if TYPE_CHECKING:
     from pool.api.server import TlsFiles
+
+PASSWORD_ENV = "POOLSIM_USER_PASSWORD"
+DEFAULT_PASSWORD = "poolsim"
 
 
 def _serve_args(p: argparse.ArgumentParser) -> None:
@@ -36,6 +40,12 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
         type=int,
         default=5061,
         help="gRPC port (default %(default)s; enterprise: front end i gets PORT+i-1; 0 any free)",
+    )
+    p.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="address the Prometheus endpoint listens on (default %(default)s; apart from "
+        "--host: metrics are plaintext even when gRPC uses TLS)",
     )
     p.add_argument(
         "--metrics-port",
@@ -87,7 +97,12 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
         "--domain", default="contoso.com", help="domain of --users (default %(default)s)"
     )
     p.add_argument(
-        "--user-password", default="poolsim", help="password of --users (default %(default)s)"
+        "--user-password",
+        help="password of --users (default: --user-password-file, else the "
+        f"{PASSWORD_ENV} environment variable, else {DEFAULT_PASSWORD}); a flag shows in `ps`",
+    )
+    p.add_argument(
+        "--user-password-file", type=Path, help="read the password of --users from this file"
     )
     p.add_argument(
         "--admin-token-file",
@@ -132,6 +147,25 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--password-iterations", type=int, default=50_000, help="PBKDF2-SHA256")
 
 
+def user_password(a: argparse.Namespace) -> str:
+    """--user-password, else the first line of --user-password-file, else $POOLSIM_USER_PASSWORD,
+    else the default. Never printed."""
+    if a.user_password is not None and a.user_password_file is not None:
+        raise SystemExit("give --user-password or --user-password-file, not both")
+    if a.user_password is not None:
+        return str(a.user_password)
+    if a.user_password_file is not None:
+        try:
+            text = a.user_password_file.read_text()
+        except OSError as exc:
+            raise SystemExit(f"cannot read --user-password-file: {exc}") from exc
+        password = text.splitlines()[0] if text else ""
+        if not password:
+            raise SystemExit(f"--user-password-file {a.user_password_file} is empty")
+        return password
+    return os.environ.get(PASSWORD_ENV) or DEFAULT_PASSWORD
+
+
 def engine_config(a: argparse.Namespace) -> EngineConfig:
     return EngineConfig(
         pool_name=a.pool_name,
@@ -165,6 +199,7 @@ def cmd_serve_enterprise(a: argparse.Namespace) -> int:
         pool_name=a.pool_name,
         host=a.host,
         base_port=a.port,
+        metrics_host=a.metrics_host,
         metrics_base_port=a.metrics_port,
         groups_per_front_end=a.groups_per_front_end,
         heartbeat_interval=a.heartbeat_interval,
@@ -180,7 +215,7 @@ def cmd_serve_enterprise(a: argparse.Namespace) -> int:
         a.ray_address,
         users=a.users,
         domain=a.domain,
-        user_password=a.user_password,
+        user_password=user_password(a),
         admin_token_file=a.admin_token_file,
     )
     return main(opts)
@@ -205,11 +240,12 @@ def cmd_serve(a: argparse.Namespace) -> int:
     opts = ServeOptions(
         host=a.host,
         port=a.port,
+        metrics_host=a.metrics_host,
         metrics_port=a.metrics_port,
         data_dir=a.data_dir,
         users=a.users,
         domain=a.domain,
-        user_password=a.user_password,
+        user_password=user_password(a),
         admin_token_file=a.admin_token_file,
         tls=tls,
         insecure=a.insecure,

@@ -38,7 +38,7 @@ from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool._proto.poolsim.v1 import admin_pb2_grpc as apb_grpc
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
-from pool.api.status import error_of
+from pool.api.status import DETAILS_KEY, error_of
 from pool.errors import PoolError, Redirect, Unavailable
 from pool.privacy import AccessLevel
 
@@ -49,7 +49,7 @@ T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
 MAX_REDIRECTS = 3
 #: SignedOut reasons after which ``Session.events`` signs in again (when reconnecting)
-RECONNECT_REASONS = frozenset({"home-server-changed"})
+RECONNECT_REASONS = frozenset({pb.END_REASON_HOME_SERVER_CHANGED})
 #: how long an event stream keeps trying to sign in again after its front end failed (a
 #: fail-over takes the pool a second or two: until then the user's new home is not known)
 STREAM_RECONNECT_WINDOW = 30.0
@@ -79,7 +79,8 @@ def translate(exc: grpc.aio.AioRpcError) -> PoolError:
     message = exc.details() or ""
     pairs = cast(Sequence[tuple[str, str | bytes]], exc.trailing_metadata() or ())
     metadata = {key: value for key, value in pairs if isinstance(value, str)}
-    error = error_of(code, message, metadata)
+    details = next((v for k, v in pairs if k == DETAILS_KEY and isinstance(v, bytes)), b"")
+    error = error_of(code, message, metadata, details)
     if type(error) is PoolError:
         return TransportError(code, message)
     return error
@@ -393,7 +394,9 @@ class Session:
                     if event.WhichOneof("kind") == "signed_out":
                         reason = event.signed_out.reason
                         if reason in RECONNECT_REASONS:
-                            ended_by = Unavailable(f"signed out by the server: {reason}")
+                            ended_by = Unavailable(
+                                "signed out by the server: the user's home front end changed"
+                            )
                     yield event
             except grpc.aio.AioRpcError as exc:
                 error = translate(exc)

@@ -69,7 +69,7 @@ class Timers:
 class EngineConfig:
     """What one front end's engine needs to know."""
 
-    front_end_id: str = "fe-1"
+    front_end_id: str = "fe1"
     pool_name: str = "pool01"
     address: str = "127.0.0.1:5061"  # advertised as users' home address
     routing_groups: int = 8  # groups in the pool (assumed: 8 per front end)
@@ -81,7 +81,7 @@ class EngineConfig:
 
     def __post_init__(self) -> None:
         if not self.front_end_id:
-            raise ConfigError("front_end_id='' is empty: expected a name like fe-1")
+            raise ConfigError("front_end_id='' is empty: expected a name like fe1")
         _check_range("routing_groups", self.routing_groups, 1, 10_000)
         _check_range("event_queue_capacity", self.event_queue_capacity, 1, 1_000_000)
         _check_range("immcu_buffer_messages", self.immcu_buffer_messages, 0, 10_000)

@@ -88,7 +88,7 @@ def group_of(conversation_id: str) -> int | None:
     (``c-g<group>-<random>``); None for an id that is not one of ours."""
     head, _, rest = conversation_id.partition("-g")
     digits, dash, _ = rest.partition("-")
-    if head != "c" or not dash or not digits.isdigit():
+    if head != "c" or not dash or not (digits.isascii() and digits.isdigit()):  # not "²"
         return None
     return int(digits)
 

@@ -33,6 +33,9 @@ from pool.timers import TimerHeap
 
 DEFAULT_GROUP = "Other Contacts"
 MAX_GROUP = 64
+MAX_SUBJECT = 256
+#: how far ahead a calendar state may end (assumed: a year and a day; publish again for longer)
+CALENDAR_HORIZON = 366 * 86_400.0
 _LEVELS = frozenset(int(level) for level in AccessLevel)
 
 
@@ -215,10 +218,14 @@ class PresenceService:
                 f"availability {pub.availability} is not a calendar state: 6500 (in a meeting), "
                 "15500 (out of office) or 0 (clear)"
             )
-        if pub.until and pub.until <= self._clock.now():
-            raise InvalidArgument("until is in the past: a calendar state must end in the future")
-        if len(pub.meeting_subject) > 256:
-            raise InvalidArgument("meeting_subject is longer than 256 characters")
+        now = self._clock.now()
+        if pub.until and not now < pub.until <= now + CALENDAR_HORIZON:  # also NaN
+            raise InvalidArgument(
+                f"until {pub.until!r} is out of range: a calendar state ends in the future and "
+                f"within {CALENDAR_HORIZON / 86_400:g} days"
+            )
+        if len(pub.meeting_subject) > MAX_SUBJECT:
+            raise InvalidArgument(f"meeting_subject is longer than {MAX_SUBJECT} characters")
         default = "in-a-meeting" if pub.availability == 6500 else "out-of-office"
         return CalendarState(pub.availability, activity or default, pub.until, pub.meeting_subject)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+import os
 import signal
 import sys
 from dataclasses import dataclass, field
@@ -32,6 +33,7 @@ log = logging.getLogger("poolsim.standard")
 class ServeOptions:
     host: str = "127.0.0.1"
     port: int = 5061
+    metrics_host: str = "127.0.0.1"  # apart from host: metrics are plaintext even with TLS
     metrics_port: int = 9464  # -1: no metrics endpoint
     data_dir: Path = Path("poolsim-data")
     users: int = 0
@@ -62,12 +64,26 @@ def check(opts: ServeOptions) -> None:
         )
 
 
+def private_data(data_dir: Path) -> Path:
+    """The data directory, mode 0700, with its store file made 0600 before SQLite opens it
+    (SQLite gives its -wal and -shm files the database file's mode)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.chmod(0o700)
+    for name in ("pool.db", "pool.db-wal", "pool.db-shm"):
+        path = data_dir / name
+        if path.exists():
+            path.chmod(0o600)
+    db = data_dir / "pool.db"
+    if not db.exists():
+        os.close(os.open(db, os.O_WRONLY | os.O_CREAT, 0o600))
+    return data_dir
+
+
 async def serve(
     opts: ServeOptions, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
 ) -> int:
     check(opts)
-    opts.data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(opts.data_dir / "pool.db", durability=opts.durability)
+    store = SqliteStore(private_data(opts.data_dir) / "pool.db", durability=opts.durability)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     engine = Engine(opts.config, store, SystemClock(), metrics)
@@ -76,7 +92,7 @@ async def serve(
         result = engine.provision(opts.user_prefix, opts.domain, opts.users, 0, opts.user_password)
         print(
             f"users: {result.created} provisioned, {result.already_existed} already there "
-            f"({result.first_uri} .. {result.last_uri}, password {opts.user_password!r})"
+            f"({result.first_uri} .. {result.last_uri})"
         )
     elif loaded:
         print(f"users: {loaded} loaded from {opts.data_dir}")
@@ -84,8 +100,10 @@ async def serve(
     token = load_or_create(token_path, create=opts.admin_token_file is None)
     metrics_server = None
     if opts.metrics_port >= 0:
-        metrics_server, _ = start_http_server(opts.metrics_port, addr=opts.host, registry=registry)
-        engine.metrics_address = f"{opts.host}:{metrics_server.server_port}"
+        metrics_server, _ = start_http_server(
+            opts.metrics_port, addr=opts.metrics_host, registry=registry
+        )
+        engine.metrics_address = f"{opts.metrics_host}:{metrics_server.server_port}"
     metrics.watch(engine, "standard")
     server = await start_front_end(
         engine, host=opts.host, port=opts.port, admin_token=token, metrics=metrics, tls=opts.tls

@@ -19,6 +19,7 @@ from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool._proto.poolsim.v1 import admin_pb2_grpc as apb_grpc
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
+from pool.api import convert
 from pool.api.status import HOME_ADDRESS_KEY
 from pool.client import PoolClient, Session
 from tests.conftest import PASSWORD, StandardPool, eventually, uri
@@ -39,7 +40,7 @@ def presence_event(note: str) -> pb.Event:
 
 def signed_out_event(reason: str) -> pb.Event:
     event = pb.Event()
-    event.signed_out.reason = reason
+    event.signed_out.reason = convert.end_reason(reason)
     return event
 
 
@@ -480,7 +481,7 @@ async def test_events_end_after_other_sign_outs(pool: Pool) -> None:
         session = await client.sign_in(uri(0), PASSWORD)
         a.streams = [[signed_out_event("registration-expired"), "end"]]
         events = await collect(session, 10)
-        assert [e.signed_out.reason for e in events] == ["registration-expired"]
+        assert [e.signed_out.reason for e in events] == [pb.END_REASON_REGISTRATION_EXPIRED]
         assert session.reconnections == 0
 
 

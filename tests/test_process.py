@@ -26,6 +26,7 @@ import pytest
 
 from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
+from pool.api import convert
 from pool.client import PoolClient, Session
 from pool.errors import PoolError
 from pool.privacy import AccessLevel
@@ -174,7 +175,7 @@ def registration_reasons(records: list[apb.CallDetailRecord]) -> dict[str, str]:
     for record in records:
         if record.WhichOneof("record") == "registration":
             reg = record.registration
-            reasons[reg.endpoint_id] = reg.deregister_reason
+            reasons[reg.endpoint_id] = convert.REASON_NAMES[reg.deregister_reason]
     return reasons
 
 
@@ -274,7 +275,7 @@ async def test_sigterm_signs_everyone_out_with_records_and_exits_0(tmp_path: Pat
     assert ended, "the event stream did not end"
     kinds = [e.WhichOneof("kind") for e in events]
     assert kinds[-1] == "signed_out", (kinds, ended)
-    assert events[-1].signed_out.reason == "server-shutdown"
+    assert events[-1].signed_out.reason == pb.END_REASON_SERVER_SHUTDOWN
     assert ended == ["ok"]
 
     with running(serve_argv(data), tmp_path) as again:  # --users 5 again: the 5 are kept
@@ -387,11 +388,11 @@ def test_status_prints_front_end_quorum_and_groups(tmp_path: Path) -> None:
         argv += ["--admin-token-file", str(server.token_path)]
         code, out, err = run_cli(argv, tmp_path)
     assert code == 0, err
-    assert "fe-1" in out
+    assert "fe1" in out
     assert "has-quorum" in out
     assert server.address in out
     groups = [
-        line for line in out.splitlines() if re.match(r"^\s*\d+\s+healthy\s+fe-1\s+-\s+\d+$", line)
+        line for line in out.splitlines() if re.match(r"^\s*\d+\s+healthy\s+fe1\s+-\s+\d+$", line)
     ]
     assert len(groups) == 8, out
     assert sum(int(line.split()[-1]) for line in groups) == 5

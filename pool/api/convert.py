@@ -1,7 +1,14 @@
-"""Domain objects -> protobuf messages (and the few the other way)."""
+"""Domain objects -> protobuf messages (and the few the other way).
+
+Every conversion here must succeed for any value the domain may hold: a reply that cannot be
+built fails every later read of that state (a calendar end out of the Timestamp range once
+made a user's presence unreadable). Times are clamped into the Timestamp range, reason strings
+map to ``EndReason`` (UNSPECIFIED for one this table does not know).
+"""
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -9,18 +16,52 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from pool import cdr, events, status
 from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
+from pool.api.validate import TS_MAX, TS_MIN
+from pool.errors import InvalidArgument
 from pool.presence import MachineState
-from pool.presence_service import ContactView, Publication
+from pool.presence_service import ContactView, Publication, Source
 from pool.privacy import PresenceView
 
 
 def ts(seconds: float) -> Timestamp:
-    whole = int(seconds)
-    return Timestamp(seconds=whole, nanos=int((seconds - whole) * 1e9))
+    """A Timestamp for any float: clamped into the Timestamp range (NaN: the epoch)."""
+    whole, nanos = _split(seconds)
+    return Timestamp(seconds=whole, nanos=nanos)
+
+
+def _split(seconds: float) -> tuple[int, int]:
+    if not TS_MIN <= seconds < TS_MAX:  # also NaN
+        return (TS_MAX, 0) if seconds >= TS_MAX else (0 if math.isnan(seconds) else TS_MIN, 0)
+    whole = math.floor(seconds)
+    return whole, min(int((seconds - whole) * 1e9), 999_999_999)
 
 
 def seconds(stamp: Timestamp) -> float:
     return stamp.seconds + stamp.nanos / 1e9
+
+
+#: the domain's reason strings (pool.engine.Reason, pool.immcu, enterprise.node) on the wire
+END_REASONS: dict[str, pb.EndReason.ValueType] = {
+    "left": pb.END_REASON_LEFT,
+    "declined": pb.END_REASON_DECLINED,
+    "no-answer": pb.END_REASON_NO_ANSWER,
+    "cancelled": pb.END_REASON_CANCELLED,
+    "signed-out": pb.END_REASON_SIGNED_OUT,
+    "accepted-on-another-endpoint": pb.END_REASON_ACCEPTED_ON_ANOTHER_ENDPOINT,
+    "host-changed": pb.END_REASON_HOST_CHANGED,
+    "connection-lost": pb.END_REASON_CONNECTION_LOST,
+    "client-initiated": pb.END_REASON_CLIENT_INITIATED,
+    "registration-expired": pb.END_REASON_REGISTRATION_EXPIRED,
+    "flow-controlled": pb.END_REASON_FLOW_CONTROLLED,
+    "server-shutdown": pb.END_REASON_SERVER_SHUTDOWN,
+    "home-server-changed": pb.END_REASON_HOME_SERVER_CHANGED,
+}
+#: and back, for clients
+REASON_NAMES: dict[int, str] = {v: k for k, v in END_REASONS.items()}
+
+
+def end_reason(reason: str) -> pb.EndReason.ValueType:
+    return END_REASONS.get(reason, pb.END_REASON_UNSPECIFIED)
 
 
 def presence(v: PresenceView) -> pb.Presence:
@@ -52,9 +93,24 @@ _MACHINE = {
 }
 
 
+_SOURCE = {
+    pb.PRESENCE_SOURCE_UNSPECIFIED: Source.USER,  # as documented: not set means USER
+    pb.PRESENCE_SOURCE_USER: Source.USER,
+    pb.PRESENCE_SOURCE_MACHINE: Source.MACHINE,
+    pb.PRESENCE_SOURCE_CALENDAR: Source.CALENDAR,
+    pb.PRESENCE_SOURCE_PHONE: Source.PHONE,
+}
+
+
 def publication(req: pb.PublishPresenceRequest) -> Publication:
+    source = _SOURCE.get(req.source)
+    if source is None:
+        raise InvalidArgument(
+            f"source {req.source} is not a presence source: use PRESENCE_SOURCE_USER, "
+            "MACHINE, CALENDAR or PHONE"
+        )
     return Publication(
-        source=int(req.source),
+        source=source,
         availability=req.availability,
         activity=req.activity,
         note=req.note if req.HasField("note") else None,
@@ -94,8 +150,7 @@ def event(e: events.Event) -> pb.Event:
     # Fields are set in place: building sub-messages and copying them in costs twice as much,
     # and every message of a conversation comes through here.
     out = pb.Event()
-    whole = int(e.at)
-    nanos = int((e.at - whole) * 1e9)
+    whole, nanos = _split(e.at)
     stamp = out.time
     stamp.seconds = whole
     stamp.nanos = nanos
@@ -128,7 +183,9 @@ def event(e: events.Event) -> pb.Event:
         case events.ParticipantLeft():
             out.participant_left.CopyFrom(
                 pb.ParticipantLeft(
-                    conversation_id=e.conversation_id, user_uri=e.user_uri, reason=e.reason
+                    conversation_id=e.conversation_id,
+                    user_uri=e.user_uri,
+                    reason=end_reason(e.reason),
                 )
             )
         case events.ConversationEscalated():
@@ -139,7 +196,7 @@ def event(e: events.Event) -> pb.Event:
             )
         case events.ConversationEnded():
             out.ended.CopyFrom(
-                pb.ConversationEnded(conversation_id=e.conversation_id, reason=e.reason)
+                pb.ConversationEnded(conversation_id=e.conversation_id, reason=end_reason(e.reason))
             )
         case events.TypingChanged():
             out.typing.CopyFrom(
@@ -152,7 +209,7 @@ def event(e: events.Event) -> pb.Event:
         case events.EventsDropped():
             out.dropped.CopyFrom(pb.EventsDropped(count=e.count))
         case events.SignedOut():
-            out.signed_out.CopyFrom(pb.SignedOut(reason=e.reason))
+            out.signed_out.CopyFrom(pb.SignedOut(reason=end_reason(e.reason)))
     return out
 
 
@@ -272,7 +329,7 @@ def call_detail_record(r: cdr.StoredRecord) -> apb.CallDetailRecord:
                     is_primary_registrar=rec.is_primary_registrar,
                     register_time=ts(rec.register_time),
                     deregister_time=ts(rec.deregister_time),
-                    deregister_reason=rec.deregister_reason,
+                    deregister_reason=end_reason(rec.deregister_reason),
                 )
             )
     return out

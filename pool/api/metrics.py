@@ -64,6 +64,12 @@ class Metrics(Observer):
             buckets=_LATENCY_BUCKETS,
         )
         self._rpc_children: dict[tuple[str, str], Histogram] = {}
+        self.undecodable_requests = Counter(
+            "poolsim_undecodable_requests",
+            "Requests whose body could not be parsed as the method's request type",
+            ["method"],
+            registry=r,
+        )
         self.logon_attempts = Counter(
             "poolsim_logon_attempts", "Sign-in attempts (stress tool: logon attempts)", registry=r
         )
@@ -134,6 +140,9 @@ class Metrics(Observer):
         if child is None:
             child = self._rpc_children[key] = self.rpc_duration.labels(method, code)
         child.observe(seconds)
+
+    def undecodable(self, method: str) -> None:
+        self.undecodable_requests.labels(method).inc()
 
     # --- Observer ---
 

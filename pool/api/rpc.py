@@ -1,5 +1,6 @@
-"""What every RPC handler shares: reading the bearer token, turning domain errors into one
-status (with metadata), and recording the call's latency by method and code.
+"""What every RPC handler shares: refusing a request that is undecodable or invalid on the
+wire (before authentication), reading the bearer token, turning domain errors into one status
+(with metadata), and recording the call's latency by method and code.
 """
 
 from __future__ import annotations
@@ -10,10 +11,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
+from pool.api.decoding import RateLimitedLog, Undecodable
 from pool.api.metrics import Metrics
-from pool.api.status import code_of
-from pool.errors import PoolError
+from pool.api.status import code_of, rich_details
+from pool.api.validate import check_request
+from pool.errors import InvalidArgument, PoolError
 
 log = logging.getLogger("poolsim.rpc")
 
@@ -27,6 +31,19 @@ class Handler:
 
     metrics: Metrics | None
     monotonic: Callable[[], float]
+    _undecodable_log: RateLimitedLog | None = None
+
+    def admit(self, method: str, request: object) -> None:
+        """Refuse what is not a valid request of ``method`` (InvalidArgument)."""
+        if type(request) is Undecodable:
+            if self.metrics is not None:
+                self.metrics.undecodable(method)
+            if self._undecodable_log is None:
+                self._undecodable_log = RateLimitedLog(self.monotonic)
+            self._undecodable_log.warning(f"{method}: {request.message()}")
+            raise InvalidArgument(request.message())
+        assert isinstance(request, Message)
+        check_request(request)
 
 
 def bearer(context: grpc.aio.ServicerContext[Any, Any]) -> str:
@@ -42,9 +59,11 @@ async def _abort(
 ) -> grpc.StatusCode:
     if isinstance(exc, PoolError):
         code = code_of(exc)
-        if exc.metadata:
-            context.set_trailing_metadata(tuple(exc.metadata.items()))
-        await context.abort(code, exc.message)
+        trailers: tuple[tuple[str, str | bytes], ...] = tuple(exc.metadata.items())
+        details = rich_details(exc, code)
+        if details is not None:
+            trailers += (details,)
+        await context.abort(code, exc.message, trailers)
     log.exception("internal error in %s", method, exc_info=exc)
     await context.abort(
         grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}"
@@ -79,6 +98,7 @@ def unary(
         start = self.monotonic()
         failure: BaseException | None = None
         try:
+            self.admit(name, request)
             return await method(self, request, context)
         except grpc.aio.AbortError as exc:  # already a status
             failure = exc
@@ -106,6 +126,7 @@ def streaming(
         start = self.monotonic()
         failure: BaseException | None = None
         try:
+            self.admit(name, request)
             async for item in method(self, request, context):
                 yield item
         except grpc.aio.AbortError as exc:  # already a status

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 
 from pool._proto.poolsim.v1 import admin_pb2, admin_pb2_grpc, frontend_pb2, frontend_pb2_grpc
 from pool.api.admin import PoolAdminServicer
+from pool.api.decoding import add_services
 from pool.api.frontend import FrontEndServicer
 from pool.api.metrics import Metrics
 from pool.engine import Engine
@@ -127,9 +128,15 @@ async def start_front_end(
     """``service`` answers the RPCs (Enterprise's front end); by default the engine alone."""
     service = service or LocalService(engine)
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    frontend_pb2_grpc.add_FrontEndServicer_to_server(FrontEndServicer(service, metrics), server)
-    admin_pb2_grpc.add_PoolAdminServicer_to_server(
-        PoolAdminServicer(service, admin_token, metrics), server
+    add_services(
+        server,
+        (
+            (frontend_pb2_grpc.add_FrontEndServicer_to_server, FrontEndServicer(service, metrics)),
+            (
+                admin_pb2_grpc.add_PoolAdminServicer_to_server,
+                PoolAdminServicer(service, admin_token, metrics),
+            ),
+        ),
     )
     health_servicer = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

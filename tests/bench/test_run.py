@@ -35,7 +35,7 @@ def test_short_run_writes_a_report_whose_counts_add_up(tmp_path: Path) -> None:
     assert c.get("ledger_lost", 0) == 0
     assert c["ledger_checked"] > 0
     assert r["total_calls"] == sum(o["calls"] for o in ops.values())
-    assert r["front_ends"]["fe-1"]["samples"]
+    assert r["front_ends"]["fe1"]["samples"]
 
 
 @pytest.mark.usefixtures("ray_cluster")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool.client import AdminClient
 from tests.conftest import uri
 from tests.contract.helpers import inbox
@@ -83,7 +84,7 @@ async def test_decline_ends_two_party_conversation(pool: Any) -> None:
         conv = await alice.create_conversation([uri(1)], first_message="hi")
         await bob.decline(conv.conversation_id)
         left = (await box.next("participant_left")).participant_left
-        assert (left.user_uri, left.reason) == (uri(1), "declined")
+        assert (left.user_uri, left.reason) == (uri(1), pb.END_REASON_DECLINED)
         assert (await box.next("ended")).ended.conversation_id == conv.conversation_id
 
 
@@ -118,7 +119,9 @@ async def test_call_detail_records_of_a_session_and_a_conference(pool: Any) -> N
     }
     assert counts == {uri(0): 0, uri(1): 0, uri(2): 1}
     reg = [r.registration for r in records if r.WhichOneof("record") == "registration"]
-    assert [(x.user_uri, x.deregister_reason) for x in reg] == [(uri(2), "client-initiated")]
+    assert [(x.user_uri, x.deregister_reason) for x in reg] == [
+        (uri(2), pb.END_REASON_CLIENT_INITIATED)
+    ]
     assert kinds.index("im_session") < kinds.index("conference")
     later = await admin.call_detail_records(since=records[-1].time.seconds + 1)
     assert later == []

@@ -182,7 +182,7 @@ def test_registration_record_client_initiated(sim: Sim) -> None:
     sim.engine.sign_out(ep)
     assert records(sim) == [
         RegistrationRecord(
-            ALICE, ep.id, "Lync 2013 desktop", "fe-1", True, t0, t0 + 42, "client-initiated"
+            ALICE, ep.id, "Lync 2013 desktop", "fe1", True, t0, t0 + 42, "client-initiated"
         )
     ]
     assert sim.drain(ep) == [SignedOut("client-initiated", t0 + 42)]
@@ -200,7 +200,7 @@ def test_registration_record_expired_after_600_s(sim: Sim) -> None:
     assert ep.signed_out
     assert records(sim) == [
         RegistrationRecord(
-            ALICE, ep.id, "desktop", "fe-1", True, t0, t0 + 600, "registration-expired"
+            ALICE, ep.id, "desktop", "fe1", True, t0, t0 + 600, "registration-expired"
         )
     ]
     assert sim.user(ALICE).endpoints == []
@@ -245,6 +245,6 @@ def test_registration_record_flow_controlled(sim: Sim) -> None:
     regs = [r for r in records(sim) if isinstance(r, RegistrationRecord)]
     assert regs == [
         RegistrationRecord(
-            ALICE, alice.id, "desktop", "fe-1", True, t0, sim.clock.now(), "flow-controlled"
+            ALICE, alice.id, "desktop", "fe1", True, t0, sim.clock.now(), "flow-controlled"
         )
     ]

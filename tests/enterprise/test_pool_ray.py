@@ -16,6 +16,7 @@ import pytest
 
 from pool import errors
 from pool._proto.poolsim.v1 import admin_pb2 as apb
+from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool.api.server import TlsFiles
 from pool.client import AdminClient, PoolClient, Session, TransportError
 from tests.conftest import PASSWORD, eventually, uri
@@ -276,7 +277,7 @@ async def test_a_conference_survives_the_crash_of_its_host(pool: RayPool) -> Non
                 e.WhichOneof("kind") == "participant_left"
                 and e.participant_left.conversation_id == oid
                 and (e.participant_left.user_uri, e.participant_left.reason)
-                == (dave.user_uri, "connection-lost")
+                == (dave.user_uri, pb.END_REASON_CONNECTION_LOST)
                 for e in b_box.events
             ),
             deadline=30,
@@ -288,7 +289,10 @@ async def test_a_conference_survives_the_crash_of_its_host(pool: RayPool) -> Non
 
         for box in (b_box, c_box):  # told the conference broke, then invited back to it
             ended = await box.next("ended", within=30)
-            assert (ended.ended.conversation_id, ended.ended.reason) == (cid, "host-changed")
+            assert (ended.ended.conversation_id, ended.ended.reason) == (
+                cid,
+                pb.END_REASON_HOST_CHANGED,
+            )
             back = await box.next("invitation", within=30)
             assert back.invitation.conversation_id == cid
             assert back.invitation.conference_uri == conv.conference_uri

@@ -13,6 +13,7 @@ from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from pool._proto.poolsim.v1 import frontend_pb2 as _frontend_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -786,8 +787,10 @@ class RegistrationRecord(_message.Message):
     registrar: _builtins.str
     """front end id"""
     is_primary_registrar: _builtins.bool
-    deregister_reason: _builtins.str
-    """client-initiated, registration-expired, flow-controlled, server-shutdown, front-end-failure"""
+    deregister_reason: _frontend_pb2.EndReason.ValueType
+    """CLIENT_INITIATED, REGISTRATION_EXPIRED, FLOW_CONTROLLED, SERVER_SHUTDOWN or
+    HOME_SERVER_CHANGED.
+    """
     @_builtins.property
     def register_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -802,7 +805,7 @@ class RegistrationRecord(_message.Message):
         is_primary_registrar: _builtins.bool = ...,
         register_time: _timestamp_pb2.Timestamp | None = ...,
         deregister_time: _timestamp_pb2.Timestamp | None = ...,
-        deregister_reason: _builtins.str = ...,
+        deregister_reason: _frontend_pb2.EndReason.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["deregister_time", b"deregister_time", "register_time", b"register_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...

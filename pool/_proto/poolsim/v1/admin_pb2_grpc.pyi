@@ -31,12 +31,19 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class PoolAdminStub:
+    """buf:lint:ignore SERVICE_SUFFIX
+    Named after the Lync management role; renaming it would change every method path.
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> PoolAdminAsyncStub: ...
     GetPoolStatus: _grpc.UnaryUnaryMultiCallable[_admin_pb2.GetPoolStatusRequest, _admin_pb2.PoolStatus]
-    """What Get-CsPoolFabricState shows: front ends, routing groups and their replicas, quorum."""
+    """What Get-CsPoolFabricState shows: front ends, routing groups and their replicas, quorum.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    PoolStatus is also part of other replies (StopFrontEndResponse, ...): one type for one thing.
+    """
     ProvisionUsers: _grpc.UnaryUnaryMultiCallable[_admin_pb2.ProvisionUsersRequest, _admin_pb2.ProvisionUsersResponse]
     """Create users sip:<prefix><i>@<domain> for i in [start_index, start_index + count).
     Users that exist already are left as they are and counted.
@@ -46,7 +53,10 @@ class PoolAdminStub:
     for an existing contact updates its level and group.
     """
     ListCallDetailRecords: _grpc.UnaryStreamMultiCallable[_admin_pb2.ListCallDetailRecordsRequest, _admin_pb2.CallDetailRecord]
-    """Call detail records completed at or after `since`, oldest first."""
+    """Call detail records completed at or after `since`, oldest first.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    Each streamed item is one record (a oneof of its kinds), not a response envelope.
+    """
     StopFrontEnd: _grpc.UnaryUnaryMultiCallable[_admin_pb2.StopFrontEndRequest, _admin_pb2.StopFrontEndResponse]
     """Enterprise Edition only (a Standard server answers FAILED_PRECONDITION).
     Stop a front end: DRAIN hands its routing groups to their secondaries and signs its users
@@ -60,9 +70,16 @@ class PoolAdminStub:
 
 @_typing.type_check_only
 class PoolAdminAsyncStub(PoolAdminStub):
+    """buf:lint:ignore SERVICE_SUFFIX
+    Named after the Lync management role; renaming it would change every method path.
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetPoolStatus: _aio.UnaryUnaryMultiCallable[_admin_pb2.GetPoolStatusRequest, _admin_pb2.PoolStatus]  # type: ignore[assignment]
-    """What Get-CsPoolFabricState shows: front ends, routing groups and their replicas, quorum."""
+    """What Get-CsPoolFabricState shows: front ends, routing groups and their replicas, quorum.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    PoolStatus is also part of other replies (StopFrontEndResponse, ...): one type for one thing.
+    """
     ProvisionUsers: _aio.UnaryUnaryMultiCallable[_admin_pb2.ProvisionUsersRequest, _admin_pb2.ProvisionUsersResponse]  # type: ignore[assignment]
     """Create users sip:<prefix><i>@<domain> for i in [start_index, start_index + count).
     Users that exist already are left as they are and counted.
@@ -72,7 +89,10 @@ class PoolAdminAsyncStub(PoolAdminStub):
     for an existing contact updates its level and group.
     """
     ListCallDetailRecords: _aio.UnaryStreamMultiCallable[_admin_pb2.ListCallDetailRecordsRequest, _admin_pb2.CallDetailRecord]  # type: ignore[assignment]
-    """Call detail records completed at or after `since`, oldest first."""
+    """Call detail records completed at or after `since`, oldest first.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    Each streamed item is one record (a oneof of its kinds), not a response envelope.
+    """
     StopFrontEnd: _aio.UnaryUnaryMultiCallable[_admin_pb2.StopFrontEndRequest, _admin_pb2.StopFrontEndResponse]  # type: ignore[assignment]
     """Enterprise Edition only (a Standard server answers FAILED_PRECONDITION).
     Stop a front end: DRAIN hands its routing groups to their secondaries and signs its users
@@ -85,13 +105,20 @@ class PoolAdminAsyncStub(PoolAdminStub):
     """Reset-CsPoolRegistrarState."""
 
 class PoolAdminServicer(metaclass=_abc_1.ABCMeta):
+    """buf:lint:ignore SERVICE_SUFFIX
+    Named after the Lync management role; renaming it would change every method path.
+    """
+
     @_abc_1.abstractmethod
     def GetPoolStatus(
         self,
         request: _admin_pb2.GetPoolStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_admin_pb2.PoolStatus, _abc.Awaitable[_admin_pb2.PoolStatus]]:
-        """What Get-CsPoolFabricState shows: front ends, routing groups and their replicas, quorum."""
+        """What Get-CsPoolFabricState shows: front ends, routing groups and their replicas, quorum.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        PoolStatus is also part of other replies (StopFrontEndResponse, ...): one type for one thing.
+        """
 
     @_abc_1.abstractmethod
     def ProvisionUsers(
@@ -119,7 +146,10 @@ class PoolAdminServicer(metaclass=_abc_1.ABCMeta):
         request: _admin_pb2.ListCallDetailRecordsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_admin_pb2.CallDetailRecord], _abc.AsyncIterator[_admin_pb2.CallDetailRecord]]:
-        """Call detail records completed at or after `since`, oldest first."""
+        """Call detail records completed at or after `since`, oldest first.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        Each streamed item is one record (a oneof of its kinds), not a response envelope.
+        """
 
     @_abc_1.abstractmethod
     def StopFrontEnd(

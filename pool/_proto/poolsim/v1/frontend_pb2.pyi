@@ -59,27 +59,135 @@ class _PresenceSource:
 
 class _PresenceSourceEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PresenceSource.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
-    PRESENCE_SOURCE_USER: _PresenceSource.ValueType  # 0
+    PRESENCE_SOURCE_UNSPECIFIED: _PresenceSource.ValueType  # 0
+    """not set: the same as USER"""
+    PRESENCE_SOURCE_USER: _PresenceSource.ValueType  # 1
     """the manual state the person picks; ResetPresence clears it"""
-    PRESENCE_SOURCE_MACHINE: _PresenceSource.ValueType  # 1
+    PRESENCE_SOURCE_MACHINE: _PresenceSource.ValueType  # 2
     """this endpoint's machine state (machine_state field)"""
-    PRESENCE_SOURCE_CALENDAR: _PresenceSource.ValueType  # 2
+    PRESENCE_SOURCE_CALENDAR: _PresenceSource.ValueType  # 3
     """in a meeting / out of office, until a time (0 clears)"""
-    PRESENCE_SOURCE_PHONE: _PresenceSource.ValueType  # 3
+    PRESENCE_SOURCE_PHONE: _PresenceSource.ValueType  # 4
     """on the phone (availability 6500), 0 clears"""
 
 class PresenceSource(_PresenceSource, metaclass=_PresenceSourceEnumTypeWrapper):
     """Which of a user's presence states a publication sets."""
 
-PRESENCE_SOURCE_USER: PresenceSource.ValueType  # 0
+PRESENCE_SOURCE_UNSPECIFIED: PresenceSource.ValueType  # 0
+"""not set: the same as USER"""
+PRESENCE_SOURCE_USER: PresenceSource.ValueType  # 1
 """the manual state the person picks; ResetPresence clears it"""
-PRESENCE_SOURCE_MACHINE: PresenceSource.ValueType  # 1
+PRESENCE_SOURCE_MACHINE: PresenceSource.ValueType  # 2
 """this endpoint's machine state (machine_state field)"""
-PRESENCE_SOURCE_CALENDAR: PresenceSource.ValueType  # 2
+PRESENCE_SOURCE_CALENDAR: PresenceSource.ValueType  # 3
 """in a meeting / out of office, until a time (0 clears)"""
-PRESENCE_SOURCE_PHONE: PresenceSource.ValueType  # 3
+PRESENCE_SOURCE_PHONE: PresenceSource.ValueType  # 4
 """on the phone (availability 6500), 0 clears"""
 Global___PresenceSource: _TypeAlias = PresenceSource  # noqa: Y015
+
+class _EndReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _EndReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EndReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    END_REASON_UNSPECIFIED: _EndReason.ValueType  # 0
+    END_REASON_LEFT: _EndReason.ValueType  # 1
+    """the participant called Leave"""
+    END_REASON_DECLINED: _EndReason.ValueType  # 2
+    """the invitee declined"""
+    END_REASON_NO_ANSWER: _EndReason.ValueType  # 3
+    """the invitation was not answered in time"""
+    END_REASON_CANCELLED: _EndReason.ValueType  # 4
+    """the inviter left before the invitee answered"""
+    END_REASON_SIGNED_OUT: _EndReason.ValueType  # 5
+    """the invitee signed out before answering"""
+    END_REASON_ACCEPTED_ON_ANOTHER_ENDPOINT: _EndReason.ValueType  # 6
+    """another endpoint of the same user accepted"""
+    END_REASON_HOST_CHANGED: _EndReason.ValueType  # 7
+    """The front end hosting the conversation failed or was drained (a conference's new host then
+    sends an Invitation back to the same conversation_id).
+    """
+    END_REASON_CONNECTION_LOST: _EndReason.ValueType  # 8
+    """the participant's front end failed"""
+    END_REASON_CLIENT_INITIATED: _EndReason.ValueType  # 9
+    """the client's own SignOut"""
+    END_REASON_REGISTRATION_EXPIRED: _EndReason.ValueType  # 10
+    """no call and no open Events stream for the expiry time"""
+    END_REASON_FLOW_CONTROLLED: _EndReason.ValueType  # 11
+    """The endpoint read no events for 60 s while its queue was full."""
+    END_REASON_SERVER_SHUTDOWN: _EndReason.ValueType  # 12
+    """the front end stopped"""
+    END_REASON_HOME_SERVER_CHANGED: _EndReason.ValueType  # 13
+    """The user's routing group moved to another front end: sign in again (the old front end
+    redirects to the new home).
+    """
+
+class EndReason(_EndReason, metaclass=_EndReasonEnumTypeWrapper):
+    """Why a participant left, a conversation ended or a registration ended. Each field that
+    carries one says which values it can hold; a client should treat a value it does not know
+    (a newer server) like UNSPECIFIED.
+    """
+
+END_REASON_UNSPECIFIED: EndReason.ValueType  # 0
+END_REASON_LEFT: EndReason.ValueType  # 1
+"""the participant called Leave"""
+END_REASON_DECLINED: EndReason.ValueType  # 2
+"""the invitee declined"""
+END_REASON_NO_ANSWER: EndReason.ValueType  # 3
+"""the invitation was not answered in time"""
+END_REASON_CANCELLED: EndReason.ValueType  # 4
+"""the inviter left before the invitee answered"""
+END_REASON_SIGNED_OUT: EndReason.ValueType  # 5
+"""the invitee signed out before answering"""
+END_REASON_ACCEPTED_ON_ANOTHER_ENDPOINT: EndReason.ValueType  # 6
+"""another endpoint of the same user accepted"""
+END_REASON_HOST_CHANGED: EndReason.ValueType  # 7
+"""The front end hosting the conversation failed or was drained (a conference's new host then
+sends an Invitation back to the same conversation_id).
+"""
+END_REASON_CONNECTION_LOST: EndReason.ValueType  # 8
+"""the participant's front end failed"""
+END_REASON_CLIENT_INITIATED: EndReason.ValueType  # 9
+"""the client's own SignOut"""
+END_REASON_REGISTRATION_EXPIRED: EndReason.ValueType  # 10
+"""no call and no open Events stream for the expiry time"""
+END_REASON_FLOW_CONTROLLED: EndReason.ValueType  # 11
+"""The endpoint read no events for 60 s while its queue was full."""
+END_REASON_SERVER_SHUTDOWN: EndReason.ValueType  # 12
+"""the front end stopped"""
+END_REASON_HOME_SERVER_CHANGED: EndReason.ValueType  # 13
+"""The user's routing group moved to another front end: sign in again (the old front end
+redirects to the new home).
+"""
+Global___EndReason: _TypeAlias = EndReason  # noqa: Y015
+
+class _ErrorReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ERROR_REASON_UNSPECIFIED: _ErrorReason.ValueType  # 0
+    ERROR_REASON_USER_HOMED_ELSEWHERE: _ErrorReason.ValueType  # 1
+    """FAILED_PRECONDITION: the user is homed on another front end. ErrorInfo.metadata:
+    "homeAddress" (host:port to sign in at) and "frontEndId". The same address is also in the
+    `poolsim-home-address` trailing metadata.
+    """
+
+class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
+    """The reasons a call fails with a google.rpc.ErrorInfo in its status details (the
+    `grpc-status-details-bin` trailer). ErrorInfo.reason is the value's name without the
+    ERROR_REASON_ prefix; ErrorInfo.domain is "poolsim.v1".
+    """
+
+ERROR_REASON_UNSPECIFIED: ErrorReason.ValueType  # 0
+ERROR_REASON_USER_HOMED_ELSEWHERE: ErrorReason.ValueType  # 1
+"""FAILED_PRECONDITION: the user is homed on another front end. ErrorInfo.metadata:
+"homeAddress" (host:port to sign in at) and "frontEndId". The same address is also in the
+`poolsim-home-address` trailing metadata.
+"""
+Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
 class _MachineState:
     ValueType = _typing.NewType("ValueType", _builtins.int)
@@ -1073,14 +1181,17 @@ class ParticipantLeft(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     conversation_id: _builtins.str
     user_uri: _builtins.str
-    reason: _builtins.str
-    """left, declined, no-answer, signed-out"""
+    reason: Global___EndReason.ValueType
+    """LEFT, DECLINED, NO_ANSWER, SIGNED_OUT, CONNECTION_LOST, HOME_SERVER_CHANGED, or why the
+    participant's registration ended (CLIENT_INITIATED, REGISTRATION_EXPIRED, FLOW_CONTROLLED,
+    SERVER_SHUTDOWN).
+    """
     def __init__(
         self,
         *,
         conversation_id: _builtins.str = ...,
         user_uri: _builtins.str = ...,
-        reason: _builtins.str = ...,
+        reason: Global___EndReason.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -1119,16 +1230,15 @@ class ConversationEnded(_message.Message):
     CONVERSATION_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
     conversation_id: _builtins.str
-    reason: _builtins.str
-    """left, cancelled, declined, no-answer, signed-out, accepted-on-another-endpoint, or
-    host-changed: the front end hosting it failed or was drained (a conference's new host
-    then sends an Invitation back to the same conversation_id)
+    reason: Global___EndReason.ValueType
+    """LEFT, CANCELLED, DECLINED, NO_ANSWER, SIGNED_OUT, ACCEPTED_ON_ANOTHER_ENDPOINT or
+    HOST_CHANGED.
     """
     def __init__(
         self,
         *,
         conversation_id: _builtins.str = ...,
-        reason: _builtins.str = ...,
+        reason: Global___EndReason.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
@@ -1211,12 +1321,14 @@ class SignedOut(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REASON_FIELD_NUMBER: _builtins.int
-    reason: _builtins.str
-    """registration-expired, flow-controlled, server-shutdown, signed-out,"""
+    reason: Global___EndReason.ValueType
+    """CLIENT_INITIATED (this endpoint's own SignOut), REGISTRATION_EXPIRED, FLOW_CONTROLLED,
+    SERVER_SHUTDOWN or HOME_SERVER_CHANGED (sign in again: you will be sent to the new home).
+    """
     def __init__(
         self,
         *,
-        reason: _builtins.str = ...,
+        reason: Global___EndReason.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...

@@ -32,6 +32,11 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class FrontEndStub:
+    """buf:lint:ignore SERVICE_SUFFIX
+    The service is named after the Lync server role; renaming it would change every method path
+    (/poolsim.v1.FrontEnd/...) that clients, grpcurl scripts and dashboards use.
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -44,7 +49,10 @@ class FrontEndStub:
     SignOut: _grpc.UnaryUnaryMultiCallable[_frontend_pb2.SignOutRequest, _frontend_pb2.SignOutResponse]
     """De-register this endpoint: it leaves its conversations and its subscriptions end."""
     Events: _grpc.UnaryStreamMultiCallable[_frontend_pb2.EventsRequest, _frontend_pb2.Event]
-    """The endpoint's event feed. While it is open the registration is refreshed."""
+    """The endpoint's event feed. While it is open the registration is refreshed.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    Each streamed item is one Event (a oneof of its kinds), not a response envelope.
+    """
     PublishPresence: _grpc.UnaryUnaryMultiCallable[_frontend_pb2.PublishPresenceRequest, _frontend_pb2.PublishPresenceResponse]
     ResetPresence: _grpc.UnaryUnaryMultiCallable[_frontend_pb2.ResetPresenceRequest, _frontend_pb2.ResetPresenceResponse]
     """Clear the manual (user) state: presence goes back to what machine, calendar and phone say."""
@@ -73,6 +81,11 @@ class FrontEndStub:
 
 @_typing.type_check_only
 class FrontEndAsyncStub(FrontEndStub):
+    """buf:lint:ignore SERVICE_SUFFIX
+    The service is named after the Lync server role; renaming it would change every method path
+    (/poolsim.v1.FrontEnd/...) that clients, grpcurl scripts and dashboards use.
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     SignIn: _aio.UnaryUnaryMultiCallable[_frontend_pb2.SignInRequest, _frontend_pb2.SignInResponse]  # type: ignore[assignment]
     """Register an endpoint of a user. Any front end of a pool accepts the call; one that is not
@@ -82,7 +95,10 @@ class FrontEndAsyncStub(FrontEndStub):
     SignOut: _aio.UnaryUnaryMultiCallable[_frontend_pb2.SignOutRequest, _frontend_pb2.SignOutResponse]  # type: ignore[assignment]
     """De-register this endpoint: it leaves its conversations and its subscriptions end."""
     Events: _aio.UnaryStreamMultiCallable[_frontend_pb2.EventsRequest, _frontend_pb2.Event]  # type: ignore[assignment]
-    """The endpoint's event feed. While it is open the registration is refreshed."""
+    """The endpoint's event feed. While it is open the registration is refreshed.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    Each streamed item is one Event (a oneof of its kinds), not a response envelope.
+    """
     PublishPresence: _aio.UnaryUnaryMultiCallable[_frontend_pb2.PublishPresenceRequest, _frontend_pb2.PublishPresenceResponse]  # type: ignore[assignment]
     ResetPresence: _aio.UnaryUnaryMultiCallable[_frontend_pb2.ResetPresenceRequest, _frontend_pb2.ResetPresenceResponse]  # type: ignore[assignment]
     """Clear the manual (user) state: presence goes back to what machine, calendar and phone say."""
@@ -110,6 +126,11 @@ class FrontEndAsyncStub(FrontEndStub):
     Leave: _aio.UnaryUnaryMultiCallable[_frontend_pb2.LeaveRequest, _frontend_pb2.LeaveResponse]  # type: ignore[assignment]
 
 class FrontEndServicer(metaclass=_abc_1.ABCMeta):
+    """buf:lint:ignore SERVICE_SUFFIX
+    The service is named after the Lync server role; renaming it would change every method path
+    (/poolsim.v1.FrontEnd/...) that clients, grpcurl scripts and dashboards use.
+    """
+
     @_abc_1.abstractmethod
     def SignIn(
         self,
@@ -135,7 +156,10 @@ class FrontEndServicer(metaclass=_abc_1.ABCMeta):
         request: _frontend_pb2.EventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_frontend_pb2.Event], _abc.AsyncIterator[_frontend_pb2.Event]]:
-        """The endpoint's event feed. While it is open the registration is refreshed."""
+        """The endpoint's event feed. While it is open the registration is refreshed.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        Each streamed item is one Event (a oneof of its kinds), not a response envelope.
+        """
 
     @_abc_1.abstractmethod
     def PublishPresence(
