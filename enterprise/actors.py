@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, ParamSpec, TypeAlias, TypeVar
 
 import ray
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from enterprise.changes import (
@@ -45,7 +45,7 @@ from enterprise.metrics import EnterpriseCollector
 from enterprise.node import Failure, FrontEndNode, Item
 from enterprise.replica import Backup, GroupData, ReplicatingStore
 from enterprise.routing_table import RoutingTable
-from pool.api.metrics import Metrics
+from pool.api.metrics import Metrics, serve_metrics
 from pool.api.server import FrontEndServer, TlsPem, start_front_end
 from pool.cdr import CdrRecord, StoredRecord
 from pool.clock import SystemClock
@@ -192,9 +192,7 @@ class FrontEndActor:
             host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
             engine.address = f"{host}:{self.server.port}"
         if metrics_port >= 0:
-            self.metrics_server, _ = start_http_server(
-                metrics_port, addr=opts.host, registry=registry
-            )
+            self.metrics_server, _ = serve_metrics(opts.host, metrics_port, registry)
             engine.metrics_address = f"{host}:{self.metrics_server.server_port}"
         metrics.watch(engine, "enterprise")
         loop = asyncio.get_running_loop()
