@@ -64,6 +64,32 @@ def connect(
         raise RayUnreachable(f"cannot join the Ray cluster at {address}: {exc}{hint}") from exc
     finally:
         logs.quiet_ray()
+    if forward_logs and not logs.ray_verbose():
+        _forward_actor_logs_only()
+
+
+def _forward_actor_logs_only() -> None:
+    """Ray forwards its daemons' error lines to the driver along with the actors' output
+    ("(raylet) ... Failed to establish connection to the metrics exporter agent" on a cluster
+    without a dashboard); keep what poolsim's own actors print (their pid is a number). Ray's
+    internals are pinned (pyproject): without them, everything stays forwarded."""
+    try:
+        from ray._private import worker
+    except ImportError:
+        return
+    dispatcher = getattr(worker, "global_worker_stdstream_dispatcher", None)
+    forward = getattr(worker, "print_to_stdstream", None)
+    ignore = getattr(worker, "_should_ignore_worker_log_prefix", None)
+    if dispatcher is None or forward is None or ignore is None:
+        return
+    ignore_prefix = ignore(worker.global_worker)
+
+    def actors_only(data: dict[str, object]) -> None:
+        if str(data.get("pid", "")).isdigit():
+            forward(data, ignore_prefix=ignore_prefix)
+
+    dispatcher.remove_handler("ray_print_logs")
+    dispatcher.add_handler("ray_print_logs", actors_only)
 
 
 def use_cluster_token() -> bool:
