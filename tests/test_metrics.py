@@ -29,7 +29,18 @@ async def _known_traffic(pool: StandardPool) -> list[Session]:
     assert [s.sequence for s in sent] == [1, 2, 3]
     with pytest.raises(errors.InvalidArgument, match="not a SIP URI"):
         await carol.get_presence(["alice"])
+    # an aborted call's status reaches the client before the server has recorded it
+    count = "poolsim_rpc_duration_seconds_count"
+    await _settled(pool, count, {"method": "SignIn", "code": "UNAUTHENTICATED"}, 1.0)
+    await _settled(pool, count, {"method": "GetPresence", "code": "INVALID_ARGUMENT"}, 1.0)
     return [alice, bob, carol]
+
+
+async def _settled(pool: StandardPool, name: str, labels: dict[str, str], want: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while pool.metric(name, labels) < want and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.001)
 
 
 async def test_counters_and_gauges_after_known_calls(standard: StandardPool) -> None:
@@ -153,6 +164,7 @@ async def test_failed_call_is_counted_under_its_code_only(standard: StandardPool
         with pytest.raises(errors.NotFound):
             await alice.send_message("c-404", "hello")
     count = "poolsim_rpc_duration_seconds_count"
+    await _settled(standard, count, {"method": "SendMessage", "code": "NOT_FOUND"}, 2.0)
     assert standard.metric(count, {"method": "SendMessage", "code": "NOT_FOUND"}) == 2.0
     assert standard.metric(count, {"method": "SendMessage", "code": "OK"}) == 0.0
     assert standard.metric("poolsim_im_messages_sent_total") == 0.0
