@@ -37,6 +37,7 @@ from bench.capacity import (
     front_ends_for,
     lync_figure,
 )
+from pool.durations import parse_duration
 
 #: sign-ins finish within this fraction of a run when --ramp is not given
 RAMP_FRACTION = 1 / 3
@@ -99,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-runs", type=int, default=6, help="at most this many runs (default %(default)s)"
     )
     parser.add_argument(
-        "--duration", type=float, default=30.0, help="seconds per run (default %(default)s)"
+        "--duration", type=parse_duration, default="30s", help="per run (default %(default)s)"
     )
     parser.add_argument(
         "--speedup",

@@ -224,7 +224,7 @@ async def drive(opts: RunOptions, address: str, token: str) -> dict[str, Any]:
     try:
         if opts.workers > 1:
             recorder = await run_workers(
-                opts.workers, cfg, model, pop, schedule, recorder.steady_from
+                opts.workers, cfg, model, pop, schedule, recorder.steady_from, opts.ray_address
             )
         else:
             driver = Driver(cfg, model, pop, schedule, recorder, failover)

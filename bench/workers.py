@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
 from typing import Any
 
 from bench.driver import Driver, DriverConfig
@@ -47,16 +46,13 @@ async def run_workers(
     pop: Population,
     schedule: list[Planned],
     steady_from: float,
+    ray_address: str | None = None,
 ) -> Recorder:
     import ray  # only the multi-process harness needs Ray
 
-    if not ray.is_initialized():
-        ray.init(
-            address=os.environ.get("RAY_ADDRESS") or None,
-            include_dashboard=False,
-            log_to_driver=False,
-            configure_logging=False,
-        )
+    from enterprise.cluster import connect
+
+    connect(ray_address, forward_logs=False)  # the pool's cluster, RAY_ADDRESS's, or a new one
     actor_cls: Any = ray.remote(num_cpus=0)(DriverWorker)
     actors: list[Any] = [
         actor_cls.options(scheduling_strategy="SPREAD").remote() for _ in range(workers)

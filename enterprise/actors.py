@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeAlias, TypeVar
 
 import ray
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from enterprise.metrics import EnterpriseCollector
 from enterprise.node import FrontEndNode
@@ -28,7 +28,7 @@ from enterprise.options import PoolOptions as PoolOptions
 from enterprise.replica import GroupData, ReplicatingStore
 from enterprise.routing_table import RoutingTable
 from enterprise.wire import Failure, Message, Reply
-from pool.api.metrics import Metrics
+from pool.api.metrics import Metrics, serve_metrics
 from pool.api.server import FrontEndServer, start_front_end
 from pool.clock import SystemClock
 from pool.directory import Directory
@@ -138,9 +138,7 @@ class FrontEndActor:
             host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
             engine.address = f"{host}:{self.server.port}"
         if metrics_port >= 0:
-            self.metrics_server, _ = start_http_server(
-                metrics_port, addr=opts.metrics_host, registry=registry
-            )
+            self.metrics_server, _ = serve_metrics(opts.metrics_host, metrics_port, registry)
             mhost = opts.metrics_host
             if mhost in ("0.0.0.0", "::"):
                 mhost = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]

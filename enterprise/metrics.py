@@ -1,10 +1,18 @@
 """What an Enterprise front end adds to its metrics: the pool as its routing table shows it
 (front ends up, routing groups by state, promotions and the fabric's other counters), and its
-own cross-node traffic (batch sizes, replication latency)."""
+own cross-node traffic (batch sizes, replication latency).
+
+The pool-level series (``poolsim_pool_*``: front ends up, routing groups by state, promotions,
+rebuilds, reloads, primary moves) describe the whole pool, so one front end exports them: the
+lowest-numbered front end that is up in its routing table (the pool's reporter). Summed or
+taken as ``max`` over the pool's front ends they are right; while a new routing table
+spreads, two front ends may export them for a moment, so dashboards use ``max``. Everything
+else is per front end and sums.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -13,6 +21,7 @@ from prometheus_client.registry import Collector
 
 from enterprise.link import Links
 from enterprise.routing import Routing
+from enterprise.routing_table import RoutingTable
 
 _BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 _REPLICATION_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
@@ -53,27 +62,8 @@ class EnterpriseCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         table = self.routing.table
-        up = len(table.addresses) if table is not None else 0
-        yield GaugeMetricFamily(
-            "poolsim_pool_front_ends_up", "Front ends up, as the routing table says", value=up
-        )
-        states = GaugeMetricFamily(
-            "poolsim_pool_routing_groups",
-            "Routing groups by state: healthy (3 live replicas), degraded (2), not served",
-            labels=["state"],
-        )
-        counts = {"healthy": 0, "degraded": 0, "not-served": 0}
-        if table is not None:
-            for home, secondaries in zip(table.homes, table.secondaries, strict=True):
-                if not home:
-                    counts["not-served"] += 1
-                elif len(secondaries) >= 2:
-                    counts["healthy"] += 1
-                else:
-                    counts["degraded"] += 1
-        for state, n in counts.items():
-            states.add_metric([state], n)
-        yield states
+        if table is not None and reporter(table.addresses) == self.routing.fe_id:
+            yield from self._pool_series(table)
         yield GaugeMetricFamily(
             "poolsim_routing_table_version",
             "Version of the routing table this front end routes by",
@@ -84,10 +74,37 @@ class EnterpriseCollector(Collector):
             "Routing groups whose primary is here",
             value=len(self.routing.loaded),
         )
-        for name, doc in _COUNTERS.items():
-            yield CounterMetricFamily(f"poolsim_pool_{name}", doc, value=self.counters.get(name, 0))
         yield CounterMetricFamily(
             "poolsim_cross_node_events_dropped",
             "Items dropped because the link to another front end was full",
             value=self.links.dropped_posts,
         )
+
+    def _pool_series(self, table: RoutingTable) -> Iterator[Metric]:
+        up = len(table.addresses)
+        yield GaugeMetricFamily(
+            "poolsim_pool_front_ends_up", "Front ends up, as the routing table says", value=up
+        )
+        states = GaugeMetricFamily(
+            "poolsim_pool_routing_groups",
+            "Routing groups by state: healthy (3 live replicas), degraded (2), not served",
+            labels=["state"],
+        )
+        counts = {"healthy": 0, "degraded": 0, "not-served": 0}
+        for home, secondaries in zip(table.homes, table.secondaries, strict=True):
+            if not home:
+                counts["not-served"] += 1
+            elif len(secondaries) >= 2:
+                counts["healthy"] += 1
+            else:
+                counts["degraded"] += 1
+        for state, n in counts.items():
+            states.add_metric([state], n)
+        yield states
+        for name, doc in _COUNTERS.items():
+            yield CounterMetricFamily(f"poolsim_pool_{name}", doc, value=self.counters.get(name, 0))
+
+
+def reporter(up: Iterable[str]) -> str:
+    """The front end that exports the pool-level series: the lowest-numbered one up."""
+    return min(up, key=lambda fe: (len(fe), fe), default="")

@@ -22,29 +22,15 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from enterprise.actors import Handle, unwrap
+from enterprise.cluster import connect
 from enterprise.fabric_actor import FabricActor
 from enterprise.options import PoolOptions
 from pool.errors import PoolError
 from pool.status import FrontEndState, PoolStatusInfo
 from standard.admin_token import load_or_create
+from standard.data_lock import DataDirLock
 
 log = logging.getLogger("poolsim.enterprise")
-
-
-def connect(ray_address: str | None) -> None:
-    """Join ``ray_address`` ("auto" or host:port); without one, the cluster ``RAY_ADDRESS``
-    names, else a new local Ray instance (never, silently, a cluster that happens to be
-    running on this machine: Ray's own default would join it)."""
-    if ray.is_initialized():
-        return
-    ray.init(
-        address=ray_address or os.environ.get("RAY_ADDRESS") or "local",
-        namespace="poolsim",
-        include_dashboard=False,
-        logging_level=logging.WARNING,
-        log_to_driver=True,
-        configure_logging=False,
-    )
 
 
 @dataclass
@@ -148,4 +134,5 @@ def main(opts: EnterpriseServeOptions) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    return asyncio.run(serve(opts))
+    with DataDirLock(opts.pool.data_dir):  # a second server on this directory refuses here
+        return asyncio.run(serve(opts))

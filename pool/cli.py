@@ -5,6 +5,7 @@ poolsim run [--users N] ...        the user model against a pool, with a capacit
 poolsim plan [--target-users U]    capacity planning: users per front end, N-1 sizing
 poolsim bench [--quick]            the hot routing path against bare baselines, as ratios
 poolsim status [--address A]       what GetPoolStatus says, as a table
+poolsim monitoring [--out DIR]     Prometheus config (every front end), rules, Grafana dashboard
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pool import logs
 from pool.config import ConfigError, EngineConfig, Limits, Timers
+from pool.durations import parse_duration
 from pool.errors import PoolError
 
 if TYPE_CHECKING:
+    import grpc
+
     from pool.api.server import TlsFiles
 
 PASSWORD_ENV = "POOLSIM_USER_PASSWORD"
@@ -55,13 +60,11 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
         "-1 none)",
     )
     e = p.add_argument_group("enterprise edition")
-    e.add_argument(
-        "--front-ends", type=int, default=3, help="front ends in the pool, 2..12 (default 3)"
-    )
+    e.add_argument("--front-ends", type=int, default=3, help="front ends in the pool, 2..12")
     e.add_argument(
         "--ray-address",
-        help="run on this existing Ray cluster (host:port, or auto); default: the one "
-        "RAY_ADDRESS names, else a new local one",
+        help="run on this existing Ray cluster (host:port, or auto for the one `ray start` made "
+        "here); default: the one RAY_ADDRESS names, else a new local one",
     )
     e.add_argument(
         "--groups-per-front-end",
@@ -71,15 +74,15 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
     )
     e.add_argument(
         "--heartbeat-interval",
-        type=float,
-        default=0.5,
-        help="seconds between heartbeats; 3 missed mark a front end down (default 0.5)",
+        type=parse_duration,
+        default="0.5s",
+        help="between heartbeats; 3 missed mark a front end down",
     )
     e.add_argument(
         "--backup-interval",
-        type=float,
-        default=60.0,
-        help="seconds between lazy backups to the back-end store (default %(default)s)",
+        type=parse_duration,
+        default="60s",
+        help="between lazy backups to the back-end store",
     )
     p.add_argument(
         "--data-dir",
@@ -127,23 +130,30 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
         "also a power loss (slower)",
     )
     g = p.add_argument_group("engine settings (SPEC values by default)")
-    g.add_argument("--pool-name", default="pool01")
-    g.add_argument("--routing-groups", type=int, default=8)
+    g.add_argument("--pool-name", default="pool01", help="the pool's name (metrics, records)")
+    g.add_argument("--routing-groups", type=int, default=8, help="Standard: routing groups")
     g.add_argument(
         "--event-queue",
         type=int,
         default=1000,
         help="events queued per endpoint before they are dropped",
     )
-    g.add_argument("--registration-expiry", type=float, default=600.0, help="seconds, 300..900")
+    g.add_argument(
+        "--registration-expiry",
+        type=parse_duration,
+        default="10m",
+        help="without a refresh before an endpoint is signed out (5m..15m)",
+    )
     g.add_argument(
         "--idle-timeout",
-        type=float,
-        default=300.0,
-        help="seconds without input before Inactive (300..21600)",
+        type=parse_duration,
+        default="5m",
+        help="without input before Inactive (5m..6h)",
     )
     g.add_argument("--max-contacts", type=int, default=250, help="per user, up to 1000")
-    g.add_argument("--max-users-per-registrar", type=int, default=12_000)
+    g.add_argument(
+        "--max-users-per-registrar", type=int, default=12_000, help="signed-in users per front end"
+    )
     g.add_argument("--password-iterations", type=int, default=50_000, help="PBKDF2-SHA256")
 
 
@@ -255,10 +265,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
     return main(opts)
 
 
-def cmd_status(a: argparse.Namespace) -> int:
+def _admin_access(a: argparse.Namespace) -> tuple[str, grpc.ChannelCredentials | None]:
+    """The admin token and, with --tls-ca, TLS credentials for a pool's admin API."""
     import grpc
-
-    from pool.api.status_table import fetch_and_format
 
     token = a.admin_token_file.read_text().strip()
     credentials = None
@@ -268,8 +277,88 @@ def cmd_status(a: argparse.Namespace) -> int:
         except OSError as exc:
             raise SystemExit(f"cannot read --tls-ca: {exc}") from exc
         credentials = grpc.ssl_channel_credentials(root_certificates=ca)
+    return token, credentials
+
+
+def _admin_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--address", default="127.0.0.1:5061", help="any front end of the pool (host:port)"
+    )
+    p.add_argument(
+        "--admin-token-file",
+        type=Path,
+        default=Path("poolsim-data") / "admin.token",
+        help="the pool's admin token",
+    )
+    p.add_argument(
+        "--tls-ca", type=Path, help="CA (PEM) of a pool that serves TLS: connect with TLS"
+    )
+
+
+def cmd_status(a: argparse.Namespace) -> int:
+    from pool.api.status_table import fetch_and_format
+
+    token, credentials = _admin_access(a)
     print(asyncio.run(fetch_and_format(a.address, token, credentials)))
     return 0
+
+
+def cmd_monitoring(a: argparse.Namespace) -> int:
+    from pool import monitoring
+    from pool._proto.poolsim.v1 import admin_pb2 as apb
+    from pool.client import PoolClient
+
+    targets: list[monitoring.Target] = []
+    if not a.no_pool:
+        token, credentials = _admin_access(a)
+
+        async def fetch() -> apb.PoolStatus:
+            async with PoolClient(a.address, credentials=credentials) as client:
+                return await client.admin(token).status()
+
+        status = asyncio.run(fetch())
+        targets = [
+            monitoring.Target(f.metrics_address, (("pool", status.pool_name), ("front_end", f.id)))
+            for f in status.front_ends
+            if f.metrics_address
+        ]
+        if not targets:
+            raise SystemExit(f"the pool at {a.address} serves no metrics (--metrics-port -1)")
+    driver = [monitoring.Target(d, (("role", "driver"),)) for d in a.driver]
+    for path in monitoring.write(a.out, targets, driver, targets_only=a.targets_only):
+        print(f"wrote {path}")
+    for t in targets:
+        print(f"  scrape {dict(t.labels)['front_end']}: http://{t.address}/metrics")
+    config = a.out / "prometheus.yml"
+    print(
+        f"run: prometheus --config.file={config} --storage.tsdb.path={a.out / 'prometheus-data'}"
+        f"\nGrafana: import {a.out / 'grafana-dashboard.json'} (choose the Prometheus data source)"
+    )
+    return 0
+
+
+def _monitoring_args(p: argparse.ArgumentParser) -> None:
+    _admin_args(p)
+    p.add_argument(
+        "--out", type=Path, default=Path("monitoring"), help="folder to write the files into"
+    )
+    p.add_argument(
+        "--targets-only",
+        action="store_true",
+        help="only rewrite poolsim-targets.json (Prometheus re-reads it): after the pool changed",
+    )
+    p.add_argument(
+        "--driver",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a load driver's metrics endpoint to scrape too (repeatable)",
+    )
+    p.add_argument(
+        "--no-pool",
+        action="store_true",
+        help="write the files without asking a pool for its front ends (empty target list)",
+    )
 
 
 def cmd_run(a: argparse.Namespace) -> int:
@@ -313,7 +402,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         help="stress-tool load level: high = the user model, medium 60%%, low 30%%",
     )
     p.add_argument("--model", type=Path, help="TOML file of explicit rates (--level custom)")
-    p.add_argument("--duration", type=float, default=60.0, help="seconds (default %(default)s)")
+    p.add_argument("--duration", type=parse_duration, default="60s", help="of the run")
     p.add_argument(
         "--ramp",
         type=float,
@@ -336,19 +425,17 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         "(front ends on Ray, in this process); default %(default)s",
     )
     e = p.add_argument_group("enterprise edition")
-    e.add_argument(
-        "--front-ends", type=int, default=3, help="front ends in the pool, 2..12 (default 3)"
-    )
+    e.add_argument("--front-ends", type=int, default=3, help="front ends in the pool, 2..12")
     e.add_argument(
         "--ray-address",
-        help="start the pool on this existing Ray cluster (host:port, or auto); default: the "
-        "one RAY_ADDRESS names, else a new local one",
+        help="the Ray cluster for the pool and --workers (host:port, or auto for the one `ray "
+        "start` made here); default: the one RAY_ADDRESS names, else a new local one",
     )
     e.add_argument(
         "--kill-front-end-at",
-        type=float,
-        metavar="SECONDS",
-        help="crash a front end this many seconds into the run and report the fail-over",
+        type=parse_duration,
+        metavar="TIME",
+        help="crash a front end this far into the run (30s, 1m) and report the fail-over",
     )
     e.add_argument(
         "--kill-front-end",
@@ -365,48 +452,82 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no live progress line")
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's default in --help, unless its help already says it, or it has none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if "%(default)" in text or "default" in text or not action.option_strings:
+            return text
+        if action.default in (None, [], argparse.SUPPRESS) or action.default is False:
+            return text
+        return f"{text} (default %(default)s)" if text else "default %(default)s"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("poolsim")
+    except PackageNotFoundError:  # running from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="poolsim",
         description="A simulator of a Lync Server 2013 IM and presence front-end pool.",
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"poolsim {_version()}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--log-level",
+        choices=logs.LEVELS,
+        default="warning",
+        help="what is logged to stderr; Ray's own logs and banners only at info or debug",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser(
-        "serve", help="run a pool: one front end, or --edition enterprise for several on Ray"
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=[common], formatter_class=_HelpFormatter)
+
+    serve = command(
+        "serve", "run a pool: one front end, or --edition enterprise for several on Ray"
     )
     _serve_args(serve)
     serve.set_defaults(func=cmd_serve)
-    run = sub.add_parser("run", help="drive a pool with the Lync user model and report")
+    run = command("run", "drive a pool with the Lync user model and report")
     _run_args(run)
     run.set_defaults(func=cmd_run)
     from bench import plan
 
-    plan_parser = sub.add_parser(
-        "plan", help="step the load up, fit the USL, size a pool for N users with one FE down"
+    plan_parser = command(
+        "plan", "step the load up, fit the USL, size a pool for N users with one FE down"
     )
     plan.add_arguments(plan_parser)
     plan_parser.set_defaults(func=plan.main)
     from bench import hotpath
 
-    bench_parser = sub.add_parser(
-        "bench", help="hot-path benchmarks against baselines measured in the same run"
+    bench_parser = command(
+        "bench", "hot-path benchmarks against baselines measured in the same run"
     )
     hotpath.add_arguments(bench_parser)
     bench_parser.set_defaults(func=hotpath.main)
-    status = sub.add_parser("status", help="show a running pool's front ends, groups and quorum")
-    status.add_argument("--address", default="127.0.0.1:5061")
-    status.add_argument(
-        "--admin-token-file", type=Path, default=Path("poolsim-data") / "admin.token"
-    )
-    status.add_argument(
-        "--tls-ca", type=Path, help="CA (PEM) of a pool that serves TLS: connect with TLS"
-    )
+    status = command("status", "show a running pool's front ends, groups and quorum")
+    _admin_args(status)
     status.set_defaults(func=cmd_status)
+    monitoring = command(
+        "monitoring", "write a Prometheus config scraping every front end, rules, a dashboard"
+    )
+    _monitoring_args(monitoring)
+    monitoring.set_defaults(func=cmd_monitoring)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    logs.configure(args.log_level)
     try:
         result: int = args.func(args)
     except ConfigError as exc:

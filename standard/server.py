@@ -12,19 +12,19 @@ import ipaddress
 import logging
 import os
 import signal
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
-from pool.api.metrics import Metrics
+from pool.api.metrics import Metrics, serve_metrics
 from pool.api.server import TlsFiles, start_front_end
 from pool.clock import SystemClock
 from pool.config import EngineConfig
 from pool.engine import Engine
 from pool.sqlite_store import SqliteStore
 from standard.admin_token import load_or_create
+from standard.data_lock import DataDirLock
 
 log = logging.getLogger("poolsim.standard")
 
@@ -83,6 +83,13 @@ async def serve(
     opts: ServeOptions, *, ready: asyncio.Event | None = None, stop: asyncio.Event | None = None
 ) -> int:
     check(opts)
+    with DataDirLock(opts.data_dir):  # a second server on this directory refuses here
+        return await _serve(opts, ready, stop)
+
+
+async def _serve(
+    opts: ServeOptions, ready: asyncio.Event | None, stop: asyncio.Event | None
+) -> int:
     store = SqliteStore(private_data(opts.data_dir) / "pool.db", durability=opts.durability)
     registry = CollectorRegistry()
     metrics = Metrics(registry)
@@ -100,10 +107,8 @@ async def serve(
     token = load_or_create(token_path, create=opts.admin_token_file is None)
     metrics_server = None
     if opts.metrics_port >= 0:
-        metrics_server, _ = start_http_server(
-            opts.metrics_port, addr=opts.metrics_host, registry=registry
-        )
-        engine.metrics_address = f"{opts.metrics_host}:{metrics_server.server_port}"
+        metrics_server, bound = serve_metrics(opts.metrics_host, opts.metrics_port, registry)
+        engine.metrics_address = f"{opts.metrics_host}:{bound}"
     metrics.watch(engine, "standard")
     server = await start_front_end(
         engine, host=opts.host, port=opts.port, admin_token=token, metrics=metrics, tls=opts.tls
@@ -139,9 +144,5 @@ async def serve(
 
 
 def main(opts: ServeOptions) -> int:
-    logging.basicConfig(
-        level=logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    """`poolsim serve`: logging is set up by the command line (``--log-level``)."""
     return asyncio.run(serve(opts))

@@ -29,7 +29,18 @@ async def _known_traffic(pool: StandardPool) -> list[Session]:
     assert [s.sequence for s in sent] == [1, 2, 3]
     with pytest.raises(errors.InvalidArgument, match="not a SIP URI"):
         await carol.get_presence(["alice"])
+    # an aborted call's status reaches the client before the server has recorded it
+    count = "poolsim_rpc_duration_seconds_count"
+    await _settled(pool, count, {"method": "SignIn", "code": "UNAUTHENTICATED"}, 1.0)
+    await _settled(pool, count, {"method": "GetPresence", "code": "INVALID_ARGUMENT"}, 1.0)
     return [alice, bob, carol]
+
+
+async def _settled(pool: StandardPool, name: str, labels: dict[str, str], want: float) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while pool.metric(name, labels) < want and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.001)
 
 
 async def test_counters_and_gauges_after_known_calls(standard: StandardPool) -> None:
@@ -72,12 +83,88 @@ async def test_counters_and_gauges_after_known_calls(standard: StandardPool) -> 
     )
 
 
+FE = "poolsim.v1.FrontEnd"
+
+
+def _grpc(method: str, kind: str = "unary", **extra: str) -> dict[str, str]:
+    return {"grpc_type": kind, "grpc_service": FE, "grpc_method": method, **extra}
+
+
+def _key(name: str, labels: dict[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return name, tuple(sorted(labels.items()))
+
+
+async def test_standard_grpc_series_beside_the_lync_ones(standard: StandardPool) -> None:
+    """The names and labels of go-grpc-prometheus / py-grpc-prometheus, codes spelt as Go
+    spells them, one handled call per poolsim_rpc_duration_seconds observation."""
+    await _known_traffic(standard)
+    m = standard.metric
+    expected = {
+        _key("grpc_server_started_total", _grpc("SignIn")): 4.0,
+        _key("grpc_server_handled_total", _grpc("SignIn", grpc_code="OK")): 3.0,
+        _key("grpc_server_handled_total", _grpc("SignIn", grpc_code="Unauthenticated")): 1.0,
+        _key("grpc_server_handled_total", _grpc("GetPresence", grpc_code="InvalidArgument")): 1.0,
+        _key("grpc_server_handled_total", _grpc("SendMessage", grpc_code="OK")): 3.0,
+        _key("grpc_server_handling_seconds_count", _grpc("SignIn")): 4.0,
+        _key("grpc_server_handling_seconds_count", _grpc("GetPresence")): 2.0,
+        _key("grpc_server_msg_received_total", _grpc("SignIn")): 4.0,
+        _key("grpc_server_msg_sent_total", _grpc("SignIn")): 3.0,  # the failed one sent no reply
+        _key("grpc_server_msg_sent_total", _grpc("PublishPresence")): 2.0,
+    }
+    actual = {key: m(key[0], dict(key[1])) for key in expected}
+    assert actual == expected
+
+
+async def test_event_stream_counts_its_messages(standard: StandardPool) -> None:
+    alice, bob = await standard.sign_in(0), await standard.sign_in(1)
+    stream = bob.events()
+    conv = await alice.create_conversation([uri(1)], first_message="one")
+    assert (await anext(stream)).WhichOneof("kind") == "invitation"
+    await bob.accept(conv.conversation_id)
+    await alice.send_message(conv.conversation_id, "two")
+    read = 1
+    while True:  # until "two" (the first message came with the invitation)
+        event = await asyncio.wait_for(anext(stream), 30)
+        read += 1
+        if event.WhichOneof("kind") == "message":
+            break
+    events = _grpc("Events", "server_stream")
+    sent = "grpc_server_msg_sent_total"
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 30
+    while standard.metric(sent, events) < read and loop.time() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.01)  # the server counts a batch once it is written
+    assert standard.metric(sent, events) == read
+    assert standard.metric("grpc_server_started_total", events) == 1.0
+    await stream.aclose()
+
+
+async def test_latency_buckets_resolve_tens_of_microseconds(standard: StandardPool) -> None:
+    await _known_traffic(standard)
+    name = "poolsim_rpc_duration_seconds_bucket"
+    labels = {"method": "SignIn", "code": "OK"}
+    for le in ("1e-05", "2.5e-05", "5e-05", "0.0001", "0.001", "1.0", "10.0", "+Inf"):
+        assert standard.registry.get_sample_value(name, {**labels, "le": le}) is not None, le
+    handling = "grpc_server_handling_seconds_bucket"
+    signin = _grpc("SignIn")
+    # the fake clock makes every duration 0: all four sign-ins are in the lowest bucket
+    assert standard.registry.get_sample_value(handling, {**signin, "le": "1e-05"}) == 4.0
+    assert standard.registry.get_sample_value(handling, {**signin, "le": "+Inf"}) == 4.0
+
+
+async def test_no_created_series(standard: StandardPool) -> None:
+    await _known_traffic(standard)
+    names = {s.name for f in standard.registry.collect() for s in f.samples}
+    assert not [n for n in names if n.endswith("_created")]
+
+
 async def test_failed_call_is_counted_under_its_code_only(standard: StandardPool) -> None:
     alice = await standard.sign_in(0)
     for _ in range(2):
         with pytest.raises(errors.NotFound):
             await alice.send_message("c-404", "hello")
     count = "poolsim_rpc_duration_seconds_count"
+    await _settled(standard, count, {"method": "SendMessage", "code": "NOT_FOUND"}, 2.0)
     assert standard.metric(count, {"method": "SendMessage", "code": "NOT_FOUND"}) == 2.0
     assert standard.metric(count, {"method": "SendMessage", "code": "OK"}) == 0.0
     assert standard.metric("poolsim_im_messages_sent_total") == 0.0

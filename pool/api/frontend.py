@@ -89,12 +89,15 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
         queue.waker = waker
         engine.open_stream(ep)
         write, shared_event, drain = context.write, convert.shared_event, engine.drain
+        metrics = self.metrics
         try:
             while queue.waker is waker:
                 batch = drain(ep, STREAM_BATCH)
                 if batch:
                     for item in batch:
                         await write(shared_event(item))
+                    if metrics is not None:
+                        metrics.rpc_stream_sent("Events", len(batch))
                     continue
                 if queue.closed:
                     return

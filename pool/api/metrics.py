@@ -7,15 +7,32 @@ total`` / ``poolsim_presence_polls_total``; IM sessions attempted / established,
 sent / received, conferences active and participants, and the server's queue and latency
 figures as histograms. Labels come from small fixed sets only (RPC method names, status codes,
 reasons): never a user.
+
+Beside them, the standard gRPC server series under the names and labels of the Go and Python
+gRPC Prometheus middlewares (go-grpc-prometheus, py-grpc-prometheus), so community gRPC
+dashboards work unchanged: ``grpc_server_started_total``, ``grpc_server_handled_total`` (with
+``grpc_code`` spelt as Go spells it: ``OK``, ``NotFound``, ``Unauthenticated``),
+``grpc_server_handling_seconds``, ``grpc_server_msg_received_total`` and
+``grpc_server_msg_sent_total``, labelled ``grpc_type``, ``grpc_service`` and ``grpc_method``.
+``poolsim_rpc_duration_seconds{method,code}`` stays (load drivers read it). Latency buckets
+run from 10 µs to 10 s. ``_created`` series are off: they doubled every counter.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+import prometheus_client
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    start_http_server,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -24,16 +41,25 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from pool._proto.poolsim.v1 import admin_pb2, frontend_pb2
 from pool.observer import Observer
 
 if TYPE_CHECKING:
     from pool.engine import Engine
 
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # no _created twins
+
+# 10 µs (an in-memory call) to 10 s (the store's 12 s throttle is beyond it: +Inf)
 _LATENCY_BUCKETS = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
+    1e-5,
+    2.5e-5,
+    5e-5,
+    1e-4,
+    2.5e-4,
+    5e-4,
+    1e-3,
+    2.5e-3,
+    5e-3,
     0.01,
     0.025,
     0.05,
@@ -48,6 +74,20 @@ _LATENCY_BUCKETS = (
 _ROUTING_BUCKETS = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 1e-2, 0.1)
 
 
+def serve_metrics(host: str, port: int, registry: CollectorRegistry) -> tuple[Any, int]:
+    """Start the Prometheus endpoint: (server, port bound). A taken port is an OSError naming
+    it, for one clear line instead of a socket traceback."""
+    try:
+        server, _ = start_http_server(port, addr=host, registry=registry)
+    except OSError as exc:
+        where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise OSError(
+            f"cannot serve metrics on {where}: {exc.strerror or exc} (choose another "
+            "--metrics-port; 0 takes any free port, -1 serves none)"
+        ) from exc
+    return server, int(server.server_port)
+
+
 class Metrics(Observer):
     """Every metric of a front end, on an injected registry. Also the engine's Observer."""
 
@@ -56,14 +96,8 @@ class Metrics(Observer):
         r = registry
         # process_cpu_seconds_total and memory: the front-end processor figure of SPEC 6
         ProcessCollector(registry=r)
-        self.rpc_duration = Histogram(
-            "poolsim_rpc_duration_seconds",
-            "gRPC calls by method and status code, server side",
-            ["method", "code"],
-            registry=r,
-            buckets=_LATENCY_BUCKETS,
-        )
-        self._rpc_children: dict[tuple[str, str], Histogram] = {}
+        self.rpc = RpcMetrics()
+        r.register(self.rpc)
         self.undecodable_requests = Counter(
             "poolsim_undecodable_requests",
             "Requests whose body could not be parsed as the method's request type",
@@ -132,14 +166,17 @@ class Metrics(Observer):
         self.registry.register(_EngineCollector(engine))
         self.info.labels(engine.config.front_end_id, edition, engine.config.pool_name).set(1)
 
-    def rpc_done(self, method: str, code: str, seconds: float) -> None:
-        """One call's duration. The labelled child is looked up once per method and code:
-        ``labels()`` costs as much as the observation itself, on every call."""
-        key = (method, code)
-        child = self._rpc_children.get(key)
-        if child is None:
-            child = self._rpc_children[key] = self.rpc_duration.labels(method, code)
-        child.observe(seconds)
+    def rpc_started(self, method: str) -> None:
+        self.rpc.started(method)
+
+    def rpc_stream_sent(self, method: str, count: int) -> None:
+        """Messages a stream written with ``context.write`` sent (the wrapper cannot see them)."""
+        self.rpc.stream_sent(method, count)
+
+    def rpc_done(self, method: str, code: str, seconds: float, sent: int | None = None) -> None:
+        """One call's end: its status code (``grpc.StatusCode`` name), duration and, for a
+        stream, the messages it sent (a unary call sends one when it succeeds)."""
+        self.rpc.done(method, code, seconds, sent)
 
     def undecodable(self, method: str) -> None:
         self.undecodable_requests.labels(method).inc()
@@ -258,3 +295,136 @@ class _EngineCollector(Collector):
             "Events waiting in endpoint queues, summed",
             value=sum(len(ep.queue) for ep in e.registrar),
         )
+
+
+def _go_code(name: str) -> str:
+    """A status code as Go's codes.Code.String() spells it (the ecosystem's ``grpc_code``)."""
+    if name == "OK":
+        return name
+    if name == "CANCELLED":
+        return "Canceled"
+    return "".join(part.capitalize() for part in name.split("_"))
+
+
+def _methods() -> dict[str, tuple[str, str]]:
+    """RPC name -> (full service name, grpc_type), from the API's descriptors."""
+    out: dict[str, tuple[str, str]] = {}
+    for module, service in ((frontend_pb2, "FrontEnd"), (admin_pb2, "PoolAdmin")):
+        d = module.DESCRIPTOR.services_by_name[service]
+        for m in d.methods:
+            kind = {
+                (False, False): "unary",
+                (False, True): "server_stream",
+                (True, False): "client_stream",
+                (True, True): "bidi_stream",
+            }[(m.client_streaming, m.server_streaming)]
+            out[m.name] = (d.full_name, kind)
+    return out
+
+
+class _Latency:
+    """One (method, code)'s latency histogram as plain numbers (no lock on the hot path)."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self) -> None:
+        self.counts = [0] * (len(_LATENCY_BUCKETS) + 1)  # the last is +Inf
+        self.sum = 0.0
+
+
+class _MethodStats:
+    __slots__ = ("kind", "latency", "sent", "service", "started")
+
+    def __init__(self, service: str, kind: str) -> None:
+        self.service = service
+        self.kind = kind
+        self.started = 0
+        self.sent = 0
+        self.latency: dict[str, _Latency] = {}
+
+
+class RpcMetrics(Collector):
+    """Server-side RPC figures, kept as plain numbers by the event loop's thread and exported
+    when scraped, as ``poolsim_rpc_duration_seconds{method,code}`` and as the standard gRPC
+    server series. One observation feeds both: a Prometheus child takes a lock per call and
+    costs as much as the call's own bookkeeping."""
+
+    def __init__(self) -> None:
+        self._known = _methods()
+        self._stats: dict[str, _MethodStats] = {}
+
+    def _of(self, method: str) -> _MethodStats:
+        stats = self._stats.get(method)
+        if stats is None:
+            service, kind = self._known.get(method, ("unknown", "unary"))
+            stats = self._stats[method] = _MethodStats(service, kind)
+        return stats
+
+    def started(self, method: str) -> None:
+        self._of(method).started += 1
+
+    def done(self, method: str, code: str, seconds: float, sent: int | None) -> None:
+        stats = self._of(method)
+        latency = stats.latency.get(code)
+        if latency is None:
+            latency = stats.latency[code] = _Latency()
+        latency.counts[bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        latency.sum += seconds
+        if sent is not None:
+            stats.sent += sent
+        elif code == "OK" and stats.kind == "unary":
+            stats.sent += 1
+
+    def stream_sent(self, method: str, count: int) -> None:
+        self._of(method).sent += count
+
+    def collect(self) -> Iterator[Metric]:
+        ident = ["grpc_type", "grpc_service", "grpc_method"]
+        duration = HistogramMetricFamily(
+            "poolsim_rpc_duration_seconds",
+            "gRPC calls by method and status code, server side",
+            labels=["method", "code"],
+        )
+        handling = HistogramMetricFamily(
+            "grpc_server_handling_seconds",
+            "Response latency (seconds) of gRPC calls handled by the server",
+            labels=ident,
+        )
+        started = CounterMetricFamily(
+            "grpc_server_started", "RPCs started on the server", labels=ident
+        )
+        handled = CounterMetricFamily(
+            "grpc_server_handled",
+            "RPCs completed on the server, whatever their status",
+            labels=[*ident, "grpc_code"],
+        )
+        received = CounterMetricFamily(
+            "grpc_server_msg_received", "RPC messages received by the server", labels=ident
+        )
+        sent = CounterMetricFamily(
+            "grpc_server_msg_sent", "RPC messages sent by the server", labels=ident
+        )
+        for method, stats in list(self._stats.items()):
+            key = [stats.kind, stats.service, method]
+            total = [0] * (len(_LATENCY_BUCKETS) + 1)
+            total_sum = 0.0
+            for code, latency in list(stats.latency.items()):
+                counts = list(latency.counts)
+                duration.add_metric([method, code], _cumulative(counts), latency.sum)
+                handled.add_metric([*key, _go_code(code)], sum(counts))
+                total = [a + b for a, b in zip(total, counts, strict=True)]
+                total_sum += latency.sum
+            handling.add_metric(key, _cumulative(total), total_sum)
+            started.add_metric(key, stats.started)
+            received.add_metric(key, stats.started)  # each of these calls reads one request
+            sent.add_metric(key, stats.sent)
+        yield from (duration, handling, started, handled, received, sent)
+
+
+def _cumulative(counts: list[int]) -> list[tuple[str, float]]:
+    bounds = (*(str(b) for b in _LATENCY_BUCKETS), "+Inf")
+    out, running = [], 0
+    for bound, n in zip(bounds, counts, strict=True):
+        running += n
+        out.append((bound, float(running)))
+    return out

@@ -96,6 +96,8 @@ def unary(
         self: Self, request: Req, context: grpc.aio.ServicerContext[Any, Any]
     ) -> Resp:
         start = self.monotonic()
+        if self.metrics is not None:
+            self.metrics.rpc_started(name)
         failure: BaseException | None = None
         try:
             self.admit(name, request)
@@ -124,11 +126,15 @@ def streaming(
         self: Self, request: Req, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[Resp]:
         start = self.monotonic()
+        if self.metrics is not None:
+            self.metrics.rpc_started(name)
         failure: BaseException | None = None
+        sent = 0
         try:
             self.admit(name, request)
             async for item in method(self, request, context):
                 yield item
+                sent += 1
         except grpc.aio.AbortError as exc:  # already a status
             failure = exc
             raise
@@ -140,6 +146,7 @@ def streaming(
             raise
         finally:
             if self.metrics is not None:
-                self.metrics.rpc_done(name, _code_after(context, failure), self.monotonic() - start)
+                code = _code_after(context, failure)
+                self.metrics.rpc_done(name, code, self.monotonic() - start, sent)
 
     return wrapper

@@ -149,13 +149,17 @@ async def start_front_end(
         server,
     )
     target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound = (
-        server.add_secure_port(target, tls.credentials())
-        if tls is not None
-        else server.add_insecure_port(target)
-    )
+    busy = f"cannot listen on {target}: the port is taken or the address is not local"
+    try:
+        bound = (
+            server.add_secure_port(target, tls.credentials())
+            if tls is not None
+            else server.add_insecure_port(target)
+        )
+    except RuntimeError as exc:  # grpcio raises this for a port it cannot bind
+        raise OSError(f"{busy} (choose another --port; 0 takes any free port)") from exc
     if bound == 0:
-        raise OSError(f"cannot listen on {target}: the port is taken or the address is not local")
+        raise OSError(busy)
     await server.start()
     engine.address = f"{host}:{bound}" if ":" not in host else f"[{host}]:{bound}"
     for name in ("", *SERVICE_NAMES):

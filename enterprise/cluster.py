@@ -1,0 +1,126 @@
+"""Joining Ray: a new local instance, or a cluster its users made with `ray start`.
+
+``connect(None)`` starts a new local instance unless ``RAY_ADDRESS`` names a cluster (never,
+silently, a cluster that merely runs on this machine: Ray's own default would join it).
+``connect("auto")`` joins the cluster `ray start --head` made on this machine;
+``connect("host:port")`` the one at that address.
+
+Token authentication: since Ray 2.52 a cluster can require a token, and `ray start --head`
+turns it on by itself whenever a token is at hand (``RAY_AUTH_TOKEN``, the file
+``RAY_AUTH_TOKEN_PATH`` names, or ``~/.ray/auth_token``, which any local ``ray.init`` writes),
+with ``RAY_AUTH_MODE`` unset. Ray's driver presents the token only when joining with ``auto``;
+with an explicit address it connects without one and is refused ("InvalidAuthToken"). Here
+both present it, as `ray start --head` decides: ``RAY_AUTH_MODE`` when set, else token mode
+whenever a token is at hand. A cluster without authentication ignores the token.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from pool import logs
+
+log = logging.getLogger("poolsim.ray")
+
+AUTH_MODE = "RAY_AUTH_MODE"
+TOKEN_HINT = (
+    "a cluster with token authentication (Ray turns it on when ~/.ray/auth_token exists) needs "
+    "its token here: copy the head's ~/.ray/auth_token, or set RAY_AUTH_TOKEN or "
+    "RAY_AUTH_TOKEN_PATH"
+)
+
+
+class RayUnreachable(ConnectionError):
+    """The Ray cluster asked for could not be joined (the message says which and why)."""
+
+
+def connect(
+    ray_address: str | None, *, namespace: str = "poolsim", forward_logs: bool = True
+) -> None:
+    """Join Ray (see the module docstring); a no-op when this process already has.
+
+    ``forward_logs``: print what this job's actors log (poolsim's own warnings); Ray's own
+    logs and banners stay quiet below ``--log-level info`` either way."""
+    import ray
+
+    logs.quiet_ray()
+    if ray.is_initialized():
+        return
+    address = ray_address or os.environ.get("RAY_ADDRESS") or "local"
+    token = address != "local" and use_cluster_token()
+    try:
+        ray.init(
+            address=address,
+            namespace=namespace,
+            include_dashboard=False,
+            logging_level=logs.ray_level(),
+            log_to_driver=forward_logs,
+            configure_logging=False,
+        )
+    except (ConnectionError, RuntimeError) as exc:
+        hint = "" if token else f"; {TOKEN_HINT}"
+        raise RayUnreachable(f"cannot join the Ray cluster at {address}: {exc}{hint}") from exc
+    finally:
+        logs.quiet_ray()
+    if forward_logs and not logs.ray_verbose():
+        _forward_actor_logs_only()
+
+
+def _forward_actor_logs_only() -> None:
+    """Ray forwards its daemons' error lines to the driver along with the actors' output
+    ("(raylet) ... Failed to establish connection to the metrics exporter agent" on a cluster
+    without a dashboard); keep what poolsim's own actors print (their pid is a number). Ray's
+    internals are pinned (pyproject): without them, everything stays forwarded."""
+    try:
+        from ray._private import worker
+    except ImportError:
+        return
+    dispatcher = getattr(worker, "global_worker_stdstream_dispatcher", None)
+    forward = getattr(worker, "print_to_stdstream", None)
+    ignore = getattr(worker, "_should_ignore_worker_log_prefix", None)
+    if dispatcher is None or forward is None or ignore is None:
+        return
+    ignore_prefix = ignore(worker.global_worker)
+
+    def actors_only(data: dict[str, object]) -> None:
+        if str(data.get("pid", "")).isdigit():
+            forward(data, ignore_prefix=ignore_prefix)
+
+    dispatcher.remove_handler("ray_print_logs")
+    dispatcher.add_handler("ray_print_logs", actors_only)
+
+
+def use_cluster_token() -> bool:
+    """Present the cluster's token, as `ray start --head` decides whether to require one:
+    ``RAY_AUTH_MODE`` when set, else token mode whenever a token is at hand."""
+    mode = os.environ.get(AUTH_MODE)
+    if mode is not None:
+        return mode.lower() == "token"
+    if not token_at_hand():
+        return False
+    os.environ[AUTH_MODE] = "token"
+    _reload_ray_config()
+    log.info("token authentication: presenting the token Ray found (%s unset)", AUTH_MODE)
+    return True
+
+
+def token_at_hand() -> bool:
+    """Whether Ray would find a token: ``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or
+    ``~/.ray/auth_token`` (Ray's own order)."""
+    if os.environ.get("RAY_AUTH_TOKEN", "").strip():
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if path:
+        return Path(path).expanduser().is_file()
+    return (Path.home() / ".ray" / "auth_token").is_file()
+
+
+def _reload_ray_config() -> None:
+    """Ray reads RAY_AUTH_MODE into its cached config when imported; read it again."""
+    try:
+        from ray._raylet import Config  # type: ignore[attr-defined]
+    except ImportError:  # a Ray without the C++ config: the environment alone decides
+        return
+    Config.initialize("")
