@@ -233,7 +233,7 @@ def usl_confidence(
     if dof < 1:
         return none
 
-    def model(nn: Any, lam: float, sigma: float, kappa: float) -> Any:
+    def model(nn: Any, lam: Any, sigma: Any, kappa: Any) -> Any:
         return lam * nn / (1.0 + sigma * (nn - 1.0) + kappa * nn * (nn - 1.0))
 
     start = [fit.lam, max(fit.sigma, 1e-9), max(fit.kappa, 1e-15)]

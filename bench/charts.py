@@ -20,6 +20,8 @@ from plotly.offline import get_plotlyjs
 HEIGHT = 380
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 THRESHOLD = "#c0392b"
+#: tick values of a log latency axis (ms): 1-2-5 steps, labelled as plain numbers
+LOG_TICKS = [m * 10.0**e for e in range(-3, 6) for m in (1, 2, 5)]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,8 @@ def _layout(fig: go.Figure, x_title: str, y_title: str, *, log_y: bool = False) 
         zeroline=False,
         rangemode="tozero" if not log_y else "normal",
         type="log" if log_y else "linear",
+        tickvals=LOG_TICKS if log_y else None,
+        ticktext=[f"{v:g}" for v in LOG_TICKS] if log_y else None,
     )
     return fig
 
@@ -100,17 +104,31 @@ def _moments(fig: go.Figure, report: dict[str, Any]) -> None:
         )
 
 
-def _threshold(fig: go.Figure, y: float, label: str, *, log: bool = False) -> None:
-    """A horizontal line at ``y`` (on a log axis plotly places shapes by log10 of the value)."""
-    fig.add_hline(
+def _threshold(
+    fig: go.Figure, y: float, label: str, *, log: bool = False, yref: str = "y", right: bool = False
+) -> None:
+    """A dashed horizontal line at ``y`` across the plot, labelled above its end. (On a log
+    axis plotly places a shape by its value but an annotation by the value's log10.)"""
+    fig.add_shape(
+        type="line",
+        xref="paper",
+        x0=0,
+        x1=1,
+        yref=yref,
+        y0=y,
+        y1=y,
+        line={"color": THRESHOLD, "dash": "dash", "width": 1},
+    )
+    fig.add_annotation(
+        xref="paper",
+        x=1 if right else 0,
+        yref=yref,
         y=math.log10(y) if log else y,
-        line_dash="dash",
-        line_color=THRESHOLD,
-        line_width=1,
-        annotation_text=label,
-        annotation_position="top left",
-        annotation_font_size=11,
-        annotation_font_color=THRESHOLD,
+        text=label,
+        showarrow=False,
+        xanchor="right" if right else "left",
+        yanchor="bottom",
+        font={"color": THRESHOLD, "size": 11},
     )
 
 
@@ -390,7 +408,7 @@ def plan_chart(doc: dict[str, Any]) -> Chart | None:
     if not points:
         return None
     fig = go.Figure()
-    per_fe = [p["users"] / max(1, p["front_ends"]) for p in points]
+    per_fe = [p.get("per_fe", p["users"] / max(1, p["front_ends"])) for p in points]
     ok = [p["passed"] for p in points]
     fig.add_scatter(
         x=per_fe,
@@ -421,7 +439,7 @@ def plan_chart(doc: dict[str, Any]) -> Chart | None:
         fes = max(1, points[0]["front_ends"])
         curve = [_usl(x * fes, fit["lambda"], fit["sigma"], fit["kappa"]) for x in xs]
         fig.add_scatter(x=xs, y=curve, mode="lines", name="USL fit", line={"color": COLORS[0]})
-        band = fit.get("band")
+        band = [(b[0] / fes, b[1], b[2]) for b in fit.get("band", []) if b[0] / fes <= top]
         if band:
             fig.add_scatter(
                 x=[b[0] for b in band],
@@ -468,21 +486,20 @@ def plan_chart(doc: dict[str, Any]) -> Chart | None:
             "showgrid": False,
             "ticks": "outside",
             "type": "log",
+            "tickvals": LOG_TICKS,
+            "ticktext": [f"{v:g}" for v in LOG_TICKS],
         },
         margin={"l": 70, "r": 70, "t": 50, "b": 60},
         hovermode="closest",
     )
     if target:
-        chart.add_hline(
-            y=math.log10(float(target)),
+        _threshold(
+            chart,
+            float(target),
+            f"p99 target {float(target):g} ms",
+            log=True,
             yref="y2",
-            line_dash="dash",
-            line_color=THRESHOLD,
-            line_width=1,
-            annotation_text=f"p99 target {float(target):g} ms",
-            annotation_position="bottom right",
-            annotation_font_color=THRESHOLD,
-            annotation_font_size=11,
+            right=True,
         )
     return Chart("plan", "Throughput and p99 against users per front end, with the USL fit", chart)
 

@@ -49,6 +49,7 @@ OP_NAME = {
 }
 SETTLE_S = 5.0  # at the end, messages in flight get this long to arrive
 READ_RETRY_S = 0.25  # an event reader whose front end went away tries again after this
+SIGN_OUT_BATCH = 200  # endpoints signed out at once at the end
 LEDGER_TRIES = 3  # reading back one acknowledged write: attempts before it counts as unreadable
 
 
@@ -314,10 +315,11 @@ class Driver:
             task.cancel()
         if self.readers:
             await asyncio.wait(self.readers)
-        for sessions in self.sessions.values():
-            for s in sessions:
-                with contextlib.suppress(PoolError):
-                    await s.sign_out()
+        endpoints = [s for sessions in self.sessions.values() for s in sessions]
+        for i in range(0, len(endpoints), SIGN_OUT_BATCH):
+            await asyncio.gather(
+                *(s.sign_out() for s in endpoints[i : i + SIGN_OUT_BATCH]), return_exceptions=True
+            )
         for client in self.clients:
             await client.close()
 
@@ -631,9 +633,7 @@ class Driver:
                 return
             await self.until(at)
             await self._send(members[who], cid, at)
-        end = min(op.at + length, self.cfg.duration)
-        while not self.stopping and self.now() < end:
-            await asyncio.sleep(min(1.0, end - self.now()))
+        await self.until(min(op.at + length, self.cfg.duration))
 
     # --- the ledger ---
 

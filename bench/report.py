@@ -36,6 +36,7 @@ from bench.stats import (
 
 OK, FAIL, INCONCLUSIVE = "ok", "fail", "inconclusive"
 LATE_RATIO = 0.01  # more late or skipped starts than this: the driver could not keep up
+STARVED_CPU = 50.0  # a driver lagging while under this much of a core was starved, not busy
 LYNC_PEAK_SIGN_INS = 12.0  # per second, a Lync pool's documented peak (SPEC 5)
 
 
@@ -162,8 +163,15 @@ def driver_section(
             f"{late} late starts and {skipped} without a free slot, {late_ratio:.1%} of "
             f"{started} (limit {LATE_RATIO:.0%})"
         )
+    starved = bool(why) and cpu < STARVED_CPU
+    if starved:
+        why.append(
+            f"the driver used only {cpu:.0f}% of a core: its process waited for a processor "
+            "(other processes held the machine's cores), so the figures are the machine's"
+        )
     return {
         "drivers": health,
+        "starved": starved,
         "cpu_mean_max": cpu,
         "loop_lag_p99_ms": lag,
         "late": late,
@@ -227,12 +235,16 @@ def build(
     ``Failover.summary()`` of a deliberate kill; ``health``: each driver's
     ``Health.summary()``; ``server``: the pool's histograms per RPC over the window."""
     start, end = rec.window_from, rec.window_to
-    window = {
+    min_window = float(config.get("min_window", 0.0))
+    blocked: list[str] = [
+        w for d in (health or {}).values() for w in d.get("window_blocked_by", [])
+    ]
+    window: dict[str, Any] = {
         "from": start,
         "to": end,
         "seconds": rec.window_length,
-        "min_seconds": float(config.get("min_window", 0.0)),
-        "blocked_by": [w for d in (health or {}).values() for w in d.get("window_blocked_by", [])],
+        "min_seconds": min_window,
+        "blocked_by": blocked,
     }
     ops: dict[str, Any] = {}
     total = errors = 0
@@ -281,7 +293,7 @@ def build(
     drv = driver_section(health or {}, window, ops)
     checks: list[dict[str, Any]] = []
     # the run's own validity first: a window, and a driver that kept up
-    long_enough = has_window and rec.window_length >= window["min_seconds"]
+    long_enough = has_window and rec.window_length >= min_window
     if long_enough:
         checks.append(
             _check(
@@ -295,7 +307,7 @@ def build(
         why = (
             f"{rec.window_length:.0f} s"
             if has_window
-            else "never opened: " + ("; ".join(window["blocked_by"]) or "the run ended first")
+            else "never opened: " + ("; ".join(blocked) or "the run ended first")
         )
         checks.append(
             _check(
@@ -310,8 +322,10 @@ def build(
             "load generator (driver health)",
             "; ".join(drv["why"])
             if drv["saturated"]
-            else f"processor {drv['cpu_mean_max']:.0f}%, loop lag p99 {drv['loop_lag_p99_ms']:.1f} ms, {drv['late_ratio']:.2%} late or skipped",
-            f"processor < {SATURATED_CPU:g}%, lag p99 < {SATURATED_LAG_MS:g} ms, late < {LATE_RATIO:.0%}",
+            else f"processor {drv['cpu_mean_max']:.0f}%, loop lag p99 "
+            f"{drv['loop_lag_p99_ms']:.1f} ms, {drv['late_ratio']:.2%} late or skipped",
+            f"processor < {SATURATED_CPU:g}%, lag p99 < {SATURATED_LAG_MS:g} ms, "
+            f"late < {LATE_RATIO:.0%}",
             INCONCLUSIVE if drv["saturated"] else OK,
         )
     )
@@ -411,10 +425,13 @@ def build(
         result = "PASS"
     reasons = []
     if drv["saturated"]:
+        advice = (
+            "run it on a quieter machine, or give the driver its own cores"
+            if drv["starved"]
+            else "add driver processes (--workers N, or --workers auto) or lower the load"
+        )
         reasons.append(
-            "the load generator was saturated ("
-            + "; ".join(drv["why"])
-            + "): add driver processes (--workers N, or --workers auto) or lower the load"
+            "the load generator was saturated (" + "; ".join(drv["why"]) + "): " + advice
         )
     if not long_enough:
         reasons.append(
@@ -443,7 +460,7 @@ def build(
         },
     }
     if pool is not None and len(front_ends) > 1:
-        out["pool"] = pool_cpu(pool, len(front_ends), start if has_window else 0.0)
+        out["pool"] = pool_cpu(pool, len(front_ends), start if start is not None else 0.0)
     if fo is not None:
         out["failover"] = fo
     return out
@@ -505,8 +522,8 @@ def text(report: dict[str, Any]) -> str:
     lines = [
         f"poolsim run: {cfg.get('edition')} pool, {cfg.get('users')} users "
         f"({cfg.get('signed_in')} signed in), level {cfg.get('level')}, "
-        f"{cfg.get('duration'):g} s, speedup {cfg.get('speedup'):g}, sign-ins "
-        f"{cfg.get('ramp'):g}/s, {cfg.get('workers')} driver process(es) on "
+        f"{cfg.get('duration', 0):g} s, speedup {cfg.get('speedup', 1):g}, sign-ins "
+        f"{cfg.get('ramp', 0):g}/s, {cfg.get('workers')} driver process(es) on "
         f"{cfg.get('cores')} cores",
     ]
     pool = cfg.get("pool")
@@ -533,7 +550,7 @@ def text(report: dict[str, Any]) -> str:
     lines.append(
         f"ramp: {cfg.get('signed_in')} users signed in "
         + (f"in {ramp['seconds']:.1f} s ({rate:.0f}/s)" if rate else "(not finished)")
-        + f"; planned {ramp['planned_per_s']:g}/s against Lync's pool peak of about "
+        + f"; planned {ramp['planned_per_s'] or 0:g}/s against Lync's pool peak of about "
         f"{ramp['lync_peak_per_s']:g}/s and the stress tool's {ramp['stress_tool_per_s']}; "
         f"sign-in p50 {ramp['sign_in']['p50']:.1f} ms, p99 {ramp['sign_in']['p99']:.1f} ms, "
         f"{ramp['sign_in_errors']} errors"
@@ -569,13 +586,14 @@ def text(report: dict[str, Any]) -> str:
     if srv.get("rows"):
         lines += [
             "",
-            f"{'client vs pool, window':<28} {'client p50':>10} {'client p99':>10} {'pool p50':>9} {'pool p99':>9}",
+            f"{'client vs pool, window':<28} {'client p50':>10} {'client p99':>10} "
+            f"{'pool p50':>9} {'pool p99':>9}",
         ]
         for r in srv["rows"]:
             lines.append(
                 f"{r['operation'] + ' (' + r['rpc'] + ')':<28} {r['client_p50_ms']:>10.2f} "
-                f"{r['client_p99_ms']:>10.2f} {_ms(r['server_p50_ms']):>9} {_ms(r['server_p99_ms']):>9}"
-                + ("  <- gap" if r["gap"] else "")
+                f"{r['client_p99_ms']:>10.2f} {_ms(r['server_p50_ms']):>9} "
+                f"{_ms(r['server_p99_ms']):>9}" + ("  <- gap" if r["gap"] else "")
             )
         if srv.get("note"):
             lines.append(f"  {srv['note']}")
@@ -610,7 +628,8 @@ def text(report: dict[str, Any]) -> str:
         lines.append(f"  {reason}")
     for chk in v["checks"]:
         lines.append(
-            f"  [{MARK[chk['status']]:>4}] {chk['check']}: {chk['measured']} (target {chk['target']})"
+            f"  [{MARK[chk['status']]:>4}] {chk['check']}: {chk['measured']} "
+            f"(target {chk['target']})"
         )
     return "\n".join(lines)
 
@@ -701,10 +720,20 @@ def html_page(report: dict[str, Any]) -> str:
     summary_lines = e(text(report).split("\n\n")[0])
     result = v["result"]
     reasons = "".join(f"<p class='reason'>{e(r)}</p>" for r in v["reasons"])
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>poolsim run report: {result}</title>
+    refusal = (
+        "* a refusal (offline or Do Not Disturb invitee, a conversation that ended first): "
+        "an answer, not an error"
+    )
+    server = server or (
+        "<p>no server histograms (the window did not open, or the pool's metrics did not "
+        "answer)</p>"
+    )
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>poolsim run report: {result}</title>
 {charts.head()}
 <style>body{{font-family:sans-serif;margin:2em auto;max-width:80em;padding:0 1em;color:#222}}
-table{{border-collapse:collapse;margin:0.5em 0 1em}}td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}
+table{{border-collapse:collapse;margin:0.5em 0 1em}}
+td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}th{{background:#f4f4f4}}
 .pass{{color:#2a2}}.fail{{color:#c22}}.inconclusive{{color:#c80}}.note,.reason{{color:#555}}
 section.chart{{margin:1.5em 0}}pre{{background:#f8f8f8;padding:0.5em;white-space:pre-wrap}}
@@ -713,8 +742,8 @@ table.checks td:nth-child(2){{text-align:left}}</style></head><body>
 <pre>{summary_lines}</pre>
 <h2>Verdict (from the measurement window)</h2>{checks}
 {failover}<h2>Latency per operation (ms): the window beside the whole run</h2>{latency}
-<h2>Answers by status code per operation</h2><p class="note">* a refusal (offline or Do Not Disturb invitee, a conversation that ended first): an answer, not an error</p>{errors}
-<h2>Client against pool latency (ms, in the window)</h2>{server or "<p>no server histograms (the window did not open, or the pool's metrics did not answer)</p>"}
+<h2>Answers by status code per operation</h2><p class="note">{refusal}</p>{errors}
+<h2>Client against pool latency (ms, in the window)</h2>{server}
 <h2>Charts</h2>{drawn}
 <h2>Configuration</h2><pre>{cfg}</pre></body></html>"""
 

@@ -355,8 +355,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--exit-zero",
         action="store_true",
-        help="exit 0 whatever the verdict (default: 0 PASS, 1 FAIL, 3 INCONCLUSIVE; 2 bad "
-        "options)",
+        help="exit 0 whatever the verdict (default: 0 PASS, 1 FAIL, 3 INCONCLUSIVE; 2 bad options)",
     )
     p.add_argument("--quiet", action="store_true", help="no live progress line")
 
