@@ -22,7 +22,7 @@ from typing import Any
 from bench import charts
 from bench.probe import FrontEndSeries
 from bench.selfcheck import SATURATED_CPU, SATURATED_LAG_MS
-from bench.server_latency import Buckets, compare
+from bench.server_latency import STORE, Buckets, compare
 from bench.stats import (
     PERCENTILES,
     REFUSALS,
@@ -195,7 +195,15 @@ def server_section(server: dict[str, Buckets], ops: dict[str, Any]) -> dict[str,
             f"pool's own {worst['server_p99_ms']:.2f} ms for {worst['rpc']}: the time was spent "
             "queued in the client, the network or the machine, not in the pool"
         )
-    return {"rows": rows, "gaps": len(gaps), "note": note}
+    store = server.get(STORE)
+    p99 = store.quantile(0.99) if store is not None else None
+    return {
+        "rows": rows,
+        "gaps": len(gaps),
+        "note": note,
+        "store_write_p99_ms": None if p99 is None else p99 * 1000,
+        "store_writes": store.count if store is not None else 0,
+    }
 
 
 def ramp_section(rec: Recorder, config: dict[str, Any]) -> dict[str, Any]:
@@ -352,6 +360,17 @@ def build(
             undecided or _status(worst_p99 < thresholds.p99_ms),
         )
     )
+    srv = server_section(server or {}, ops)
+    store = srv["store_write_p99_ms"]
+    if store is not None:
+        checks.append(
+            _check(
+                "store queue latency (the pool's p99 in the window)",
+                f"{store:.1f} ms over {srv['store_writes']:,.0f} writes",
+                f"< {thresholds.p99_ms:g} ms",
+                undecided or _status(store < thresholds.p99_ms),
+            )
+        )
     w_total = sum(o["window"]["calls"] for o in ops.values())
     w_errors = sum(o["window"]["errors"] for o in ops.values())
     fo = failover_section(rec, failover) if failover is not None else None
@@ -447,7 +466,7 @@ def build(
         "timeseries": series,
         "front_ends": front_ends,
         "driver": drv,
-        "server_latency": server_section(server or {}, ops),
+        "server_latency": srv,
         "total_calls": total,
         "total_errors": errors,
         "window_calls": w_total,

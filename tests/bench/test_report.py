@@ -306,3 +306,28 @@ def test_a_fail_over_that_never_served_the_affected_users_fails() -> None:
     not_killed = _failover_report(rec, killed_at=None, error="the run ended before the kill")
     assert not_killed["verdict"]["pass"] is False
     assert "no front end was killed" in report.text(not_killed)
+
+
+def test_the_store_queue_latency_is_judged_from_the_pools_histogram() -> None:
+    import math
+
+    from bench.server_latency import STORE, Buckets, parse
+
+    page = (
+        "# TYPE poolsim_store_write_seconds histogram\n"
+        'poolsim_store_write_seconds_bucket{le="0.01"} 90\n'
+        'poolsim_store_write_seconds_bucket{le="0.5"} 100\n'
+        'poolsim_store_write_seconds_bucket{le="+Inf"} 100\n'
+        "poolsim_store_write_seconds_count 100\n"
+        "poolsim_store_write_seconds_sum 3.0\n"
+    )
+    assert parse(page)[(STORE, "OK")].count == 100
+    rec = windowed()
+    rec.record("publish", 1.0, 0.002, "OK")
+    slow = Buckets([0.01, 0.5, math.inf], [90.0, 100.0, 100.0])  # p99 in (10 ms, 500 ms]
+    r = report.build(
+        rec, {}, {"min_window": 10}, report.Thresholds(), health=healthy(), server={STORE: slow}
+    )
+    check = next(c for c in r["verdict"]["checks"] if c["check"].startswith("store queue"))
+    assert check["status"] == "fail"
+    assert r["server_latency"]["store_write_p99_ms"] == pytest.approx(451.0)
