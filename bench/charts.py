@@ -92,6 +92,11 @@ def _moments(fig: go.Figure, report: dict[str, Any]) -> None:
             annotation_position="top right",
             annotation_font_size=11,
         )
+    if "wind-down" in phases:
+        fig.add_vline(
+            x=phases["wind-down"], line_dash="dot", line_color="#999",
+            annotation_text="wind-down", annotation_position="top right", annotation_font_size=11,
+        )  # fmt: skip
     fo = report.get("failover")
     if fo and fo.get("killed_at") is not None:
         fig.add_vline(
@@ -107,8 +112,10 @@ def _moments(fig: go.Figure, report: dict[str, Any]) -> None:
 def _threshold(
     fig: go.Figure, y: float, label: str, *, log: bool = False, yref: str = "y", right: bool = False
 ) -> None:
-    """A dashed horizontal line at ``y`` across the plot, labelled above its end. (On a log
-    axis plotly places a shape by its value but an annotation by the value's log10.)"""
+    """A dashed horizontal line at ``y`` across the plot, named in the legend (so no label
+    sits on the data). ``log`` and ``right`` are kept for callers; a shape on a log axis is
+    placed by its value."""
+    del log, right
     fig.add_shape(
         type="line",
         xref="paper",
@@ -119,16 +126,14 @@ def _threshold(
         y1=y,
         line={"color": THRESHOLD, "dash": "dash", "width": 1},
     )
-    fig.add_annotation(
-        xref="paper",
-        x=1 if right else 0,
-        yref=yref,
-        y=math.log10(y) if log else y,
-        text=label,
-        showarrow=False,
-        xanchor="right" if right else "left",
-        yanchor="bottom",
-        font={"color": THRESHOLD, "size": 11},
+    fig.add_scatter(
+        x=[None],
+        y=[None],
+        mode="lines",
+        name=label,
+        yaxis=yref,
+        line={"color": THRESHOLD, "dash": "dash", "width": 1},
+        hoverinfo="skip",
     )
 
 
@@ -170,10 +175,14 @@ def latency(report: dict[str, Any]) -> Chart | None:
     t = [s["t"] for s in ts]
     fig = go.Figure()
     fig.add_scatter(
-        x=t, y=[s.get("p50_ms", 0.0) for s in ts], name="p50", mode="lines", line_color=COLORS[2]
+        x=t,
+        y=[_positive(s.get("p50_ms", 0.0)) for s in ts],
+        name="p50",
+        mode="lines",
+        line_color=COLORS[2],
     )
     fig.add_scatter(
-        x=t, y=[s["p99_ms"] for s in ts], name="p99", mode="lines", line_color=COLORS[0]
+        x=t, y=[_positive(s["p99_ms"]) for s in ts], name="p99", mode="lines", line_color=COLORS[0]
     )
     _moments(fig, report)
     target = report.get("config", {}).get("thresholds", {}).get("p99_ms")
@@ -184,6 +193,11 @@ def latency(report: dict[str, Any]) -> Chart | None:
         "Latency per second, all operations (client side, from the intended start)",
         _layout(fig, "run time (s)", "latency (ms)", log_y=True),
     )
+
+
+def _positive(v: float) -> float | None:
+    """A value a log axis can show; None (a gap in the line) for a second without one."""
+    return v if v > 0 else None
 
 
 def percentiles(report: dict[str, Any]) -> Chart | None:
@@ -350,6 +364,7 @@ def driver_health(report: dict[str, Any]) -> Chart | None:
         yaxis2={
             "title": {"text": "loop lag p99 (ms)"},
             "overlaying": "y",
+            "tickmode": "auto",
             "side": "right",
             "showgrid": False,
             "ticks": "outside",
@@ -482,6 +497,7 @@ def plan_chart(doc: dict[str, Any]) -> Chart | None:
         yaxis2={
             "title": {"text": "worst p99 (ms)"},
             "overlaying": "y",
+            "tickmode": "auto",
             "side": "right",
             "showgrid": False,
             "ticks": "outside",

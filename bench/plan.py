@@ -560,8 +560,18 @@ def summary(
                 + f" on {b.front_ends} front end(s), p99 {b.worst_p99_ms:.1f} ms, processor "
                 f"{b.cpu_percent:.1f}%)"
             )
+            if b.front_ends > 1:
+                lines.append(
+                    f"the pool of {b.front_ends} front ends: {b.effective_users:,.0f} users"
+                )
             if findings.limit:
                 lines.append(f"limited by the pool: {findings.limit}")
+            notes = [p for p in points if p.note]
+            if notes:
+                lines.append(
+                    f"note: at {len(notes)} point(s) the clients' p99 was over the target while "
+                    "the pool's own stayed under it (the machine, not the pool): " + notes[-1].note
+                )
         if findings.knee_users_per_fe is not None:
             lines.append(
                 f"USL knee: {findings.knee_users_per_fe:,.0f} users per front end "

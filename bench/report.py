@@ -163,7 +163,7 @@ def driver_section(
             f"{late} late starts and {skipped} without a free slot, {late_ratio:.1%} of "
             f"{started} (limit {LATE_RATIO:.0%})"
         )
-    starved = bool(why) and cpu < STARVED_CPU
+    starved = bool(why) and cpu < STARVED_CPU and not skipped
     if starved:
         why.append(
             f"the driver used only {cpu:.0f}% of a core: its process waited for a processor "
