@@ -251,6 +251,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         workers=0 if a.workers == "auto" else int(a.workers),
         metrics_port=a.metrics_port,
         password_iterations=a.password_iterations,
+        min_window=a.min_window,
         edition=a.edition,
         front_ends=a.front_ends,
         ray_address=a.ray_address,
@@ -312,6 +313,13 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         type=int,
         help="serve the driver's own Prometheus metrics on 127.0.0.1:PORT (0: a free port; "
         "worker k of --workers uses PORT+k)",
+    )
+    p.add_argument(
+        "--min-window",
+        type=float,
+        default=10.0,
+        help="seconds of steady state the run must measure, else INCONCLUSIVE (default "
+        "%(default)s)",
     )
     p.add_argument(
         "--password-iterations",

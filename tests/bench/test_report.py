@@ -331,3 +331,20 @@ def test_the_store_queue_latency_is_judged_from_the_pools_histogram() -> None:
     check = next(c for c in r["verdict"]["checks"] if c["check"].startswith("store queue"))
     assert check["status"] == "fail"
     assert r["server_latency"]["store_write_p99_ms"] == pytest.approx(451.0)
+
+
+def test_the_progress_line_counts_errors_as_the_report_does() -> None:
+    from types import SimpleNamespace
+
+    from bench.run import Progress
+
+    rec = windowed()
+    rec.record("im-invite", 1.0, 0.001, "FAILED_PRECONDITION")  # a refusal
+    rec.record("send", 1.0, 0.001, "UNAVAILABLE")
+    rec.record("poll", 1.0, 0.001, "DEADLINE_EXCEEDED")
+    driver = SimpleNamespace(rec=rec, now=lambda: 12.0, phase=Phase.WINDOW, sessions={1: []})
+    line = Progress(driver, 30.0, enabled=False).line()  # type: ignore[arg-type]
+    r = report.build(rec, {}, {"min_window": 10}, report.Thresholds(), health=healthy())
+    assert f"errors {r['total_errors']:>5}" in line
+    assert r["total_errors"] == 2
+    assert "window 12 s" in line
