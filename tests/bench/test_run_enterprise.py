@@ -30,6 +30,7 @@ def test_a_crash_mid_run_is_reported_and_loses_no_acknowledged_write(
         front_ends=3,
         kill_at=4.0,
         min_window=3.0,
+        window_at=3.0,
     )
     main(opts, exit_zero=True)  # the verdict's outcome depends on the machine
     printed = capsys.readouterr().out
