@@ -497,17 +497,21 @@ def plan_chart(doc: dict[str, Any]) -> Chart | None:
         yaxis2={
             "title": {"text": "worst p99 (ms)"},
             "overlaying": "y",
-            "tickmode": "auto",
+            "tickmode": "array",
             "side": "right",
             "showgrid": False,
             "ticks": "outside",
             "type": "log",
             "tickvals": LOG_TICKS,
             "ticktext": [f"{v:g}" for v in LOG_TICKS],
+            "range": _log_range(
+                [p["worst_p99_ms"] for p in points] + ([float(target)] if target else [])
+            ),
         },
         margin={"l": 70, "r": 70, "t": 50, "b": 60},
         hovermode="closest",
     )
+    chart.update_xaxes(rangemode="tozero")
     if target:
         _threshold(
             chart,
@@ -518,6 +522,12 @@ def plan_chart(doc: dict[str, Any]) -> Chart | None:
             right=True,
         )
     return Chart("plan", "Throughput and p99 against users per front end, with the USL fit", chart)
+
+
+def _log_range(values: list[float]) -> list[float]:
+    """A log axis range (log10 units) holding ``values`` with room either side."""
+    shown = [v for v in values if v > 0] or [1.0]
+    return [math.log10(min(shown) / 3), math.log10(max(shown) * 3)]
 
 
 def _usl(n: float, lam: float, sigma: float, kappa: float) -> float:
