@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 #: Lync Server 2013's documented users per Enterprise Edition front end (SPEC section 1).
 LYNC_USERS_PER_FE = 6_660
@@ -202,6 +203,71 @@ def fit_usl(points: Sequence[tuple[float, float]]) -> UslFit:
     sst = sum((x - mean) ** 2 for _, x in pts)
     r2 = 1.0 - err / sst if sst > 0 else (1.0 if err <= 1e-12 else 0.0)
     return UslFit(lam=lam, sigma=sigma, kappa=kappa, r2=r2)
+
+
+@dataclass(frozen=True, slots=True)
+class UslConfidence:
+    """95% confidence intervals of a USL fit (least squares, scipy's ``curve_fit`` from the
+    fit as its start): each a (low, high) pair, None where the points leave the parameter
+    undetermined (fewer than 4 points, or a singular covariance). ``band``: per users value
+    (x, low, high) of the modelled throughput, from 400 parameter draws (fixed seed)."""
+
+    lam: tuple[float, float] | None
+    sigma: tuple[float, float] | None
+    kappa: tuple[float, float] | None
+    peak_n: tuple[float, float] | None
+    band: list[tuple[float, float, float]]
+
+
+def usl_confidence(
+    points: Sequence[tuple[float, float]], fit: UslFit, xs: Sequence[float] = ()
+) -> UslConfidence:
+    """Confidence intervals of ``fit`` (made from ``points``); ``xs``: where to draw the band."""
+    import numpy as np
+    from scipy import optimize, stats
+
+    n = np.array([p[0] for p in points], dtype=float)
+    x = np.array([p[1] for p in points], dtype=float)
+    dof = len(points) - 3
+    none = UslConfidence(None, None, None, None, [])
+    if dof < 1:
+        return none
+
+    def model(nn: Any, lam: Any, sigma: Any, kappa: Any) -> Any:
+        return lam * nn / (1.0 + sigma * (nn - 1.0) + kappa * nn * (nn - 1.0))
+
+    start = [fit.lam, max(fit.sigma, 1e-9), max(fit.kappa, 1e-15)]
+    try:
+        popt, pcov = optimize.curve_fit(
+            model, n, x, p0=start, bounds=([0.0, 0.0, 0.0], [np.inf, 1.0, 1.0]), maxfev=20_000
+        )
+    except (RuntimeError, ValueError):
+        return none
+    if not np.all(np.isfinite(pcov)):
+        return none
+    t = float(stats.t.ppf(0.975, dof))
+    err = np.sqrt(np.maximum(np.diag(pcov), 0.0))
+
+    def interval(i: int, floor: float = 0.0) -> tuple[float, float]:
+        return (max(floor, float(popt[i] - t * err[i])), float(popt[i] + t * err[i]))
+
+    rng = np.random.default_rng(1)
+    draws = rng.multivariate_normal(popt, pcov, size=400, check_valid="ignore")
+    draws[:, 1:] = np.clip(draws[:, 1:], 0.0, 1.0)
+    draws[:, 0] = np.maximum(draws[:, 0], 0.0)
+    band: list[tuple[float, float, float]] = []
+    for xv in xs:
+        ys = model(float(xv), draws[:, 0], draws[:, 1], draws[:, 2])
+        band.append((float(xv), float(np.percentile(ys, 2.5)), float(np.percentile(ys, 97.5))))
+    kappas = draws[:, 2]
+    peaks = np.sqrt(np.maximum(0.0, 1.0 - draws[:, 1]) / np.where(kappas > 0, kappas, np.nan))
+    finite = peaks[np.isfinite(peaks)]
+    peak = (
+        (float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5)))
+        if len(finite) > 0.9 * len(peaks)
+        else None
+    )
+    return UslConfidence(interval(0), interval(1), interval(2), peak, band)
 
 
 # --------------------------------------------------------------------------------------------

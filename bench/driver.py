@@ -26,15 +26,16 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from bench.driver_metrics import DriverMetrics
 from bench.failover import Failover
 from bench.model import UserModel
 from bench.schedule import Kind, Planned, Population, pick_size
-from bench.stats import Recorder
+from bench.selfcheck import LATE_S, Health, Readiness, WindowGate
+from bench.stats import Phase, Recorder
 from pool.api.status import code_of as status_code_of
 from pool.client import PoolClient, Session, TransportError
 from pool.errors import PoolError
 
-LATE_S = 0.05  # an operation that starts later than this counts as late
 DRAIN_S = 10.0  # at the end, in-flight operations get this long to finish
 ACCEPT_WAIT_S = 15.0  # the Lync client accepts an unanswered IM invitation after 15 s
 PUBLISHED = ((3500, 0.45), (6500, 0.3), (12500, 0.1), (15500, 0.1), (9500, 0.05))
@@ -48,6 +49,7 @@ OP_NAME = {
 }
 SETTLE_S = 5.0  # at the end, messages in flight get this long to arrive
 READ_RETRY_S = 0.25  # an event reader whose front end went away tries again after this
+SIGN_OUT_BATCH = 200  # endpoints signed out at once at the end
 LEDGER_TRIES = 3  # reading back one acknowledged write: attempts before it counts as unreadable
 
 
@@ -74,6 +76,9 @@ class DriverConfig:
     channels: int = 4
     max_in_flight: int = 2000
     seed: int = 1
+    #: the measurement window opens no later than this (run seconds; None: when the steady
+    #: state is reached, see ``bench.selfcheck.WindowGate``); tests set it
+    window_at: float | None = None
 
     def uri(self, user: int) -> str:
         return f"sip:{self.prefix}{user}@{self.domain}"
@@ -115,6 +120,7 @@ class Driver:
         plan: list[Planned],
         recorder: Recorder | None = None,
         failover: Failover | None = None,
+        metrics: DriverMetrics | None = None,
     ) -> None:
         self.cfg = config
         self.model = model
@@ -123,6 +129,9 @@ class Driver:
         self.plan = [p for p in plan if p.user in mine]
         self.users = sorted(mine)
         self.rec = recorder or Recorder()
+        self.metrics = metrics
+        if metrics is not None:
+            self.rec.listener = metrics
         self.ledger = Ledger()
         self.rng = random.Random(config.seed)
         self.clients = [
@@ -142,36 +151,98 @@ class Driver:
         self._delivered = asyncio.Event()  # set whenever no sent message awaits delivery
         self.t0 = 0.0
         self.stopping = False
-        self.progress: Callable[[Driver], None] | None = None
+        self.phase = Phase.PROVISIONING
+        #: called with each phase as it begins (and the run second)
+        self.on_phase: Callable[[Phase, float], None] | None = None
+        self.health = Health(on_lag=metrics.lag if metrics is not None else None)
+        self.calls_in_flight = 0
+        self.conferences_active = 0
+        self.sign_ins_answered = 0
+        self._started = self._late = self._skipped = 0  # operations started, late, skipped
+        self.gate = WindowGate(
+            offered_calls_per_s(model, len(self.users), config.speedup),
+            steady_conferences(model, len(self.users), config.speedup),
+        )
 
     # --- time ---
+
+    def uri(self, user: int) -> str:
+        return self.cfg.uri(user)
 
     def now(self) -> float:
         """Seconds since the run started."""
         return time.perf_counter() - self.t0
 
-    async def _until(self, at: float) -> None:
+    async def until(self, at: float) -> None:
+        """Sleep until run second ``at``."""
         delay = at - self.now()
         if delay > 0:
             await asyncio.sleep(delay)
+
+    # --- phases ---
+
+    def enter(self, phase: Phase) -> None:
+        """Begin ``phase`` (phases only move forward)."""
+        order = list(Phase)
+        if order.index(phase) <= order.index(self.phase):
+            return
+        self.phase = phase
+        at = self.now()
+        self.rec.enter(phase, at)
+        if self.metrics is not None:
+            self.metrics.phase(phase)
+        if self.on_phase is not None:
+            self.on_phase(phase, at)
+
+    async def _watch_phases(self) -> None:
+        """Once a second: the ramp is over when every sign-in was answered; the window opens
+        when the gate says the steady state is reached (or at ``window_at``)."""
+        seen = (0, 0, 0)
+        while self.phase in (Phase.RAMP, Phase.SETTLING):
+            await asyncio.sleep(1.0)
+            pending = len(self.users) - self.sign_ins_answered
+            if not pending:
+                self.enter(Phase.SETTLING)
+            now = (self._started, self._late, self._skipped)
+            ready = self.gate.ready(
+                Readiness(
+                    sign_ins_pending=pending,
+                    calls_in_flight=self.calls_in_flight,
+                    started=now[0] - seen[0],
+                    late=now[1] - seen[1],
+                    skipped=now[2] - seen[2],
+                    conferences=self.conferences_active,
+                )
+            )
+            seen = now
+            forced = self.cfg.window_at is not None and self.now() >= self.cfg.window_at
+            if (ready or forced) and self.now() < self.cfg.duration:
+                self.enter(Phase.SETTLING)
+                self.enter(Phase.WINDOW)
 
     # --- the run ---
 
     async def run(self) -> Recorder:
         self.t0 = time.perf_counter()
+        self.enter(Phase.RAMP)
+        self.health.start(self.now, self.rec.in_window, lambda: self.calls_in_flight)
         signins = [Planned(self.pop.sign_in_at[u], u, Kind.PUBLISH) for u in self.users]
         ramp = asyncio.create_task(self._ramp(signins))
+        phases = asyncio.create_task(self._watch_phases())
         kill = asyncio.create_task(self.failover.run(self)) if self.failover else None
         try:
             for op in self.plan:
-                await self._until(op.at)
+                await self.until(op.at)
                 if self.now() >= self.cfg.duration:
                     break
                 self._start(op)
-            await self._until(self.cfg.duration)
+            await self.until(self.cfg.duration)
         finally:
+            if self.rec.window_from is None:
+                self.health.blocked = list(self.gate.why) or ["the run ended during the ramp"]
+            self.enter(Phase.WIND_DOWN)
             self.stopping = True
-            for task in (ramp, kill):
+            for task in (ramp, phases, kill):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -194,6 +265,7 @@ class Driver:
         await self.verify_ledger()
         self._count_reconnections()
         await self.close()
+        await self.health.stop()
         return self.rec
 
     def _count_reconnections(self) -> None:
@@ -204,15 +276,18 @@ class Driver:
             self.rec.count("session_reconnections", sum(reconnected))
 
     def _start(self, op: Planned) -> None:
-        stats = self.rec.op(OP_NAME[op.kind])
+        name = OP_NAME[op.kind]
         if op.user not in self.sessions:
-            stats.skipped += 1  # not signed in (yet, or sign-in failed)
+            self.rec.not_started(name, op.at)  # not signed in (yet, or sign-in failed)
             return
+        self._started += 1
         if len(self.in_flight) >= self.cfg.max_in_flight:
-            stats.skipped += 1
+            self._skipped += 1
+            self.rec.skipped(name, op.at)
             return
         if self.now() - op.at > LATE_S:
-            stats.late += 1
+            self._late += 1
+            self.rec.late(name, op.at)
         run = {
             Kind.PUBLISH: self._publish,
             Kind.POLL: self._poll,
@@ -240,10 +315,11 @@ class Driver:
             task.cancel()
         if self.readers:
             await asyncio.wait(self.readers)
-        for sessions in self.sessions.values():
-            for s in sessions:
-                with contextlib.suppress(PoolError):
-                    await s.sign_out()
+        endpoints = [s for sessions in self.sessions.values() for s in sessions]
+        for i in range(0, len(endpoints), SIGN_OUT_BATCH):
+            await asyncio.gather(
+                *(s.sign_out() for s in endpoints[i : i + SIGN_OUT_BATCH]), return_exceptions=True
+            )
         for client in self.clients:
             await client.close()
 
@@ -261,13 +337,16 @@ class Driver:
         ``Failover``, they tell whether the call was caught in it (or served an affected user
         again)."""
         fo = self.failover
+        self.calls_in_flight += 1
         try:
             result = await call
         except (PoolError, TimeoutError) as exc:
+            self.calls_in_flight -= 1
             end = self.now()
             caught = fo is not None and self._broken_by(fo, at, end, conversation)
             self.rec.record(name, at, end - at, code_of(exc), failover=caught)
             return None
+        self.calls_in_flight -= 1
         end = self.now()
         caught = fo is not None and fo.in_window(at, end)
         self.rec.record(name, at, end - at, "OK", failover=caught)
@@ -291,10 +370,16 @@ class Driver:
 
     async def _ramp(self, signins: list[Planned]) -> None:
         for op in signins:
-            await self._until(op.at)
+            await self.until(op.at)
             self._spawn(self._sign_in(op.user, op.at))
 
     async def _sign_in(self, user: int, at: float) -> None:
+        try:
+            await self._sign_in_endpoints(user, at)
+        finally:
+            self.sign_ins_answered += 1
+
+    async def _sign_in_endpoints(self, user: int, at: float) -> None:
         client = self.clients[user % len(self.clients)]
         sessions: list[Session] = []
         for e in range(self.pop.endpoints[user]):
@@ -459,7 +544,7 @@ class Driver:
     async def _im_session(self, op: Planned) -> None:
         partners = self._partners(op.user, 1)
         if not partners:
-            self.rec.op(OP_NAME[op.kind]).skipped += 1
+            self.rec.not_started(OP_NAME[op.kind], op.at)
             return
         caller = self.sessions[op.user][0]
         callee = self.sessions[partners[0]][0]
@@ -480,6 +565,9 @@ class Driver:
         if tag in self.sent_at:
             self.sent_in[tag] = cid
         self.rec.count("im_messages_sent")
+        if self.model.typing_per_message:  # the first message's typing notices (SPEC 7)
+            await self._timed("typing", self.now(), caller.set_typing(cid, True), caller, cid)
+            await self._timed("typing", self.now(), caller.set_typing(cid, False), caller, cid)
         if not await self._wait_accepted(cid):
             self.accepted.pop(cid, None)
             with contextlib.suppress(PoolError):
@@ -491,7 +579,7 @@ class Driver:
             at = op.at + k * interval
             if at >= self.cfg.duration or self.stopping:
                 break
-            await self._until(at)
+            await self.until(at)
             if not await self._send(caller if k % 2 == 0 else callee, cid, at):
                 break
         self.accepted.pop(cid, None)
@@ -502,7 +590,7 @@ class Driver:
         size = self._choose(self.model.conference_sizes)
         others = self._partners(op.user, size - 1)
         if len(others) < 2:
-            self.rec.op(OP_NAME[op.kind]).skipped += 1
+            self.rec.not_started(OP_NAME[op.kind], op.at)
             return
         organizer = self.sessions[op.user][0]
         conv = await self._timed(
@@ -516,8 +604,25 @@ class Driver:
         cid = conv.conversation_id
         self.members[cid] = (op.user, *others)
         self.rec.count("conferences")
-        members = [organizer] + [self.sessions[u][0] for u in others]
-        length = self.model.conference_minutes * 60 / self.cfg.speedup
+        self.conferences_active += 1
+        try:
+            await self._hold_conference(
+                op, cid, [organizer] + [self.sessions[u][0] for u in others]
+            )
+        finally:
+            self.conferences_active -= 1
+        for member in [organizer] + [self.sessions[u][0] for u in others]:
+            with contextlib.suppress(PoolError):
+                await member.leave(cid)
+
+    def conference_length(self, op: Planned) -> float:
+        """How long the conference planned as ``op`` lasts (seconds)."""
+        return self.model.conference_minutes * 60 / self.cfg.speedup
+
+    async def _hold_conference(self, op: Planned, cid: str, members: list[Session]) -> None:
+        """Each member's messages at random times over the conference's length; then the
+        conference lasts out its length (or the run)."""
+        length = self.conference_length(op)
         sends = sorted(
             (op.at + self.rng.uniform(0, length), m)
             for m in range(len(members))
@@ -525,12 +630,10 @@ class Driver:
         )
         for at, who in sends:
             if at >= self.cfg.duration or self.stopping:
-                break
-            await self._until(at)
+                return
+            await self.until(at)
             await self._send(members[who], cid, at)
-        for member in members:
-            with contextlib.suppress(PoolError):
-                await member.leave(cid)
+        await self.until(min(op.at + length, self.cfg.duration))
 
     # --- the ledger ---
 
@@ -566,3 +669,24 @@ class Driver:
                     self.rec.count("ledger_unacknowledged_applied")
                 else:
                     self.rec.count("ledger_lost")
+
+
+def offered_calls_per_s(model: UserModel, users: int, speedup: float) -> float:
+    """Calls per second the model offers ``users`` signed-in users in the steady state (the
+    gate's yardstick for "calls in flight back at their baseline")."""
+    typing = 2 if model.typing_per_message else 0
+    per_user = (
+        model.polls_per_s
+        + model.publications_per_s
+        + model.short_subscriptions_per_s
+        + model.im_sessions_per_s * (2 + (1 + typing) * model.messages_per_session)
+        + model.conferences_per_s
+        * model.mean_conference_size
+        * (1 + (1 + typing) * model.messages_per_conference_user)
+    )
+    return users * per_user
+
+
+def steady_conferences(model: UserModel, users: int, speedup: float) -> float:
+    """Conferences in progress in the steady state (Little's law: rate x length)."""
+    return users * model.conferences_per_s * model.conference_minutes * 60 / speedup

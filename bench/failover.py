@@ -27,17 +27,14 @@ import asyncio
 import contextlib
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool.client import AdminClient, PoolClient, Session
 from pool.errors import PoolError
 from pool.immcu import group_of
-
-if TYPE_CHECKING:
-    from bench.driver import Driver
 
 STATUS_POLL_S = 0.1
 SESSION_POLL_S = 0.05
@@ -63,6 +60,22 @@ def choose_victim(up: Iterable[str], homes: Iterable[str]) -> str:
         raise PoolError("no front end is up: nothing to kill")
     others = [fe for fe in candidates if fe != AVOID] or candidates
     return max(others, key=lambda fe: (counts.get(fe, 0), -candidates.index(fe)))
+
+
+class Run(Protocol):
+    """What a fail-over needs of the run it is part of (``bench.driver.Driver`` is one)."""
+
+    @property
+    def stopping(self) -> bool: ...
+
+    @property
+    def sessions(self) -> Mapping[int, Sequence[Session]]: ...
+
+    def now(self) -> float: ...
+
+    async def until(self, at: float) -> None: ...
+
+    def uri(self, user: int) -> str: ...
 
 
 class Failover:
@@ -130,9 +143,9 @@ class Failover:
 
     # --- the kill ---
 
-    async def run(self, driver: Driver) -> None:
+    async def run(self, driver: Run) -> None:
         """Wait for the time, kill, then watch the pool and the affected sessions."""
-        await driver._until(self.plan.at)
+        await driver.until(self.plan.at)
         if driver.stopping:
             self.error = "the run ended before the kill"
             return
@@ -144,7 +157,7 @@ class Failover:
         finally:
             await client.close()
 
-    async def _kill_and_watch(self, driver: Driver, client: PoolClient) -> None:
+    async def _kill_and_watch(self, driver: Run, client: PoolClient) -> None:
         status = await self._status(client, None)
         up = {f.id: f.address for f in status.front_ends if f.state == apb.FRONT_END_STATE_UP}
         homes = [ss[0].front_end_id for ss in driver.sessions.values()]
@@ -156,7 +169,7 @@ class Failover:
         self.affected_users = {
             u for u, ss in driver.sessions.items() if ss[0].front_end_id == victim
         }
-        self.affected_uris = {driver.cfg.uri(u).lower(): u for u in self.affected_users}
+        self.affected_uris = {driver.uri(u).lower(): u for u in self.affected_users}
         self.affected_sessions = [s for u in self.affected_users for s in driver.sessions[u]]
         self.signed_in_at_kill = len(driver.sessions)
         others = [a for fe, a in sorted(up.items()) if fe != victim]
@@ -180,7 +193,7 @@ class Failover:
                 error = exc
         raise error or PoolError("no front end to ask")
 
-    async def _watch_pool(self, driver: Driver, admin: AdminClient) -> None:
+    async def _watch_pool(self, driver: Run, admin: AdminClient) -> None:
         victim = self.victim or ""
         while not driver.stopping:
             with contextlib.suppress(PoolError):
@@ -194,7 +207,7 @@ class Failover:
                     return
             await asyncio.sleep(STATUS_POLL_S)
 
-    async def _watch_sessions(self, driver: Driver) -> None:
+    async def _watch_sessions(self, driver: Run) -> None:
         sessions = self.affected_sessions
         if not sessions:
             self.all_reregistered_at = driver.now()

@@ -19,18 +19,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import charts
 from bench.probe import FrontEndSeries
-from bench.stats import PERCENTILES, Recorder, summary
+from bench.selfcheck import SATURATED_CPU, SATURATED_LAG_MS
+from bench.server_latency import STORE, Buckets, compare
+from bench.stats import (
+    PERCENTILES,
+    REFUSALS,
+    OpStats,
+    Phase,
+    Recorder,
+    is_error,
+    new_histogram,
+    summary,
+)
 
-#: operations whose refusals (offline / Do Not Disturb invitee) are answers, not errors
-REFUSALS = {
-    ("im-invite", "FAILED_PRECONDITION"),
-    ("conference-create", "FAILED_PRECONDITION"),
-    ("im-invite", "PERMISSION_DENIED"),
-    ("conference-create", "PERMISSION_DENIED"),
-    # the conversation ended before the invitee answered: a race every real client meets
-    ("accept", "NOT_FOUND"),
-}
+OK, FAIL, INCONCLUSIVE = "ok", "fail", "inconclusive"
+LATE_RATIO = 0.01  # more late or skipped starts than this: the driver could not keep up
+STARVED_CPU = 50.0  # a driver lagging while under this much of a core was starved, not busy
+LYNC_PEAK_SIGN_INS = 12.0  # per second, a Lync pool's documented peak (SPEC 5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +47,10 @@ class Thresholds:
     cpu_percent: float = 80.0
     p99_ms: float = 100.0  # store queue latency target, applied to every operation
     error_ratio: float = 0.01
-    late_ratio: float = 0.01  # more late starts than this: the driver could not keep up
 
 
 def _errors(name: str, codes: dict[str, int]) -> int:
-    return sum(n for c, n in codes.items() if c != "OK" and (name, c) not in REFUSALS)
+    return sum(n for c, n in codes.items() if is_error(name, c))
 
 
 def pool_cpu(
@@ -93,168 +99,387 @@ def failover_section(rec: Recorder, summary: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _window_figures(stats: OpStats | None, name: str) -> dict[str, Any]:
+    if stats is None:
+        return {
+            **summary(new_histogram()),
+            "calls": 0,
+            "errors": 0,
+            "codes": {},
+            "late": 0,
+            "skipped": 0,
+        }
+    return {
+        **summary(stats.histogram),
+        "calls": stats.calls,
+        "errors": stats.errors(name),
+        "codes": dict(stats.codes),
+        "late": stats.late,
+        "skipped": stats.skipped,
+    }
+
+
+def _check(name: str, measured: str, target: str, status: str) -> dict[str, Any]:
+    """One line of the verdict; ``status``: ok, fail or inconclusive."""
+    return {
+        "check": name,
+        "measured": measured,
+        "target": target,
+        "status": status,
+        "ok": status == OK,
+    }
+
+
+def _status(good: bool) -> str:
+    return OK if good else FAIL
+
+
+def _in(t: float, start: float | None, end: float | None) -> bool:
+    return start is not None and t >= start and (end is None or t < end)
+
+
+def driver_section(
+    health: dict[str, dict[str, Any]], window: dict[str, Any], ops: dict[str, Any]
+) -> dict[str, Any]:
+    """The load generator's own figures (in the window when there is one) and whether it was
+    saturated (``bench.selfcheck``'s limits)."""
+    started = sum(o["window"]["calls"] + o["window"]["skipped"] for o in ops.values())
+    late = sum(o["window"]["late"] for o in ops.values())
+    skipped = sum(o["window"]["skipped"] for o in ops.values())
+    if window["from"] is None:  # no window: the whole run
+        started = sum(o["calls"] + o["skipped"] for o in ops.values())
+        late = sum(o["late"] for o in ops.values())
+        skipped = sum(o["skipped"] for o in ops.values())
+    cpu = max((d["cpu_mean"] for d in health.values()), default=0.0)
+    lag = max((d["loop_lag_p99_ms"] for d in health.values()), default=0.0)
+    late_ratio = (late + skipped) / started if started else 0.0
+    why = []
+    if cpu > SATURATED_CPU:
+        why.append(f"processor {cpu:.0f}% of a core (limit {SATURATED_CPU:g}%)")
+    if lag > SATURATED_LAG_MS:
+        why.append(f"event-loop lag p99 {lag:.1f} ms (limit {SATURATED_LAG_MS:g} ms)")
+    if late_ratio > LATE_RATIO:
+        why.append(
+            f"{late} late starts and {skipped} without a free slot, {late_ratio:.1%} of "
+            f"{started} (limit {LATE_RATIO:.0%})"
+        )
+    starved = bool(why) and cpu < STARVED_CPU and not skipped
+    if starved:
+        why.append(
+            f"the driver used only {cpu:.0f}% of a core: its process waited for a processor "
+            "(other processes held the machine's cores), so the figures are the machine's"
+        )
+    return {
+        "drivers": health,
+        "starved": starved,
+        "cpu_mean_max": cpu,
+        "loop_lag_p99_ms": lag,
+        "late": late,
+        "skipped": skipped,
+        "started": started,
+        "late_ratio": late_ratio,
+        "saturated": bool(why),
+        "why": why,
+    }
+
+
+def server_section(server: dict[str, Buckets], ops: dict[str, Any]) -> dict[str, Any]:
+    """The pool's own latency per RPC in the window beside the client's, and the gaps."""
+    rows = compare(server, {n: o["window"] for n, o in ops.items() if o["window"]["count"]})
+    gaps = [r for r in rows if r["gap"]]
+    note = ""
+    if gaps:
+        worst = max(gaps, key=lambda r: float(r["client_p99_ms"]))  # type: ignore[arg-type]
+        note = (
+            f"client p99 of {worst['operation']} {worst['client_p99_ms']:.1f} ms against the "
+            f"pool's own {worst['server_p99_ms']:.2f} ms for {worst['rpc']}: the time was spent "
+            "queued in the client, the network or the machine, not in the pool"
+        )
+    store = server.get(STORE)
+    p99 = store.quantile(0.99) if store is not None else None
+    return {
+        "rows": rows,
+        "gaps": len(gaps),
+        "note": note,
+        "store_write_p99_ms": None if p99 is None else p99 * 1000,
+        "store_writes": store.count if store is not None else 0,
+    }
+
+
+def ramp_section(rec: Recorder, config: dict[str, Any]) -> dict[str, Any]:
+    """The sign-in ramp's own line: its length, the sign-in rate reached and latency, beside
+    Lync's pool peak (~12/s) and the stress tool's 1-2 per second per instance."""
+    start = rec.phases.get(Phase.RAMP.value, 0.0)
+    end = rec.phases.get(Phase.SETTLING.value)
+    sign_in = rec.ops.get("sign-in")
+    users = int(config.get("signed_in", 0))
+    length = (end - start) if end is not None else None
+    return {
+        "planned_per_s": config.get("ramp"),
+        "lync_peak_per_s": LYNC_PEAK_SIGN_INS,
+        "stress_tool_per_s": "1-2 per instance",
+        "seconds": length,
+        "users_per_s": users / length if length else None,
+        "sign_in": summary(sign_in.histogram) if sign_in else summary(new_histogram()),
+        "sign_in_errors": sign_in.errors("sign-in") if sign_in else 0,
+        "finished": end is not None,
+    }
+
+
 def build(
     rec: Recorder,
     fronts: dict[str, FrontEndSeries],
     config: dict[str, Any],
-    steady_from: float,
     thresholds: Thresholds,
     *,
     pool: list[tuple[float, float, int]] | None = None,
     failover: dict[str, Any] | None = None,
+    health: dict[str, dict[str, Any]] | None = None,
+    server: dict[str, Buckets] | None = None,
 ) -> dict[str, Any]:
-    """Every figure of the run, and the verdict. ``pool``: the probe's per-round totals
-    (several front ends); ``failover``: ``Failover.summary()`` of a deliberate kill."""
+    """Every figure of the run, and the verdict (from the measurement window only).
+
+    ``pool``: the probe's per-round totals (several front ends); ``failover``:
+    ``Failover.summary()`` of a deliberate kill; ``health``: each driver's
+    ``Health.summary()``; ``server``: the pool's histograms per RPC over the window."""
+    start, end = rec.window_from, rec.window_to
+    min_window = float(config.get("min_window", 0.0))
+    blocked: list[str] = [
+        w for d in (health or {}).values() for w in d.get("window_blocked_by", [])
+    ]
+    window: dict[str, Any] = {
+        "from": start,
+        "to": end,
+        "seconds": rec.window_length,
+        "min_seconds": min_window,
+        "blocked_by": blocked,
+    }
     ops: dict[str, Any] = {}
-    total = errors = late = started = 0
+    total = errors = 0
     for name, stats in sorted(rec.ops.items()):
-        codes = dict(stats.codes)
-        n = sum(codes.values())
-        e = _errors(name, codes)
-        steady_stats = rec.steady.get(name)
         ops[name] = {
             **summary(stats.histogram),
-            "steady_p99": summary(steady_stats.histogram)["p99"] if steady_stats else 0.0,
-            "calls": n,
-            "errors": e,
-            "codes": codes,
+            "calls": stats.calls,
+            "errors": stats.errors(name),
+            "codes": dict(stats.codes),
             "late": stats.late,
             "skipped": stats.skipped,
+            "not_started": stats.not_started,
+            "window": _window_figures(rec.window.get(name), name),
         }
-        total += n
-        errors += e
-        late += stats.late
-        started += n
-    seconds = sorted(rec.seconds)
-    series = [
-        {
-            "t": t,
-            "ops": rec.seconds[t].completed,
-            "errors": rec.seconds[t].errors,
-            "p99_ms": summary(rec.seconds[t].histogram)["p99"],
+        total += stats.calls
+        errors += stats.errors(name)
+    series = []
+    for t in sorted(rec.seconds):
+        sec = rec.seconds[t]
+        figures = summary(sec.histogram)
+        series.append(
+            {
+                "t": t,
+                "ops": sec.completed,
+                "errors": sec.errors,
+                "late": sec.late,
+                "skipped": sec.skipped,
+                "p50_ms": figures["p50"],
+                "p99_ms": figures["p99"],
+            }
+        )
+    has_window = start is not None and rec.window_length > 0
+    front_ends: dict[str, dict[str, Any]] = {}
+    for fe, fs in fronts.items():
+        inside = [x[1] for x in fs.samples if _in(x[0], start, end)] if has_window else []
+        everything = [x[1] for x in fs.samples]
+        front_ends[fe] = {
+            "address": fs.address,
+            "cpu_mean": sum(inside) / len(inside)
+            if inside
+            else (sum(everything) / len(everything) if everything else 0.0),
+            "cpu_max": max(inside or everything, default=0.0),
+            "samples": [list(x) for x in fs.samples],
         }
-        for t in seconds
-    ]
-    front_ends: dict[str, dict[str, Any]] = {
-        fe: {
-            "address": s.address,
-            "cpu_mean": s.cpu_mean(steady_from),
-            "cpu_max": s.cpu_max(steady_from),
-            "samples": [list(x) for x in s.samples],
-        }
-        for fe, s in fronts.items()
-    }
     counters = dict(rec.counters)
-    checks: list[tuple[str, str, str, bool]] = []
-    cpu = max((float(f["cpu_mean"]) for f in front_ends.values()), default=0.0)
-    checks.append(
-        (
-            "front-end processor (mean after ramp)",
-            f"{cpu:.1f}%",
-            f"< {thresholds.cpu_percent:g}%",
-            cpu < thresholds.cpu_percent,
-        )
-    )
-    # SPEC 6's latency targets are for the steady state: the sign-in ramp is judged apart
-    steady = {
-        name: summary(st.histogram)["p99"]
-        for name, st in rec.steady.items()
-        if st.histogram.get_total_count()
-    }
-    worst_name, worst_p99 = "-", 0.0
-    for name, p99 in (steady or {n: o["p99"] for n, o in ops.items()}).items():
-        if p99 > worst_p99:
-            worst_name, worst_p99 = name, float(p99)
-    checks.append(
-        (
-            f"p99 latency after the ramp (worst: {worst_name})",
-            f"{worst_p99:.1f} ms",
-            f"< {thresholds.p99_ms:g} ms",
-            worst_p99 < thresholds.p99_ms,
-        )
-    )
-    fo = failover_section(rec, failover) if failover is not None else None
-    if fo is None:
-        ratio = errors / total if total else 0.0
+    drv = driver_section(health or {}, window, ops)
+    checks: list[dict[str, Any]] = []
+    # the run's own validity first: a window, and a driver that kept up
+    long_enough = has_window and rec.window_length >= min_window
+    if long_enough:
         checks.append(
-            (
-                "errors",
-                f"{errors} of {total} ({ratio:.2%})",
-                f"< {thresholds.error_ratio:.0%}",
-                ratio < thresholds.error_ratio,
+            _check(
+                "measurement window",
+                f"{start:.0f} s to {end:.0f} s ({rec.window_length:.0f} s)",
+                f">= {window['min_seconds']:g} s",
+                OK,
             )
         )
     else:
-        outside = errors - fo["operations_failed"]
-        ratio = outside / total if total else 0.0
+        why = (
+            f"{rec.window_length:.0f} s"
+            if has_window
+            else "never opened: " + ("; ".join(blocked) or "the run ended first")
+        )
         checks.append(
-            (
-                "errors outside the fail-over",
-                f"{outside} of {total} ({ratio:.2%}; {fo['operations_failed']} more caught "
-                "in the fail-over)",
-                f"< {thresholds.error_ratio:.0%}",
-                ratio < thresholds.error_ratio,
+            _check(
+                "measurement window",
+                why,
+                f">= {window['min_seconds']:g} s of steady state",
+                INCONCLUSIVE,
             )
         )
+    checks.append(
+        _check(
+            "load generator (driver health)",
+            "; ".join(drv["why"])
+            if drv["saturated"]
+            else f"processor {drv['cpu_mean_max']:.0f}%, loop lag p99 "
+            f"{drv['loop_lag_p99_ms']:.1f} ms, {drv['late_ratio']:.2%} late or skipped",
+            f"processor < {SATURATED_CPU:g}%, lag p99 < {SATURATED_LAG_MS:g} ms, "
+            f"late < {LATE_RATIO:.0%}",
+            INCONCLUSIVE if drv["saturated"] else OK,
+        )
+    )
+    undecided = INCONCLUSIVE if not long_enough else None
+    cpu = max((float(f["cpu_mean"]) for f in front_ends.values()), default=0.0)
+    checks.append(
+        _check(
+            "front-end processor (mean in the window)",
+            f"{cpu:.1f}%",
+            f"< {thresholds.cpu_percent:g}%",
+            undecided or _status(cpu < thresholds.cpu_percent),
+        )
+    )
+    worst_name, worst_p99 = "-", 0.0
+    for name, o in ops.items():
+        w = o["window"]
+        if w["count"] and w["p99"] > worst_p99:
+            worst_name, worst_p99 = name, float(w["p99"])
+    checks.append(
+        _check(
+            f"p99 latency in the window (worst: {worst_name})",
+            f"{worst_p99:.1f} ms",
+            f"< {thresholds.p99_ms:g} ms",
+            undecided or _status(worst_p99 < thresholds.p99_ms),
+        )
+    )
+    srv = server_section(server or {}, ops)
+    store = srv["store_write_p99_ms"]
+    if store is not None:
+        checks.append(
+            _check(
+                "store queue latency (the pool's p99 in the window)",
+                f"{store:.1f} ms over {srv['store_writes']:,.0f} writes",
+                f"< {thresholds.p99_ms:g} ms",
+                undecided or _status(store < thresholds.p99_ms),
+            )
+        )
+    w_total = sum(o["window"]["calls"] for o in ops.values())
+    w_errors = sum(o["window"]["errors"] for o in ops.values())
+    fo = failover_section(rec, failover) if failover is not None else None
+    ratio = w_errors / w_total if w_total else 0.0
+    label = "errors in the window" + (" (outside the fail-over)" if fo is not None else "")
+    extra = f"; {fo['operations_failed']} more caught in the fail-over" if fo is not None else ""
+    checks.append(
+        _check(
+            label,
+            f"{w_errors} of {w_total} ({ratio:.2%}{extra})",
+            f"< {thresholds.error_ratio:.0%}",
+            undecided or _status(ratio < thresholds.error_ratio),
+        )
+    )
     lost = counters.get("ledger_lost", 0)
+    unreadable = counters.get("ledger_unreadable", 0)
     if fo is None:
         checks.append(
-            (
+            _check(
                 "acknowledged writes lost",
                 f"{lost} of {counters.get('ledger_checked', 0)}",
                 "0",
-                lost == 0,
+                _status(lost == 0),
             )
         )
     else:
-        unreadable = counters.get("ledger_unreadable", 0)
         checks.append(
-            (
+            _check(
                 "acknowledged writes lost (read back after the fail-over)",
                 f"{lost} of {counters.get('ledger_checked', 0)}, {unreadable} unreadable",
                 "0",
-                lost == 0 and unreadable == 0,
+                _status(lost == 0 and unreadable == 0),
             )
         )
+        affected_read = fo["ledger_checked_affected"]
+        if fo["affected_users"] and fo["killed_at"] is not None:
+            checks.append(
+                _check(
+                    "acknowledged writes of affected users read back",
+                    f"{affected_read} read back of users homed on {fo['front_end']}",
+                    "> 0",
+                    OK if affected_read else INCONCLUSIVE,
+                )
+            )
         served = fo["affected_users_served_again"]
         recovered = fo["first_affected_success_after"]
         killed = fo["killed_at"] is not None
         checks.append(
-            (
+            _check(
                 f"fail-over of {fo['front_end'] or '-'}: affected users served again",
                 f"{served} of {fo['affected_users']}"
                 + (f", first after {recovered:.2f} s" if recovered is not None else "")
                 + ("" if killed else f" (not killed: {fo['error'] or 'no reason'})"),
                 "> 0",
-                killed and (served > 0 or fo["affected_users"] == 0),
+                _status(killed and (served > 0 or fo["affected_users"] == 0)),
             )
         )
-    late_ratio = late / started if started else 0.0
-    checks.append(
-        (
-            "operations started late (driver health)",
-            f"{late} ({late_ratio:.2%})",
-            f"< {thresholds.late_ratio:.0%}",
-            late_ratio < thresholds.late_ratio,
-        )
+    statuses = [c["status"] for c in checks]
+    lost_any = any(
+        c["status"] == FAIL and c["check"].startswith("acknowledged writes lost") for c in checks
     )
+    if lost_any:
+        result = "FAIL"
+    elif INCONCLUSIVE in statuses[:2]:
+        result = "INCONCLUSIVE"
+    elif FAIL in statuses:
+        result = "FAIL"
+    elif INCONCLUSIVE in statuses:
+        result = "INCONCLUSIVE"
+    else:
+        result = "PASS"
+    reasons = []
+    if drv["saturated"]:
+        advice = (
+            "run it on a quieter machine, or give the driver its own cores"
+            if drv["starved"]
+            else "add driver processes (--workers N, or --workers auto) or lower the load"
+        )
+        reasons.append(
+            "the load generator was saturated (" + "; ".join(drv["why"]) + "): " + advice
+        )
+    if not long_enough:
+        reasons.append(
+            "no clean measurement window: run longer (--duration), or sign in faster (--ramp)"
+        )
     out: dict[str, Any] = {
         "config": config,
+        "phases": rec.phases,
+        "window": window,
+        "ramp": ramp_section(rec, config),
         "counters": counters,
         "operations": ops,
         "timeseries": series,
         "front_ends": front_ends,
+        "driver": drv,
+        "server_latency": srv,
         "total_calls": total,
         "total_errors": errors,
+        "window_calls": w_total,
+        "window_errors": w_errors,
         "verdict": {
-            "pass": all(c[3] for c in checks),
-            "checks": [
-                {"check": c[0], "measured": c[1], "target": c[2], "ok": c[3]} for c in checks
-            ],
+            "result": result,
+            "pass": result == "PASS",
+            "reasons": reasons,
+            "checks": checks,
         },
     }
     if pool is not None and len(front_ends) > 1:
-        out["pool"] = pool_cpu(pool, len(front_ends), steady_from)
+        out["pool"] = pool_cpu(pool, len(front_ends), start if start is not None else 0.0)
     if fo is not None:
         out["failover"] = fo
     return out
@@ -303,27 +528,94 @@ def failover_text(fo: dict[str, Any]) -> list[str]:
     return lines
 
 
+MARK = {OK: "ok", FAIL: "FAIL", INCONCLUSIVE: "??"}
+
+
+def _ms(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
 def text(report: dict[str, Any]) -> str:
     """The report as a terminal reads it."""
     cfg = report["config"]
     lines = [
         f"poolsim run: {cfg.get('edition')} pool, {cfg.get('users')} users "
         f"({cfg.get('signed_in')} signed in), level {cfg.get('level')}, "
-        f"{cfg.get('duration'):g} s, speedup {cfg.get('speedup'):g}",
-        "",
+        f"{cfg.get('duration', 0):g} s, speedup {cfg.get('speedup', 1):g}, sign-ins "
+        f"{cfg.get('ramp', 0):g}/s, {cfg.get('workers')} driver process(es) on "
+        f"{cfg.get('cores')} cores",
     ]
+    pool = cfg.get("pool")
+    if pool is not None:
+        settings = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in pool["settings"].items())
+        lines.append(f"pool started with {settings}")
+        for d in pool["differ_from_serve"]:
+            lines.append(
+                f"  differs from poolsim serve: {d['setting'].replace('_', ' ')} {d['run']:,} "
+                f"(serve {d['serve']:,}): {d['why']}"
+            )
+    phases = report.get("phases", {})
+    lines.append(
+        "phases: "
+        + ", ".join(f"{name} from {at:.1f} s" for name, at in phases.items())
+        + (
+            f" (window {report['window']['seconds']:.0f} s)"
+            if report["window"]["from"] is not None
+            else "; no measurement window"
+        )
+    )
+    ramp = report["ramp"]
+    rate = ramp["users_per_s"]
+    lines.append(
+        f"ramp: {cfg.get('signed_in')} users signed in "
+        + (f"in {ramp['seconds']:.1f} s ({rate:.0f}/s)" if rate else "(not finished)")
+        + f"; planned {ramp['planned_per_s'] or 0:g}/s against Lync's pool peak of about "
+        f"{ramp['lync_peak_per_s']:g}/s and the stress tool's {ramp['stress_tool_per_s']}; "
+        f"sign-in p50 {ramp['sign_in']['p50']:.1f} ms, p99 {ramp['sign_in']['p99']:.1f} ms, "
+        f"{ramp['sign_in_errors']} errors"
+    )
+    lines.append("")
     head = (
         f"{'operation':<18} {'calls':>8} {'errors':>7} {'late':>6} "
         + " ".join(f"{'p' + format(p, 'g'):>8}" for p in PERCENTILES)
-        + f" {'max':>8} {'steady99':>8}  (ms; steady = after the ramp)"
+        + f" {'max':>8} {'win p99':>8} {'win calls':>9}  (ms; win = the measurement window)"
     )
     lines.append(head)
     for name, o in report["operations"].items():
         pcts = " ".join(f"{o['p' + format(p, 'g')]:>8.2f}" for p in PERCENTILES)
+        w = o["window"]
         lines.append(
             f"{name:<18} {o['calls']:>8} {o['errors']:>7} {o['late']:>6} {pcts} {o['max']:>8.2f}"
-            f" {o['steady_p99']:>8.2f}"
+            f" {w['p99']:>8.2f} {w['calls']:>9}"
         )
+    errs = {
+        n: {c: k for c, k in o["codes"].items() if c != "OK"}
+        for n, o in report["operations"].items()
+    }
+    errs = {n: c for n, c in errs.items() if c}
+    if errs:
+        lines.append(
+            "not OK by status code (refusals are answers, not errors): "
+            + "; ".join(
+                f"{n} " + ", ".join(f"{c} {k}" for c, k in sorted(cs.items()))
+                for n, cs in errs.items()
+            )
+        )
+    srv = report.get("server_latency", {})
+    if srv.get("rows"):
+        lines += [
+            "",
+            f"{'client vs pool, window':<28} {'client p50':>10} {'client p99':>10} "
+            f"{'pool p50':>9} {'pool p99':>9}",
+        ]
+        for r in srv["rows"]:
+            lines.append(
+                f"{r['operation'] + ' (' + r['rpc'] + ')':<28} {r['client_p50_ms']:>10.2f} "
+                f"{r['client_p99_ms']:>10.2f} {_ms(r['server_p50_ms']):>9} "
+                f"{_ms(r['server_p99_ms']):>9}" + ("  <- gap" if r["gap"] else "")
+            )
+        if srv.get("note"):
+            lines.append(f"  {srv['note']}")
     c = report["counters"]
     lines += [
         "",
@@ -333,7 +625,7 @@ def text(report: dict[str, Any]) -> str:
     for fe, f in report["front_ends"].items():
         lines.append(
             f"front end {fe}: processor mean {f['cpu_mean']:.1f}%, "
-            f"max {f['cpu_max']:.1f}% of one core"
+            f"max {f['cpu_max']:.1f}% of one core (in the window)"
         )
     p = report.get("pool")
     if p is not None:
@@ -342,137 +634,136 @@ def text(report: dict[str, Any]) -> str:
             f"{p['cpu_total_mean']:.1f}%, max {p['cpu_total_max']:.1f}% (of one core); mean "
             f"per front end {p['cpu_mean_per_front_end']:.1f}%"
         )
+    for name, d in report["driver"]["drivers"].items():
+        lines.append(
+            f"{name}: processor mean {d['cpu_mean']:.1f}%, max {d['cpu_max']:.1f}% of one core; "
+            f"event-loop lag p50 {d['loop_lag_p50_ms']:.2f} ms, p99 {d['loop_lag_p99_ms']:.2f} ms"
+        )
     if "failover" in report:
         lines += ["", *failover_text(report["failover"])]
     v = report["verdict"]
-    lines += ["", f"verdict: {'PASS' if v['pass'] else 'FAIL'}"]
+    lines += ["", f"verdict: {v['result']}"]
+    for reason in v["reasons"]:
+        lines.append(f"  {reason}")
     for chk in v["checks"]:
         lines.append(
-            f"  [{'ok' if chk['ok'] else 'FAIL':>4}] {chk['check']}: {chk['measured']} "
+            f"  [{MARK[chk['status']]:>4}] {chk['check']}: {chk['measured']} "
             f"(target {chk['target']})"
         )
     return "\n".join(lines)
 
 
-def _chart(
-    title: str,
-    series: dict[str, list[tuple[float, float]]],
-    unit: str,
-    width: int = 640,
-    height: int = 220,
-) -> str:
-    """A line chart as inline SVG."""
-    pad = 44
-    points = [p for s in series.values() for p in s]
-    if not points:
-        return f"<h3>{html.escape(title)}</h3><p>no data</p>"
-    xmax = max(p[0] for p in points) or 1.0
-    ymax = max(p[1] for p in points) * 1.1 or 1.0
-    colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b"]
-
-    def xy(x: float, y: float) -> str:
-        return (
-            f"{pad + (width - 2 * pad) * x / xmax:.1f},"
-            f"{height - pad - (height - 2 * pad) * y / ymax:.1f}"
-        )
-
-    parts = [
-        f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg" '
-        f'font-family="sans-serif" font-size="11">',
-        f'<line x1="{pad}" y1="{height - pad}" x2="{width - pad}" y2="{height - pad}" '
-        'stroke="#999"/>',
-        f'<line x1="{pad}" y1="{pad}" x2="{pad}" y2="{height - pad}" stroke="#999"/>',
-        f'<text x="{pad}" y="{pad - 8}">{ymax:.3g} {html.escape(unit)}</text>',
-        f'<text x="{width - pad}" y="{height - pad + 16}" text-anchor="end">{xmax:.0f} s</text>',
-    ]
-    for i, (name, pts) in enumerate(series.items()):
-        color = colors[i % len(colors)]
-        if pts:
-            path = " ".join(xy(x, y) for x, y in pts)
-            parts.append(
-                f'<polyline fill="none" stroke="{color}" stroke-width="1.5" points="{path}"/>'
-            )
-        parts.append(
-            f'<text x="{width - pad + 4 - 120}" y="{pad + 14 * (i + 1)}" '
-            f'fill="{color}">{html.escape(name)}</text>'
-        )
-    parts.append("</svg>")
-    return f"<h3>{html.escape(title)}</h3>" + "".join(parts)
+def _table(head: list[str], rows: list[list[str]], cls: str = "") -> str:
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
+    return f'<table class="{cls}"><tr>{th}</tr>{body}</table>'
 
 
 def html_page(report: dict[str, Any]) -> str:
-    ts = report["timeseries"]
+    """The report as one offline page: verdict, tables, and plotly charts."""
     v = report["verdict"]
-    rows = "".join(
-        f"<tr><td>{html.escape(n)}</td><td>{o['calls']}</td><td>{o['errors']}</td>"
-        f"<td>{o['late']}</td>"
-        + "".join(f"<td>{o['p' + format(p, 'g')]:.2f}</td>" for p in PERCENTILES)
-        + f"<td>{o['max']:.2f}</td></tr>"
-        for n, o in report["operations"].items()
+    e = html.escape
+    checks = _table(
+        ["", "check", "measured", "target"],
+        [
+            [
+                {"ok": "&#10004;", "fail": "&#10008;", "inconclusive": "?"}[c["status"]],
+                e(c["check"]),
+                e(c["measured"]),
+                e(c["target"]),
+            ]
+            for c in v["checks"]
+        ],
+        "checks",
     )
-    checks = "".join(
-        f"<tr><td>{'&#10004;' if c['ok'] else '&#10008;'}</td><td>{html.escape(c['check'])}</td>"
-        f"<td>{html.escape(c['measured'])}</td><td>{html.escape(c['target'])}</td></tr>"
-        for c in v["checks"]
+    ops = report["operations"]
+    latency_rows = []
+    for n, o in ops.items():
+        w = o["window"]
+        latency_rows.append(
+            [
+                e(n),
+                f"{w['calls']:,}",
+                f"{w['p50']:.2f}",
+                f"{w['p99']:.2f}",
+                f"{w['p99.9']:.2f}",
+                f"{o['calls']:,}",
+            ]
+            + [f"{o['p' + format(p, 'g')]:.2f}" for p in PERCENTILES]
+            + [f"{o['max']:.2f}", f"{o['late']:,}", f"{o['skipped']:,}"]
+        )
+    latency = _table(
+        ["operation", "window calls", "window p50", "window p99", "window p99.9", "run calls"]
+        + [f"run p{p:g}" for p in PERCENTILES]
+        + ["run max", "late", "no slot"],
+        latency_rows,
     )
-    percentile_series = {
-        n: [(i + 1.0, o["p" + format(p, "g")]) for i, p in enumerate(PERCENTILES)]
-        for n, o in report["operations"].items()
-    }
-    charts = [
-        _chart(
-            "Throughput (operations completed per second)",
-            {
-                "ok": [(s["t"], s["ops"] - s["errors"]) for s in ts],
-                "errors": [(s["t"], s["errors"]) for s in ts],
-            },
-            "ops/s",
-        ),
-        _chart("p99 latency per second", {"p99": [(s["t"], s["p99_ms"]) for s in ts]}, "ms"),
-        _chart(
-            "Latency percentiles per operation (x: p50, p90, p99, p99.9)", percentile_series, "ms"
-        ),
-        _chart(
-            "Front-end processor (% of one core)",
-            {
-                **{
-                    fe: [(x[0], x[1]) for x in f["samples"]]
-                    for fe, f in report["front_ends"].items()
-                },
-                **(
-                    {"pool total": [(x[0], x[1]) for x in report["pool"]["samples"]]}
-                    if "pool" in report
-                    else {}
-                ),
-            },
-            "%",
-        ),
-        _chart(
-            "Registered endpoints per front end",
-            {fe: [(x[0], x[3]) for x in f["samples"]] for fe, f in report["front_ends"].items()},
-            "endpoints",
-        ),
+    codes = sorted({c for o in ops.values() for c in o["codes"]})
+    error_rows = [
+        [e(n)]
+        + [
+            (f"{o['codes'].get(c, 0):,}" + ("*" if (n, c) in REFUSALS else ""))
+            if o["codes"].get(c)
+            else ""
+            for c in codes
+        ]
+        + [f"{o['errors']:,}", f"{o['window']['errors']:,}"]
+        for n, o in ops.items()
     ]
-    cfg = html.escape(json.dumps(report["config"], indent=1))
+    errors = _table(["operation", *codes, "errors (run)", "errors (window)"], error_rows)
+    srv = report.get("server_latency", {})
+    server = ""
+    if srv.get("rows"):
+        server = _table(
+            ["operation", "RPC", "client p50", "client p99", "pool p50", "pool p99", "pool calls"],
+            [
+                [
+                    e(str(r["operation"])),
+                    e(str(r["rpc"])),
+                    f"{r['client_p50_ms']:.2f}",
+                    f"{r['client_p99_ms']:.2f}",
+                    _ms(r["server_p50_ms"]),
+                    _ms(r["server_p99_ms"]),
+                    f"{r['server_calls']:,.0f}",
+                ]
+                for r in srv["rows"]
+            ],
+        ) + (f'<p class="note">{e(srv["note"])}</p>' if srv.get("note") else "")
+    drawn = "".join(charts.div(c) for c in charts.run_charts(report))
+    cfg = e(json.dumps(report["config"], indent=1))
     failover = (
-        "<h2>Fail-over</h2><pre>"
-        + html.escape("\n".join(failover_text(report["failover"])))
-        + "</pre>"
+        "<h2>Fail-over</h2><pre>" + e("\n".join(failover_text(report["failover"]))) + "</pre>"
         if "failover" in report
         else ""
     )
-    verdict = "PASS" if v["pass"] else "FAIL"
-    pcts = "".join(f"<th>p{p:g} ms</th>" for p in PERCENTILES)
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>poolsim run report</title>
-<style>body{{font-family:sans-serif;margin:2em;max-width:60em}}table{{border-collapse:collapse}}
-td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}td:nth-child(2){{text-align:left}}
-.pass{{color:#2a2}}.fail{{color:#c22}}</style></head><body>
-<h1>poolsim run: <span class="{verdict.lower()}">{verdict}</span></h1>
-<h2>Verdict against the server health thresholds</h2>
-<table><tr><th></th><th>check</th><th>measured</th><th>target</th></tr>{checks}</table>
-{failover}<h2>Operations</h2><table><tr><th>operation</th><th>calls</th><th>errors</th><th>late</th>{pcts}
-<th>max ms</th></tr>{rows}</table>
-<h2>Over time</h2>{"".join(charts)}
+    summary_lines = e(text(report).split("\n\n")[0])
+    result = v["result"]
+    reasons = "".join(f"<p class='reason'>{e(r)}</p>" for r in v["reasons"])
+    refusal = (
+        "* a refusal (offline or Do Not Disturb invitee, a conversation that ended first): "
+        "an answer, not an error"
+    )
+    server = server or (
+        "<p>no server histograms (the window did not open, or the pool's metrics did not "
+        "answer)</p>"
+    )
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>poolsim run report: {result}</title>
+{charts.head()}
+<style>body{{font-family:sans-serif;margin:2em auto;max-width:80em;padding:0 1em;color:#222}}
+table{{border-collapse:collapse;margin:0.5em 0 1em}}
+td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}
+td:first-child,th:first-child{{text-align:left}}th{{background:#f4f4f4}}
+.pass{{color:#2a2}}.fail{{color:#c22}}.inconclusive{{color:#c80}}.note,.reason{{color:#555}}
+section.chart{{margin:1.5em 0}}pre{{background:#f8f8f8;padding:0.5em;white-space:pre-wrap}}
+table.checks td:nth-child(2){{text-align:left}}</style></head><body>
+<h1>poolsim run: <span class="{result.lower()}">{result}</span></h1>{reasons}
+<pre>{summary_lines}</pre>
+<h2>Verdict (from the measurement window)</h2>{checks}
+{failover}<h2>Latency per operation (ms): the window beside the whole run</h2>{latency}
+<h2>Answers by status code per operation</h2><p class="note">{refusal}</p>{errors}
+<h2>Client against pool latency (ms, in the window)</h2>{server}
+<h2>Charts</h2>{drawn}
 <h2>Configuration</h2><pre>{cfg}</pre></body></html>"""
 
 
@@ -501,8 +792,9 @@ def write(report: dict[str, Any], folder: Path) -> list[Path]:
             w.writerow([name, *[o[c] for c in cols]])
     with paths[2].open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["t", "ops", "errors", "p99_ms"])
+        cols = ["t", "ops", "errors", "late", "skipped", "p50_ms", "p99_ms"]
+        w.writerow(cols)
         for s in report["timeseries"]:
-            w.writerow([s["t"], s["ops"], s["errors"], s["p99_ms"]])
+            w.writerow([s[c] for c in cols])
     paths[3].write_text(html_page(report))
     return paths

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
 import tempfile
 import time
@@ -37,14 +38,26 @@ from bench.model import UserModel, level_model
 from bench.pool_process import PoolProcess, start_standard
 from bench.probe import Probe
 from bench.schedule import Population, plan, population
-from bench.stats import Recorder, summary
-from bench.workers import run_workers
+from bench.selfcheck import Health
+from bench.server_latency import WindowScrapes
+from bench.stats import Phase, Recorder, summary
+from bench.workers import auto_workers, run_workers
 from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool.client import AdminClient, PoolClient
 from pool.config import EngineConfig, Limits
+from pool.errors import ResourceExhausted
 from pool.privacy import AccessLevel
 
 CONTACT_CHUNK = 20_000
+#: the population (endpoints, contact lists) is drawn from this seed, not ``--seed``: it is a
+#: property of the provisioned pool, so a second run against the same pool with another
+#: ``--seed`` (another schedule) finds the contact lists it provisioned before
+POPULATION_SEED = 1
+LYNC_SIGN_INS_PER_S = 12.0  # a Lync pool's documented peak (SPEC 5)
+#: ``poolsim serve``'s defaults, and what ``poolsim run`` starts its own pool with instead
+SERVE_DEFAULTS = {"password_iterations": 50_000, "max_users_per_registrar": 12_000}
+#: exit codes of ``poolsim run`` (and ``poolsim plan``)
+EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,7 +69,11 @@ class RunOptions:
     ramp: float = 120.0  # sign-ins (users) per second
     speedup: float = 1.0
     seed: int = 1
-    workers: int = 1
+    workers: int = 1  # 0: auto (the cores the pool leaves free)
+    metrics_port: int | None = None  # the driver's Prometheus endpoint (0: a free port)
+    password_iterations: int = 1000  # of the pool this run starts (serve: 50,000)
+    min_window: float = 10.0  # a shorter measurement window is INCONCLUSIVE
+    window_at: float | None = None  # open the window by then at the latest (tests)
     edition: str = "standard"
     front_ends: int = 3  # enterprise: front ends in the pool
     ray_address: str | None = None  # enterprise: an existing Ray cluster; None: a local one
@@ -98,7 +115,8 @@ def contact_entries(
 
 
 class Progress:
-    """One status line, redrawn each second on a terminal."""
+    """One status line, redrawn each second on a terminal: the phase, who is signed in, the
+    load, the errors (counted as the report counts them) and the last second's p99."""
 
     def __init__(self, driver: Driver, duration: float, enabled: bool) -> None:
         self.driver = driver
@@ -115,14 +133,16 @@ class Progress:
         d = self.driver
         t = d.now()
         done = sum(s.completed for s in d.rec.seconds.values())
-        errs = sum(s.errors for s in d.rec.seconds.values())
         rate = (done - self._last[1]) / max(t - self._last[0], 1e-9)
         self._last = (t, done)
         recent = d.rec.seconds.get(int(t) - 1)
         p99 = summary(recent.histogram)["p99"] if recent else 0.0
+        phase = d.phase.value
+        if d.phase is Phase.WINDOW and d.rec.window_from is not None:
+            phase = f"window {t - d.rec.window_from:.0f} s"
         return (
-            f"\r{t:5.0f}/{self.duration:.0f} s  users signed in {len(d.sessions):>6}  "
-            f"ops/s {rate:7.0f}  errors {errs:>5}  p99 {p99:7.1f} ms "
+            f"\r{t:5.0f}/{self.duration:.0f} s  {phase:<13} signed in {len(d.sessions):>6}  "
+            f"ops/s {rate:7.0f}  errors {d.rec.errors:>5}  p99 {p99:7.1f} ms "
         )
 
     async def _loop(self) -> None:
@@ -139,15 +159,38 @@ class Progress:
             sys.stdout.write("\n")
 
 
-async def _prepare(opts: RunOptions, address: str, token: str, pop: Population) -> apb.PoolStatus:
-    """Provision users and contact lists; returns the pool's status."""
+async def _provision_contacts(admin: AdminClient, entries: list[tuple[str, str, int, str]]) -> int:
+    """Provision ``entries`` in chunks; a chunk refused for a limit (an owner who keeps
+    contacts from an earlier run of another size, say) is split until the owners who would
+    overflow are found and left as they are. Returns how many owners were left so."""
+    if not entries:
+        return 0
+    try:
+        await admin.provision_contacts(entries)
+        return 0
+    except ResourceExhausted:
+        owners = sorted({e[0] for e in entries})
+        if len(owners) == 1:
+            return 1
+    half = owners[len(owners) // 2]
+    left = [e for e in entries if e[0] < half]
+    right = [e for e in entries if e[0] >= half]
+    return await _provision_contacts(admin, left) + await _provision_contacts(admin, right)
+
+
+async def _prepare(
+    opts: RunOptions, address: str, token: str, pop: Population
+) -> tuple[apb.PoolStatus, int]:
+    """Provision users and contact lists; returns the pool's status and how many users'
+    contact lists could not be provisioned (a limit: see ``_provision_contacts``)."""
     async with PoolClient(address) as client:
         admin = AdminClient(client.channel(), token)
         await admin.provision_users(opts.prefix, opts.domain, opts.users, opts.password)
-        entries = contact_entries(opts, pop, opts.seed)
+        entries = contact_entries(opts, pop, POPULATION_SEED)
+        kept = 0
         for i in range(0, len(entries), CONTACT_CHUNK):
-            await admin.provision_contacts(entries[i : i + CONTACT_CHUNK])
-        return await admin.status()
+            kept += await _provision_contacts(admin, entries[i : i + CONTACT_CHUNK])
+        return await admin.status(), kept
 
 
 def _addresses(address: str, status: apb.PoolStatus) -> tuple[str, ...]:
@@ -194,19 +237,59 @@ def _kill_plan(
     return KillPlan(opts.kill_at, opts.kill_front_end, token, addresses)
 
 
-async def drive(opts: RunOptions, address: str, token: str) -> dict[str, Any]:
-    """Provision, run the load, and build the report (the pool is already running)."""
+def pool_settings(opts: RunOptions) -> dict[str, Any]:
+    """The settings of the pool ``poolsim run`` starts itself, and how they differ from
+    ``poolsim serve``'s defaults and why (the report shows them)."""
+    registrar = max(SERVE_DEFAULTS["max_users_per_registrar"], opts.users)
+    settings: dict[str, Any] = {
+        "password_iterations": opts.password_iterations,
+        "max_users_per_registrar": registrar,
+    }
+    why = {
+        "password_iterations": (
+            "a compressed sign-in ramp: at the serve default every sign-in costs the front "
+            "end about 50 times more processor (PBKDF2-SHA256), and the ramp's sign-ins would "
+            "measure the password hash, not the pool (--password-iterations sets it)"
+        ),
+        "max_users_per_registrar": f"--users {opts.users} is more than Lync's 12,000 per registrar",
+    }
+    differ = [
+        {"setting": k, "run": v, "serve": SERVE_DEFAULTS[k], "why": why[k]}
+        for k, v in settings.items()
+        if v != SERVE_DEFAULTS[k]
+    ]
+    return {"settings": settings, "differ_from_serve": differ}
+
+
+def resolve_workers(opts: RunOptions) -> int:
+    """``--workers`` (0: auto, one per core the pool leaves free)."""
+    if opts.workers > 0:
+        return opts.workers
+    if opts.target is not None:
+        busy = 0  # the pool runs elsewhere (or its processes are not ours to count)
+    elif opts.edition == "enterprise":
+        busy = opts.front_ends
+    else:
+        busy = 1
+    return auto_workers(os.cpu_count(), busy)
+
+
+async def drive(
+    opts: RunOptions, address: str, token: str, pool: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Provision, run the load, and build the report (the pool is already running;
+    ``pool``: the settings this run started it with, see ``pool_settings``)."""
     model: UserModel = level_model(opts.level, opts.model_file).scaled(opts.speedup)
     signed_in = max(2, round(opts.users * model.signed_in_fraction))
-    pop = population(model, signed_in, opts.ramp, opts.seed)
+    pop = population(model, signed_in, opts.ramp, POPULATION_SEED)
     schedule = plan(model, pop, opts.duration, opts.seed)
     check(opts)
-    status = await _prepare(opts, address, token, pop)
+    workers = resolve_workers(opts)
+    status, kept = await _prepare(opts, address, token, pop)
     metrics = {f.id: f.metrics_address for f in status.front_ends}
     addresses = _addresses(address, status)
     kill = _kill_plan(opts, status, addresses, token)
     failover = Failover(kill) if kill is not None else None
-    recorder = Recorder(steady_from=signed_in / opts.ramp)
     cfg = DriverConfig(
         address=address,
         addresses=addresses,
@@ -218,57 +301,127 @@ async def drive(opts: RunOptions, address: str, token: str) -> dict[str, Any]:
         speedup=opts.speedup,
         channels=opts.channels,
         seed=opts.seed,
+        window_at=opts.window_at,
     )
+    scrapes = WindowScrapes(metrics.values())
+    driver_ports: list[int] = []
     probe = Probe(metrics, time.perf_counter())
     probe.start()
+    pending: list[asyncio.Task[None]] = []
+
+    async def on_phase(phase: Phase) -> None:
+        if phase is Phase.WINDOW:
+            await scrapes.mark_start()
+        elif phase is Phase.WIND_DOWN:
+            await scrapes.mark_end()
+
     try:
-        if opts.workers > 1:
-            recorder = await run_workers(
-                opts.workers, cfg, model, pop, schedule, recorder.steady_from, opts.ray_address
+        if workers > 1:
+            recorder, health = await run_workers(
+                workers,
+                cfg,
+                model,
+                pop,
+                schedule,
+                metrics_port=opts.metrics_port,
+                on_phase=on_phase,
+                ray_address=opts.ray_address,
             )
         else:
-            driver = Driver(cfg, model, pop, schedule, recorder, failover)
-            show = sys.stdout.isatty() if opts.progress is None else opts.progress
-            progress = Progress(driver, opts.duration, show)
-            progress.start()
-            try:
-                await driver.run()
-            finally:
-                await progress.stop()
+            recorder, health = await _drive_here(
+                opts, cfg, model, pop, schedule, failover, on_phase, pending, driver_ports
+            )
     finally:
         await probe.stop()
-    config = {
+        for task in pending:
+            await asyncio.gather(task, return_exceptions=True)
+    config: dict[str, Any] = {
         "edition": opts.edition,
         "users": opts.users,
         "signed_in": signed_in,
         "level": opts.level,
         "duration": opts.duration,
         "ramp": opts.ramp,
+        "lync_peak_sign_ins_per_s": LYNC_SIGN_INS_PER_S,
         "speedup": opts.speedup,
         "seed": opts.seed,
-        "workers": opts.workers,
+        "population_seed": POPULATION_SEED,
+        "workers": workers,
+        "workers_requested": "auto" if opts.workers == 0 else opts.workers,
+        "cores": os.cpu_count(),
         "target": address,
+        "driven_pool": "started by this run" if pool is not None else "a running pool (--target)",
         "planned_operations": len(schedule),
         "endpoints": sum(pop.endpoints),
         "model": model.to_dict(),
         "thresholds": asdict(opts.thresholds),
+        "min_window": opts.min_window,
+        "contact_lists_kept": kept,
     }
+    if pool is not None:
+        config["pool"] = pool
+    if driver_ports:
+        config["driver_metrics_port"] = driver_ports[0]
+    elif opts.metrics_port is not None and workers > 1:
+        config["driver_metrics_ports"] = (
+            [opts.metrics_port + k for k in range(workers)] if opts.metrics_port else "free ports"
+        )
     if addresses:
         config["front_ends"] = len(status.front_ends)
         config["addresses"] = list(addresses)
     if kill is not None:
         config["kill_front_end_at"] = kill.at
         config["kill_front_end"] = kill.front_end or "most signed-in users"
-    ramp_end = signed_in / opts.ramp
     return report.build(
         recorder,
         probe.series,
         config,
-        ramp_end,
         opts.thresholds,
         pool=probe.pool,
         failover=failover.summary() if failover is not None else None,
+        health={name: h.summary() for name, h in health.items()},
+        server=scrapes.histograms(),
     )
+
+
+async def _drive_here(
+    opts: RunOptions,
+    cfg: DriverConfig,
+    model: UserModel,
+    pop: Population,
+    schedule: list[Any],
+    failover: Failover | None,
+    on_phase: Any,
+    pending: list[asyncio.Task[None]],
+    ports: list[int],
+) -> tuple[Recorder, dict[str, Health]]:
+    """One driver in this process (with its metrics endpoint when asked for)."""
+    server = None
+    if opts.metrics_port is not None:
+        from bench.driver_metrics import MetricsServer
+
+        server = MetricsServer(opts.metrics_port)
+        ports.append(server.port)
+        print(f"driver metrics: http://{server.host}:{server.port}/metrics", flush=True)
+    recorder = Recorder()
+    driver = Driver(
+        cfg, model, pop, schedule, recorder, failover, metrics=server.metrics if server else None
+    )
+
+    def phase_changed(phase: Phase, _at: float) -> None:
+        pending.append(asyncio.get_running_loop().create_task(on_phase(phase)))
+
+    driver.on_phase = phase_changed
+    show = sys.stdout.isatty() if opts.progress is None else opts.progress
+    progress = Progress(driver, opts.duration, show)
+    progress.start()
+    try:
+        await driver.run()
+    finally:
+        await progress.stop()
+        if server is not None:
+            server.stop()
+    return recorder, {"driver": driver.health}
 
 
 async def run_enterprise(opts: RunOptions) -> dict[str, Any]:
@@ -285,8 +438,8 @@ async def run_enterprise(opts: RunOptions) -> dict[str, Any]:
             data_dir=Path(tmp),
             metrics_base_port=0,
             engine=EngineConfig(
-                password_iterations=1000,
-                limits=Limits(max_contacts=1000, max_users_per_registrar=max(12_000, opts.users)),
+                password_iterations=opts.password_iterations,
+                limits=Limits(max_users_per_registrar=max(12_000, opts.users)),
             ),
         )
         pool_opts.fabric_config()  # settings errors now, before Ray starts
@@ -300,7 +453,7 @@ async def run_enterprise(opts: RunOptions) -> dict[str, Any]:
                 print(
                     f"  front end {fe.id}: {fe.address} (metrics {fe.metrics_address})", flush=True
                 )
-            return await drive(opts, pool.addresses[0], pool_opts.admin_token)
+            return await drive(opts, pool.addresses[0], pool_opts.admin_token, pool_settings(opts))
         finally:
             try:
                 await pool.stop()
@@ -321,19 +474,18 @@ async def run(opts: RunOptions) -> dict[str, Any]:
         pool: PoolProcess = await asyncio.to_thread(
             start_standard,
             Path(tmp),
-            "--password-iterations",
-            "1000",
-            "--max-users-per-registrar",
-            str(max(12_000, opts.users)),
-            "--max-contacts",
-            "1000",
+            *(
+                arg
+                for key, value in pool_settings(opts)["settings"].items()
+                for arg in (f"--{key.replace('_', '-')}", str(value))
+            ),
         )
         try:
             print(
                 f"started a Standard pool at {pool.address} (metrics {pool.metrics_address})",
                 flush=True,
             )
-            return await drive(opts, pool.address, pool.admin_token)
+            return await drive(opts, pool.address, pool.admin_token, pool_settings(opts))
         finally:
             code = await asyncio.to_thread(pool.stop)
             if code != 0:
@@ -345,10 +497,21 @@ async def run(opts: RunOptions) -> dict[str, Any]:
                 )
 
 
-def main(opts: RunOptions, strict: bool = False) -> int:
+def exit_code(result: dict[str, Any], exit_zero: bool = False) -> int:
+    """0 PASS, 1 FAIL, 3 INCONCLUSIVE (2 is argparse's for bad options); ``exit_zero``:
+    always 0 once the report is written."""
+    if exit_zero:
+        return EXIT_PASS
+    return {"PASS": EXIT_PASS, "FAIL": EXIT_FAIL}.get(
+        result["verdict"]["result"], EXIT_INCONCLUSIVE
+    )
+
+
+def main(opts: RunOptions, exit_zero: bool = False) -> int:
+    """Run, write the report, print it; the exit code of the verdict (``exit_code``)."""
     result = asyncio.run(run(opts))
     out = opts.out or Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
     paths = report.write(result, out)
     print(report.text(result))
     print(f"\nreport: {paths[3]} (and {', '.join(p.name for p in paths[:3])})")
-    return 3 if strict and not result["verdict"]["pass"] else 0
+    return exit_code(result, exit_zero)

@@ -2,24 +2,43 @@
 
 Each worker plays a disjoint slice of the simulated users (conversation partners are chosen
 inside the slice, presence polls and subscriptions reach anyone) and returns its measurements
-in wire form; the coordinator merges them (HDR histograms merge exactly). On a Ray cluster the
-actors spread over its nodes; otherwise a local Ray instance is started for the run.
+in wire form; the coordinator merges them (HDR histograms merge exactly). Each worker opens
+its own measurement window when its own users reach the steady state; the coordinator asks
+each for its phase once a second, so it knows when every window is open. On a Ray cluster
+the actors spread over its nodes; otherwise a local Ray instance is started for the run.
+
+``--workers auto``: one worker per core left free by the pool (and this coordinator), at
+least one (:func:`auto_workers`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from bench.driver import Driver, DriverConfig
 from bench.model import UserModel
 from bench.schedule import Planned, Population
-from bench.stats import Recorder
+from bench.selfcheck import Health
+from bench.stats import Phase, Recorder
+
+PHASE_POLL_S = 1.0
+
+
+def auto_workers(cores: int | None, pool_processes: int) -> int:
+    """Driver processes for ``cores`` cores when ``pool_processes`` busy processes of the
+    pool share the machine: the cores left, at least 1 (a single driver runs in this process
+    and needs no Ray)."""
+    return max(1, (cores or 1) - pool_processes)
 
 
 class DriverWorker:
     """The actor's body: one Driver over one slice of users."""
+
+    def __init__(self) -> None:
+        self.driver: Driver | None = None
 
     async def run(
         self,
@@ -27,11 +46,26 @@ class DriverWorker:
         model: UserModel,
         pop: Population,
         schedule: list[Planned],
-        steady_from: float,
+        metrics_port: int | None = None,
     ) -> dict[str, Any]:
-        recorder = Recorder(steady_from=steady_from)
-        await Driver(cfg, model, pop, schedule, recorder).run()
-        return recorder.to_wire()
+        server = None
+        if metrics_port is not None:
+            from bench.driver_metrics import MetricsServer
+
+            server = MetricsServer(metrics_port)
+        recorder = Recorder()
+        self.driver = Driver(
+            cfg, model, pop, schedule, recorder, metrics=server.metrics if server else None
+        )
+        try:
+            await self.driver.run()
+        finally:
+            if server is not None:
+                server.stop()
+        return {"recorder": recorder.to_wire(), "health": self.driver.health.to_wire()}
+
+    def phase(self) -> str:
+        return self.driver.phase.value if self.driver is not None else Phase.PROVISIONING.value
 
 
 def slices(users: int, workers: int) -> list[tuple[int, ...]]:
@@ -45,9 +79,16 @@ async def run_workers(
     model: UserModel,
     pop: Population,
     schedule: list[Planned],
-    steady_from: float,
+    *,
+    metrics_port: int | None = None,
+    on_phase: Callable[[Phase], Awaitable[None]] | None = None,
     ray_address: str | None = None,
-) -> Recorder:
+) -> tuple[Recorder, dict[str, Health]]:
+    """Run the workers; their recorders combined, and each one's health by name.
+
+    ``metrics_port``: worker k serves its metrics on that port + k (0: each on a free
+    port); ``on_phase`` is awaited when every worker is in the window, then in the wind-down.
+    """
     import ray  # only the multi-process harness needs Ray
 
     from enterprise.cluster import connect
@@ -60,10 +101,35 @@ async def run_workers(
     refs = []
     for k, users in enumerate(slices(pop.users, workers)):
         part = dataclasses.replace(cfg, user_indices=users, seed=cfg.seed + k)
-        refs.append(actors[k].run.remote(part, model, pop, schedule, steady_from))
-    merged = Recorder(steady_from=steady_from)
-    for wire in await asyncio.gather(*refs):
-        merged.merge(Recorder.from_wire(wire))
+        port = None if metrics_port is None else (metrics_port + k if metrics_port else 0)
+        refs.append(actors[k].run.remote(part, model, pop, schedule, port))
+    watch = asyncio.create_task(_watch(actors, on_phase)) if on_phase is not None else None
+    try:
+        wires = await asyncio.gather(*refs)
+    finally:
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
     for actor in actors:
         ray.kill(actor)
-    return merged
+    recorder = Recorder.combine([Recorder.from_wire(w["recorder"]) for w in wires])
+    health = {f"driver-{k + 1}": Health.from_wire(w["health"]) for k, w in enumerate(wires)}
+    return recorder, health
+
+
+async def _watch(actors: list[Any], on_phase: Callable[[Phase], Awaitable[None]]) -> None:
+    """Tell ``on_phase`` when every worker's window is open, then when the first winds down."""
+    told: set[Phase] = set()
+    order = list(Phase)
+    while True:
+        phases = [Phase(p) for p in await asyncio.gather(*(a.phase.remote() for a in actors))]
+        if Phase.WINDOW not in told and all(
+            order.index(p) >= order.index(Phase.WINDOW) for p in phases
+        ):
+            told.add(Phase.WINDOW)
+            await on_phase(Phase.WINDOW)
+        if Phase.WIND_DOWN not in told and any(p is Phase.WIND_DOWN for p in phases):
+            told.add(Phase.WIND_DOWN)
+            await on_phase(Phase.WIND_DOWN)
+            return
+        await asyncio.sleep(PHASE_POLL_S)

@@ -373,7 +373,10 @@ def cmd_run(a: argparse.Namespace) -> int:
         ramp=a.ramp,
         speedup=a.speedup,
         seed=a.seed,
-        workers=a.workers,
+        workers=0 if a.workers == "auto" else int(a.workers),
+        metrics_port=a.metrics_port,
+        password_iterations=a.password_iterations,
+        min_window=a.min_window,
         edition=a.edition,
         front_ends=a.front_ends,
         ray_address=a.ray_address,
@@ -385,7 +388,13 @@ def cmd_run(a: argparse.Namespace) -> int:
         thresholds=Thresholds(cpu_percent=a.cpu_target, p99_ms=a.p99_target_ms),
         progress=False if a.quiet else None,
     )
-    return main(opts, strict=a.strict)
+    return main(opts, exit_zero=a.exit_zero)
+
+
+def _workers(text: str) -> str:
+    if text != "auto" and not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a count >= 1 or auto")
+    return text
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -407,7 +416,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         "--ramp",
         type=float,
         default=120.0,
-        help="sign-ins per second during the ramp (default %(default)s)",
+        help="sign-ins per second during the ramp (default %(default)s; Lync's pool peak is "
+        "about 12)",
     )
     p.add_argument(
         "--speedup",
@@ -416,7 +426,31 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         help="multiply every rate, for short runs (default %(default)s)",
     )
     p.add_argument("--seed", type=int, default=1, help="the schedule's seed (default %(default)s)")
-    p.add_argument("--workers", type=int, default=1, help="driver processes (Ray actors)")
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default="1",
+        help="driver processes (Ray actors beyond one), or auto: one per core the pool leaves "
+        "free (default %(default)s)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        help="serve the driver's own Prometheus metrics on 127.0.0.1:PORT (0: a free port; "
+        "worker k of --workers uses PORT+k)",
+    )
+    p.add_argument(
+        "--min-window",
+        type=parse_duration,
+        default="10s",
+        help="steady state the run must measure, else INCONCLUSIVE (default %(default)s)",
+    )
+    p.add_argument(
+        "--password-iterations",
+        type=int,
+        default=1000,
+        help="PBKDF2 cost of the pool this run starts (default %(default)s; serve's is 50000)",
+    )
     p.add_argument(
         "--edition",
         choices=["standard", "enterprise"],
@@ -448,7 +482,11 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="report folder (default reports/<time>)")
     p.add_argument("--cpu-target", type=float, default=80.0, help="front-end processor %% limit")
     p.add_argument("--p99-target-ms", type=float, default=100.0, help="p99 latency limit")
-    p.add_argument("--strict", action="store_true", help="exit 3 when the verdict fails")
+    p.add_argument(
+        "--exit-zero",
+        action="store_true",
+        help="exit 0 whatever the verdict (default: 0 PASS, 1 FAIL, 3 INCONCLUSIVE; 2 bad options)",
+    )
     p.add_argument("--quiet", action="store_true", help="no live progress line")
 
 

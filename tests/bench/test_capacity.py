@@ -269,17 +269,44 @@ def test_plan_rejects_contradictory_options(
     assert not (tmp_path / "p").exists()
 
 
-def fake_report(users: int, calls: int, p99: float, cpu: float, ok: bool) -> dict[str, Any]:
-    """The keys of a bench.report.build dict that plan reads."""
+def fake_report(
+    users: int, calls: int, p99: float, cpu: float, ok: bool, *, result: str = ""
+) -> dict[str, Any]:
+    """The keys of a bench.report.build dict that plan reads (a 10 s window)."""
+    status = "ok" if ok else "fail"
     return {
-        "config": {"users": users, "signed_in": round(users * 0.8), "duration": 10.0},
-        "operations": {"poll": {"p99": p99 / 2}, "publish": {"p99": p99}},
+        "config": {
+            "users": users,
+            "signed_in": round(users * 0.8),
+            "duration": 20.0,
+            "thresholds": {"p99_ms": 100.0},
+        },
+        "window": {"seconds": 10.0, "blocked_by": []},
+        "operations": {
+            "poll": {"p99": p99, "window": {"p99": p99 / 2}},
+            "publish": {"p99": p99, "window": {"p99": p99}},
+        },
         "front_ends": {"fe1": {"cpu_mean": cpu}},
-        "total_calls": calls,
+        "driver": {"saturated": False, "drivers": {}},
+        "server_latency": {"rows": []},
+        "total_calls": calls * 2,
         "total_errors": 0,
+        "window_calls": calls,
+        "window_errors": 0,
         "verdict": {
+            "result": result or ("PASS" if ok else "FAIL"),
             "pass": ok,
-            "checks": [{"check": "p99 latency", "ok": ok}, {"check": "errors", "ok": True}],
+            "checks": [
+                {"check": "measurement window", "status": "ok", "ok": True, "measured": ""},
+                {
+                    "check": "p99 latency in the window (worst: publish)",
+                    "status": status,
+                    "ok": ok,
+                    "measured": f"{p99} ms",
+                    "target": "< 100 ms",
+                },
+                {"check": "errors", "status": "ok", "ok": True},
+            ],
         },
     }
 
@@ -294,20 +321,82 @@ def test_point_from_report() -> None:
         True,
     )
     q = plan.point_from_report(fake_report(2000, 5000, 400.0, 55.0, False), 2000, 120.0, Path("x"))
-    assert q.failed_checks == ["p99 latency"]
+    assert q.failed_checks == ["p99 latency in the window (worst: publish)"]
+    assert (q.limit_kind, q.passed) == (plan.POOL, False)
+    assert "p99 of publish" in q.limit
+    fast = plan.point_from_report(
+        fake_report(100, 500, 20.0, 5.0, True), 100, 100.0, Path("x"), speedup=20.0
+    )
+    assert (fast.effective_users, fast.per_fe) == (2000.0, 2000.0)
 
 
-def test_ramp_signs_everyone_in_early() -> None:
-    assert plan.ramp_for(1000, 30.0, None) == 120.0
-    assert plan.ramp_for(64_000, 30.0, None) == pytest.approx(6_400.0)
-    assert plan.ramp_for(64_000, 30.0, 50.0) == 50.0
+def test_slow_clients_with_a_fast_pool_are_not_the_pools_limit() -> None:
+    r = fake_report(2000, 5000, 400.0, 30.0, False)
+    r["server_latency"]["rows"] = [
+        {"operation": "publish", "rpc": "PublishPresence", "server_p99_ms": 0.8, "gap": True}
+    ]
+    p = plan.point_from_report(r, 2000, 100.0, Path("x"))
+    assert p.passed is True  # for the pool
+    assert p.limit_kind == plan.NONE
+    assert p.note.startswith("machine: clients saw p99 of publish")
+    r["server_latency"]["rows"][0]["server_p99_ms"] = 150.0  # the pool itself is slow
+    q = plan.point_from_report(r, 2000, 100.0, Path("x"))
+    assert (q.passed, q.limit_kind) == (False, plan.POOL)
+    assert "pool-side 150.0 ms" in q.limit
+
+
+def test_a_saturated_driver_or_no_window_is_not_a_capacity_figure() -> None:
+    r = fake_report(2000, 5000, 400.0, 30.0, False, result="INCONCLUSIVE")
+    r["driver"] = {"saturated": True, "why": ["processor 97% of a core"], "drivers": {}}
+    assert plan.classify(r)[0] == plan.DRIVER
+    r = fake_report(2000, 5000, 40.0, 30.0, False, result="INCONCLUSIVE")
+    r["verdict"]["checks"][0] = {
+        "check": "measurement window",
+        "status": "inconclusive",
+        "ok": False,
+        "measured": "never opened: 40 sign-ins still pending",
+    }
+    r["window"]["blocked_by"] = ["40 sign-ins still pending"]
+    assert plan.classify(r)[0] == plan.RAMP
+    r["window"]["blocked_by"] = ["backlog: 900 calls in flight"]
+    assert plan.classify(r)[0] == plan.POOL  # the pool never caught up with the load
+
+
+def point(users: int, ok: bool, kind: str = plan.NONE) -> plan.Point:
+    return plan.Point(
+        users=users, signed_in=users, front_ends=1, duration=1, ramp=1, total_calls=1,
+        total_errors=0, throughput=float(users), worst_p99_ms=1, worst_operation="poll",
+        cpu_percent=1, passed=ok, limit_kind=kind if not ok else plan.NONE,
+    )  # fmt: skip
+
+
+def test_steps_up_then_bisects_between_the_last_pass_and_the_first_fail() -> None:
+    pts = [point(400, True)]
+    assert plan.next_users(pts, 1.6, 0.1) == 640
+    pts += [point(640, True), point(1024, False, plan.POOL)]
+    assert plan.next_users(pts, 1.6, 0.1) == 832
+    pts.append(point(832, False, plan.POOL))
+    assert plan.next_users(pts, 1.6, 0.1) == 736
+    pts.append(point(736, True))
+    assert plan.next_users(pts, 1.6, 0.1) == 784
+    pts.append(point(784, True))
+    assert plan.next_users(pts, 1.6, 0.1) is None  # 784 .. 832: within 10%
+    assert plan.next_users([point(400, False, plan.POOL)], 1.6, 0.1) == 250  # step down
+
+
+def test_ramp_is_a_setting_beside_lyncs_peak() -> None:
+    parser = argparse.ArgumentParser()
+    plan.add_arguments(parser)
+    args = parser.parse_args([])
+    assert args.ramp == 100.0
+    assert "12" in next(a.help for a in parser._actions if a.dest == "ramp")
 
 
 def test_plan_measured_path_with_stubbed_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """main() with the runs replaced by USL-shaped results: fit, users per FE and both sizings."""
-    curve = dict(usl_points(1.0, 1e-4, 1e-8, [1000, 2000, 4000, 8000]))
+    curve = dict(usl_points(1.0, 1e-4, 1e-8, [1000, 2000, 3000, 4000, 8000]))
 
     def fake_measure(args: argparse.Namespace, out: Path) -> tuple[list[plan.Point], str]:
         points = []
@@ -315,28 +404,44 @@ def test_plan_measured_path_with_stubbed_runs(
             ok = users < 8000
             r = fake_report(int(users), round(x * 10.0), 20.0 if ok else 300.0, 50.0, ok)
             points.append(plan.point_from_report(r, int(users), 120.0, out / f"run-{users}"))
-        return points, "a target broke at 8,000 users: p99 latency"
+        return points, "bisected between the last pass and the first fail"
 
     monkeypatch.setattr(plan, "measure", fake_measure)
     out = tmp_path / "p"
     assert plan.main(parse(["--target-users", "30000", "--out", str(out)])) == 0
     text = capsys.readouterr().out
-    assert "users per front end here: 4,000" in text
+    assert "users per front end here: 4,000, against Lync's 6,660" in text
+    assert "limited by the pool: p99 of publish" in text
+    assert "95% intervals" in text
     assert "measured here" in text
     assert "Lync 2013 figure" in text
     doc = json.loads((out / "plan.json").read_text())
-    assert len(doc["points"]) == 4
+    assert len(doc["points"]) == 5
     assert doc["fit"]["r2"] > 0.999
     assert doc["fit"]["kappa"] == pytest.approx(1e-8, rel=0.05)
-    assert doc["users_per_fe"] == {
-        "largest_passing": 4000.0,
-        "usl_knee": pytest.approx(doc["fit"]["peak_users"]),
-        "lower_bound": False,
-    }
+    low, high = doc["fit"]["interval_95"]["kappa"]
+    assert low <= doc["fit"]["kappa"] <= high
+    assert doc["users_per_fe"]["largest_passing"] == 4000.0
+    assert doc["users_per_fe"]["usl_knee"] == pytest.approx(doc["fit"]["peak_users"])
+    assert doc["users_per_fe"]["capacity_figure"] is True
     measured = doc["sizing"]["measured"]
     assert measured["users_per_fe"] == 4000.0
     assert measured["front_ends"] == front_ends_for(30_000, 4_000).front_ends == 9
     assert doc["sizing"]["lync"]["front_ends"] == 6
+    assert "chart-plan" in (out / "plan.html").read_text()
+
+
+def test_a_plan_the_driver_limited_gives_no_capacity_figure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fake_measure(args: argparse.Namespace, out: Path) -> tuple[list[plan.Point], str]:
+        r = fake_report(400, 500, 300.0, 20.0, False, result="INCONCLUSIVE")
+        r["driver"] = {"saturated": True, "why": ["processor 97% of a core"], "drivers": {}}
+        return [plan.point_from_report(r, 400, 100.0, out)], "the driver"
+
+    monkeypatch.setattr(plan, "measure", fake_measure)
+    assert plan.main(parse(["--out", str(tmp_path / "p")])) == 3
+    assert "no capacity figure: the limit was the driver" in capsys.readouterr().out
 
 
 def test_analyse_without_enough_runs() -> None:

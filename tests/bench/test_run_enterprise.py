@@ -29,8 +29,10 @@ def test_a_crash_mid_run_is_reported_and_loses_no_acknowledged_write(
         edition="enterprise",
         front_ends=3,
         kill_at=4.0,
+        min_window=3.0,
+        window_at=3.0,
     )
-    assert main(opts) == 0
+    main(opts, exit_zero=True)  # the verdict's outcome depends on the machine
     printed = capsys.readouterr().out
     r = json.loads((out / "report.json").read_text())
     c = r["counters"]
@@ -74,7 +76,10 @@ def test_a_crash_mid_run_is_reported_and_loses_no_acknowledged_write(
     checks = {chk["check"]: chk["ok"] for chk in r["verdict"]["checks"]}
     assert checks["acknowledged writes lost (read back after the fail-over)"]
     assert checks[f"fail-over of {fo['front_end']}: affected users served again"]
-    assert any(name.startswith("errors outside the fail-over") for name in checks)
+    assert "errors in the window (outside the fail-over)" in checks
+    # the drill read back writes of the users it affected (else the check is inconclusive)
+    assert fo["ledger_checked_affected"] > 0
+    assert checks["acknowledged writes of affected users read back"]
     assert f"fail-over: {fo['front_end']} crashed at" in printed
     assert "pool of 3 front ends: processor total mean" in printed
     assert "Fail-over" in (out / "report.html").read_text()

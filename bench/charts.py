@@ -1,0 +1,552 @@
+"""The report's charts, drawn with plotly and embedded in one offline HTML page (plotly.js
+inline, nothing fetched from the network): axes with ticks, units and gridlines, legends
+above the plot (never over the data), values on hover, and markers for the run's moments
+(ramp end, measurement window, kill) and each threshold.
+
+Each function takes the report dict (``bench.report.build``) or the plan document and returns
+a ``Chart`` (its title and figure), or None when there is nothing to draw.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import plotly.graph_objects as go
+from plotly.offline import get_plotlyjs
+
+HEIGHT = 380
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
+THRESHOLD = "#c0392b"
+#: tick values of a log latency axis (ms): 1-2-5 steps, labelled as plain numbers
+LOG_TICKS = [m * 10.0**e for e in range(-3, 6) for m in (1, 2, 5)]
+
+
+@dataclass(frozen=True, slots=True)
+class Chart:
+    key: str  # the div id: chart-<key>
+    title: str
+    figure: go.Figure
+    note: str = ""  # a line under the chart
+
+
+def _layout(fig: go.Figure, x_title: str, y_title: str, *, log_y: bool = False) -> go.Figure:
+    fig.update_layout(
+        template="plotly_white",
+        height=HEIGHT,
+        margin={"l": 70, "r": 30, "t": 50, "b": 60},
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
+        hovermode="x unified",
+        font={"family": "sans-serif", "size": 12},
+    )
+    fig.update_xaxes(
+        title_text=x_title,
+        showgrid=True,
+        gridcolor="#e5e5e5",
+        ticks="outside",
+        showline=True,
+        linecolor="#888",
+        zeroline=False,
+    )
+    fig.update_yaxes(
+        title_text=y_title,
+        showgrid=True,
+        gridcolor="#e5e5e5",
+        ticks="outside",
+        showline=True,
+        linecolor="#888",
+        zeroline=False,
+        rangemode="tozero" if not log_y else "normal",
+        type="log" if log_y else "linear",
+        tickvals=LOG_TICKS if log_y else None,
+        ticktext=[f"{v:g}" for v in LOG_TICKS] if log_y else None,
+    )
+    return fig
+
+
+def _moments(fig: go.Figure, report: dict[str, Any]) -> None:
+    """The ramp's end, the window (shaded) and the kill, on a time axis."""
+    phases: dict[str, float] = report.get("phases", {})
+    window = report.get("window", {})
+    start, end = window.get("from"), window.get("to")
+    if start is not None and end is not None:
+        fig.add_vrect(
+            x0=start,
+            x1=end,
+            fillcolor="#2ca02c",
+            opacity=0.07,
+            line_width=0,
+            layer="below",
+            annotation_text="measurement window",
+            annotation_position="top left",
+            annotation_font_size=11,
+        )
+    if "settling" in phases:
+        fig.add_vline(
+            x=phases["settling"],
+            line_dash="dot",
+            line_color="#555",
+            annotation_text="ramp end",
+            annotation_position="top right",
+            annotation_font_size=11,
+        )
+    if "wind-down" in phases:
+        fig.add_vline(
+            x=phases["wind-down"], line_dash="dot", line_color="#999",
+            annotation_text="wind-down", annotation_position="top right", annotation_font_size=11,
+        )  # fmt: skip
+    fo = report.get("failover")
+    if fo and fo.get("killed_at") is not None:
+        fig.add_vline(
+            x=fo["killed_at"],
+            line_dash="dash",
+            line_color=THRESHOLD,
+            annotation_text=f"kill {fo.get('front_end') or ''}",
+            annotation_position="bottom right",
+            annotation_font_size=11,
+        )
+
+
+def _threshold(
+    fig: go.Figure, y: float, label: str, *, log: bool = False, yref: str = "y", right: bool = False
+) -> None:
+    """A dashed horizontal line at ``y`` across the plot, named in the legend (so no label
+    sits on the data). ``log`` and ``right`` are kept for callers; a shape on a log axis is
+    placed by its value."""
+    del log, right
+    fig.add_shape(
+        type="line",
+        xref="paper",
+        x0=0,
+        x1=1,
+        yref=yref,
+        y0=y,
+        y1=y,
+        line={"color": THRESHOLD, "dash": "dash", "width": 1},
+    )
+    fig.add_scatter(
+        x=[None],
+        y=[None],
+        mode="lines",
+        name=label,
+        yaxis=yref,
+        line={"color": THRESHOLD, "dash": "dash", "width": 1},
+        hoverinfo="skip",
+    )
+
+
+def throughput(report: dict[str, Any]) -> Chart | None:
+    ts = report.get("timeseries", [])
+    if not ts:
+        return None
+    t = [s["t"] for s in ts]
+    fig = go.Figure()
+    fig.add_scatter(
+        x=t,
+        y=[s["ops"] - s["errors"] for s in ts],
+        name="completed OK",
+        mode="lines",
+        line_color=COLORS[0],
+    )
+    fig.add_scatter(
+        x=t, y=[s["errors"] for s in ts], name="errors", mode="lines", line_color=COLORS[1]
+    )
+    fig.add_scatter(
+        x=t,
+        y=[s.get("late", 0) for s in ts],
+        name="started late",
+        mode="lines",
+        line_color=COLORS[4],
+    )
+    _moments(fig, report)
+    return Chart(
+        "throughput",
+        "Throughput: operations per second (by intended start)",
+        _layout(fig, "run time (s)", "operations / s"),
+    )
+
+
+def latency(report: dict[str, Any]) -> Chart | None:
+    ts = report.get("timeseries", [])
+    if not ts:
+        return None
+    t = [s["t"] for s in ts]
+    fig = go.Figure()
+    fig.add_scatter(
+        x=t,
+        y=[_positive(s.get("p50_ms", 0.0)) for s in ts],
+        name="p50",
+        mode="lines",
+        line_color=COLORS[2],
+    )
+    fig.add_scatter(
+        x=t, y=[_positive(s["p99_ms"]) for s in ts], name="p99", mode="lines", line_color=COLORS[0]
+    )
+    _moments(fig, report)
+    target = report.get("config", {}).get("thresholds", {}).get("p99_ms")
+    if target:
+        _threshold(fig, float(target), f"p99 target {target:g} ms", log=True)
+    return Chart(
+        "latency",
+        "Latency per second, all operations (client side, from the intended start)",
+        _layout(fig, "run time (s)", "latency (ms)", log_y=True),
+    )
+
+
+def _positive(v: float) -> float | None:
+    """A value a log axis can show; None (a gap in the line) for a second without one."""
+    return v if v > 0 else None
+
+
+def percentiles(report: dict[str, Any]) -> Chart | None:
+    ops = {
+        n: o
+        for n, o in report.get("operations", {}).items()
+        if o.get("window", {}).get("count") or o.get("count")
+    }
+    if not ops:
+        return None
+    names = list(ops)
+    fig = go.Figure()
+    for i, p in enumerate(("p50", "p90", "p99", "p99.9")):
+        fig.add_bar(
+            x=names,
+            y=[max(_window_or_run(ops[n])[p], 1e-3) for n in names],
+            name=p,
+            marker_color=COLORS[i],
+            hovertemplate="%{x} " + p + ": %{y:.2f} ms<extra></extra>",
+        )
+    target = report.get("config", {}).get("thresholds", {}).get("p99_ms")
+    if target:
+        _threshold(fig, float(target), f"p99 target {target:g} ms", log=True)
+    fig.update_layout(barmode="group")
+    chart = _layout(fig, "operation", "latency (ms)", log_y=True)
+    chart.update_layout(hovermode="closest")
+    where = (
+        "the measurement window"
+        if report.get("window", {}).get("from") is not None
+        else "the whole run (no window)"
+    )
+    return Chart("percentiles", f"Latency percentiles per operation, {where}", chart)
+
+
+def _window_or_run(o: dict[str, Any]) -> dict[str, float]:
+    w = o.get("window", {})
+    return w if w.get("count") else o
+
+
+def processor(report: dict[str, Any]) -> Chart | None:
+    fronts = report.get("front_ends", {})
+    if not fronts:
+        return None
+    fig = go.Figure()
+    for i, (fe, f) in enumerate(fronts.items()):
+        fig.add_scatter(
+            x=[s[0] for s in f["samples"]],
+            y=[s[1] for s in f["samples"]],
+            name=fe,
+            mode="lines",
+            line_color=COLORS[i % len(COLORS)],
+        )
+    if "pool" in report:
+        samples = report["pool"]["samples"]
+        fig.add_scatter(
+            x=[s[0] for s in samples],
+            y=[s[1] for s in samples],
+            name="pool total",
+            mode="lines",
+            line={"color": "#333", "dash": "dot"},
+        )
+    _moments(fig, report)
+    target = report.get("config", {}).get("thresholds", {}).get("cpu_percent")
+    if target:
+        _threshold(fig, float(target), f"target {target:g}%")
+    return Chart(
+        "processor",
+        "Front-end processor (% of one core)",
+        _layout(fig, "run time (s)", "processor (% of one core)"),
+    )
+
+
+def endpoints(report: dict[str, Any]) -> Chart | None:
+    fronts = report.get("front_ends", {})
+    if not fronts:
+        return None
+    fig = go.Figure()
+    for i, (fe, f) in enumerate(fronts.items()):
+        fig.add_scatter(
+            x=[s[0] for s in f["samples"]],
+            y=[s[3] for s in f["samples"]],
+            name=fe,
+            mode="lines",
+            line_color=COLORS[i % len(COLORS)],
+        )
+    _moments(fig, report)
+    return Chart(
+        "endpoints", "Registered endpoints per front end", _layout(fig, "run time (s)", "endpoints")
+    )
+
+
+def client_server(report: dict[str, Any]) -> Chart | None:
+    rows = report.get("server_latency", {}).get("rows", [])
+    rows = [r for r in rows if r.get("server_p99_ms") is not None]
+    if not rows:
+        return None
+    names = [f"{r['operation']} ({r['rpc']})" for r in rows]
+    fig = go.Figure()
+    fig.add_bar(
+        x=names,
+        y=[max(r["client_p99_ms"], 1e-3) for r in rows],
+        name="client p99",
+        marker_color=COLORS[0],
+        hovertemplate="%{x}: client p99 %{y:.2f} ms<extra></extra>",
+    )
+    fig.add_bar(
+        x=names,
+        y=[max(r["server_p99_ms"], 1e-3) for r in rows],
+        name="pool p99 (its own histogram)",
+        marker_color=COLORS[2],
+        hovertemplate="%{x}: pool p99 %{y:.3f} ms<extra></extra>",
+    )
+    fig.add_bar(
+        x=names,
+        y=[max(r["client_p50_ms"], 1e-3) for r in rows],
+        name="client p50",
+        marker_color="#9ecae1",
+        hovertemplate="%{x}: client p50 %{y:.2f} ms<extra></extra>",
+    )
+    fig.add_bar(
+        x=names,
+        y=[max(r["server_p50_ms"] or 0, 1e-3) for r in rows],
+        name="pool p50",
+        marker_color="#a1d99b",
+        hovertemplate="%{x}: pool p50 %{y:.3f} ms<extra></extra>",
+    )
+    fig.update_layout(barmode="group")
+    chart = _layout(fig, "operation (RPC)", "latency (ms)", log_y=True)
+    chart.update_layout(hovermode="closest")
+    return Chart(
+        "client-server",
+        "Client against pool latency per RPC, in the window",
+        chart,
+        report.get("server_latency", {}).get("note", ""),
+    )
+
+
+def driver_health(report: dict[str, Any]) -> Chart | None:
+    drivers = report.get("driver", {}).get("drivers", {})
+    if not drivers:
+        return None
+    fig = go.Figure()
+    for i, (name, d) in enumerate(drivers.items()):
+        s = d.get("samples", [])
+        fig.add_scatter(
+            x=[x[0] for x in s],
+            y=[x[1] for x in s],
+            name=f"{name} processor %",
+            mode="lines",
+            line_color=COLORS[i % len(COLORS)],
+        )
+        fig.add_scatter(
+            x=[x[0] for x in s],
+            y=[x[2] for x in s],
+            name=f"{name} loop lag p99 (ms)",
+            mode="lines",
+            line={"color": COLORS[i % len(COLORS)], "dash": "dot"},
+            yaxis="y2",
+        )
+    _moments(fig, report)
+    _threshold(fig, 85.0, "processor limit 85%")
+    chart = _layout(fig, "run time (s)", "processor (% of one core)")
+    chart.update_layout(
+        yaxis2={
+            "title": {"text": "loop lag p99 (ms)"},
+            "overlaying": "y",
+            "tickmode": "auto",
+            "side": "right",
+            "showgrid": False,
+            "ticks": "outside",
+            "rangemode": "tozero",
+        },
+        margin={"l": 70, "r": 70, "t": 50, "b": 60},
+    )
+    return Chart("driver", "The load driver: its processor and event-loop lag (limit 20 ms)", chart)
+
+
+def memory(report: dict[str, Any]) -> Chart | None:
+    mem = report.get("memory")
+    if not mem or not mem.get("samples"):
+        return None
+    samples = mem["samples"]
+    fig = go.Figure()
+    t = [s["t"] for s in samples]
+    fig.add_scatter(
+        x=t,
+        y=[s.get("driver", 0) / 2**20 for s in samples],
+        name="driver",
+        mode="lines",
+        line_color=COLORS[0],
+    )
+    fes = sorted({fe for s in samples for fe in s.get("front_ends", {})})
+    for i, fe in enumerate(fes):
+        fig.add_scatter(
+            x=t,
+            y=[s.get("front_ends", {}).get(fe, math.nan) / 2**20 for s in samples],
+            name=fe,
+            mode="lines",
+            line_color=COLORS[(i + 1) % len(COLORS)],
+        )
+    _moments(fig, report)
+    return Chart("memory", "Memory (resident set) over time", _layout(fig, "run time (s)", "MiB"))
+
+
+def run_charts(report: dict[str, Any]) -> list[Chart]:
+    made = [
+        throughput(report),
+        latency(report),
+        percentiles(report),
+        processor(report),
+        endpoints(report),
+        client_server(report),
+        driver_health(report),
+        memory(report),
+    ]
+    return [c for c in made if c is not None]
+
+
+def plan_chart(doc: dict[str, Any]) -> Chart | None:
+    """Throughput and p99 against users per front end, the fitted USL curve with its band,
+    the targets and the answer."""
+    points = [p for p in doc.get("points", []) if p.get("error") is None and p.get("throughput")]
+    if not points:
+        return None
+    fig = go.Figure()
+    per_fe = [p.get("per_fe", p["users"] / max(1, p["front_ends"])) for p in points]
+    ok = [p["passed"] for p in points]
+    fig.add_scatter(
+        x=per_fe,
+        y=[p["throughput"] for p in points],
+        mode="markers",
+        name="throughput (window)",
+        marker={
+            "size": 10,
+            "color": [COLORS[2] if o else COLORS[1] for o in ok],
+            "symbol": ["circle" if o else "x" for o in ok],
+        },
+        hovertemplate="%{x:,.0f} users per FE: %{y:,.1f} calls/s<extra></extra>",
+    )
+    fig.add_scatter(
+        x=per_fe,
+        y=[p["worst_p99_ms"] for p in points],
+        mode="markers+lines",
+        name="worst p99 (ms)",
+        marker={"size": 8, "color": COLORS[3]},
+        line={"dash": "dot", "color": COLORS[3]},
+        yaxis="y2",
+        hovertemplate="%{x:,.0f} users per FE: p99 %{y:.1f} ms<extra></extra>",
+    )
+    fit = doc.get("fit")
+    if fit:
+        top = max(per_fe) * 1.3
+        xs = [top * i / 100 for i in range(1, 101)]
+        fes = max(1, points[0]["front_ends"])
+        curve = [_usl(x * fes, fit["lambda"], fit["sigma"], fit["kappa"]) for x in xs]
+        fig.add_scatter(x=xs, y=curve, mode="lines", name="USL fit", line={"color": COLORS[0]})
+        band = [(b[0] / fes, b[1], b[2]) for b in fit.get("band", []) if b[0] / fes <= top]
+        if band:
+            fig.add_scatter(
+                x=[b[0] for b in band],
+                y=[b[2] for b in band],
+                mode="lines",
+                line={"width": 0},
+                showlegend=False,
+                hoverinfo="skip",
+            )
+            fig.add_scatter(
+                x=[b[0] for b in band],
+                y=[b[1] for b in band],
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor="rgba(31,119,180,0.15)",
+                name="95% band",
+                hoverinfo="skip",
+            )
+    answer = (doc.get("users_per_fe") or {}).get("largest_passing")
+    if answer:
+        fig.add_vline(
+            x=answer,
+            line_color=COLORS[2],
+            annotation_text=f"answer {answer:,.0f} per FE",
+            annotation_position="top left",
+            annotation_font_size=11,
+        )
+    fig.add_vline(
+        x=doc.get("lync_users_per_fe", 6660),
+        line_dash="dot",
+        line_color="#555",
+        annotation_text="Lync 6,660 per FE",
+        annotation_position="top right",
+        annotation_font_size=11,
+    )
+    target = (doc.get("options") or {}).get("p99_target_ms")
+    chart = _layout(fig, "users per front end", "throughput (calls / s)")
+    chart.update_layout(
+        yaxis2={
+            "title": {"text": "worst p99 (ms)"},
+            "overlaying": "y",
+            "tickmode": "array",
+            "side": "right",
+            "showgrid": False,
+            "ticks": "outside",
+            "type": "log",
+            "tickvals": LOG_TICKS,
+            "ticktext": [f"{v:g}" for v in LOG_TICKS],
+            "range": _log_range(
+                [p["worst_p99_ms"] for p in points] + ([float(target)] if target else [])
+            ),
+        },
+        margin={"l": 70, "r": 70, "t": 50, "b": 60},
+        hovermode="closest",
+    )
+    chart.update_xaxes(rangemode="tozero")
+    if target:
+        _threshold(
+            chart,
+            float(target),
+            f"p99 target {float(target):g} ms",
+            log=True,
+            yref="y2",
+            right=True,
+        )
+    return Chart("plan", "Throughput and p99 against users per front end, with the USL fit", chart)
+
+
+def _log_range(values: list[float]) -> list[float]:
+    """A log axis range (log10 units) holding ``values`` with room either side."""
+    shown = [v for v in values if v > 0] or [1.0]
+    return [math.log10(min(shown) / 3), math.log10(max(shown) * 3)]
+
+
+def _usl(n: float, lam: float, sigma: float, kappa: float) -> float:
+    return lam * n / (1.0 + sigma * (n - 1.0) + kappa * n * (n - 1.0))
+
+
+def div(chart: Chart) -> str:
+    """One chart as a section of the page (the plotly.js library is in ``head``)."""
+    body = chart.figure.to_html(
+        full_html=False,
+        include_plotlyjs=False,
+        div_id=f"chart-{chart.key}",
+        default_height=f"{HEIGHT}px",
+        config={"displaylogo": False, "responsive": True},
+    )
+    note = f'<p class="note">{html.escape(chart.note)}</p>' if chart.note else ""
+    return f'<section class="chart"><h3>{html.escape(chart.title)}</h3>{body}{note}</section>'
+
+
+def head() -> str:
+    """The ``<script>`` that carries plotly.js itself (so the page works offline)."""
+    return f'<script type="text/javascript">{get_plotlyjs()}</script>'
