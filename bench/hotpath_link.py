@@ -24,7 +24,7 @@ from typing import Any, cast
 
 from enterprise.actors import Handle, RayTransport
 from enterprise.link import Links
-from enterprise.wire import Deliver, Message, Reply
+from enterprise.wire import Deliver, Message, Packed, Reply, pack
 
 PEER = "peer"
 SENDER = "sender"
@@ -60,11 +60,11 @@ class LinkPeer:
     def __init__(self) -> None:
         self.received = 0
 
-    async def exchange(self, src: str, items: list[Message]) -> list[Reply]:
+    async def exchange(self, src: str, items: list[Packed]) -> list[Reply]:
         self.received += len(items)
         return [None] * len(items)
 
-    async def deliver(self, item: Message) -> None:
+    async def deliver(self, item: Packed) -> None:
         self.received += 1
 
     async def count(self) -> int:
@@ -97,7 +97,7 @@ class LinkSender:
                 if mode == "batched":
                     await link.request(item)
                 else:
-                    await peer.deliver.remote(item)
+                    await peer.deliver.remote(pack(item))  # as RayTransport sends it
                 latencies.append(pc() - t0)
 
         start = pc()

@@ -27,7 +27,7 @@ from enterprise.node import FrontEndNode
 from enterprise.options import PoolOptions as PoolOptions
 from enterprise.replica import GroupData, ReplicatingStore
 from enterprise.routing_table import RoutingTable
-from enterprise.wire import Failure, Message, Reply
+from enterprise.wire import Failure, Message, Packed, Reply, pack, unpack
 from pool.api.metrics import Metrics, serve_metrics
 from pool.api.server import FrontEndServer, start_front_end
 from pool.clock import SystemClock
@@ -84,7 +84,8 @@ class RayTransport:
         return handle
 
     async def exchange(self, dst: str, src: str, items: list[Message]) -> list[Reply]:
-        replies: list[Reply] = await self._handle(dst).exchange.remote(src, items)
+        packed = [pack(item) for item in items]
+        replies: list[Reply] = await self._handle(dst).exchange.remote(src, packed)
         return replies
 
     async def fabric(self, method: str, *args: Any) -> Any:
@@ -161,8 +162,9 @@ class FrontEndActor:
 
     # --- what peers ask ---
 
-    async def exchange(self, src: str, items: list[Message]) -> list[Reply]:
-        return await self.node.answer(src, items)
+    async def exchange(self, src: str, items: list[Packed]) -> list[Reply]:
+        """A batch from ``src`` (packed by ``RayTransport.exchange``)."""
+        return await self.node.answer(src, [unpack(item) for item in items])
 
     # --- what the fabric asks ---
 

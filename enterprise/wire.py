@@ -7,7 +7,8 @@ that travels in one transport call; its answer is one ``Reply`` per message, in 
 A domain error raised on the far side travels back as a ``Failure``: the gRPC status code,
 message and metadata the adapter would have sent (``pool.api.status``, the one table), and
 becomes the same domain error again on this side, a ``Redirect`` with its home address
-included.
+included. Across Ray a message travels packed (``pack``: its type's tag, then its fields),
+and is unpacked at the far edge (``unpack``) before anything reads it.
 
 Messages (``src`` is always the sending front end):
 
@@ -30,7 +31,8 @@ from __future__ import annotations
 
 import enum
 import operator
-from collections.abc import Sequence
+import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, Protocol, TypeAlias, TypeVar
 
@@ -223,6 +225,38 @@ Message: TypeAlias = (
 )
 #: the name the rest of the code (and older tests) use for one message of a batch
 Item: TypeAlias = Message
+
+# --- across Ray: packed at the edge ---
+
+#: a message as it crosses Ray: its type's index in ``MESSAGES``, then its fields. Plain
+#: tuples of strings and numbers travel as msgpack, without a pickler per object (Ray pickles
+#: each object msgpack cannot hold on its own, which costs more than the rest of the trip).
+Packed: TypeAlias = tuple[object, ...]
+MESSAGES: tuple[type[Message], ...] = typing.get_args(Message)
+_TAGS = {cls: tag for tag, cls in enumerate(MESSAGES)}
+
+
+def _values(cls: type[Message]) -> Callable[[Message], tuple[object, ...]]:
+    names = [f.name for f in fields(cls)]
+    get = operator.attrgetter(*names)
+    if len(names) == 1:
+        return lambda message: (get(message),)
+    return get  # several names: attrgetter returns their tuple
+
+
+_VALUES = {cls: _values(cls) for cls in MESSAGES}
+
+
+def pack(message: Message) -> Packed:
+    cls = type(message)
+    return (_TAGS[cls], *_VALUES[cls](message))
+
+
+def unpack(packed: Packed) -> Message:
+    tag = packed[0]
+    assert isinstance(tag, int)
+    return MESSAGES[tag](*packed[1:])  # type: ignore[arg-type]
+
 
 # --- replies ---
 

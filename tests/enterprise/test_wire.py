@@ -81,3 +81,8 @@ def test_messages_and_replies_survive_pickling() -> None:
     back = pickle.loads(pickle.dumps(sent, protocol=5))
     assert back == sent
     assert [type(m) for m in back] == [type(m) for m in sent]
+    messages = [m for m in sent if isinstance(m, wire.MESSAGES)]
+    packed = [wire.pack(m) for m in messages]
+    assert all(type(p) is tuple for p in packed)
+    assert packed[0][1:] == ("ep-1", ConversationEnded("c-g1-x", "left", 1.0))
+    assert [wire.unpack(p) for p in pickle.loads(pickle.dumps(packed))] == messages
