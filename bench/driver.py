@@ -23,7 +23,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from bench.failover import Failover
@@ -49,6 +49,9 @@ OP_NAME = {
 SETTLE_S = 5.0  # at the end, messages in flight get this long to arrive
 READ_RETRY_S = 0.25  # an event reader whose front end went away tries again after this
 LEDGER_TRIES = 3  # reading back one acknowledged write: attempts before it counts as unreadable
+UNCERTAIN_KEPT = 8  # failed writes kept per user after its last acknowledged one
+UNDELIVERED_AFTER_S = 120.0  # a message not delivered by then is counted undelivered, forgotten
+SWEEP_S = 10.0  # how often the driver forgets what it no longer needs
 
 
 def code_of(exc: BaseException) -> str:
@@ -93,17 +96,27 @@ class Ledger:
 
     ``uncertain`` keeps, per user, the writes tried after the last acknowledged one that failed:
     a failure (a crash under way, say) does not prove the write was not applied, so reading
-    one of those back is no loss; reading back anything older is."""
+    one of those back is no loss; reading back anything older is.
+
+    Bounded per user: the latest acknowledged value and at most ``UNCERTAIN_KEPT`` failed
+    ones after it; a user with more (``overflowed``) whose read-back matches none of them is
+    unverifiable, not lost (the value may be one of those forgotten)."""
 
     presence: dict[int, tuple[int, str]] = field(default_factory=dict)
     uncertain: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
+    overflowed: set[int] = field(default_factory=set)
 
     def acknowledged(self, user: int, value: tuple[int, str]) -> None:
         self.presence[user] = value
         self.uncertain.pop(user, None)
+        self.overflowed.discard(user)
 
     def failed(self, user: int, value: tuple[int, str]) -> None:
-        self.uncertain.setdefault(user, []).append(value)
+        kept = self.uncertain.setdefault(user, [])
+        kept.append(value)
+        if len(kept) > UNCERTAIN_KEPT:
+            del kept[0]
+            self.overflowed.add(user)
 
 
 class Driver:
@@ -112,7 +125,7 @@ class Driver:
         config: DriverConfig,
         model: UserModel,
         pop: Population,
-        plan: list[Planned],
+        plan: Iterable[Planned],
         recorder: Recorder | None = None,
         failover: Failover | None = None,
     ) -> None:
@@ -120,7 +133,10 @@ class Driver:
         self.model = model
         self.pop = pop
         mine = set(config.user_indices)
-        self.plan = [p for p in plan if p.user in mine]
+        #: the schedule, read as the run goes (a ``bench.schedule.Schedule`` is generated so)
+        self.plan: Iterable[Planned] = (
+            plan if len(mine) == pop.users else (p for p in plan if p.user in mine)
+        )
         self.users = sorted(mine)
         self.rec = recorder or Recorder()
         self.ledger = Ledger()
@@ -134,14 +150,21 @@ class Driver:
         self.accepted: dict[str, asyncio.Event] = {}
         self.sent_at: dict[str, float] = {}  # message tag -> when the send was called
         self.sent_in: dict[str, str] = {}  # message tag -> its conversation
-        #: conversation -> its simulated users (kept to the end: a fail-over's report needs them)
+        #: conversation -> its simulated users (with a fail-over, kept to the end: its report
+        #: needs them; otherwise forgotten when the conversation ends)
         self.members: dict[str, tuple[int, ...]] = {}
+        #: conferences this driver has under way (the harness compares it with
+        #: ``bench.schedule.expected_conferences``)
+        self.conferences_open = 0
         self.failover = failover
         self.enterprise = len(config.addresses) > 1
         self._tag = 0
         self._delivered = asyncio.Event()  # set whenever no sent message awaits delivery
         self.t0 = 0.0
         self.stopping = False
+        #: run time the schedule ends at: ``cfg.duration``, or sooner after ``stop()``
+        self.end_at = config.duration
+        self._schedule: asyncio.Task[None] | None = None
         self.progress: Callable[[Driver], None] | None = None
 
     # --- time ---
@@ -157,21 +180,41 @@ class Driver:
 
     # --- the run ---
 
+    def stop(self) -> None:
+        """End the run now (Ctrl-C, SIGTERM): no new operation starts; what is under way
+        finishes as at the planned end, and ``run`` returns what was measured."""
+        if self.stopping:
+            return
+        self.end_at = min(self.end_at, self.now())
+        self.stopping = True
+        if self._schedule is not None:
+            self._schedule.cancel()
+
+    async def _follow_schedule(self) -> None:
+        for op in self.plan:
+            await self._until(op.at)
+            if self.now() >= self.end_at:
+                break
+            self._start(op)
+        await self._until(self.end_at)
+
     async def run(self) -> Recorder:
         self.t0 = time.perf_counter()
-        signins = [Planned(self.pop.sign_in_at[u], u, Kind.PUBLISH) for u in self.users]
+        signins = (Planned(self.pop.sign_in_at[u], u, Kind.PUBLISH) for u in self.users)
         ramp = asyncio.create_task(self._ramp(signins))
         kill = asyncio.create_task(self.failover.run(self)) if self.failover else None
+        sweep = asyncio.create_task(self._sweep())
+        self._schedule = asyncio.create_task(self._follow_schedule())
         try:
-            for op in self.plan:
-                await self._until(op.at)
-                if self.now() >= self.cfg.duration:
-                    break
-                self._start(op)
-            await self._until(self.cfg.duration)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._schedule  # cancelled by stop()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError  # run() itself was cancelled
         finally:
             self.stopping = True
-            for task in (ramp, kill):
+            self._schedule.cancel()
+            for task in (ramp, kill, sweep):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -181,20 +224,43 @@ class Driver:
             self._delivered.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._delivered.wait(), SETTLE_S)
-        lost = 0
-        if self.failover is not None:
-            fo = self.failover
-            for tag, sent in self.sent_at.items():
-                cid = self.sent_in.get(tag, "")
-                if fo.during(sent) or fo.broken(cid, self.members.get(cid, ())):
-                    lost += 1  # sent in the window, or in a conversation the crash broke
-            if lost:
-                self.rec.count("im_messages_lost_in_failover", lost)
-        self.rec.count("im_messages_undelivered", len(self.sent_at) - lost)
+        self._undelivered(list(self.sent_at))
+        self.rec.count("im_messages_undelivered", 0)
         await self.verify_ledger()
         self._count_reconnections()
         await self.close()
         return self.rec
+
+    def _undelivered(self, tags: list[str]) -> None:
+        """Count the messages ``tags`` as never delivered (lost in the fail-over when sent in
+        its window or in a conversation the crash broke) and forget them."""
+        fo = self.failover
+        lost = 0
+        for tag in tags:
+            sent = self.sent_at.pop(tag)
+            cid = self.sent_in.pop(tag, "")
+            if fo is not None and (fo.during(sent) or fo.broken(cid, self.members.get(cid, ()))):
+                lost += 1
+        if lost:
+            self.rec.count("im_messages_lost_in_failover", lost)
+        if len(tags) > lost:
+            self.rec.count("im_messages_undelivered", len(tags) - lost)
+
+    async def _sweep(self) -> None:
+        """Every ``SWEEP_S``: messages sent longer than ``UNDELIVERED_AFTER_S`` ago count as
+        undelivered and are forgotten, so what the driver keeps stays bounded."""
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            cutoff = self.now() - UNDELIVERED_AFTER_S / self.cfg.speedup
+            # sent_at is in sending order (dicts keep insertion order)
+            old: list[str] = []
+            for tag, sent in self.sent_at.items():
+                if sent >= cutoff:
+                    break
+                old.append(tag)
+            if old:
+                self._undelivered(old)
+            self.rec.series.advance(self.now())
 
     def _count_reconnections(self) -> None:
         endpoints = [s for sessions in self.sessions.values() for s in sessions]
@@ -266,7 +332,9 @@ class Driver:
         except (PoolError, TimeoutError) as exc:
             end = self.now()
             caught = fo is not None and self._broken_by(fo, at, end, conversation)
-            self.rec.record(name, at, end - at, code_of(exc), failover=caught)
+            code = code_of(exc)
+            self.rec.record(name, at, end - at, code, failover=caught)
+            self.rec.error_sample(name, code, str(exc) or type(exc).__name__)
             return None
         end = self.now()
         caught = fo is not None and fo.in_window(at, end)
@@ -289,7 +357,7 @@ class Driver:
 
     # --- sign-in ramp ---
 
-    async def _ramp(self, signins: list[Planned]) -> None:
+    async def _ramp(self, signins: Iterator[Planned]) -> None:
         for op in signins:
             await self._until(op.at)
             self._spawn(self._sign_in(op.user, op.at))
@@ -480,8 +548,13 @@ class Driver:
         if tag in self.sent_at:
             self.sent_in[tag] = cid
         self.rec.count("im_messages_sent")
+        try:
+            await self._im_messages(op, cid, caller, callee)
+        finally:
+            self._ended(cid)
+
+    async def _im_messages(self, op: Planned, cid: str, caller: Session, callee: Session) -> None:
         if not await self._wait_accepted(cid):
-            self.accepted.pop(cid, None)
             with contextlib.suppress(PoolError):
                 await caller.leave(cid)
             return
@@ -489,14 +562,19 @@ class Driver:
         interval = self.model.message_interval_s / self.cfg.speedup
         for k in range(1, self.model.messages_per_session):
             at = op.at + k * interval
-            if at >= self.cfg.duration or self.stopping:
+            if at >= self.end_at or self.stopping:
                 break
             await self._until(at)
             if not await self._send(caller if k % 2 == 0 else callee, cid, at):
                 break
-        self.accepted.pop(cid, None)
         with contextlib.suppress(PoolError):
             await caller.leave(cid)
+
+    def _ended(self, cid: str) -> None:
+        """Forget a conversation that ended (kept to the end of a fail-over run)."""
+        self.accepted.pop(cid, None)
+        if self.failover is None:
+            self.members.pop(cid, None)
 
     async def _conference(self, op: Planned) -> None:
         size = self._choose(self.model.conference_sizes)
@@ -516,15 +594,30 @@ class Driver:
         cid = conv.conversation_id
         self.members[cid] = (op.user, *others)
         self.rec.count("conferences")
-        members = [organizer] + [self.sessions[u][0] for u in others]
-        length = self.model.conference_minutes * 60 / self.cfg.speedup
+        if op.remaining < 1.0:
+            self.rec.count("conferences_in_progress_at_sign_in")
+        self.conferences_open += 1
+        try:
+            await self._conference_messages(
+                op, cid, [organizer, *(self.sessions[u][0] for u in others)]
+            )
+        finally:
+            self.conferences_open -= 1
+            self._ended(cid)
+
+    async def _conference_messages(self, op: Planned, cid: str, members: list[Session]) -> None:
+        """The conference's messages over what is left of its length (``op.remaining``: all
+        of it, or what a conference in progress at the organizer's sign-in has left), then
+        everyone leaves."""
+        length = op.remaining * self.model.conference_minutes * 60 / self.cfg.speedup
+        per_member = self.model.messages_per_conference_user * op.remaining
         sends = sorted(
             (op.at + self.rng.uniform(0, length), m)
             for m in range(len(members))
-            for _ in range(self.model.messages_per_conference_user)
+            for _ in range(int(per_member) + (self.rng.random() < per_member % 1))
         )
         for at, who in sends:
-            if at >= self.cfg.duration or self.stopping:
+            if at >= self.end_at or self.stopping:
                 break
             await self._until(at)
             await self._send(members[who], cid, at)
@@ -564,5 +657,7 @@ class Driver:
             if seen != acked:
                 if seen in self.ledger.uncertain.get(user, ()):
                     self.rec.count("ledger_unacknowledged_applied")
+                elif user in self.ledger.overflowed:
+                    self.rec.count("ledger_unverifiable")
                 else:
                     self.rec.count("ledger_lost")

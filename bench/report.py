@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench import memory
 from bench.probe import FrontEndSeries
 from bench.stats import PERCENTILES, Recorder, summary
 
@@ -41,6 +42,7 @@ class Thresholds:
     p99_ms: float = 100.0  # store queue latency target, applied to every operation
     error_ratio: float = 0.01
     late_ratio: float = 0.01  # more late starts than this: the driver could not keep up
+    memory_growth_pct_per_hour: float = 5.0  # after warm-up, driver and pool (bench.memory)
 
 
 def _errors(name: str, codes: dict[str, int]) -> int:
@@ -125,16 +127,7 @@ def build(
         errors += e
         late += stats.late
         started += n
-    seconds = sorted(rec.seconds)
-    series = [
-        {
-            "t": t,
-            "ops": rec.seconds[t].completed,
-            "errors": rec.seconds[t].errors,
-            "p99_ms": summary(rec.seconds[t].histogram)["p99"],
-        }
-        for t in seconds
-    ]
+    series = rec.series.rows()  # per second, 10 s or minute by age (bench.series)
     front_ends: dict[str, dict[str, Any]] = {
         fe: {
             "address": s.address,
@@ -344,6 +337,15 @@ def text(report: dict[str, Any]) -> str:
         )
     if "failover" in report:
         lines += ["", *failover_text(report["failover"])]
+    if "memory" in report:
+        lines += ["", *memory.text(report["memory"])]
+    rebuilt = report.get("rebuilt")
+    if rebuilt is not None and not rebuilt["complete"]:
+        lines += [
+            "",
+            f"rebuilt from the folder of a run that did not finish: measured until "
+            f"{rebuilt['measured_until_s']:.0f} s (no read-back of acknowledged writes)",
+        ]
     v = report["verdict"]
     lines += ["", f"verdict: {'PASS' if v['pass'] else 'FAIL'}"]
     for chk in v["checks"]:
@@ -501,8 +503,8 @@ def write(report: dict[str, Any], folder: Path) -> list[Path]:
             w.writerow([name, *[o[c] for c in cols]])
     with paths[2].open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["t", "ops", "errors", "p99_ms"])
+        w.writerow(["t", "span", "ops", "errors", "p99_ms"])  # ops, errors: per second
         for s in report["timeseries"]:
-            w.writerow([s["t"], s["ops"], s["errors"], s["p99_ms"]])
+            w.writerow([s["t"], s.get("span", 1), s["ops"], s["errors"], s["p99_ms"]])
     paths[3].write_text(html_page(report))
     return paths

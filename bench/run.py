@@ -16,12 +16,21 @@ driver crashes a front end (``--kill-front-end FE``; default the one with the mo
 users then, never fe1 if another will do) through ``PoolAdmin.StopFrontEnd`` and measures the
 fail-over (``bench.failover``): the report gets a fail-over section, errors caught in it do not
 count against the verdict, and a lost acknowledged write still fails it.
+
+The schedule is generated as the run goes and the run's folder (``--out``) is written as it
+goes (``bench.folder``): a run stopped or killed leaves what it measured, and `poolsim report
+FOLDER` builds its report. Ctrl-C or SIGTERM ends a run cleanly at any point: the operations
+under way finish, the report covers what was measured, the pool is stopped (a second one
+cancels at once; the pool is still stopped). Memory of the driver and of every front end is
+sampled throughout (``bench.memory``) and judged after the warm-up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import signal
 import sys
 import tempfile
 import time
@@ -30,13 +39,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import memory, report
 from bench.driver import Driver, DriverConfig
 from bench.failover import Failover, KillPlan
+from bench.folder import RunFolder
 from bench.model import UserModel, level_model
 from bench.pool_process import PoolProcess, start_standard
 from bench.probe import Probe
-from bench.schedule import Population, plan, population
+from bench.schedule import Population, Schedule, population
+from bench.series import Series
 from bench.stats import Recorder, summary
 from bench.workers import run_workers
 from pool._proto.poolsim.v1 import admin_pb2 as apb
@@ -114,11 +125,11 @@ class Progress:
     def line(self) -> str:
         d = self.driver
         t = d.now()
-        done = sum(s.completed for s in d.rec.seconds.values())
-        errs = sum(s.errors for s in d.rec.seconds.values())
+        done = d.rec.series.completed
+        errs = d.rec.series.errors
         rate = (done - self._last[1]) / max(t - self._last[0], 1e-9)
         self._last = (t, done)
-        recent = d.rec.seconds.get(int(t) - 1)
+        recent = d.rec.series.second(int(t) - 1)
         p99 = summary(recent.histogram)["p99"] if recent else 0.0
         return (
             f"\r{t:5.0f}/{self.duration:.0f} s  users signed in {len(d.sessions):>6}  "
@@ -194,19 +205,55 @@ def _kill_plan(
     return KillPlan(opts.kill_at, opts.kill_front_end, token, addresses)
 
 
-async def drive(opts: RunOptions, address: str, token: str) -> dict[str, Any]:
+class Interrupts:
+    """Ctrl-C and SIGTERM during a run: the first stops the driver (``Driver.stop``: the run
+    ends as at its planned end, with what was measured); before the load starts, with driver
+    workers, or a second time, the run's task is cancelled (its ``finally`` blocks still stop
+    the pool)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.driver: Driver | None = None
+        self.received = 0
+        self._task = asyncio.current_task()
+
+    def install(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def remove(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self.received += 1
+        if self.driver is not None and self.received == 1:
+            print(f"\n{sig.name}: ending the run (again to cancel at once)", flush=True)
+            self.driver.stop()
+        elif self._task is not None:
+            print(f"\n{sig.name}: cancelling the run", flush=True)
+            self._task.cancel()
+
+
+async def drive(
+    opts: RunOptions, address: str, token: str, interrupts: Interrupts | None = None
+) -> dict[str, Any]:
     """Provision, run the load, and build the report (the pool is already running)."""
     model: UserModel = level_model(opts.level, opts.model_file).scaled(opts.speedup)
     signed_in = max(2, round(opts.users * model.signed_in_fraction))
     pop = population(model, signed_in, opts.ramp, opts.seed)
-    schedule = plan(model, pop, opts.duration, opts.seed)
+    schedule = Schedule(model, pop, opts.duration, opts.seed)
     check(opts)
     status = await _prepare(opts, address, token, pop)
     metrics = {f.id: f.metrics_address for f in status.front_ends}
     addresses = _addresses(address, status)
     kill = _kill_plan(opts, status, addresses, token)
     failover = Failover(kill) if kill is not None else None
-    recorder = Recorder(steady_from=signed_in / opts.ramp)
+    folder = RunFolder(opts.out or default_out())
+    recorder = Recorder(steady_from=signed_in / opts.ramp, series=Series(sink=folder.series))
     cfg = DriverConfig(
         address=address,
         addresses=addresses,
@@ -219,24 +266,6 @@ async def drive(opts: RunOptions, address: str, token: str) -> dict[str, Any]:
         channels=opts.channels,
         seed=opts.seed,
     )
-    probe = Probe(metrics, time.perf_counter())
-    probe.start()
-    try:
-        if opts.workers > 1:
-            recorder = await run_workers(
-                opts.workers, cfg, model, pop, schedule, recorder.steady_from
-            )
-        else:
-            driver = Driver(cfg, model, pop, schedule, recorder, failover)
-            show = sys.stdout.isatty() if opts.progress is None else opts.progress
-            progress = Progress(driver, opts.duration, show)
-            progress.start()
-            try:
-                await driver.run()
-            finally:
-                await progress.stop()
-    finally:
-        await probe.stop()
     config = {
         "edition": opts.edition,
         "users": opts.users,
@@ -248,7 +277,7 @@ async def drive(opts: RunOptions, address: str, token: str) -> dict[str, Any]:
         "seed": opts.seed,
         "workers": opts.workers,
         "target": address,
-        "planned_operations": len(schedule),
+        "planned_operations_expected": round(schedule.expected_operations()),
         "endpoints": sum(pop.endpoints),
         "model": model.to_dict(),
         "thresholds": asdict(opts.thresholds),
@@ -260,18 +289,62 @@ async def drive(opts: RunOptions, address: str, token: str) -> dict[str, Any]:
         config["kill_front_end_at"] = kill.at
         config["kill_front_end"] = kill.front_end or "most signed-in users"
     ramp_end = signed_in / opts.ramp
-    return report.build(
+    # memory is judged once the model's populations are steady (short subscriptions last
+    # 10 minutes of model time; conferences start in progress, but their members' do not)
+    settle = max(model.short_subscription_s, model.conference_minutes * 60) / opts.speedup
+    warm_up = memory.warm_up(ramp_end, settle, opts.duration)
+    folder.begin(config, ramp_end, warm_up)
+    t0 = time.perf_counter()
+    probe = Probe(metrics, t0)
+    probe.start()
+    sampler = memory.MemorySampler(metrics, t0, sink=folder.memory)
+    sampler.start()
+    folder.start(recorder, probe)
+    driver: Driver | None = None
+    try:
+        if opts.workers > 1:
+            recorder = await run_workers(
+                opts.workers, cfg, model, pop, schedule, recorder.steady_from
+            )
+            for bucket in recorder.series.buckets():  # the workers' series, merged
+                folder.series(bucket)
+        else:
+            driver = Driver(cfg, model, pop, schedule, recorder, failover)
+            if interrupts is not None:
+                interrupts.driver = driver
+            show = sys.stdout.isatty() if opts.progress is None else opts.progress
+            progress = Progress(driver, opts.duration, show)
+            progress.start()
+            try:
+                await driver.run()
+            finally:
+                await progress.stop()
+    finally:
+        if interrupts is not None:
+            interrupts.driver = None
+        await folder.stop()
+        await sampler.stop()
+        await probe.stop()
+        folder.checkpoint(recorder, probe)
+    if driver is not None and driver.end_at < opts.duration:
+        config["stopped_at"] = round(driver.end_at, 3)
+    fo_summary = failover.summary() if failover is not None else None
+    result = report.build(
         recorder,
         probe.series,
         config,
         ramp_end,
         opts.thresholds,
         pool=probe.pool,
-        failover=failover.summary() if failover is not None else None,
+        failover=fo_summary,
     )
+    mem = memory.section(sampler.samples, warm_up, opts.thresholds.memory_growth_pct_per_hour)
+    memory.add_to(result, mem)
+    folder.close(recorder, probe, failover=fo_summary)
+    return result
 
 
-async def run_enterprise(opts: RunOptions) -> dict[str, Any]:
+async def run_enterprise(opts: RunOptions, interrupts: Interrupts | None = None) -> dict[str, Any]:
     """Start an Enterprise pool in this process (on Ray), drive it, stop it."""
     import ray
 
@@ -300,7 +373,7 @@ async def run_enterprise(opts: RunOptions) -> dict[str, Any]:
                 print(
                     f"  front end {fe.id}: {fe.address} (metrics {fe.metrics_address})", flush=True
                 )
-            return await drive(opts, pool.addresses[0], pool_opts.admin_token)
+            return await drive(opts, pool.addresses[0], pool_opts.admin_token, interrupts)
         finally:
             try:
                 await pool.stop()
@@ -311,12 +384,22 @@ async def run_enterprise(opts: RunOptions) -> dict[str, Any]:
 
 async def run(opts: RunOptions) -> dict[str, Any]:
     check(opts)
+    interrupts = Interrupts()
+    interrupts.install()
+    try:
+        return await _run(opts, interrupts)
+    finally:
+        interrupts.remove()
+
+
+async def _run(opts: RunOptions, interrupts: Interrupts) -> dict[str, Any]:
     if opts.target is not None:
         if opts.admin_token_file is None:
             raise ValueError("--target needs --admin-token-file (the pool's admin token)")
-        return await drive(opts, opts.target, opts.admin_token_file.read_text().strip())
+        token = opts.admin_token_file.read_text().strip()
+        return await drive(opts, opts.target, token, interrupts)
     if opts.edition == "enterprise":
-        return await run_enterprise(opts)
+        return await run_enterprise(opts, interrupts)
     with tempfile.TemporaryDirectory(prefix="poolsim-run-") as tmp:
         pool: PoolProcess = await asyncio.to_thread(
             start_standard,
@@ -333,7 +416,7 @@ async def run(opts: RunOptions) -> dict[str, Any]:
                 f"started a Standard pool at {pool.address} (metrics {pool.metrics_address})",
                 flush=True,
             )
-            return await drive(opts, pool.address, pool.admin_token)
+            return await drive(opts, pool.address, pool.admin_token, interrupts)
         finally:
             code = await asyncio.to_thread(pool.stop)
             if code != 0:
@@ -345,9 +428,21 @@ async def run(opts: RunOptions) -> dict[str, Any]:
                 )
 
 
+def default_out() -> Path:
+    return Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
 def main(opts: RunOptions, strict: bool = False) -> int:
-    result = asyncio.run(run(opts))
-    out = opts.out or Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = opts.out or default_out()
+    try:
+        result = asyncio.run(run(dataclasses.replace(opts, out=out)))
+    except asyncio.CancelledError:
+        print(
+            f"run cancelled; the pool was stopped. What was measured is in {out} "
+            f"(poolsim report {out})",
+            file=sys.stderr,
+        )
+        return 130
     paths = report.write(result, out)
     print(report.text(result))
     print(f"\nreport: {paths[3]} (and {', '.join(p.name for p in paths[:3])})")

@@ -1,5 +1,6 @@
 """What a load run measures: HDR latency histograms per operation, counts per status code,
-the stress tool's counters, and a per-second time series. Mergeable across driver workers.
+the stress tool's counters, and a time series at bounded cost (``bench.series``). Mergeable
+across driver workers.
 
 Latencies are recorded in microseconds from the operation's *intended* start (open loop).
 Operations the driver marks as part of a deliberate fail-over (``record(..., failover=True)``)
@@ -10,19 +11,18 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
-LOWEST_US = 1
-HIGHEST_US = 600_000_000  # 10 minutes
-DIGITS = 3
+from bench.series import HIGHEST_US, LOWEST_US, Second, Series, clamp_us, new_histogram
+
+__all__ = ["HIGHEST_US", "LOWEST_US", "Second", "new_histogram"]  # moved to bench.series
+
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
-
-
-def new_histogram() -> HdrHistogram:
-    return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
+ERROR_SAMPLES = 3  # messages kept per (operation, status code)
 
 
 def summary(h: HdrHistogram) -> dict[str, float]:
@@ -46,7 +46,7 @@ class OpStats:
     def record(self, latency_s: float, code: str) -> None:
         self.codes[code] += 1
         if code == "OK":
-            self.histogram.record_value(min(max(int(latency_s * 1e6), LOWEST_US), HIGHEST_US))
+            self.histogram.record_value(clamp_us(latency_s))
 
     @property
     def errors(self) -> int:
@@ -73,19 +73,10 @@ class OpStats:
         return cls(h, Counter(data["codes"]), data["late"], data["skipped"])
 
 
-@dataclass
-class Second:
-    """One second of the run."""
-
-    completed: int = 0
-    errors: int = 0
-    histogram: HdrHistogram = field(default_factory=new_histogram)
-
-
 class Recorder:
     """Collects one driver's measurements."""
 
-    def __init__(self, steady_from: float = 0.0) -> None:
+    def __init__(self, steady_from: float = 0.0, series: Series | None = None) -> None:
         self.ops: dict[str, OpStats] = {}
         #: the same, for operations intended after the sign-in ramp (steady state)
         self.steady: dict[str, OpStats] = {}
@@ -94,7 +85,15 @@ class Recorder:
         #: --kill-front-end-at``): counted here as well as in ``ops``, never in ``steady``
         self.failover: dict[str, OpStats] = {}
         self.counters: Counter[str] = Counter()
-        self.seconds: dict[int, Second] = {}
+        #: calls and latency over time, by intended start: bounded (``bench.series``)
+        self.series = series if series is not None else Series()
+        #: a few error messages per "operation code" (the first ERROR_SAMPLES of each)
+        self.error_samples: dict[str, list[str]] = {}
+
+    @property
+    def seconds(self) -> Mapping[int, Second]:
+        """The live seconds of ``series``: the last minute or so, not the whole run."""
+        return self.series.live
 
     def op(self, name: str) -> OpStats:
         stats = self.ops.get(name)
@@ -115,14 +114,13 @@ class Recorder:
             if steady is None:
                 steady = self.steady[name] = OpStats()
             steady.record(latency_s, code)
-        sec = self.seconds.get(int(at))
-        if sec is None:
-            sec = self.seconds[int(at)] = Second()
-        sec.completed += 1
-        if code == "OK":
-            sec.histogram.record_value(min(max(int(latency_s * 1e6), LOWEST_US), HIGHEST_US))
-        else:
-            sec.errors += 1
+        self.series.record(at, latency_s, code == "OK")
+
+    def error_sample(self, name: str, code: str, message: str) -> None:
+        """Keep ``message`` as an example of ``name`` failing with ``code`` (bounded)."""
+        kept = self.error_samples.setdefault(f"{name} {code}", [])
+        if len(kept) < ERROR_SAMPLES:
+            kept.append(message[:300])
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -135,23 +133,22 @@ class Recorder:
         for name, stats in other.failover.items():
             self.failover.setdefault(name, OpStats()).merge(stats)
         self.counters.update(other.counters)
-        for t, sec in other.seconds.items():
-            mine = self.seconds.setdefault(t, Second())
-            mine.completed += sec.completed
-            mine.errors += sec.errors
-            mine.histogram.add(sec.histogram)
+        self.series.merge(other.series)
+        for key, messages in other.error_samples.items():
+            kept = self.error_samples.setdefault(key, [])
+            kept += messages[: ERROR_SAMPLES - len(kept)]
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self, series: bool = True) -> dict[str, Any]:
+        """Everything, as JSON; ``series=False``: all but the time series (the run folder's
+        checkpoint: the series goes to its own file as it is sealed)."""
         return {
             "ops": {n: s.to_wire() for n, s in self.ops.items()},
             "steady": {n: s.to_wire() for n, s in self.steady.items()},
             "failover": {n: s.to_wire() for n, s in self.failover.items()},
             "steady_from": self.steady_from,
             "counters": dict(self.counters),
-            "seconds": {
-                str(t): [s.completed, s.errors, base64.b64encode(s.histogram.encode()).decode()]
-                for t, s in self.seconds.items()
-            },
+            "error_samples": self.error_samples,
+            "series": self.series.to_wire() if series else [],
         }
 
     @classmethod
@@ -161,8 +158,6 @@ class Recorder:
         r.steady = {n: OpStats.from_wire(s) for n, s in data.get("steady", {}).items()}
         r.failover = {n: OpStats.from_wire(s) for n, s in data.get("failover", {}).items()}
         r.counters = Counter(data["counters"])
-        for t, (done, errs, h) in data["seconds"].items():
-            hist = new_histogram()
-            hist.add(HdrHistogram.decode(base64.b64decode(h)))
-            r.seconds[int(t)] = Second(done, errs, hist)
+        r.error_samples = {k: list(v) for k, v in data.get("error_samples", {}).items()}
+        r.series = Series.from_rows(data.get("series", []))
         return r

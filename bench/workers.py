@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+from collections.abc import Iterable
 from typing import Any
 
 from bench.driver import Driver, DriverConfig
@@ -27,7 +28,7 @@ class DriverWorker:
         cfg: DriverConfig,
         model: UserModel,
         pop: Population,
-        schedule: list[Planned],
+        schedule: Iterable[Planned],
         steady_from: float,
     ) -> dict[str, Any]:
         recorder = Recorder(steady_from=steady_from)
@@ -45,7 +46,7 @@ async def run_workers(
     cfg: DriverConfig,
     model: UserModel,
     pop: Population,
-    schedule: list[Planned],
+    schedule: Iterable[Planned],
     steady_from: float,
 ) -> Recorder:
     import ray  # only the multi-process harness needs Ray

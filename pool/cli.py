@@ -263,6 +263,12 @@ def cmd_run(a: argparse.Namespace) -> int:
     return main(opts, strict=a.strict)
 
 
+def cmd_report(a: argparse.Namespace) -> int:
+    from bench.folder import main
+
+    return main(a.folder, a.out)
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--users",
@@ -357,6 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hotpath.add_arguments(bench_parser)
     bench_parser.set_defaults(func=hotpath.main)
+    report = sub.add_parser(
+        "report", help="build the report of a run from its folder (also one stopped or killed)"
+    )
+    report.add_argument("folder", type=Path, help="the run's folder (its --out)")
+    report.add_argument("--out", type=Path, help="write the report here (default: the folder)")
+    report.set_defaults(func=cmd_report)
     status = sub.add_parser("status", help="show a running pool's front ends, groups and quorum")
     status.add_argument("--address", default="127.0.0.1:5061")
     status.add_argument(
