@@ -21,7 +21,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from bench import memory, report
 from bench.probe import FrontEndSeries, Probe
@@ -37,7 +37,6 @@ class RunFolder:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
-        self._files: dict[str, IO[str]] = {}
         self._probed: dict[str, int] = {}  # front end -> its samples already written
         self._pool_probed = 0
         self._task: asyncio.Task[None] | None = None
@@ -46,12 +45,11 @@ class RunFolder:
         info = {"config": config, "steady_from": steady_from, "warm_up_s": warm_up_s}
         _replace(self.path / "run.json", json.dumps(info, indent=1))
 
-    def _append(self, name: str, row: dict[str, Any]) -> None:
-        f = self._files.get(name)
-        if f is None:
-            f = self._files[name] = (self.path / name).open("a")
-        f.write(json.dumps(row, separators=(",", ":")) + "\n")
-        f.flush()  # into the kernel: a killed driver loses nothing written
+    def _append(self, name: str, *rows: dict[str, Any]) -> None:
+        """Rows at the end of ``name``, in the kernel's hands when this returns (a killed
+        driver loses nothing written; a few appends every 10 s)."""
+        with (self.path / name).open("a") as f:
+            f.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
 
     def series(self, bucket: Sealed) -> None:
         """``Series``' sink."""
@@ -67,14 +65,15 @@ class RunFolder:
         """The recorder's totals (not its series: that has its own file), and the probe's
         samples taken since the last checkpoint."""
         if probe is not None:
+            rows: list[dict[str, Any]] = []
             for fe, s in probe.series.items():
                 done = self._probed.get(fe, 0)
-                for sample in s.samples[done:]:
-                    self._append("front_ends.jsonl", {"fe": fe, "at": s.address, "s": sample})
+                rows += [{"fe": fe, "at": s.address, "s": x} for x in s.samples[done:]]
                 self._probed[fe] = len(s.samples)
-            for r in probe.pool[self._pool_probed :]:
-                self._append("front_ends.jsonl", {"pool": list(r)})
+            rows += [{"pool": list(r)} for r in probe.pool[self._pool_probed :]]
             self._pool_probed = len(probe.pool)
+            if rows:
+                self._append("front_ends.jsonl", *rows)
         wire = {"final": final, "recorder": rec.to_wire(series=False), **extra}
         _replace(self.path / "recorder.json", json.dumps(wire))
 
@@ -96,9 +95,6 @@ class RunFolder:
         """At the end of the run: the live seconds of the series, the final totals."""
         rec.series.flush()
         self.checkpoint(rec, probe, final=True, **extra)
-        for f in self._files.values():
-            f.close()
-        self._files.clear()
 
 
 def _replace(path: Path, text: str) -> None:
