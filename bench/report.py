@@ -463,6 +463,9 @@ def html_page(report: dict[str, Any]) -> str:
         if "failover" in report
         else ""
     )
+    if "memory" in report:  # as text until the charts draw it
+        failover += "<h2>Memory</h2><pre>" + html.escape("\n".join(memory.text(report["memory"])))
+        failover += "</pre>"
     verdict = "PASS" if v["pass"] else "FAIL"
     pcts = "".join(f"<th>p{p:g} ms</th>" for p in PERCENTILES)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>poolsim run report</title>

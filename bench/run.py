@@ -219,14 +219,19 @@ class Interrupts:
         self._task = asyncio.current_task()
 
     def install(self) -> None:
+        """Take the signals over (only a main thread's event loop can; elsewhere, nothing)."""
         loop = asyncio.get_running_loop()
-        for sig in self.SIGNALS:
-            loop.add_signal_handler(sig, self._on_signal, sig)
+        try:
+            for sig in self.SIGNALS:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        except (RuntimeError, ValueError):
+            self.remove()
 
     def remove(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in self.SIGNALS:
-            loop.remove_signal_handler(sig)
+            with contextlib.suppress(RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self.received += 1
