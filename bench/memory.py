@@ -251,6 +251,9 @@ def text(mem: Mapping[str, Any]) -> list[str]:
         if g["judged"]
         else f"not judged: {g['span_s']:.0f} s after warm-up, needs {g['min_span_s']:.0f} s"
     )
-    lines.append(f"growth after warm-up ({g['warm_up_s']:.0f} s): " + "; ".join(parts))
+    lines.append(
+        f"growth after warm-up ({g['warm_up_s']:.0f} s): "
+        + ("; ".join(parts) or "no samples after it")
+    )
     lines.append(f"  {judged}")
     return lines
