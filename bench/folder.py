@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 from collections.abc import Iterator
 from dataclasses import fields
@@ -153,7 +154,12 @@ def rebuild(path: Path) -> dict[str, Any]:
     samples = list(_lines(path / "memory.jsonl"))
     memory.add_to(
         out,
-        memory.section(samples, info["warm_up_s"], thresholds.memory_growth_pct_per_hour),
+        memory.section(
+            samples,
+            info["warm_up_s"],
+            thresholds.memory_growth_pct_per_hour,
+            until_s=config.get("stopped_at", config.get("duration", math.inf)),
+        ),
     )
     ends = [b.t + b.span for b in rec.series.buckets()]
     ends += [s["t"] for s in samples]

@@ -16,6 +16,7 @@ judged: an hour's figure from a minute of samples says nothing.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -143,10 +144,12 @@ def section(
     warm_up_s: float,
     threshold: float = GROWTH_PCT_PER_HOUR,
     min_span_s: float = MIN_SPAN_S,
+    until_s: float = math.inf,
 ) -> dict[str, Any]:
-    """``report["memory"]``: the samples and the growth after ``warm_up_s`` of the driver,
-    the pool (the sum over its front ends) and each front end."""
-    after = [s for s in samples if s["t"] >= warm_up_s]
+    """``report["memory"]``: the samples and the growth of the driver, the pool (the sum over
+    its front ends) and each front end between ``warm_up_s`` and ``until_s`` (the end of the
+    load: the wind-down's sign-outs free memory and would hide a slope)."""
+    after = [s for s in samples if warm_up_s <= s["t"] <= until_s]
     span = after[-1]["t"] - after[0]["t"] if len(after) > 1 else 0.0
     driver = [(float(s["t"]), float(s["driver"])) for s in after]
     pool = [(float(s["t"]), p) for s in after if (p := pool_rss(s)) is not None]
@@ -160,6 +163,7 @@ def section(
     }
     g: dict[str, Any] = {
         "warm_up_s": warm_up_s,
+        "until_s": until_s if math.isfinite(until_s) else None,
         "span_s": span,
         "min_span_s": min_span_s,
         "threshold_pct_per_hour": threshold,

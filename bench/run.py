@@ -343,7 +343,12 @@ async def drive(
         pool=probe.pool,
         failover=fo_summary,
     )
-    mem = memory.section(sampler.samples, warm_up, opts.thresholds.memory_growth_pct_per_hour)
+    mem = memory.section(
+        sampler.samples,
+        warm_up,
+        opts.thresholds.memory_growth_pct_per_hour,
+        until_s=driver.end_at if driver is not None else opts.duration,
+    )
     memory.add_to(result, mem)
     folder.close(recorder, probe, failover=fo_summary)
     return result
