@@ -39,6 +39,14 @@ def new_histogram() -> HdrHistogram:
     return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
 
 
+def release(h: HdrHistogram) -> None:
+    """Let ``h`` go as soon as its last reference does. An HdrHistogram and its encoder refer
+    to each other, so without this only the cyclic collector frees its 170 kB of counts, and
+    in a driver with a large heap it runs seldom: a series sealing a bucket every 10 s then
+    holds dozens of dead histograms and its memory seems to grow (measured: +7%/h)."""
+    h.encoder.histogram = None
+
+
 def clamp_us(latency_s: float) -> int:
     """A latency as the histograms record it: whole microseconds within their range."""
     return min(max(int(latency_s * 1e6), LOWEST_US), HIGHEST_US)
@@ -82,8 +90,11 @@ class Sealed:
         )
 
     def histogram(self) -> HdrHistogram:
+        """The bucket's histogram, decoded (``release`` it when done)."""
         h = new_histogram()
-        h.add(HdrHistogram.decode(self.encoded.encode()))
+        decoded = HdrHistogram.decode(self.encoded.encode())
+        h.add(decoded)
+        release(decoded)
         return h
 
     def to_row(self) -> dict[str, Any]:
@@ -121,8 +132,15 @@ def fold(t: int, span: int, parts: Iterable[Sealed | Second]) -> Sealed:
     for p in parts:
         completed += p.completed
         errors += p.errors
-        h.add(p.histogram if isinstance(p, Second) else p.histogram())
-    return Sealed.of(t, span, completed, errors, h)
+        if isinstance(p, Second):
+            h.add(p.histogram)
+        else:
+            part = p.histogram()
+            h.add(part)
+            release(part)
+    out = Sealed.of(t, span, completed, errors, h)
+    release(h)
+    return out
 
 
 def seal(sec: Second, t: int) -> Sealed:
@@ -184,6 +202,8 @@ class Series:
             parts = [self.live.pop(t) for t in range(b, b + TEN) if t in self.live]
             if parts:
                 self._put(fold(b, TEN, parts))
+            for sec in parts:
+                release(sec.histogram)
             self._tens_from += TEN
         while (
             self._minutes_from + MINUTE <= self.newest - self.tens_s
@@ -260,7 +280,9 @@ class Series:
             sec = self.live.setdefault(b.t, Second())
             sec.completed += b.completed
             sec.errors += b.errors
-            sec.histogram.add(b.histogram())
+            part = b.histogram()
+            sec.histogram.add(part)
+            release(part)
             return
         end = b.t + b.span
         parts: list[Sealed | Second] = [b]
