@@ -23,7 +23,7 @@ import contextlib
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from bench.driver_metrics import DriverMetrics
@@ -51,6 +51,9 @@ SETTLE_S = 5.0  # at the end, messages in flight get this long to arrive
 READ_RETRY_S = 0.25  # an event reader whose front end went away tries again after this
 SIGN_OUT_BATCH = 200  # endpoints signed out at once at the end
 LEDGER_TRIES = 3  # reading back one acknowledged write: attempts before it counts as unreadable
+UNCERTAIN_KEPT = 8  # failed writes kept per user after its last acknowledged one
+UNDELIVERED_AFTER_S = 120.0  # a message not delivered by then is counted undelivered, forgotten
+SWEEP_S = 10.0  # how often the driver forgets what it no longer needs
 
 
 def code_of(exc: BaseException) -> str:
@@ -98,17 +101,27 @@ class Ledger:
 
     ``uncertain`` keeps, per user, the writes tried after the last acknowledged one that failed:
     a failure (a crash under way, say) does not prove the write was not applied, so reading
-    one of those back is no loss; reading back anything older is."""
+    one of those back is no loss; reading back anything older is.
+
+    Bounded per user: the latest acknowledged value and at most ``UNCERTAIN_KEPT`` failed
+    ones after it; a user with more (``overflowed``) whose read-back matches none of them is
+    unverifiable, not lost (the value may be one of those forgotten)."""
 
     presence: dict[int, tuple[int, str]] = field(default_factory=dict)
     uncertain: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
+    overflowed: set[int] = field(default_factory=set)
 
     def acknowledged(self, user: int, value: tuple[int, str]) -> None:
         self.presence[user] = value
         self.uncertain.pop(user, None)
+        self.overflowed.discard(user)
 
     def failed(self, user: int, value: tuple[int, str]) -> None:
-        self.uncertain.setdefault(user, []).append(value)
+        kept = self.uncertain.setdefault(user, [])
+        kept.append(value)
+        if len(kept) > UNCERTAIN_KEPT:
+            del kept[0]
+            self.overflowed.add(user)
 
 
 class Driver:
@@ -117,7 +130,7 @@ class Driver:
         config: DriverConfig,
         model: UserModel,
         pop: Population,
-        plan: list[Planned],
+        plan: Iterable[Planned],
         recorder: Recorder | None = None,
         failover: Failover | None = None,
         metrics: DriverMetrics | None = None,
@@ -126,7 +139,10 @@ class Driver:
         self.model = model
         self.pop = pop
         mine = set(config.user_indices)
-        self.plan = [p for p in plan if p.user in mine]
+        #: the schedule, read as the run goes (a ``bench.schedule.Schedule`` is generated so)
+        self.plan: Iterable[Planned] = (
+            plan if len(mine) == pop.users else (p for p in plan if p.user in mine)
+        )
         self.users = sorted(mine)
         self.rec = recorder or Recorder()
         self.metrics = metrics
@@ -143,8 +159,12 @@ class Driver:
         self.accepted: dict[str, asyncio.Event] = {}
         self.sent_at: dict[str, float] = {}  # message tag -> when the send was called
         self.sent_in: dict[str, str] = {}  # message tag -> its conversation
-        #: conversation -> its simulated users (kept to the end: a fail-over's report needs them)
+        #: conversation -> its simulated users (with a fail-over, kept to the end: its report
+        #: needs them; otherwise forgotten when the conversation ends)
         self.members: dict[str, tuple[int, ...]] = {}
+        #: conferences this driver has under way (the harness compares it with
+        #: ``bench.schedule.expected_conferences``)
+        self.conferences_open = 0
         self.failover = failover
         self.enterprise = len(config.addresses) > 1
         self._tag = 0
@@ -156,13 +176,16 @@ class Driver:
         self.on_phase: Callable[[Phase, float], None] | None = None
         self.health = Health(on_lag=metrics.lag if metrics is not None else None)
         self.calls_in_flight = 0
-        self.conferences_active = 0
         self.sign_ins_answered = 0
         self._started = self._late = self._skipped = 0  # operations started, late, skipped
         self.gate = WindowGate(
             offered_calls_per_s(model, len(self.users), config.speedup),
             steady_conferences(model, len(self.users), config.speedup),
         )
+        #: run time the schedule ends at: ``cfg.duration``, or sooner after ``stop()``
+        self.end_at = config.duration
+        self._schedule: asyncio.Task[None] | None = None
+        self.progress: Callable[[Driver], None] | None = None
 
     # --- time ---
 
@@ -211,7 +234,7 @@ class Driver:
                     started=now[0] - seen[0],
                     late=now[1] - seen[1],
                     skipped=now[2] - seen[2],
-                    conferences=self.conferences_active,
+                    conferences=self.conferences_open,
                 )
             )
             seen = now
@@ -222,27 +245,47 @@ class Driver:
 
     # --- the run ---
 
+    def stop(self) -> None:
+        """End the run now (Ctrl-C, SIGTERM): no new operation starts; what is under way
+        finishes as at the planned end, and ``run`` returns what was measured."""
+        if self.stopping:
+            return
+        self.end_at = min(self.end_at, self.now())
+        self.stopping = True
+        if self._schedule is not None:
+            self._schedule.cancel()
+
+    async def _follow_schedule(self) -> None:
+        for op in self.plan:
+            await self.until(op.at)
+            if self.now() >= self.end_at:
+                break
+            self._start(op)
+        await self.until(self.end_at)
+
     async def run(self) -> Recorder:
         self.t0 = time.perf_counter()
         self.enter(Phase.RAMP)
         self.health.start(self.now, self.rec.in_window, lambda: self.calls_in_flight)
-        signins = [Planned(self.pop.sign_in_at[u], u, Kind.PUBLISH) for u in self.users]
+        signins = (Planned(self.pop.sign_in_at[u], u, Kind.PUBLISH) for u in self.users)
         ramp = asyncio.create_task(self._ramp(signins))
         phases = asyncio.create_task(self._watch_phases())
         kill = asyncio.create_task(self.failover.run(self)) if self.failover else None
+        sweep = asyncio.create_task(self._sweep())
+        self._schedule = asyncio.create_task(self._follow_schedule())
         try:
-            for op in self.plan:
-                await self.until(op.at)
-                if self.now() >= self.cfg.duration:
-                    break
-                self._start(op)
-            await self.until(self.cfg.duration)
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._schedule  # cancelled by stop()
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError  # run() itself was cancelled
         finally:
             if self.rec.window_from is None:
                 self.health.blocked = list(self.gate.why) or ["the run ended during the ramp"]
             self.enter(Phase.WIND_DOWN)
             self.stopping = True
-            for task in (ramp, phases, kill):
+            self._schedule.cancel()
+            for task in (ramp, phases, kill, sweep):
                 if task is not None:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -252,21 +295,44 @@ class Driver:
             self._delivered.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._delivered.wait(), SETTLE_S)
-        lost = 0
-        if self.failover is not None:
-            fo = self.failover
-            for tag, sent in self.sent_at.items():
-                cid = self.sent_in.get(tag, "")
-                if fo.during(sent) or fo.broken(cid, self.members.get(cid, ())):
-                    lost += 1  # sent in the window, or in a conversation the crash broke
-            if lost:
-                self.rec.count("im_messages_lost_in_failover", lost)
-        self.rec.count("im_messages_undelivered", len(self.sent_at) - lost)
+        self._undelivered(list(self.sent_at))
+        self.rec.count("im_messages_undelivered", 0)
         await self.verify_ledger()
         self._count_reconnections()
         await self.close()
         await self.health.stop()
         return self.rec
+
+    def _undelivered(self, tags: list[str]) -> None:
+        """Count the messages ``tags`` as never delivered (lost in the fail-over when sent in
+        its window or in a conversation the crash broke) and forget them."""
+        fo = self.failover
+        lost = 0
+        for tag in tags:
+            sent = self.sent_at.pop(tag)
+            cid = self.sent_in.pop(tag, "")
+            if fo is not None and (fo.during(sent) or fo.broken(cid, self.members.get(cid, ()))):
+                lost += 1
+        if lost:
+            self.rec.count("im_messages_lost_in_failover", lost)
+        if len(tags) > lost:
+            self.rec.count("im_messages_undelivered", len(tags) - lost)
+
+    async def _sweep(self) -> None:
+        """Every ``SWEEP_S``: messages sent longer than ``UNDELIVERED_AFTER_S`` ago count as
+        undelivered and are forgotten, so what the driver keeps stays bounded."""
+        while True:
+            await asyncio.sleep(SWEEP_S)
+            cutoff = self.now() - UNDELIVERED_AFTER_S / self.cfg.speedup
+            # sent_at is in sending order (dicts keep insertion order)
+            old: list[str] = []
+            for tag, sent in self.sent_at.items():
+                if sent >= cutoff:
+                    break
+                old.append(tag)
+            if old:
+                self._undelivered(old)
+            self.rec.series.advance(self.now())
 
     def _count_reconnections(self) -> None:
         endpoints = [s for sessions in self.sessions.values() for s in sessions]
@@ -344,7 +410,9 @@ class Driver:
             self.calls_in_flight -= 1
             end = self.now()
             caught = fo is not None and self._broken_by(fo, at, end, conversation)
-            self.rec.record(name, at, end - at, code_of(exc), failover=caught)
+            code = code_of(exc)
+            self.rec.record(name, at, end - at, code, failover=caught)
+            self.rec.error_sample(name, code, str(exc) or type(exc).__name__)
             return None
         self.calls_in_flight -= 1
         end = self.now()
@@ -368,7 +436,7 @@ class Driver:
 
     # --- sign-in ramp ---
 
-    async def _ramp(self, signins: list[Planned]) -> None:
+    async def _ramp(self, signins: Iterator[Planned]) -> None:
         for op in signins:
             await self.until(op.at)
             self._spawn(self._sign_in(op.user, op.at))
@@ -568,8 +636,13 @@ class Driver:
         if self.model.typing_per_message:  # the first message's typing notices (SPEC 7)
             await self._timed("typing", self.now(), caller.set_typing(cid, True), caller, cid)
             await self._timed("typing", self.now(), caller.set_typing(cid, False), caller, cid)
+        try:
+            await self._im_messages(op, cid, caller, callee)
+        finally:
+            self._ended(cid)
+
+    async def _im_messages(self, op: Planned, cid: str, caller: Session, callee: Session) -> None:
         if not await self._wait_accepted(cid):
-            self.accepted.pop(cid, None)
             with contextlib.suppress(PoolError):
                 await caller.leave(cid)
             return
@@ -577,14 +650,19 @@ class Driver:
         interval = self.model.message_interval_s / self.cfg.speedup
         for k in range(1, self.model.messages_per_session):
             at = op.at + k * interval
-            if at >= self.cfg.duration or self.stopping:
+            if at >= self.end_at or self.stopping:
                 break
             await self.until(at)
             if not await self._send(caller if k % 2 == 0 else callee, cid, at):
                 break
-        self.accepted.pop(cid, None)
         with contextlib.suppress(PoolError):
             await caller.leave(cid)
+
+    def _ended(self, cid: str) -> None:
+        """Forget a conversation that ended (kept to the end of a fail-over run)."""
+        self.accepted.pop(cid, None)
+        if self.failover is None:
+            self.members.pop(cid, None)
 
     async def _conference(self, op: Planned) -> None:
         size = self._choose(self.model.conference_sizes)
@@ -604,36 +682,43 @@ class Driver:
         cid = conv.conversation_id
         self.members[cid] = (op.user, *others)
         self.rec.count("conferences")
-        self.conferences_active += 1
+        if op.remaining < 1.0:
+            self.rec.count("conferences_in_progress_at_sign_in")
+        self.conferences_open += 1
         try:
-            await self._hold_conference(
-                op, cid, [organizer] + [self.sessions[u][0] for u in others]
+            await self._conference_messages(
+                op, cid, [organizer, *(self.sessions[u][0] for u in others)]
             )
         finally:
-            self.conferences_active -= 1
-        for member in [organizer] + [self.sessions[u][0] for u in others]:
-            with contextlib.suppress(PoolError):
-                await member.leave(cid)
+            self.conferences_open -= 1
+            self._ended(cid)
 
     def conference_length(self, op: Planned) -> float:
-        """How long the conference planned as ``op`` lasts (seconds)."""
-        return self.model.conference_minutes * 60 / self.cfg.speedup
+        """How long the conference planned as ``op`` lasts (seconds): what is left of it
+        (``op.remaining``: all of it, or what a conference in progress at the organizer's
+        sign-in has left)."""
+        return op.remaining * self.model.conference_minutes * 60 / self.cfg.speedup
 
-    async def _hold_conference(self, op: Planned, cid: str, members: list[Session]) -> None:
-        """Each member's messages at random times over the conference's length; then the
-        conference lasts out its length (or the run)."""
+    async def _conference_messages(self, op: Planned, cid: str, members: list[Session]) -> None:
+        """Each member's messages at random times over what is left of the conference's
+        length; the conference lasts that out (or the run), then everyone leaves."""
         length = self.conference_length(op)
+        per_member = self.model.messages_per_conference_user * op.remaining
         sends = sorted(
             (op.at + self.rng.uniform(0, length), m)
             for m in range(len(members))
-            for _ in range(self.model.messages_per_conference_user)
+            for _ in range(int(per_member) + (self.rng.random() < per_member % 1))
         )
         for at, who in sends:
-            if at >= self.cfg.duration or self.stopping:
-                return
+            if at >= self.end_at or self.stopping:
+                break
             await self.until(at)
             await self._send(members[who], cid, at)
-        await self.until(min(op.at + length, self.cfg.duration))
+        if not self.stopping:
+            await self.until(min(op.at + length, self.end_at))
+        for member in members:
+            with contextlib.suppress(PoolError):
+                await member.leave(cid)
 
     # --- the ledger ---
 
@@ -667,6 +752,8 @@ class Driver:
             if seen != acked:
                 if seen in self.ledger.uncertain.get(user, ()):
                     self.rec.count("ledger_unacknowledged_applied")
+                elif user in self.ledger.overflowed:
+                    self.rec.count("ledger_unverifiable")
                 else:
                     self.rec.count("ledger_lost")
 

@@ -73,8 +73,15 @@ def start_standard(data_dir: Path, *extra: str, timeout: float = 60.0) -> PoolPr
         str(data_dir),
         *extra,
     ]
+    # in a session of its own: Ctrl-C at the terminal reaches the driver, which stops the
+    # pool when its report is written (bench.run.Interrupts), not the pool under its load
     proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        start_new_session=True,
     )
     output: list[str] = []
     found: dict[str, str] = {}

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import charts
+from bench import charts, memory
 from bench.probe import FrontEndSeries
 from bench.selfcheck import SATURATED_CPU, SATURATED_LAG_MS
 from bench.server_latency import STORE, Buckets, compare
@@ -47,6 +47,7 @@ class Thresholds:
     cpu_percent: float = 80.0
     p99_ms: float = 100.0  # store queue latency target, applied to every operation
     error_ratio: float = 0.01
+    memory_growth_pct_per_hour: float = 5.0  # after warm-up, driver and pool (bench.memory)
 
 
 def _errors(name: str, codes: dict[str, int]) -> int:
@@ -269,21 +270,7 @@ def build(
         }
         total += stats.calls
         errors += stats.errors(name)
-    series = []
-    for t in sorted(rec.seconds):
-        sec = rec.seconds[t]
-        figures = summary(sec.histogram)
-        series.append(
-            {
-                "t": t,
-                "ops": sec.completed,
-                "errors": sec.errors,
-                "late": sec.late,
-                "skipped": sec.skipped,
-                "p50_ms": figures["p50"],
-                "p99_ms": figures["p99"],
-            }
-        )
+    series = rec.series.rows()  # per second, 10 s or minute by age (bench.series)
     has_window = start is not None and rec.window_length > 0
     front_ends: dict[str, dict[str, Any]] = {}
     for fe, fs in fronts.items():
@@ -641,6 +628,15 @@ def text(report: dict[str, Any]) -> str:
         )
     if "failover" in report:
         lines += ["", *failover_text(report["failover"])]
+    if "memory" in report:
+        lines += ["", *memory.text(report["memory"])]
+    rebuilt = report.get("rebuilt")
+    if rebuilt is not None and not rebuilt["complete"]:
+        lines += [
+            "",
+            f"rebuilt from the folder of a run that did not finish: measured until "
+            f"{rebuilt['measured_until_s']:.0f} s (no read-back of acknowledged writes)",
+        ]
     v = report["verdict"]
     lines += ["", f"verdict: {v['result']}"]
     for reason in v["reasons"]:
@@ -747,6 +743,9 @@ def html_page(report: dict[str, Any]) -> str:
         "<p>no server histograms (the window did not open, or the pool's metrics did not "
         "answer)</p>"
     )
+    mem = ""
+    if "memory" in report:
+        mem = "<h2>Memory</h2><pre>" + e("\n".join(memory.text(report["memory"]))) + "</pre>"
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>poolsim run report: {result}</title>
 {charts.head()}
@@ -760,7 +759,7 @@ table.checks td:nth-child(2){{text-align:left}}</style></head><body>
 <h1>poolsim run: <span class="{result.lower()}">{result}</span></h1>{reasons}
 <pre>{summary_lines}</pre>
 <h2>Verdict (from the measurement window)</h2>{checks}
-{failover}<h2>Latency per operation (ms): the window beside the whole run</h2>{latency}
+{failover}{mem}<h2>Latency per operation (ms): the window beside the whole run</h2>{latency}
 <h2>Answers by status code per operation</h2><p class="note">{refusal}</p>{errors}
 <h2>Client against pool latency (ms, in the window)</h2>{server}
 <h2>Charts</h2>{drawn}
@@ -792,9 +791,9 @@ def write(report: dict[str, Any], folder: Path) -> list[Path]:
             w.writerow([name, *[o[c] for c in cols]])
     with paths[2].open("w", newline="") as f:
         w = csv.writer(f)
-        cols = ["t", "ops", "errors", "late", "skipped", "p50_ms", "p99_ms"]
-        w.writerow(cols)
+        cols = ["t", "span", "ops", "errors", "late", "skipped", "p50_ms", "p99_ms"]
+        w.writerow(cols)  # ops, errors, late, skipped: per second over the row's span
         for s in report["timeseries"]:
-            w.writerow([s[c] for c in cols])
+            w.writerow([s.get(c, 1 if c == "span" else 0) for c in cols])
     paths[3].write_text(html_page(report))
     return paths

@@ -16,29 +16,41 @@ driver crashes a front end (``--kill-front-end FE``; default the one with the mo
 users then, never fe1 if another will do) through ``PoolAdmin.StopFrontEnd`` and measures the
 fail-over (``bench.failover``): the report gets a fail-over section, errors caught in it do not
 count against the verdict, and a lost acknowledged write still fails it.
+
+The schedule is generated as the run goes and the run's folder (``--out``) is written as it
+goes (``bench.folder``): a run stopped or killed leaves what it measured, and `poolsim report
+FOLDER` builds its report. Ctrl-C or SIGTERM ends a run cleanly at any point: the operations
+under way finish, the report covers what was measured, the pool is stopped (a second one
+cancels at once; the pool is still stopped). Memory of the driver and of every front end is
+sampled throughout (``bench.memory``) and judged after the warm-up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
+import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import report
+from bench import memory, report
 from bench.driver import Driver, DriverConfig
 from bench.failover import Failover, KillPlan
+from bench.folder import RunFolder
 from bench.model import UserModel, level_model
 from bench.pool_process import PoolProcess, start_standard
 from bench.probe import Probe
-from bench.schedule import Population, plan, population
+from bench.schedule import Planned, Population, Schedule, population
 from bench.selfcheck import Health
+from bench.series import Series
 from bench.server_latency import WindowScrapes
 from bench.stats import Phase, Recorder, summary
 from bench.workers import auto_workers, run_workers
@@ -132,10 +144,10 @@ class Progress:
     def line(self) -> str:
         d = self.driver
         t = d.now()
-        done = sum(s.completed for s in d.rec.seconds.values())
+        done = d.rec.series.completed
         rate = (done - self._last[1]) / max(t - self._last[0], 1e-9)
         self._last = (t, done)
-        recent = d.rec.seconds.get(int(t) - 1)
+        recent = d.rec.series.second(int(t) - 1)
         p99 = summary(recent.histogram)["p99"] if recent else 0.0
         phase = d.phase.value
         if d.phase is Phase.WINDOW and d.rec.window_from is not None:
@@ -274,15 +286,57 @@ def resolve_workers(opts: RunOptions) -> int:
     return auto_workers(os.cpu_count(), busy)
 
 
+class Interrupts:
+    """Ctrl-C and SIGTERM during a run: the first stops the driver (``Driver.stop``: the run
+    ends as at its planned end, with what was measured); before the load starts, with driver
+    workers, or a second time, the run's task is cancelled (its ``finally`` blocks still stop
+    the pool)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.driver: Driver | None = None
+        self.received = 0
+        self._task = asyncio.current_task()
+
+    def install(self) -> None:
+        """Take the signals over (only a main thread's event loop can; elsewhere, nothing)."""
+        loop = asyncio.get_running_loop()
+        try:
+            for sig in self.SIGNALS:
+                loop.add_signal_handler(sig, self._on_signal, sig)
+        except (RuntimeError, ValueError):
+            self.remove()
+
+    def remove(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in self.SIGNALS:
+            with contextlib.suppress(RuntimeError, ValueError):
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        self.received += 1
+        if self.driver is not None and self.received == 1:
+            print(f"\n{sig.name}: ending the run (again to cancel at once)", flush=True)
+            self.driver.stop()
+        elif self._task is not None:
+            print(f"\n{sig.name}: cancelling the run", flush=True)
+            self._task.cancel()
+
+
 async def drive(
-    opts: RunOptions, address: str, token: str, pool: dict[str, Any] | None = None
+    opts: RunOptions,
+    address: str,
+    token: str,
+    pool: dict[str, Any] | None = None,
+    interrupts: Interrupts | None = None,
 ) -> dict[str, Any]:
     """Provision, run the load, and build the report (the pool is already running;
     ``pool``: the settings this run started it with, see ``pool_settings``)."""
     model: UserModel = level_model(opts.level, opts.model_file).scaled(opts.speedup)
     signed_in = max(2, round(opts.users * model.signed_in_fraction))
     pop = population(model, signed_in, opts.ramp, POPULATION_SEED)
-    schedule = plan(model, pop, opts.duration, opts.seed)
+    schedule = Schedule(model, pop, opts.duration, opts.seed)
     check(opts)
     workers = resolve_workers(opts)
     status, kept = await _prepare(opts, address, token, pop)
@@ -290,6 +344,8 @@ async def drive(
     addresses = _addresses(address, status)
     kill = _kill_plan(opts, status, addresses, token)
     failover = Failover(kill) if kill is not None else None
+    folder = RunFolder(opts.out or default_out())
+    recorder = Recorder(series=Series(sink=folder.series))
     cfg = DriverConfig(
         address=address,
         addresses=addresses,
@@ -303,11 +359,57 @@ async def drive(
         seed=opts.seed,
         window_at=opts.window_at,
     )
+    config: dict[str, Any] = {
+        "edition": opts.edition,
+        "users": opts.users,
+        "signed_in": signed_in,
+        "level": opts.level,
+        "duration": opts.duration,
+        "ramp": opts.ramp,
+        "lync_peak_sign_ins_per_s": LYNC_SIGN_INS_PER_S,
+        "speedup": opts.speedup,
+        "seed": opts.seed,
+        "population_seed": POPULATION_SEED,
+        "workers": workers,
+        "workers_requested": "auto" if opts.workers == 0 else opts.workers,
+        "cores": os.cpu_count(),
+        "target": address,
+        "driven_pool": "started by this run" if pool is not None else "a running pool (--target)",
+        "planned_operations_expected": round(schedule.expected_operations()),
+        "endpoints": sum(pop.endpoints),
+        "model": model.to_dict(),
+        "thresholds": asdict(opts.thresholds),
+        "min_window": opts.min_window,
+        "contact_lists_kept": kept,
+    }
+    if pool is not None:
+        config["pool"] = pool
+    if opts.metrics_port is not None and workers > 1:
+        config["driver_metrics_ports"] = (
+            [opts.metrics_port + k for k in range(workers)] if opts.metrics_port else "free ports"
+        )
+    if addresses:
+        config["front_ends"] = len(status.front_ends)
+        config["addresses"] = list(addresses)
+    if kill is not None:
+        config["kill_front_end_at"] = kill.at
+        config["kill_front_end"] = kill.front_end or "most signed-in users"
+    ramp_end = signed_in / opts.ramp
+    # memory is judged once the model's populations are steady (short subscriptions last
+    # 10 minutes of model time; conferences start in progress, but their members' do not)
+    settle = max(model.short_subscription_s, model.conference_minutes * 60) / opts.speedup
+    warm_up = memory.warm_up(ramp_end, settle, opts.duration)
+    folder.begin(config, ramp_end, warm_up)
     scrapes = WindowScrapes(metrics.values())
     driver_ports: list[int] = []
-    probe = Probe(metrics, time.perf_counter())
+    t0 = time.perf_counter()
+    probe = Probe(metrics, t0)
     probe.start()
+    sampler = memory.MemorySampler(metrics, t0, sink=folder.memory)
+    sampler.start()
+    folder.start(recorder, probe)
     pending: list[asyncio.Task[None]] = []
+    here = Here(recorder, interrupts)
 
     async def on_phase(phase: Phase) -> None:
         if phase is Phase.WINDOW:
@@ -327,61 +429,55 @@ async def drive(
                 on_phase=on_phase,
                 ray_address=opts.ray_address,
             )
+            for bucket in recorder.series.buckets():  # the workers' series, merged
+                folder.series(bucket)
         else:
-            recorder, health = await _drive_here(
-                opts, cfg, model, pop, schedule, failover, on_phase, pending, driver_ports
+            health = await _drive_here(
+                opts, cfg, model, pop, schedule, failover, on_phase, pending, driver_ports, here
             )
     finally:
+        if interrupts is not None:
+            interrupts.driver = None
+        await folder.stop()
+        await sampler.stop()
         await probe.stop()
+        folder.checkpoint(recorder, probe)
         for task in pending:
             await asyncio.gather(task, return_exceptions=True)
-    config: dict[str, Any] = {
-        "edition": opts.edition,
-        "users": opts.users,
-        "signed_in": signed_in,
-        "level": opts.level,
-        "duration": opts.duration,
-        "ramp": opts.ramp,
-        "lync_peak_sign_ins_per_s": LYNC_SIGN_INS_PER_S,
-        "speedup": opts.speedup,
-        "seed": opts.seed,
-        "population_seed": POPULATION_SEED,
-        "workers": workers,
-        "workers_requested": "auto" if opts.workers == 0 else opts.workers,
-        "cores": os.cpu_count(),
-        "target": address,
-        "driven_pool": "started by this run" if pool is not None else "a running pool (--target)",
-        "planned_operations": len(schedule),
-        "endpoints": sum(pop.endpoints),
-        "model": model.to_dict(),
-        "thresholds": asdict(opts.thresholds),
-        "min_window": opts.min_window,
-        "contact_lists_kept": kept,
-    }
-    if pool is not None:
-        config["pool"] = pool
+    driver = here.driver
     if driver_ports:
         config["driver_metrics_port"] = driver_ports[0]
-    elif opts.metrics_port is not None and workers > 1:
-        config["driver_metrics_ports"] = (
-            [opts.metrics_port + k for k in range(workers)] if opts.metrics_port else "free ports"
-        )
-    if addresses:
-        config["front_ends"] = len(status.front_ends)
-        config["addresses"] = list(addresses)
-    if kill is not None:
-        config["kill_front_end_at"] = kill.at
-        config["kill_front_end"] = kill.front_end or "most signed-in users"
-    return report.build(
+    if driver is not None and driver.end_at < opts.duration:
+        config["stopped_at"] = round(driver.end_at, 3)
+    fo_summary = failover.summary() if failover is not None else None
+    result = report.build(
         recorder,
         probe.series,
         config,
         opts.thresholds,
         pool=probe.pool,
-        failover=failover.summary() if failover is not None else None,
+        failover=fo_summary,
         health={name: h.summary() for name, h in health.items()},
         server=scrapes.histograms(),
     )
+    mem = memory.section(
+        sampler.samples,
+        warm_up,
+        opts.thresholds.memory_growth_pct_per_hour,
+        until_s=driver.end_at if driver is not None else opts.duration,
+    )
+    memory.add_to(result, mem)
+    folder.close(recorder, probe, failover=fo_summary)
+    return result
+
+
+@dataclass
+class Here:
+    """The driver of a run in this process, once it exists (Ctrl-C stops it)."""
+
+    recorder: Recorder
+    interrupts: Interrupts | None
+    driver: Driver | None = None
 
 
 async def _drive_here(
@@ -389,12 +485,13 @@ async def _drive_here(
     cfg: DriverConfig,
     model: UserModel,
     pop: Population,
-    schedule: list[Any],
+    schedule: Iterable[Planned],
     failover: Failover | None,
     on_phase: Any,
     pending: list[asyncio.Task[None]],
     ports: list[int],
-) -> tuple[Recorder, dict[str, Health]]:
+    here: Here,
+) -> dict[str, Health]:
     """One driver in this process (with its metrics endpoint when asked for)."""
     server = None
     if opts.metrics_port is not None:
@@ -403,10 +500,18 @@ async def _drive_here(
         server = MetricsServer(opts.metrics_port)
         ports.append(server.port)
         print(f"driver metrics: http://{server.host}:{server.port}/metrics", flush=True)
-    recorder = Recorder()
     driver = Driver(
-        cfg, model, pop, schedule, recorder, failover, metrics=server.metrics if server else None
+        cfg,
+        model,
+        pop,
+        schedule,
+        here.recorder,
+        failover,
+        metrics=server.metrics if server else None,
     )
+    here.driver = driver
+    if here.interrupts is not None:
+        here.interrupts.driver = driver
 
     def phase_changed(phase: Phase, _at: float) -> None:
         pending.append(asyncio.get_running_loop().create_task(on_phase(phase)))
@@ -421,10 +526,10 @@ async def _drive_here(
         await progress.stop()
         if server is not None:
             server.stop()
-    return recorder, {"driver": driver.health}
+    return {"driver": driver.health}
 
 
-async def run_enterprise(opts: RunOptions) -> dict[str, Any]:
+async def run_enterprise(opts: RunOptions, interrupts: Interrupts | None = None) -> dict[str, Any]:
     """Start an Enterprise pool in this process (on Ray), drive it, stop it."""
     import ray
 
@@ -453,7 +558,9 @@ async def run_enterprise(opts: RunOptions) -> dict[str, Any]:
                 print(
                     f"  front end {fe.id}: {fe.address} (metrics {fe.metrics_address})", flush=True
                 )
-            return await drive(opts, pool.addresses[0], pool_opts.admin_token, pool_settings(opts))
+            return await drive(
+                opts, pool.addresses[0], pool_opts.admin_token, pool_settings(opts), interrupts
+            )
         finally:
             try:
                 await pool.stop()
@@ -464,12 +571,22 @@ async def run_enterprise(opts: RunOptions) -> dict[str, Any]:
 
 async def run(opts: RunOptions) -> dict[str, Any]:
     check(opts)
+    interrupts = Interrupts()
+    interrupts.install()
+    try:
+        return await _run(opts, interrupts)
+    finally:
+        interrupts.remove()
+
+
+async def _run(opts: RunOptions, interrupts: Interrupts) -> dict[str, Any]:
     if opts.target is not None:
         if opts.admin_token_file is None:
             raise ValueError("--target needs --admin-token-file (the pool's admin token)")
-        return await drive(opts, opts.target, opts.admin_token_file.read_text().strip())
+        token = opts.admin_token_file.read_text().strip()
+        return await drive(opts, opts.target, token, interrupts=interrupts)
     if opts.edition == "enterprise":
-        return await run_enterprise(opts)
+        return await run_enterprise(opts, interrupts)
     with tempfile.TemporaryDirectory(prefix="poolsim-run-") as tmp:
         pool: PoolProcess = await asyncio.to_thread(
             start_standard,
@@ -485,7 +602,9 @@ async def run(opts: RunOptions) -> dict[str, Any]:
                 f"started a Standard pool at {pool.address} (metrics {pool.metrics_address})",
                 flush=True,
             )
-            return await drive(opts, pool.address, pool.admin_token, pool_settings(opts))
+            return await drive(
+                opts, pool.address, pool.admin_token, pool_settings(opts), interrupts
+            )
         finally:
             code = await asyncio.to_thread(pool.stop)
             if code != 0:
@@ -507,10 +626,22 @@ def exit_code(result: dict[str, Any], exit_zero: bool = False) -> int:
     )
 
 
+def default_out() -> Path:
+    return Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
 def main(opts: RunOptions, exit_zero: bool = False) -> int:
     """Run, write the report, print it; the exit code of the verdict (``exit_code``)."""
-    result = asyncio.run(run(opts))
-    out = opts.out or Path("reports") / datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = opts.out or default_out()
+    try:
+        result = asyncio.run(run(dataclasses.replace(opts, out=out)))
+    except asyncio.CancelledError:
+        print(
+            f"run cancelled; the pool was stopped. What was measured is in {out} "
+            f"(poolsim report {out})",
+            file=sys.stderr,
+        )
+        return 130
     paths = report.write(result, out)
     print(report.text(result))
     print(f"\nreport: {paths[3]} (and {', '.join(p.name for p in paths[:3])})")

@@ -1,6 +1,6 @@
 """What a load run measures: HDR latency histograms per operation, counts per status code,
-the stress tool's counters, the run's phases and its measurement window, and a per-second
-time series. Mergeable across driver workers.
+the stress tool's counters, the run's phases and its measurement window, and a time series
+at bounded cost (``bench.series``). Mergeable across driver workers.
 
 Latencies are recorded in microseconds from the operation's *intended* start (open loop).
 
@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import base64
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Protocol
 
 from hdrh.histogram import HdrHistogram
 
-LOWEST_US = 1
-HIGHEST_US = 600_000_000  # 10 minutes
-DIGITS = 3
+from bench.series import HIGHEST_US, LOWEST_US, Second, Series, new_histogram
+
+__all__ = ["HIGHEST_US", "LOWEST_US", "Second", "new_histogram"]  # moved to bench.series
+
 PERCENTILES = (50.0, 90.0, 99.0, 99.9)
 
 #: (operation, status) pairs that are answers, not errors: an offline or Do Not Disturb
@@ -61,8 +63,7 @@ class Phase(Enum):
     WIND_DOWN = "wind-down"  # in-flight calls finish, messages arrive, writes are read back
 
 
-def new_histogram() -> HdrHistogram:
-    return HdrHistogram(LOWEST_US, HIGHEST_US, DIGITS)
+ERROR_SAMPLES = 3  # messages kept per (operation, status code)
 
 
 def record_us(h: HdrHistogram, seconds: float) -> None:
@@ -137,24 +138,6 @@ class OpStats:
         )
 
 
-@dataclass
-class Second:
-    """One second of the run."""
-
-    completed: int = 0
-    errors: int = 0
-    late: int = 0
-    skipped: int = 0
-    histogram: HdrHistogram = field(default_factory=new_histogram)
-
-    def merge(self, other: Second) -> None:
-        self.completed += other.completed
-        self.errors += other.errors
-        self.late += other.late
-        self.skipped += other.skipped
-        self.histogram.add(other.histogram)
-
-
 class RecordListener(Protocol):
     """Told of each measurement as it is made (e.g. ``bench.driver_metrics``)."""
 
@@ -170,10 +153,11 @@ class Recorder:
 
     ``window_from`` / ``window_to``: the measurement window in run seconds (None: not opened,
     or not closed yet); ``phases``: when each phase began (run seconds; provisioning has
-    none). The per-second series is ``seconds``, keyed by the run second an operation was
-    intended at (``second`` makes one)."""
+    none). The time series is ``series`` (bounded: ``bench.series``), by intended start."""
 
-    def __init__(self, listener: RecordListener | None = None) -> None:
+    def __init__(
+        self, listener: RecordListener | None = None, series: Series | None = None
+    ) -> None:
         self.ops: dict[str, OpStats] = {}
         #: the same, for operations intended inside the measurement window
         self.window: dict[str, OpStats] = {}
@@ -183,7 +167,10 @@ class Recorder:
         #: --kill-front-end-at``): counted here as well as in ``ops``, never in ``window``
         self.failover: dict[str, OpStats] = {}
         self.counters: Counter[str] = Counter()
-        self.seconds: dict[int, Second] = {}
+        #: calls and latency over time, by intended start: bounded (``bench.series``)
+        self.series = series if series is not None else Series()
+        #: a few error messages per "operation code" (the first ERROR_SAMPLES of each)
+        self.error_samples: dict[str, list[str]] = {}
         self.phases: dict[str, float] = {}
         self.errors = 0  # errors so far (``is_error``), for the progress line
         self.listener = listener
@@ -210,6 +197,11 @@ class Recorder:
             return 0.0
         return max(0.0, self.window_to - self.window_from)
 
+    @property
+    def seconds(self) -> Mapping[int, Second]:
+        """The live seconds of ``series``: the last minute or so, not the whole run."""
+        return self.series.live
+
     # --- measurements ---
 
     def op(self, name: str) -> OpStats:
@@ -224,12 +216,6 @@ class Recorder:
             stats = self.window[name] = OpStats()
         return stats
 
-    def second(self, at: float) -> Second:
-        sec = self.seconds.get(int(at))
-        if sec is None:
-            sec = self.seconds[int(at)] = Second()
-        return sec
-
     def record(
         self, name: str, at: float, latency_s: float, code: str, *, failover: bool = False
     ) -> None:
@@ -240,12 +226,9 @@ class Recorder:
             self.failover.setdefault(name, OpStats()).record(latency_s, code)
         elif self.in_window(at):
             self._window_op(name).record(latency_s, code)
-        sec = self.second(at)
-        sec.completed += 1
-        if code == "OK":
-            record_us(sec.histogram, latency_s)
-        elif is_error(name, code):
-            sec.errors += 1
+        error = is_error(name, code)
+        self.series.record(at, latency_s, code == "OK", error)
+        if error:
             self.errors += 1
         if self.listener is not None:
             self.listener.recorded(name, latency_s, code)
@@ -255,7 +238,7 @@ class Recorder:
         self.op(name).late += 1
         if self.in_window(at):
             self._window_op(name).late += 1
-        self.second(at).late += 1
+        self.series.late(at)
         if self.listener is not None:
             self.listener.late(name)
 
@@ -264,7 +247,7 @@ class Recorder:
         self.op(name).skipped += 1
         if self.in_window(at):
             self._window_op(name).skipped += 1
-        self.second(at).skipped += 1
+        self.series.skipped(at)
         if self.listener is not None:
             self.listener.skipped(name)
 
@@ -273,6 +256,12 @@ class Recorder:
         self.op(name).not_started += 1
         if self.in_window(at):
             self._window_op(name).not_started += 1
+
+    def error_sample(self, name: str, code: str, message: str) -> None:
+        """Keep ``message`` as an example of ``name`` failing with ``code`` (bounded)."""
+        kept = self.error_samples.setdefault(f"{name} {code}", [])
+        if len(kept) < ERROR_SAMPLES:
+            kept.append(message[:300])
 
     def count(self, name: str, n: int = 1) -> None:
         self.counters[name] += n
@@ -288,8 +277,10 @@ class Recorder:
         for name, stats in other.failover.items():
             self.failover.setdefault(name, OpStats()).merge(stats)
         self.counters.update(other.counters)
-        for t, sec in other.seconds.items():
-            self.seconds.setdefault(t, Second()).merge(sec)
+        self.series.merge(other.series)
+        for key, messages in other.error_samples.items():
+            kept = self.error_samples.setdefault(key, [])
+            kept += messages[: ERROR_SAMPLES - len(kept)]
         self.errors += other.errors
 
     @classmethod
@@ -310,7 +301,9 @@ class Recorder:
             out.window_to = min(t for t in closed if t is not None)
         return out
 
-    def to_wire(self) -> dict[str, Any]:
+    def to_wire(self, series: bool = True) -> dict[str, Any]:
+        """Everything, as JSON; ``series=False``: all but the time series (the run folder's
+        checkpoint: the series goes to its own file as it is sealed)."""
         return {
             "ops": {n: s.to_wire() for n, s in self.ops.items()},
             "window": {n: s.to_wire() for n, s in self.window.items()},
@@ -320,10 +313,8 @@ class Recorder:
             "phases": self.phases,
             "errors": self.errors,
             "counters": dict(self.counters),
-            "seconds": {
-                str(t): [s.completed, s.errors, s.late, s.skipped, encode(s.histogram)]
-                for t, s in self.seconds.items()
-            },
+            "error_samples": self.error_samples,
+            "series": self.series.to_wire() if series else [],
         }
 
     @classmethod
@@ -337,6 +328,6 @@ class Recorder:
         r.phases = dict(data.get("phases", {}))
         r.errors = int(data.get("errors", 0))
         r.counters = Counter(data["counters"])
-        for t, (done, errs, late, skipped, h) in data["seconds"].items():
-            r.seconds[int(t)] = Second(done, errs, late, skipped, decode(h))
+        r.error_samples = {k: list(v) for k, v in data.get("error_samples", {}).items()}
+        r.series = Series.from_rows(data.get("series", []))
         return r

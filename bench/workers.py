@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from bench.driver import Driver, DriverConfig
@@ -45,7 +45,7 @@ class DriverWorker:
         cfg: DriverConfig,
         model: UserModel,
         pop: Population,
-        schedule: list[Planned],
+        schedule: Iterable[Planned],
         metrics_port: int | None = None,
     ) -> dict[str, Any]:
         server = None
@@ -78,7 +78,7 @@ async def run_workers(
     cfg: DriverConfig,
     model: UserModel,
     pop: Population,
-    schedule: list[Planned],
+    schedule: Iterable[Planned],
     *,
     metrics_port: int | None = None,
     on_phase: Callable[[Phase], Awaitable[None]] | None = None,

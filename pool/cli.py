@@ -397,6 +397,12 @@ def _workers(text: str) -> str:
     return text
 
 
+def cmd_report(a: argparse.Namespace) -> int:
+    from bench.folder import main
+
+    return main(a.folder, a.out)
+
+
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--users",
@@ -552,6 +558,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hotpath.add_arguments(bench_parser)
     bench_parser.set_defaults(func=hotpath.main)
+    report = command(
+        "report", "build the report of a run from its folder (also one stopped or killed)"
+    )
+    report.add_argument("folder", type=Path, help="the run's folder (its --out)")
+    report.add_argument("--out", type=Path, help="write the report here (default: the folder)")
+    report.set_defaults(func=cmd_report)
     status = command("status", "show a running pool's front ends, groups and quorum")
     _admin_args(status)
     status.set_defaults(func=cmd_status)

@@ -1,0 +1,179 @@
+"""The run's folder, written as the run goes, so a run that is stopped or killed (even with
+``kill -9``) leaves what it measured, and `poolsim report FOLDER` builds its report.
+
+    run.json           the configuration, when the figures after the ramp start, thresholds
+    series.jsonl       the time series, one bucket a line as it is sealed (``bench.series``)
+    memory.jsonl       the driver's and the front ends' memory, a sample a line
+    front_ends.jsonl   the probe's samples per front end (processor, memory, endpoints)
+    recorder.json      everything else the driver measured (per operation histograms,
+                       status codes, counters), replaced every ``CHECKPOINT_S`` (atomically)
+    report.*           the report, at the end (``bench.report.write``)
+
+A killed run loses at most the last ``CHECKPOINT_S`` of its totals and the last minute or
+so of its time series (the seconds still live, ``bench.series``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import os
+from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from bench import memory, report
+from bench.probe import FrontEndSeries, Probe
+from bench.series import Sealed, Series
+from bench.stats import Recorder
+
+CHECKPOINT_S = 10.0
+
+
+class RunFolder:
+    """Appends the run's figures to its folder; ``checkpoint`` and ``close`` write the rest."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.mkdir(parents=True, exist_ok=True)
+        self._probed: dict[str, int] = {}  # front end -> its samples already written
+        self._pool_probed = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def begin(self, config: dict[str, Any], steady_from: float, warm_up_s: float) -> None:
+        info = {"config": config, "steady_from": steady_from, "warm_up_s": warm_up_s}
+        _replace(self.path / "run.json", json.dumps(info, indent=1))
+
+    def _append(self, name: str, *rows: dict[str, Any]) -> None:
+        """Rows at the end of ``name``, in the kernel's hands when this returns (a killed
+        driver loses nothing written; a few appends every 10 s)."""
+        with (self.path / name).open("a") as f:
+            f.writelines(json.dumps(row, separators=(",", ":")) + "\n" for row in rows)
+
+    def series(self, bucket: Sealed) -> None:
+        """``Series``' sink."""
+        self._append("series.jsonl", bucket.to_row())
+
+    def memory(self, sample: memory.Sample) -> None:
+        """``MemorySampler``'s sink."""
+        self._append("memory.jsonl", sample)
+
+    def checkpoint(
+        self, rec: Recorder, probe: Probe | None, *, final: bool = False, **extra: Any
+    ) -> None:
+        """The recorder's totals (not its series: that has its own file), and the probe's
+        samples taken since the last checkpoint."""
+        if probe is not None:
+            rows: list[dict[str, Any]] = []
+            for fe, s in probe.series.items():
+                done = self._probed.get(fe, 0)
+                rows += [{"fe": fe, "at": s.address, "s": x} for x in s.samples[done:]]
+                self._probed[fe] = len(s.samples)
+            rows += [{"pool": list(r)} for r in probe.pool[self._pool_probed :]]
+            self._pool_probed = len(probe.pool)
+            if rows:
+                self._append("front_ends.jsonl", *rows)
+        wire = {"final": final, "recorder": rec.to_wire(series=False), **extra}
+        _replace(self.path / "recorder.json", json.dumps(wire))
+
+    def start(self, rec: Recorder, probe: Probe | None, every: float = CHECKPOINT_S) -> None:
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(every)
+                self.checkpoint(rec, probe)
+
+        self._task = asyncio.get_running_loop().create_task(loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    def close(self, rec: Recorder, probe: Probe | None, **extra: Any) -> None:
+        """At the end of the run: the live seconds of the series, the final totals."""
+        rec.series.flush()
+        self.checkpoint(rec, probe, final=True, **extra)
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``path`` whole or not at all (a kill mid-write leaves the previous version)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _lines(path: Path) -> Iterator[dict[str, Any]]:
+    """The JSON lines of ``path``; a last line cut short by a kill is left out."""
+    if not path.exists():
+        return
+    with path.open() as f:
+        for line in f:
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError:
+                return
+
+
+def rebuild(path: Path) -> dict[str, Any]:
+    """The report of the run in folder ``path``, from what it wrote as it went."""
+    run_file = path / "run.json"
+    if not run_file.exists():
+        raise ValueError(f"{path}: no run.json: not the folder of a poolsim run")
+    info = json.loads(run_file.read_text())
+    config = info["config"]
+    try:
+        saved = json.loads((path / "recorder.json").read_text())
+    except FileNotFoundError:
+        saved = {"final": False, "recorder": Recorder().to_wire(series=False)}
+    rec = Recorder.from_wire(saved["recorder"])
+    rec.series = Series.from_rows(_lines(path / "series.jsonl"))
+    fronts: dict[str, FrontEndSeries] = {}
+    pool: list[tuple[float, float, int]] = []
+    for row in _lines(path / "front_ends.jsonl"):
+        if "pool" in row:
+            pool.append(tuple(row["pool"]))
+        else:
+            fes = fronts.setdefault(row["fe"], FrontEndSeries(row["at"]))
+            fes.samples.append(tuple(row["s"]))
+    known = {f.name for f in fields(report.Thresholds)}
+    thresholds = report.Thresholds(
+        **{k: v for k, v in config.get("thresholds", {}).items() if k in known}
+    )
+    out = report.build(
+        rec,
+        fronts,
+        config,
+        thresholds,
+        pool=pool,
+        failover=saved.get("failover"),
+    )
+    samples = list(_lines(path / "memory.jsonl"))
+    memory.add_to(
+        out,
+        memory.section(
+            samples,
+            info["warm_up_s"],
+            thresholds.memory_growth_pct_per_hour,
+            until_s=config.get("stopped_at", config.get("duration", math.inf)),
+        ),
+    )
+    ends = [b.t + b.span for b in rec.series.buckets()]
+    ends += [s["t"] for s in samples]
+    out["rebuilt"] = {
+        "complete": bool(saved.get("final")),
+        "measured_until_s": max(ends, default=0.0),
+    }
+    return out
+
+
+def main(path: Path, out: Path | None = None) -> int:
+    """`poolsim report FOLDER`: rebuild the report, write its files (into ``out``, default
+    the folder itself) and print it."""
+    result = rebuild(path)
+    paths = report.write(result, out or path)
+    print(report.text(result))
+    print(f"\nreport: {paths[3]} (and {', '.join(p.name for p in paths[:3])})")
+    return 0
