@@ -66,7 +66,7 @@ def test_sampler_keeps_a_bounded_number_of_samples() -> None:
 def partial_folder(path: Path) -> Recorder:
     """A folder as a driver killed with ``kill -9`` after 300 s leaves it."""
     folder = RunFolder(path)
-    rec = Recorder(steady_from=20.0, series=Series(sink=folder.series))
+    rec = Recorder(series=Series(sink=folder.series))
     config = {"edition": "standard", "users": 10, "signed_in": 8, "level": "high"}
     config |= {"duration": 600.0, "speedup": 1.0, "thresholds": {"p99_ms": 100.0}}
     folder.begin(config, steady_from=20.0, warm_up_s=30.0)
@@ -75,7 +75,7 @@ def partial_folder(path: Path) -> Recorder:
         if t % 50 == 0:
             rec.record("publish", t + 0.2, 0.004, "UNAVAILABLE")
         if t % 10 == 0:
-            folder.memory({"t": float(t), "driver": 60 * memory.MIB, "front_ends": {"fe-1": 1}})
+            folder.memory({"t": float(t), "driver": 60 * memory.MIB, "front_ends": {"fe1": 1}})
     rec.count("logon_attempts", 8)
     folder.checkpoint(rec, None)  # the last checkpoint before the kill
     rec.record("poll", 299.9, 0.002, "OK")  # measured after it: lost with the driver

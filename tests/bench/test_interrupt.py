@@ -31,7 +31,7 @@ def test_a_signal_ends_the_run_with_its_report_and_the_pool_stopped(
 ) -> None:
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "pool.cli", "run", "--users", "60", "--duration", "600"]
-    cmd += ["--ramp", "50", "--speedup", "40", "--quiet", "--out", str(out)]
+    cmd += ["--ramp", "50", "--speedup", "40", "--quiet", "--exit-zero", "--out", str(out)]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         wait_for(out / "front_ends.jsonl", proc)  # the first checkpoint: the load is on

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench import charts, plan, report
+from bench import charts, memory, plan, report
 from bench.probe import FrontEndSeries
 from bench.server_latency import Buckets
 from bench.stats import Phase, Recorder
@@ -124,13 +124,13 @@ def full_report() -> dict[str, Any]:
         health=health,
         server=server,
     )
-    r["memory"] = {
-        "samples": [
+    r["memory"] = memory.section(
+        [
             {"t": float(t), "driver": 300e6 + t * 1e5, "front_ends": {"fe1": 250e6, "fe2": 260e6}}
             for t in range(0, 30, 5)
         ],
-        "growth": {},
-    }
+        warm_up_s=5.0,
+    )
     return r
 
 
