@@ -313,6 +313,7 @@ def test_missing_admin_token_file_is_refused_by_name(tmp_path: Path) -> None:
 async def test_given_admin_token_file_is_used(tmp_path: Path) -> None:
     token_file = tmp_path / "secret.token"
     token_file.write_text("a-token-the-operator-chose-0123\n")
+    token_file.chmod(0o600)  # one that others can read is refused
     argv = serve_argv(tmp_path / "data", "--admin-token-file", str(token_file))
     with running(argv, tmp_path) as server:
         assert server.token_path == token_file

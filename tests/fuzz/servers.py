@@ -62,7 +62,8 @@ def running_pool(edition: str, data_dir: Path, front_ends: int = 3) -> Iterator[
     )
     pool = PoolProcess(proc)
     lines: queue.Queue[str | None] = queue.Queue()
-    threading.Thread(target=_reader, args=(proc.stdout, lines, pool.log), daemon=True).start()
+    reader = threading.Thread(target=_reader, args=(proc.stdout, lines, pool.log), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -90,3 +91,6 @@ def running_pool(edition: str, data_dir: Path, front_ends: int = 3) -> Iterator[
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
+        reader.join(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
