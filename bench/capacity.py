@@ -372,11 +372,11 @@ def front_ends_for(
     if n == MIN_FRONT_ENDS and per_pool / (n - 2) <= users_per_fe:
         reasons.append(
             f"fewer FEs would carry the load, but a pool needs at least {MIN_FRONT_ENDS} FEs "
-            "running when users are first moved into it (SPEC 2)"
+            "running when users are first moved into it (Lync)"
         )
     reasons.append(
         f"a pool of {n} FEs needs {FIRST_START[n]} of them running for its first start "
-        "(SPEC 2 quorum table)"
+        "(Lync's quorum table)"
     )
     return Sizing(
         users=users,

@@ -176,7 +176,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cpu-target",
         type=float,
         default=80.0,
-        help="front-end processor %% target (SPEC 6; default %(default)s)",
+        help="front-end processor %% target (Lync health threshold; default %(default)s)",
     )
     parser.add_argument(
         "--edition",

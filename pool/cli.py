@@ -129,7 +129,7 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
         help="normal: acknowledged writes survive a crash of the process; full: "
         "also a power loss (slower)",
     )
-    g = p.add_argument_group("engine settings (SPEC values by default)")
+    g = p.add_argument_group("engine settings (Lync's documented values by default)")
     g.add_argument("--pool-name", default="pool01", help="the pool's name (metrics, records)")
     g.add_argument("--routing-groups", type=int, default=8, help="Standard: routing groups")
     g.add_argument(
