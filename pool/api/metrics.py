@@ -50,7 +50,7 @@ if TYPE_CHECKING:
 prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]  # no _created twins
 
 # 10 µs (an in-memory call) to 10 s (the store's 12 s throttle is beyond it: +Inf)
-_LATENCY_BUCKETS = (
+LATENCY_BUCKETS = (
     1e-5,
     2.5e-5,
     5e-5,
@@ -152,7 +152,7 @@ class Metrics(Observer):
             "poolsim_store_write_seconds",
             "Writes to the store (Lync: DBStore queue latency)",
             registry=r,
-            buckets=_LATENCY_BUCKETS,
+            buckets=LATENCY_BUCKETS,
         )
         self.info = Gauge(
             "poolsim_front_end_info",
@@ -328,7 +328,7 @@ class _Latency:
     __slots__ = ("counts", "sum")
 
     def __init__(self) -> None:
-        self.counts = [0] * (len(_LATENCY_BUCKETS) + 1)  # the last is +Inf
+        self.counts = [0] * (len(LATENCY_BUCKETS) + 1)  # the last is +Inf
         self.sum = 0.0
 
 
@@ -368,7 +368,7 @@ class RpcMetrics(Collector):
         latency = stats.latency.get(code)
         if latency is None:
             latency = stats.latency[code] = _Latency()
-        latency.counts[bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        latency.counts[bisect_left(LATENCY_BUCKETS, seconds)] += 1
         latency.sum += seconds
         if sent is not None:
             stats.sent += sent
@@ -406,7 +406,7 @@ class RpcMetrics(Collector):
         )
         for method, stats in list(self._stats.items()):
             key = [stats.kind, stats.service, method]
-            total = [0] * (len(_LATENCY_BUCKETS) + 1)
+            total = [0] * (len(LATENCY_BUCKETS) + 1)
             total_sum = 0.0
             for code, latency in list(stats.latency.items()):
                 counts = list(latency.counts)
@@ -422,7 +422,7 @@ class RpcMetrics(Collector):
 
 
 def _cumulative(counts: list[int]) -> list[tuple[str, float]]:
-    bounds = (*(str(b) for b in _LATENCY_BUCKETS), "+Inf")
+    bounds = (*(str(b) for b in LATENCY_BUCKETS), "+Inf")
     out, running = [], 0
     for bound, n in zip(bounds, counts, strict=True):
         running += n
