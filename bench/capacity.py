@@ -207,10 +207,14 @@ def fit_usl(points: Sequence[tuple[float, float]]) -> UslFit:
 
 @dataclass(frozen=True, slots=True)
 class UslConfidence:
-    """95% confidence intervals of a USL fit (least squares, scipy's ``curve_fit`` from the
-    fit as its start): each a (low, high) pair, None where the points leave the parameter
-    undetermined (fewer than 4 points, or a singular covariance). ``band``: per users value
-    (x, low, high) of the modelled throughput, from 400 parameter draws (fixed seed)."""
+    """95% confidence intervals of a USL fit, from the fit's own asymptotic covariance
+    (s^2 (J^T J)^-1, J the model's Jacobian at the fitted parameters, s^2 the residual
+    variance, Student's t with n - 3 degrees of freedom): each a (low, high) pair, None where
+    the points leave it undetermined (fewer than 4 points, or a singular covariance).
+    ``peak_n``: the knee's interval, from the corners of the sigma and kappa intervals (the
+    peak falls as either grows); None when kappa's interval reaches 0 (the knee may be at
+    infinity). ``band``: per users value (x, low, high), the fitted curve plus or minus t
+    times its standard error by the delta method, so it lies around the curve."""
 
     lam: tuple[float, float] | None
     sigma: tuple[float, float] | None
@@ -219,12 +223,21 @@ class UslConfidence:
     band: list[tuple[float, float, float]]
 
 
+def _jacobian(n: Any, lam: float, sigma: float, kappa: float) -> Any:
+    """d X / d (lam, sigma, kappa) at concurrencies ``n`` (an array), one row per n."""
+    import numpy as np
+
+    d = 1.0 + sigma * (n - 1.0) + kappa * n * (n - 1.0)
+    return np.column_stack([n / d, -lam * n * (n - 1.0) / d**2, -lam * n * n * (n - 1.0) / d**2])
+
+
 def usl_confidence(
     points: Sequence[tuple[float, float]], fit: UslFit, xs: Sequence[float] = ()
 ) -> UslConfidence:
-    """Confidence intervals of ``fit`` (made from ``points``); ``xs``: where to draw the band."""
+    """Confidence intervals of ``fit`` (made from ``points``); ``xs``: where to draw the band
+    (give the whole plotted range)."""
     import numpy as np
-    from scipy import optimize, stats
+    from scipy import stats
 
     n = np.array([p[0] for p in points], dtype=float)
     x = np.array([p[1] for p in points], dtype=float)
@@ -232,42 +245,38 @@ def usl_confidence(
     none = UslConfidence(None, None, None, None, [])
     if dof < 1:
         return none
-
-    def model(nn: Any, lam: Any, sigma: Any, kappa: Any) -> Any:
-        return lam * nn / (1.0 + sigma * (nn - 1.0) + kappa * nn * (nn - 1.0))
-
-    start = [fit.lam, max(fit.sigma, 1e-9), max(fit.kappa, 1e-15)]
-    try:
-        popt, pcov = optimize.curve_fit(
-            model, n, x, p0=start, bounds=([0.0, 0.0, 0.0], [np.inf, 1.0, 1.0]), maxfev=20_000
-        )
-    except (RuntimeError, ValueError):
+    params = np.array([fit.lam, fit.sigma, fit.kappa])
+    residual = x - np.array([fit.throughput(v) for v in n])
+    s2 = float(residual @ residual) / dof
+    jac = _jacobian(n, fit.lam, fit.sigma, fit.kappa)
+    scale = np.linalg.norm(jac, axis=0)  # the parameters differ by 10 orders of magnitude
+    if not np.all(scale > 0):
         return none
-    if not np.all(np.isfinite(pcov)):
+    scaled = jac / scale
+    normal = scaled.T @ scaled
+    if not np.isfinite(normal).all() or np.linalg.cond(normal) > 1e12:
         return none
+    cov = s2 * np.linalg.inv(normal) / np.outer(scale, scale)
     t = float(stats.t.ppf(0.975, dof))
-    err = np.sqrt(np.maximum(np.diag(pcov), 0.0))
+    err = np.sqrt(np.maximum(np.diag(cov), 0.0))
 
-    def interval(i: int, floor: float = 0.0) -> tuple[float, float]:
-        return (max(floor, float(popt[i] - t * err[i])), float(popt[i] + t * err[i]))
+    def interval(i: int) -> tuple[float, float]:
+        return (max(0.0, float(params[i] - t * err[i])), float(params[i] + t * err[i]))
 
-    rng = np.random.default_rng(1)
-    draws = rng.multivariate_normal(popt, pcov, size=400, check_valid="ignore")
-    draws[:, 1:] = np.clip(draws[:, 1:], 0.0, 1.0)
-    draws[:, 0] = np.maximum(draws[:, 0], 0.0)
+    sigma, kappa = interval(1), interval(2)
+    peak: tuple[float, float] | None = None
+    if kappa[0] > 0:
+        low = math.sqrt(max(0.0, 1.0 - min(1.0, sigma[1])) / kappa[1])
+        peak = (max(1.0, low), max(1.0, math.sqrt(max(0.0, 1.0 - sigma[0]) / kappa[0])))
     band: list[tuple[float, float, float]] = []
-    for xv in xs:
-        ys = model(float(xv), draws[:, 0], draws[:, 1], draws[:, 2])
-        band.append((float(xv), float(np.percentile(ys, 2.5)), float(np.percentile(ys, 97.5))))
-    kappas = draws[:, 2]
-    peaks = np.sqrt(np.maximum(0.0, 1.0 - draws[:, 1]) / np.where(kappas > 0, kappas, np.nan))
-    finite = peaks[np.isfinite(peaks)]
-    peak = (
-        (float(np.percentile(finite, 2.5)), float(np.percentile(finite, 97.5)))
-        if len(finite) > 0.9 * len(peaks)
-        else None
-    )
-    return UslConfidence(interval(0), interval(1), interval(2), peak, band)
+    if len(xs):
+        grid = np.array(xs, dtype=float)
+        g = _jacobian(grid, fit.lam, fit.sigma, fit.kappa)
+        se = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", g, cov, g), 0.0))
+        for xv, s in zip(grid, se, strict=True):
+            y = fit.throughput(float(xv))
+            band.append((float(xv), max(0.0, y - t * float(s)), y + t * float(s)))
+    return UslConfidence(interval(0), sigma, kappa, peak, band)
 
 
 # --------------------------------------------------------------------------------------------

@@ -474,12 +474,14 @@ def plan_chart(doc: dict[str, Any]) -> Chart | None:
                 name="95% band",
                 hoverinfo="skip",
             )
-    answer = (doc.get("users_per_fe") or {}).get("largest_passing")
-    if answer:
+    figure = doc.get("users_per_fe") or {}
+    answer = figure.get("largest_passing")
+    if answer and figure.get("capacity_figure"):  # the same figure the text gives, or none
+        bound = "at least " if figure.get("lower_bound") else ""
         fig.add_vline(
             x=answer,
             line_color=COLORS[2],
-            annotation_text=f"answer {answer:,.0f} per FE",
+            annotation_text=f"answer: {bound}{answer:,.0f} per FE",
             annotation_position="top left",
             annotation_font_size=11,
         )

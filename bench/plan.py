@@ -54,6 +54,7 @@ from bench.capacity import (
     lync_figure,
     usl_confidence,
 )
+from bench.stats import is_error
 from pool.durations import parse_duration
 
 #: what limited a point
@@ -88,6 +89,7 @@ class Point:
     limit_kind: str = NONE  # what limited this point (POOL, DRIVER, RAMP, MACHINE, NONE)
     limit: str = ""  # in words
     note: str = ""  # what else the run showed (the clients' p99 was the machine's, say)
+    driver_saturated: bool = False  # it delivered less than the load asked: kept out of the fit
 
     @property
     def effective_users(self) -> float:
@@ -225,19 +227,93 @@ def _check(args: argparse.Namespace) -> str | None:
     return None
 
 
+#: answers a client's own clock or channel can produce without the pool saying anything
+CLIENT_SIDE_CODES = frozenset({"DEADLINE_EXCEEDED", "CANCELLED"})
+
+
+def pool_side_failures(result: dict[str, Any]) -> list[str]:
+    """The pool's own figures in the measurement window that broke a target, in words:
+    the busiest front end's processor, the pool's own p99 of an RPC (its histogram), the store
+    queue's p99, and errors the pool returned (not deadlines or cancellations, which a slow
+    client produces alone). Empty when the window never opened: there are no figures then."""
+    window = result.get("window", {})
+    if not float(window.get("seconds") or 0.0) > 0:
+        return []
+    limits = result.get("config", {}).get("thresholds", {})
+    cpu_target = float(limits.get("cpu_percent", 80.0))
+    p99_target = float(limits.get("p99_ms", 100.0))
+    ratio_target = float(limits.get("error_ratio", 0.01))
+    found: list[str] = []
+    fronts = result.get("front_ends", {})
+    if fronts:
+        fe, busiest = max(fronts.items(), key=lambda kv: float(kv[1]["cpu_mean"]))
+        cpu = float(busiest["cpu_mean"])
+        if cpu >= cpu_target:
+            where = f" ({fe})" if len(fronts) > 1 else ""
+            found.append(f"front-end processor{where} {cpu:.0f}% > {cpu_target:g}%")
+    srv = result.get("server_latency", {})
+    slow = [
+        r
+        for r in srv.get("rows", [])
+        if r.get("server_p99_ms") is not None and float(r["server_p99_ms"]) >= p99_target
+    ]
+    if slow:
+        w = max(slow, key=lambda r: float(r["server_p99_ms"]))
+        found.append(
+            f"p99 of {w['operation']}: pool-side {float(w['server_p99_ms']):.1f} ms "
+            f"> {p99_target:g} ms"
+        )
+    store = srv.get("store_write_p99_ms")
+    if store is not None and float(store) >= p99_target:
+        found.append(f"store queue p99 {float(store):.1f} ms > {p99_target:g} ms")
+    ops = result.get("operations", {})
+    calls = sum(int(o.get("window", {}).get("calls", 0)) for o in ops.values())
+    returned = sum(
+        n
+        for name, o in ops.items()
+        for code, n in o.get("window", {}).get("codes", {}).items()
+        if is_error(name, code) and code not in CLIENT_SIDE_CODES
+    )
+    if calls and returned / calls >= ratio_target:
+        found.append(
+            f"errors the pool returned: {returned} of {calls} ({returned / calls:.2%}) "
+            f">= {ratio_target:.0%}"
+        )
+    return found
+
+
 def classify(result: dict[str, Any]) -> tuple[str, str, str]:
     """What limited a run: (``POOL``, ``DRIVER``, ``RAMP`` or ``NONE``; in words; a note).
 
-    A p99 above the target counts against the pool only when the pool's own histogram shows
-    it too: when every RPC's pool-side p99 is under the target, the clients waited elsewhere
-    (the driver, the network, the machine); the point then passes for the pool, with that
-    said in the note (``MACHINE``)."""
+    The pool's own figures come first (:func:`pool_side_failures`): when one broke a target
+    the pool reached its limit *even if the driver was saturated too*, because a saturated
+    driver only delivers less load than asked, so the pool failed under no more than this
+    point's load. The note then says the driver was saturated too. Only when nothing
+    pool-side failed is a saturated driver the limit (no capacity figure), then a window
+    that never opened (the ramp, or a backlog the pool never drained).
+
+    A client p99 above the target counts against the pool only when the pool's own
+    histogram shows it too: when every RPC's pool-side p99 is under the target, the clients
+    waited elsewhere (the driver, the network, the machine); the point then passes for the
+    pool, with that said in the note (``MACHINE``)."""
     verdict = result["verdict"]
     checks = verdict["checks"]
     drv = result.get("driver", {})
+    window = next((c for c in checks if c["check"] == "measurement window"), None)
+    pool_side = pool_side_failures(result)
+    if pool_side:
+        notes = []
+        if drv.get("saturated"):
+            notes.append(
+                "the driver was saturated too ("
+                + "; ".join(drv.get("why", []))
+                + "): it delivered no more than this load, so the pool failed under at most it"
+            )
+        if window is not None and window["status"] == "inconclusive":
+            notes.append(f"the window was short of the minimum ({window['measured']})")
+        return POOL, "; ".join(pool_side), "; ".join(notes)
     if drv.get("saturated"):
         return DRIVER, "the load generator was saturated: " + "; ".join(drv.get("why", [])), ""
-    window = next((c for c in checks if c["check"] == "measurement window"), None)
     if window is not None and window["status"] == "inconclusive":
         blocked = " ".join(result.get("window", {}).get("blocked_by", []))
         if "backlog" in blocked and "sign-ins still pending" not in blocked:
@@ -252,19 +328,15 @@ def classify(result: dict[str, Any]) -> tuple[str, str, str]:
         if not name.startswith("p99 latency"):
             return POOL, f"{name}: {c['measured']} (target {c['target']})", note
         op = name.split("worst: ", 1)[-1].rstrip(")")
-        pool_side = [r for r in rows if r["server_p99_ms"] is not None]
-        slow = [r for r in pool_side if float(r["server_p99_ms"]) >= target]
-        if pool_side and not slow:
-            worst = max(pool_side, key=lambda r: float(r["server_p99_ms"]))
+        pool_rows = [r for r in rows if r["server_p99_ms"] is not None]
+        if pool_rows:  # every pool-side p99 is under the target (pool_side_failures)
+            worst = max(pool_rows, key=lambda r: float(r["server_p99_ms"]))
             note = (
                 f"{MACHINE}: clients saw p99 of {op} {c['measured']} while the pool's own p99 "
                 f"stayed under {target:g} ms (at most {worst['server_p99_ms']:.2f} ms, "
                 f"{worst['rpc']}): the calls queued outside the pool's handlers"
             )
             continue
-        if slow:
-            w = max(slow, key=lambda r: float(r["server_p99_ms"]))
-            return POOL, f"p99 of {w['operation']}: pool-side {w['server_p99_ms']:.1f} ms", note
         return POOL, f"p99 of {op}: {c['measured']} (target {c['target']})", note
     return NONE, "", note
 
@@ -292,7 +364,7 @@ def point_from_report(
     drivers = result.get("driver", {}).get("drivers", {})
     kind, limit, note = classify(result) if "result" in verdict else (NONE, "", "")
     status = verdict.get("result", "PASS" if verdict["pass"] else "FAIL")
-    passed = bool(verdict["pass"]) or (kind == NONE and status == "FAIL")
+    passed = (bool(verdict["pass"]) or (kind == NONE and status == "FAIL")) and kind != POOL
     return Point(
         users=users,
         signed_in=int(cfg.get("signed_in", 0)),
@@ -317,6 +389,7 @@ def point_from_report(
         limit_kind=kind if not passed else NONE,
         limit=limit if not passed else "",
         note=note,
+        driver_saturated=bool(result.get("driver", {}).get("saturated")),
     )
 
 
@@ -429,33 +502,43 @@ def analyse(points: list[Point], stopped: str) -> Findings:
     done = [
         p for p in points if p.error is None and p.throughput > 0 and p.limit_kind in (POOL, NONE)
     ]
+    # a saturated driver delivered less than its users ask: its throughput is not theirs
+    fitted = [p for p in done if not p.driver_saturated]
     fit: UslFit | None = None
     note: str | None = None
     confidence: UslConfidence | None = None
-    pts = [(p.effective_users, p.throughput) for p in done]
-    if len({p.users for p in done}) < 3:
-        note = f"a USL fit needs at least 3 finished runs at different user counts ({len(done)})"
+    pts = [(p.effective_users, p.throughput) for p in fitted]
+    if len({p.users for p in fitted}) < 3:
+        note = (
+            "a USL fit needs at least 3 finished runs at different user counts with a driver "
+            f"that kept up ({len(fitted)})"
+        )
     else:
         try:
             fit = fit_usl(pts)
         except ValueError as exc:
             note = str(exc)
-    if fit is not None:
-        top = max(n for n, _ in pts) * 1.3
-        confidence = usl_confidence(pts, fit, [top * i / 60 for i in range(1, 61)])
+    if fit is not None:  # the band over the whole plotted range (bench.charts.plan_chart)
+        top = max(p.effective_users for p in points if p.throughput > 0) * 1.3
+        confidence = usl_confidence(pts, fit, [top * i / 100 for i in range(1, 101)])
     passing = [p for p in done if p.passed]
     best = max(passing, key=lambda p: p.users, default=None)
     per_fe = best.per_fe if best is not None else None
-    knee: float | None = None
-    if fit is not None and math.isfinite(fit.peak_n()):
+    knee: float | None = None  # only when its interval is finite: else the points cannot tell
+    if (
+        fit is not None
+        and math.isfinite(fit.peak_n())
+        and confidence is not None
+        and confidence.peak_n is not None
+    ):
         fes = best.front_ends if best is not None else done[-1].front_ends
         knee = fit.peak_n() / fes
     pool_fails = sorted((p for p in points if p.limit_kind == POOL), key=lambda p: p.users)
     others = [p for p in points if p.limit_kind in (DRIVER, RAMP, MACHINE)]
-    if others:
-        limit_kind, limit = others[0].limit_kind, others[0].limit
-    elif pool_fails:
+    if pool_fails:  # the pool failed somewhere: the largest pass below it is a capacity figure
         limit_kind, limit = POOL, pool_fails[0].limit
+    elif others:
+        limit_kind, limit = others[0].limit_kind, others[0].limit
     else:
         limit_kind, limit = NONE, ""
     lower = bool(done) and not pool_fails
@@ -567,16 +650,23 @@ def summary(
                 )
             if findings.limit:
                 lines.append(f"limited by the pool: {findings.limit}")
-            notes = [p for p in points if p.note]
+                first_fail = min(
+                    (p for p in points if p.limit_kind == POOL), key=lambda p: p.users, default=None
+                )
+                if first_fail is not None and first_fail.note:
+                    lines.append(f"  (at {first_fail.per_fe:,.0f} per FE: {first_fail.note})")
+            notes = [p for p in points if p.note.startswith(MACHINE)]
             if notes:
                 lines.append(
                     f"note: at {len(notes)} point(s) the clients' p99 was over the target while "
                     "the pool's own stayed under it (the machine, not the pool): " + notes[-1].note
                 )
-        if findings.knee_users_per_fe is not None:
+        knee = findings.knee_users_per_fe
+        if knee is not None and fit is not None and ci is not None and ci.peak_n is not None:
+            per = knee / fit.peak_n()  # users per FE per unit of concurrency
             lines.append(
-                f"USL knee: {findings.knee_users_per_fe:,.0f} users per front end "
-                "(past it, more users bring less throughput)"
+                f"USL knee: {knee:,.0f} users per front end, 95% [{ci.peak_n[0] * per:,.0f}, "
+                f"{ci.peak_n[1] * per:,.0f}] (past it, more users bring less throughput)"
             )
         lines.append(
             f"hardware: {os.cpu_count()} CPUs, {platform.machine()}; measured on "

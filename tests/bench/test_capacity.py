@@ -452,3 +452,105 @@ def test_analyse_without_enough_runs() -> None:
     assert "at least 3" in f.fit_note
     assert (f.users_per_fe, f.lower_bound) == (1000.0, True)
     assert "at least" in plan.summary([p], f, None, None, Path("out"))
+
+
+def saturated_at_the_pools_limit() -> dict[str, Any]:
+    """The quiet measurement's 26,200 point: the front end over its target *and* the driver
+    lagging, in a window shorter than asked (so every check is inconclusive)."""
+    r = fake_report(1310, 9190, 194.6, 87.4, False, result="INCONCLUSIVE")
+    r["config"]["thresholds"] = {"p99_ms": 100.0, "cpu_percent": 80.0, "error_ratio": 0.01}
+    r["driver"] = {
+        "saturated": True,
+        "why": ["event-loop lag p99 21.4 ms (limit 20 ms)"],
+        "drivers": {},
+    }
+    r["verdict"]["checks"][0] = {
+        "check": "measurement window",
+        "status": "inconclusive",
+        "ok": False,
+        "measured": "10 s",
+    }
+    r["verdict"]["checks"][1]["status"] = "inconclusive"
+    r["server_latency"]["rows"] = [
+        {"operation": "publish", "rpc": "PublishPresence", "server_p99_ms": 0.25, "gap": True}
+    ]
+    return r
+
+
+def test_a_pool_over_its_target_is_the_limit_even_with_a_saturated_driver() -> None:
+    r = saturated_at_the_pools_limit()
+    kind, limit, note = plan.classify(r)
+    assert kind == plan.POOL
+    assert limit == "front-end processor 87% > 80%"
+    assert note.startswith("the driver was saturated too (event-loop lag p99 21.4 ms")
+    assert "window was short" in note
+    p = plan.point_from_report(r, 1310, 100.0, Path("x"), speedup=20.0)
+    assert (p.passed, p.limit_kind, p.driver_saturated) == (False, plan.POOL, True)
+    # the bisection goes on between the last pass and this point
+    pts = [point(800, True), point(1024, True), p]
+    assert plan.next_users(pts, 1.6, 0.1) == 1167
+
+
+def test_a_saturated_driver_is_the_limit_only_when_nothing_pool_side_failed() -> None:
+    r = saturated_at_the_pools_limit()
+    r["front_ends"]["fe1"]["cpu_mean"] = 61.0
+    kind, limit, _ = plan.classify(r)
+    assert kind == plan.DRIVER
+    assert limit.startswith("the load generator was saturated: event-loop lag")
+    r["server_latency"]["rows"][0]["server_p99_ms"] = 140.0  # the pool's own histogram is slow
+    assert plan.classify(r)[:2] == (plan.POOL, "p99 of publish: pool-side 140.0 ms > 100 ms")
+
+
+def test_only_errors_the_pool_returned_count_against_it() -> None:
+    r = saturated_at_the_pools_limit()
+    r["front_ends"]["fe1"]["cpu_mean"] = 40.0
+    r["operations"]["poll"]["window"] |= {"calls": 1000, "codes": {"OK": 900}}
+    r["operations"]["poll"]["window"]["codes"]["DEADLINE_EXCEEDED"] = 100  # the client's clock
+    assert plan.classify(r)[0] == plan.DRIVER
+    r["operations"]["poll"]["window"]["codes"]["UNAVAILABLE"] = 30  # the pool said no
+    kind, limit, _ = plan.classify(r)
+    assert kind == plan.POOL
+    assert limit.startswith("errors the pool returned: 30 of 1000")
+
+
+def test_the_band_lies_around_the_fitted_curve_over_the_whole_range() -> None:
+    from bench.capacity import usl_confidence
+
+    exact = usl_points(2.0, 0.0, 0.0, [1000, 2000, 4000, 8000, 16000])
+    wobble = [1.02, 0.97, 1.01, 0.99, 1.02]
+    pts = [(n, x * w) for (n, x), w in zip(exact, wobble, strict=True)]
+    fit = fit_usl(pts)
+    xs = [i * 340.0 for i in range(1, 101)]  # past the last point, as the chart draws
+    ci = usl_confidence(pts, fit, xs)
+    assert [b[0] for b in ci.band] == xs
+    for x, low, high in ci.band:
+        assert low <= fit.throughput(x) <= high
+        assert fit.throughput(x) - low == pytest.approx(high - fit.throughput(x), rel=1e-6) or (
+            low == 0.0
+        )
+    assert ci.kappa is not None and ci.kappa[0] == 0.0
+    assert ci.peak_n is None  # kappa may be 0: the knee may be anywhere past the points
+
+
+def test_no_knee_and_no_answer_marker_without_a_meaningful_figure(tmp_path: Path) -> None:
+    from bench import charts
+
+    pts = [
+        plan.point_from_report(fake_report(u, 50 * u, 20.0, 30.0, True), u, 100.0, Path("x"))
+        for u in (1000, 2000, 4000, 8000)
+    ]
+    r = fake_report(16000, 50 * 16000, 150.0, 60.0, False, result="INCONCLUSIVE")
+    r["driver"] = {"saturated": True, "why": ["processor 97% of a core"], "drivers": {}}
+    pts.append(plan.point_from_report(r, 16000, 100.0, Path("x")))
+    f = plan.analyse(pts, "the driver")
+    assert f.limit_kind == plan.DRIVER and f.knee_users_per_fe is None
+    text = plan.summary(pts, f, None, None, tmp_path)
+    assert "no capacity figure" in text and "USL knee" not in text
+    args = parse(["--out", str(tmp_path)])
+    doc = plan.plan_document(args, pts, f, None, None)
+    assert doc["users_per_fe"]["capacity_figure"] is False
+    chart = charts.plan_chart(doc)
+    assert chart is not None
+    notes = [a.text for a in chart.figure.layout.annotations]
+    assert not any("answer" in t for t in notes)
+    assert any("Lync" in t for t in notes)
