@@ -26,6 +26,7 @@ from typing import Any
 
 from bench import memory, report
 from bench.probe import FrontEndSeries, Probe
+from bench.samples import Samples
 from bench.series import Sealed, Series
 from bench.stats import Recorder
 
@@ -38,8 +39,6 @@ class RunFolder:
     def __init__(self, path: Path) -> None:
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
-        self._probed: dict[str, int] = {}  # front end -> its samples already written
-        self._pool_probed = 0
         self._task: asyncio.Task[None] | None = None
 
     def begin(self, config: dict[str, Any], steady_from: float, warm_up_s: float) -> None:
@@ -67,12 +66,9 @@ class RunFolder:
         samples taken since the last checkpoint."""
         if probe is not None:
             rows: list[dict[str, Any]] = []
-            for fe, s in probe.series.items():
-                done = self._probed.get(fe, 0)
-                rows += [{"fe": fe, "at": s.address, "s": x} for x in s.samples[done:]]
-                self._probed[fe] = len(s.samples)
-            rows += [{"pool": list(r)} for r in probe.pool[self._pool_probed :]]
-            self._pool_probed = len(probe.pool)
+            for fe, s in probe.series.items():  # at full resolution (bench.samples)
+                rows += [{"fe": fe, "at": s.address, "s": x} for x in s.samples.take_fresh()]
+            rows += [{"pool": list(r)} for r in probe.pool.take_fresh()]
             if rows:
                 self._append("front_ends.jsonl", *rows)
         wire = {"final": final, "recorder": rec.to_wire(series=False), **extra}
@@ -131,7 +127,7 @@ def rebuild(path: Path) -> dict[str, Any]:
     rec = Recorder.from_wire(saved["recorder"])
     rec.series = Series.from_rows(_lines(path / "series.jsonl"))
     fronts: dict[str, FrontEndSeries] = {}
-    pool: list[tuple[float, float, int]] = []
+    pool = Samples()
     for row in _lines(path / "front_ends.jsonl"):
         if "pool" in row:
             pool.append(tuple(row["pool"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import subprocess
@@ -11,6 +12,8 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from pool.lifeline import ENV as LIFELINE_ENV
 
 _SERVING = re.compile(r"serving on (\S+) ")
 _METRICS = re.compile(r"^metrics: http://(\S+)/metrics")
@@ -29,6 +32,7 @@ class PoolProcess:
     admin_token_file: Path
     output: list[str]
     reader: threading.Thread
+    lifeline: int = -1  # the write end of the pool's lifeline (pool.lifeline): -1 once closed
 
     @property
     def admin_token(self) -> str:
@@ -53,6 +57,9 @@ class PoolProcess:
         self._close()
 
     def _close(self) -> None:
+        if self.lifeline >= 0:
+            os.close(self.lifeline)
+            self.lifeline = -1
         self.reader.join(timeout=5)
         if self.proc.stdout is not None:
             self.proc.stdout.close()
@@ -74,15 +81,26 @@ def start_standard(data_dir: Path, *extra: str, timeout: float = 60.0) -> PoolPr
         *extra,
     ]
     # in a session of its own: Ctrl-C at the terminal reaches the driver, which stops the
-    # pool when its report is written (bench.run.Interrupts), not the pool under its load
-    proc = subprocess.Popen(
-        cmd,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        bufsize=1,
-        start_new_session=True,
-    )
+    # pool when its report is written (bench.run.Interrupts), not the pool under its load;
+    # and on a lifeline (pool.lifeline), so that it ends when this process dies, even by
+    # kill -9. This process keeps the write end (not inheritable) until it exits.
+    read_end, write_end = os.pipe()
+    try:
+        proc = subprocess.Popen(
+            cmd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            start_new_session=True,
+            pass_fds=(read_end,),
+            env={**os.environ, LIFELINE_ENV: str(read_end)},
+        )
+    except BaseException:
+        os.close(write_end)
+        raise
+    finally:
+        os.close(read_end)
     output: list[str] = []
     found: dict[str, str] = {}
     done = threading.Event()
@@ -109,10 +127,17 @@ def start_standard(data_dir: Path, *extra: str, timeout: float = 60.0) -> PoolPr
         with contextlib.suppress(ProcessLookupError):
             proc.kill()
         proc.wait()
+        os.close(write_end)
         reader.join(timeout=5)
         if proc.stdout is not None:
             proc.stdout.close()
         raise PoolStartError("the pool did not start:\n" + "\n".join(output[-20:]))
     return PoolProcess(
-        proc, found["address"], found.get("metrics", ""), Path(found["token"]), output, reader
+        proc,
+        found["address"],
+        found.get("metrics", ""),
+        Path(found["token"]),
+        output,
+        reader,
+        write_end,
     )

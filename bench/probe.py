@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.samples import Samples, weighted_mean
+
 WANTED = {
     "process_cpu_seconds": "cpu_seconds",
     "process_resident_memory_bytes": "rss_bytes",
@@ -37,10 +39,11 @@ def scrape(address: str, timeout: float = 2.0) -> dict[str, float]:
 
 @dataclass
 class FrontEndSeries:
-    """One front end's samples: (run second, cpu %, rss MiB, endpoints, queue depth)."""
+    """One front end's samples: (run second, cpu %, rss MiB, endpoints, queue depth), kept at
+    bounded cost (:class:`bench.samples.Samples`: each kept sample ends with its weight)."""
 
     address: str
-    samples: list[tuple[float, float, float, float, float]] = field(default_factory=list)
+    samples: Samples = field(default_factory=Samples)
     _last: tuple[float, float] | None = None
 
     def add(self, t: float, wall: float, figures: dict[str, float]) -> float | None:
@@ -65,8 +68,7 @@ class FrontEndSeries:
         return None
 
     def cpu_mean(self, since: float = 0.0) -> float:
-        values = [s[1] for s in self.samples if s[0] >= since]
-        return sum(values) / len(values) if values else 0.0
+        return weighted_mean([s for s in self.samples if s[0] >= since], 1, 5)
 
     def cpu_max(self, since: float = 0.0) -> float:
         return max((s[1] for s in self.samples if s[0] >= since), default=0.0)
@@ -78,7 +80,7 @@ class Probe:
     def __init__(self, metrics_addresses: dict[str, str], t0: float, interval: float = 1.0) -> None:
         self.series = {fe: FrontEndSeries(addr) for fe, addr in metrics_addresses.items() if addr}
         #: per round: (run second, total processor % over the front ends sampled, how many)
-        self.pool: list[tuple[float, float, int]] = []
+        self.pool = Samples()
         self.t0 = t0
         self.interval = interval
         self._task: asyncio.Task[None] | None = None

@@ -15,12 +15,14 @@ from __future__ import annotations
 import csv
 import html
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bench import charts, memory
 from bench.probe import FrontEndSeries
+from bench.samples import Sample, weighted_mean
 from bench.selfcheck import SATURATED_CPU, SATURATED_LAG_MS
 from bench.server_latency import STORE, Buckets, compare
 from bench.stats import (
@@ -54,19 +56,18 @@ def _errors(name: str, codes: dict[str, int]) -> int:
     return sum(n for c, n in codes.items() if is_error(name, c))
 
 
-def pool_cpu(
-    pool: list[tuple[float, float, int]], front_ends: int, steady_from: float
-) -> dict[str, Any]:
-    """The pool's processor use after the ramp: the per-round total over its front ends."""
-    rounds = [r for r in pool if r[0] >= steady_from] or pool
-    totals = [r[1] for r in rounds]
-    per_fe = [r[1] / r[2] for r in rounds if r[2]]
+def pool_cpu(pool: Iterable[Sample], front_ends: int, steady_from: float) -> dict[str, Any]:
+    """The pool's processor use after the ramp: the per-round total over its front ends
+    (rounds of (run second, total %, front ends sampled[, weight]), see bench.samples)."""
+    everything = list(pool)
+    rounds = [r for r in everything if r[0] >= steady_from] or everything
+    per_fe = [(r[0], r[1] / r[2], *r[2:]) for r in rounds if r[2]]
     return {
         "front_ends": front_ends,
-        "cpu_total_mean": sum(totals) / len(totals) if totals else 0.0,
-        "cpu_total_max": max(totals, default=0.0),
-        "cpu_mean_per_front_end": sum(per_fe) / len(per_fe) if per_fe else 0.0,
-        "samples": [list(r) for r in pool],  # (run second, total %, front ends sampled)
+        "cpu_total_mean": weighted_mean(rounds, 1, 3),
+        "cpu_total_max": max((r[1] for r in rounds), default=0.0),
+        "cpu_mean_per_front_end": weighted_mean(per_fe, 1, 3),
+        "samples": [list(r) for r in everything],
     }
 
 
@@ -233,7 +234,7 @@ def build(
     config: dict[str, Any],
     thresholds: Thresholds,
     *,
-    pool: list[tuple[float, float, int]] | None = None,
+    pool: Iterable[Sample] | None = None,
     failover: dict[str, Any] | None = None,
     health: dict[str, dict[str, Any]] | None = None,
     server: dict[str, Buckets] | None = None,
@@ -274,14 +275,12 @@ def build(
     has_window = start is not None and rec.window_length > 0
     front_ends: dict[str, dict[str, Any]] = {}
     for fe, fs in fronts.items():
-        inside = [x[1] for x in fs.samples if _in(x[0], start, end)] if has_window else []
-        everything = [x[1] for x in fs.samples]
+        everything = list(fs.samples)
+        inside = [x for x in everything if _in(x[0], start, end)] if has_window else []
         front_ends[fe] = {
             "address": fs.address,
-            "cpu_mean": sum(inside) / len(inside)
-            if inside
-            else (sum(everything) / len(everything) if everything else 0.0),
-            "cpu_max": max(inside or everything, default=0.0),
+            "cpu_mean": weighted_mean(inside or everything, 1, 5),
+            "cpu_max": max((x[1] for x in inside or everything), default=0.0),
             "samples": [list(x) for x in fs.samples],
         }
     counters = dict(rec.counters)

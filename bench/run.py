@@ -35,7 +35,7 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -287,15 +287,15 @@ def resolve_workers(opts: RunOptions) -> int:
 
 
 class Interrupts:
-    """Ctrl-C and SIGTERM during a run: the first stops the driver (``Driver.stop``: the run
-    ends as at its planned end, with what was measured); before the load starts, with driver
-    workers, or a second time, the run's task is cancelled (its ``finally`` blocks still stop
-    the pool)."""
+    """Ctrl-C and SIGTERM during a run: the first stops the load (``stop``: the driver's
+    ``Driver.stop``, or the one that asks every worker to stop; the run ends as at its planned
+    end, with what was measured); before the load starts, or a second time, the run's task is
+    cancelled (its ``finally`` blocks still stop the pool)."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
-        self.driver: Driver | None = None
+        self.stop: Callable[[], None] | None = None
         self.received = 0
         self._task = asyncio.current_task()
 
@@ -316,9 +316,9 @@ class Interrupts:
 
     def _on_signal(self, sig: signal.Signals) -> None:
         self.received += 1
-        if self.driver is not None and self.received == 1:
+        if self.stop is not None and self.received == 1:
             print(f"\n{sig.name}: ending the run (again to cancel at once)", flush=True)
-            self.driver.stop()
+            self.stop()
         elif self._task is not None:
             print(f"\n{sig.name}: cancelling the run", flush=True)
             self._task.cancel()
@@ -419,6 +419,9 @@ async def drive(
 
     try:
         if workers > 1:
+            stop = asyncio.Event()
+            if interrupts is not None:
+                interrupts.stop = stop.set
             recorder, health = await run_workers(
                 workers,
                 cfg,
@@ -428,6 +431,7 @@ async def drive(
                 metrics_port=opts.metrics_port,
                 on_phase=on_phase,
                 ray_address=opts.ray_address,
+                stop=stop,
             )
             for bucket in recorder.series.buckets():  # the workers' series, merged
                 folder.series(bucket)
@@ -437,7 +441,7 @@ async def drive(
             )
     finally:
         if interrupts is not None:
-            interrupts.driver = None
+            interrupts.stop = None
         await folder.stop()
         await sampler.stop()
         await probe.stop()
@@ -511,7 +515,7 @@ async def _drive_here(
     )
     here.driver = driver
     if here.interrupts is not None:
-        here.interrupts.driver = driver
+        here.interrupts.stop = driver.stop
 
     def phase_changed(phase: Phase, _at: float) -> None:
         pending.append(asyncio.get_running_loop().create_task(on_phase(phase)))

@@ -39,6 +39,7 @@ class DriverWorker:
 
     def __init__(self) -> None:
         self.driver: Driver | None = None
+        self.stopped = False  # asked to stop (Ctrl-C at the coordinator), maybe before run
 
     async def run(
         self,
@@ -58,11 +59,22 @@ class DriverWorker:
             cfg, model, pop, schedule, recorder, metrics=server.metrics if server else None
         )
         try:
-            await self.driver.run()
+            running = asyncio.ensure_future(self.driver.run())
+            await asyncio.sleep(0)  # run() has started its clock: stop() may act on it now
+            if self.stopped:
+                self.driver.stop()
+            await running
         finally:
             if server is not None:
                 server.stop()
         return {"recorder": recorder.to_wire(), "health": self.driver.health.to_wire()}
+
+    async def stop(self) -> None:
+        """End the load as at its planned end (``Driver.stop``): ``run`` returns what was
+        measured. Async, so that it runs on the actor's event loop, beside ``run``."""
+        self.stopped = True
+        if self.driver is not None and self.driver.t0:
+            self.driver.stop()
 
     def phase(self) -> str:
         return self.driver.phase.value if self.driver is not None else Phase.PROVISIONING.value
@@ -83,11 +95,13 @@ async def run_workers(
     metrics_port: int | None = None,
     on_phase: Callable[[Phase], Awaitable[None]] | None = None,
     ray_address: str | None = None,
+    stop: asyncio.Event | None = None,
 ) -> tuple[Recorder, dict[str, Health]]:
     """Run the workers; their recorders combined, and each one's health by name.
 
     ``metrics_port``: worker k serves its metrics on that port + k (0: each on a free
-    port); ``on_phase`` is awaited when every worker is in the window, then in the wind-down.
+    port); ``on_phase`` is awaited when every worker is in the window, then in the wind-down;
+    when ``stop`` is set (the first Ctrl-C), every worker ends its load as at its planned end.
     """
     import ray  # only the multi-process harness needs Ray
 
@@ -104,17 +118,24 @@ async def run_workers(
         port = None if metrics_port is None else (metrics_port + k if metrics_port else 0)
         refs.append(actors[k].run.remote(part, model, pop, schedule, port))
     watch = asyncio.create_task(_watch(actors, on_phase)) if on_phase is not None else None
+    stopper = asyncio.create_task(_stop_on(stop, actors)) if stop is not None else None
     try:
         wires = await asyncio.gather(*refs)
     finally:
-        if watch is not None:
-            watch.cancel()
-            await asyncio.gather(watch, return_exceptions=True)
+        for task in (watch, stopper):
+            if task is not None:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
     for actor in actors:
         ray.kill(actor)
     recorder = Recorder.combine([Recorder.from_wire(w["recorder"]) for w in wires])
     health = {f"driver-{k + 1}": Health.from_wire(w["health"]) for k, w in enumerate(wires)}
     return recorder, health
+
+
+async def _stop_on(stop: asyncio.Event, actors: list[Any]) -> None:
+    await stop.wait()
+    await asyncio.gather(*(a.stop.remote() for a in actors))
 
 
 async def _watch(actors: list[Any], on_phase: Callable[[Phase], Awaitable[None]]) -> None:

@@ -242,8 +242,10 @@ def _tls_files(a: argparse.Namespace) -> TlsFiles | None:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
+    from pool.lifeline import watch_from_env
     from standard.server import ServeOptions, main
 
+    watch_from_env()  # started by `poolsim run`: end with it (pool.lifeline)
     if a.edition == "enterprise":
         return cmd_serve_enterprise(a)
     tls = _tls_files(a)

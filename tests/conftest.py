@@ -50,6 +50,8 @@ TIERS = {
     "tests/bench/test_schedule.py": "fast",
     "tests/bench/test_run_enterprise.py": "fast",
     "tests/bench/test_run.py": "process",
+    "tests/bench/test_lifeline.py": "process",
+    "tests/bench/test_interrupt_workers.py": "ray",
     "tests/test_process.py": "process",
     "tests/test_codegen.py": "process",
     "tests/test_sqlite_store.py": "process",
