@@ -448,12 +448,14 @@ def plan_chart(doc: dict[str, Any]) -> Chart | None:
         hovertemplate="%{x:,.0f} users per FE: p99 %{y:.1f} ms<extra></extra>",
     )
     fit = doc.get("fit")
+    shown = [p["throughput"] for p in points]  # what the throughput axis must hold
     if fit:
         top = max(per_fe) * 1.3
         xs = [top * i / 100 for i in range(1, 101)]
         fes = max(1, points[0]["front_ends"])
         curve = [_usl(x * fes, fit["lambda"], fit["sigma"], fit["kappa"]) for x in xs]
         fig.add_scatter(x=xs, y=curve, mode="lines", name="USL fit", line={"color": COLORS[0]})
+        shown += curve
         band = [(b[0] / fes, b[1], b[2]) for b in fit.get("band", []) if b[0] / fes <= top]
         if band:
             fig.add_scatter(
@@ -514,6 +516,9 @@ def plan_chart(doc: dict[str, Any]) -> Chart | None:
         hovermode="closest",
     )
     chart.update_xaxes(rangemode="tozero")
+    # the points and the curve set the scale; a band wider than that (few points, far from
+    # them) runs off the top instead of flattening the data
+    chart.update_layout(yaxis={"range": [0, max(shown) * 1.25]})
     if target:
         _threshold(
             chart,

@@ -595,11 +595,12 @@ def summary(
             lines.append(f"USL fit: none ({findings.fit_note})")
         else:
             peak = fit.peak_n()
-            where = (
-                f"throughput peaks at {peak:,.0f} users ({fit.throughput(peak):,.1f} calls/s)"
-                if math.isfinite(peak)
-                else "no peak (kappa = 0: throughput keeps rising, ever more slowly)"
-            )
+            if not math.isfinite(peak):
+                where = "no peak (kappa = 0: throughput keeps rising, ever more slowly)"
+            elif ci is None or ci.peak_n is None:
+                where = "its peak is not determined by these points (kappa may be 0)"
+            else:
+                where = f"throughput peaks at {peak:,.0f} users ({fit.throughput(peak):,.1f} calls/s)"
 
             def band(v: tuple[float, float] | None) -> str:
                 return "" if v is None else f" [{v[0]:.3g}, {v[1]:.3g}]"
