@@ -4,7 +4,8 @@ above the plot (never over the data), values on hover, and markers for the run's
 (ramp end, measurement window, kill) and each threshold.
 
 Each function takes the report dict (``bench.report.build``) or the plan document and returns
-a ``Chart`` (its title and figure), or None when there is nothing to draw.
+a ``Chart`` (its title and figure), or None when there is nothing to draw. The plan's chart is
+:mod:`bench.plan_chart`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Chart:
     note: str = ""  # a line under the chart
 
 
-def _layout(fig: go.Figure, x_title: str, y_title: str, *, log_y: bool = False) -> go.Figure:
+def layout(fig: go.Figure, x_title: str, y_title: str, *, log_y: bool = False) -> go.Figure:
     fig.update_layout(
         template="plotly_white",
         height=HEIGHT,
@@ -64,6 +65,36 @@ def _layout(fig: go.Figure, x_title: str, y_title: str, *, log_y: bool = False) 
         ticktext=[f"{v:g}" for v in LOG_TICKS] if log_y else None,
     )
     return fig
+
+
+def _line(
+    fig: go.Figure, x: list[Any], y: list[Any], name: str, color: str, dash: str = "", **more: Any
+) -> None:
+    """One line trace (``dash``: "dot" and the like; ``more``: e.g. ``yaxis="y2"``)."""
+    line = {"color": color, "dash": dash} if dash else {"color": color}
+    fig.add_scatter(x=x, y=y, name=name, mode="lines", line=line, **more)
+
+
+def _per_front_end(fig: go.Figure, fronts: dict[str, Any], field: int) -> None:
+    """One line per front end of its probe samples' ``field`` (bench.probe)."""
+    for i, (fe, f) in enumerate(fronts.items()):
+        _line(fig, [s[0] for s in f["samples"]], [s[field] for s in f["samples"]], fe, _color(i))
+
+
+def _color(i: int) -> str:
+    return COLORS[i % len(COLORS)]
+
+
+def right_axis(title: str, **more: Any) -> dict[str, Any]:
+    """A second y axis on the right (``yaxis2``), without its own gridlines."""
+    return {
+        "title": {"text": title},
+        "overlaying": "y",
+        "side": "right",
+        "showgrid": False,
+        "ticks": "outside",
+        **more,
+    }
 
 
 def _moments(fig: go.Figure, report: dict[str, Any]) -> None:
@@ -109,7 +140,7 @@ def _moments(fig: go.Figure, report: dict[str, Any]) -> None:
         )
 
 
-def _threshold(
+def threshold(
     fig: go.Figure, y: float, label: str, *, log: bool = False, yref: str = "y", right: bool = False
 ) -> None:
     """A dashed horizontal line at ``y`` across the plot, named in the legend (so no label
@@ -143,28 +174,14 @@ def throughput(report: dict[str, Any]) -> Chart | None:
         return None
     t = [s["t"] for s in ts]
     fig = go.Figure()
-    fig.add_scatter(
-        x=t,
-        y=[s["ops"] - s["errors"] for s in ts],
-        name="completed OK",
-        mode="lines",
-        line_color=COLORS[0],
-    )
-    fig.add_scatter(
-        x=t, y=[s["errors"] for s in ts], name="errors", mode="lines", line_color=COLORS[1]
-    )
-    fig.add_scatter(
-        x=t,
-        y=[s.get("late", 0) for s in ts],
-        name="started late",
-        mode="lines",
-        line_color=COLORS[4],
-    )
+    _line(fig, t, [s["ops"] - s["errors"] for s in ts], "completed OK", COLORS[0])
+    _line(fig, t, [s["errors"] for s in ts], "errors", COLORS[1])
+    _line(fig, t, [s.get("late", 0) for s in ts], "started late", COLORS[4])
     _moments(fig, report)
     return Chart(
         "throughput",
         "Throughput: operations per second (by intended start)",
-        _layout(fig, "run time (s)", "operations / s"),
+        layout(fig, "run time (s)", "operations / s"),
     )
 
 
@@ -174,24 +191,16 @@ def latency(report: dict[str, Any]) -> Chart | None:
         return None
     t = [s["t"] for s in ts]
     fig = go.Figure()
-    fig.add_scatter(
-        x=t,
-        y=[_positive(s.get("p50_ms", 0.0)) for s in ts],
-        name="p50",
-        mode="lines",
-        line_color=COLORS[2],
-    )
-    fig.add_scatter(
-        x=t, y=[_positive(s["p99_ms"]) for s in ts], name="p99", mode="lines", line_color=COLORS[0]
-    )
+    _line(fig, t, [_positive(s.get("p50_ms", 0.0)) for s in ts], "p50", COLORS[2])
+    _line(fig, t, [_positive(s["p99_ms"]) for s in ts], "p99", COLORS[0])
     _moments(fig, report)
     target = report.get("config", {}).get("thresholds", {}).get("p99_ms")
     if target:
-        _threshold(fig, float(target), f"p99 target {target:g} ms", log=True)
+        threshold(fig, float(target), f"p99 target {target:g} ms", log=True)
     return Chart(
         "latency",
         "Latency per second, all operations (client side, from the intended start)",
-        _layout(fig, "run time (s)", "latency (ms)", log_y=True),
+        layout(fig, "run time (s)", "latency (ms)", log_y=True),
     )
 
 
@@ -220,9 +229,9 @@ def percentiles(report: dict[str, Any]) -> Chart | None:
         )
     target = report.get("config", {}).get("thresholds", {}).get("p99_ms")
     if target:
-        _threshold(fig, float(target), f"p99 target {target:g} ms", log=True)
+        threshold(fig, float(target), f"p99 target {target:g} ms", log=True)
     fig.update_layout(barmode="group")
-    chart = _layout(fig, "operation", "latency (ms)", log_y=True)
+    chart = layout(fig, "operation", "latency (ms)", log_y=True)
     chart.update_layout(hovermode="closest")
     where = (
         "the measurement window"
@@ -242,31 +251,18 @@ def processor(report: dict[str, Any]) -> Chart | None:
     if not fronts:
         return None
     fig = go.Figure()
-    for i, (fe, f) in enumerate(fronts.items()):
-        fig.add_scatter(
-            x=[s[0] for s in f["samples"]],
-            y=[s[1] for s in f["samples"]],
-            name=fe,
-            mode="lines",
-            line_color=COLORS[i % len(COLORS)],
-        )
+    _per_front_end(fig, fronts, 1)
     if "pool" in report:
         samples = report["pool"]["samples"]
-        fig.add_scatter(
-            x=[s[0] for s in samples],
-            y=[s[1] for s in samples],
-            name="pool total",
-            mode="lines",
-            line={"color": "#333", "dash": "dot"},
-        )
+        _line(fig, [s[0] for s in samples], [s[1] for s in samples], "pool total", "#333", "dot")
     _moments(fig, report)
     target = report.get("config", {}).get("thresholds", {}).get("cpu_percent")
     if target:
-        _threshold(fig, float(target), f"target {target:g}%")
+        threshold(fig, float(target), f"target {target:g}%")
     return Chart(
         "processor",
         "Front-end processor (% of one core)",
-        _layout(fig, "run time (s)", "processor (% of one core)"),
+        layout(fig, "run time (s)", "processor (% of one core)"),
     )
 
 
@@ -275,17 +271,10 @@ def endpoints(report: dict[str, Any]) -> Chart | None:
     if not fronts:
         return None
     fig = go.Figure()
-    for i, (fe, f) in enumerate(fronts.items()):
-        fig.add_scatter(
-            x=[s[0] for s in f["samples"]],
-            y=[s[3] for s in f["samples"]],
-            name=fe,
-            mode="lines",
-            line_color=COLORS[i % len(COLORS)],
-        )
+    _per_front_end(fig, fronts, 3)
     _moments(fig, report)
     return Chart(
-        "endpoints", "Registered endpoints per front end", _layout(fig, "run time (s)", "endpoints")
+        "endpoints", "Registered endpoints per front end", layout(fig, "run time (s)", "endpoints")
     )
 
 
@@ -325,7 +314,7 @@ def client_server(report: dict[str, Any]) -> Chart | None:
         hovertemplate="%{x}: pool p50 %{y:.3f} ms<extra></extra>",
     )
     fig.update_layout(barmode="group")
-    chart = _layout(fig, "operation (RPC)", "latency (ms)", log_y=True)
+    chart = layout(fig, "operation (RPC)", "latency (ms)", log_y=True)
     chart.update_layout(hovermode="closest")
     return Chart(
         "client-server",
@@ -342,34 +331,15 @@ def driver_health(report: dict[str, Any]) -> Chart | None:
     fig = go.Figure()
     for i, (name, d) in enumerate(drivers.items()):
         s = d.get("samples", [])
-        fig.add_scatter(
-            x=[x[0] for x in s],
-            y=[x[1] for x in s],
-            name=f"{name} processor %",
-            mode="lines",
-            line_color=COLORS[i % len(COLORS)],
-        )
-        fig.add_scatter(
-            x=[x[0] for x in s],
-            y=[x[2] for x in s],
-            name=f"{name} loop lag p99 (ms)",
-            mode="lines",
-            line={"color": COLORS[i % len(COLORS)], "dash": "dot"},
-            yaxis="y2",
-        )
+        t = [x[0] for x in s]
+        _line(fig, t, [x[1] for x in s], f"{name} processor %", _color(i))
+        lag = [x[2] for x in s]
+        _line(fig, t, lag, f"{name} loop lag p99 (ms)", _color(i), "dot", yaxis="y2")
     _moments(fig, report)
-    _threshold(fig, 85.0, "processor limit 85%")
-    chart = _layout(fig, "run time (s)", "processor (% of one core)")
+    threshold(fig, 85.0, "processor limit 85%")
+    chart = layout(fig, "run time (s)", "processor (% of one core)")
     chart.update_layout(
-        yaxis2={
-            "title": {"text": "loop lag p99 (ms)"},
-            "overlaying": "y",
-            "tickmode": "auto",
-            "side": "right",
-            "showgrid": False,
-            "ticks": "outside",
-            "rangemode": "tozero",
-        },
+        yaxis2=right_axis("loop lag p99 (ms)", tickmode="auto", rangemode="tozero"),
         margin={"l": 70, "r": 70, "t": 50, "b": 60},
     )
     return Chart("driver", "The load driver: its processor and event-loop lag (limit 20 ms)", chart)
@@ -382,24 +352,13 @@ def memory(report: dict[str, Any]) -> Chart | None:
     samples = mem["samples"]
     fig = go.Figure()
     t = [s["t"] for s in samples]
-    fig.add_scatter(
-        x=t,
-        y=[s.get("driver", 0) / 2**20 for s in samples],
-        name="driver",
-        mode="lines",
-        line_color=COLORS[0],
-    )
+    _line(fig, t, [s.get("driver", 0) / 2**20 for s in samples], "driver", COLORS[0])
     fes = sorted({fe for s in samples for fe in s.get("front_ends", {})})
     for i, fe in enumerate(fes):
-        fig.add_scatter(
-            x=t,
-            y=[s.get("front_ends", {}).get(fe, math.nan) / 2**20 for s in samples],
-            name=fe,
-            mode="lines",
-            line_color=COLORS[(i + 1) % len(COLORS)],
-        )
+        mib = [s.get("front_ends", {}).get(fe, math.nan) / 2**20 for s in samples]
+        _line(fig, t, mib, fe, _color(i + 1))
     _moments(fig, report)
-    return Chart("memory", "Memory (resident set) over time", _layout(fig, "run time (s)", "MiB"))
+    return Chart("memory", "Memory (resident set) over time", layout(fig, "run time (s)", "MiB"))
 
 
 def run_charts(report: dict[str, Any]) -> list[Chart]:
@@ -414,131 +373,6 @@ def run_charts(report: dict[str, Any]) -> list[Chart]:
         memory(report),
     ]
     return [c for c in made if c is not None]
-
-
-def plan_chart(doc: dict[str, Any]) -> Chart | None:
-    """Throughput and p99 against users per front end, the fitted USL curve with its band,
-    the targets and the answer."""
-    points = [p for p in doc.get("points", []) if p.get("error") is None and p.get("throughput")]
-    if not points:
-        return None
-    fig = go.Figure()
-    per_fe = [p.get("per_fe", p["users"] / max(1, p["front_ends"])) for p in points]
-    ok = [p["passed"] for p in points]
-    fig.add_scatter(
-        x=per_fe,
-        y=[p["throughput"] for p in points],
-        mode="markers",
-        name="throughput (window)",
-        marker={
-            "size": 10,
-            "color": [COLORS[2] if o else COLORS[1] for o in ok],
-            "symbol": ["circle" if o else "x" for o in ok],
-        },
-        hovertemplate="%{x:,.0f} users per FE: %{y:,.1f} calls/s<extra></extra>",
-    )
-    fig.add_scatter(
-        x=per_fe,
-        y=[p["worst_p99_ms"] for p in points],
-        mode="markers+lines",
-        name="worst p99 (ms)",
-        marker={"size": 8, "color": COLORS[3]},
-        line={"dash": "dot", "color": COLORS[3]},
-        yaxis="y2",
-        hovertemplate="%{x:,.0f} users per FE: p99 %{y:.1f} ms<extra></extra>",
-    )
-    fit = doc.get("fit")
-    shown = [p["throughput"] for p in points]  # what the throughput axis must hold
-    if fit:
-        top = max(per_fe) * 1.3
-        xs = [top * i / 100 for i in range(1, 101)]
-        fes = max(1, points[0]["front_ends"])
-        curve = [_usl(x * fes, fit["lambda"], fit["sigma"], fit["kappa"]) for x in xs]
-        fig.add_scatter(x=xs, y=curve, mode="lines", name="USL fit", line={"color": COLORS[0]})
-        shown += curve
-        band = [(b[0] / fes, b[1], b[2]) for b in fit.get("band", []) if b[0] / fes <= top]
-        if band:
-            fig.add_scatter(
-                x=[b[0] for b in band],
-                y=[b[2] for b in band],
-                mode="lines",
-                line={"width": 0},
-                showlegend=False,
-                hoverinfo="skip",
-            )
-            fig.add_scatter(
-                x=[b[0] for b in band],
-                y=[b[1] for b in band],
-                mode="lines",
-                line={"width": 0},
-                fill="tonexty",
-                fillcolor="rgba(31,119,180,0.15)",
-                name="95% band",
-                hoverinfo="skip",
-            )
-    figure = doc.get("users_per_fe") or {}
-    answer = figure.get("largest_passing")
-    if answer and figure.get("capacity_figure"):  # the same figure the text gives, or none
-        bound = "at least " if figure.get("lower_bound") else ""
-        fig.add_vline(
-            x=answer,
-            line_color=COLORS[2],
-            annotation_text=f"answer: {bound}{answer:,.0f} per FE",
-            annotation_position="top left",
-            annotation_font_size=11,
-        )
-    fig.add_vline(
-        x=doc.get("lync_users_per_fe", 6660),
-        line_dash="dot",
-        line_color="#555",
-        annotation_text="Lync 6,660 per FE",
-        annotation_position="top right",
-        annotation_font_size=11,
-    )
-    target = (doc.get("options") or {}).get("p99_target_ms")
-    chart = _layout(fig, "users per front end", "throughput (calls / s)")
-    chart.update_layout(
-        yaxis2={
-            "title": {"text": "worst p99 (ms)"},
-            "overlaying": "y",
-            "tickmode": "array",
-            "side": "right",
-            "showgrid": False,
-            "ticks": "outside",
-            "type": "log",
-            "tickvals": LOG_TICKS,
-            "ticktext": [f"{v:g}" for v in LOG_TICKS],
-            "range": _log_range(
-                [p["worst_p99_ms"] for p in points] + ([float(target)] if target else [])
-            ),
-        },
-        margin={"l": 70, "r": 70, "t": 50, "b": 60},
-        hovermode="closest",
-    )
-    chart.update_xaxes(rangemode="tozero")
-    # the points and the curve set the scale; a band wider than that (few points, far from
-    # them) runs off the top instead of flattening the data
-    chart.update_layout(yaxis={"range": [0, max(shown) * 1.25]})
-    if target:
-        _threshold(
-            chart,
-            float(target),
-            f"p99 target {float(target):g} ms",
-            log=True,
-            yref="y2",
-            right=True,
-        )
-    return Chart("plan", "Throughput and p99 against users per front end, with the USL fit", chart)
-
-
-def _log_range(values: list[float]) -> list[float]:
-    """A log axis range (log10 units) holding ``values`` with room either side."""
-    shown = [v for v in values if v > 0] or [1.0]
-    return [math.log10(min(shown) / 3), math.log10(max(shown) * 3)]
-
-
-def _usl(n: float, lam: float, sigma: float, kappa: float) -> float:
-    return lam * n / (1.0 + sigma * (n - 1.0) + kappa * n * (n - 1.0))
 
 
 def div(chart: Chart) -> str:

@@ -19,7 +19,7 @@ import asyncio
 import json
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,9 @@ from typing import Any
 from bench import memory, report
 from bench.probe import FrontEndSeries, Probe
 from bench.samples import Samples
+from bench.selfcheck import Health
 from bench.series import Sealed, Series
+from bench.server_latency import WindowScrapes
 from bench.stats import Recorder
 
 CHECKPOINT_S = 10.0
@@ -40,10 +42,13 @@ class RunFolder:
         self.path = path
         path.mkdir(parents=True, exist_ok=True)
         self._task: asyncio.Task[None] | None = None
+        self._info: dict[str, Any] = {}
 
     def begin(self, config: dict[str, Any], steady_from: float, warm_up_s: float) -> None:
-        info = {"config": config, "steady_from": steady_from, "warm_up_s": warm_up_s}
-        _replace(self.path / "run.json", json.dumps(info, indent=1))
+        """``run.json``: the configuration as the run starts (``close`` writes it again, with
+        what only the end knows: the driver's metrics port, when it was stopped)."""
+        self._info = {"config": config, "steady_from": steady_from, "warm_up_s": warm_up_s}
+        _replace(self.path / "run.json", json.dumps(self._info, indent=1))
 
     def _append(self, name: str, *rows: dict[str, Any]) -> None:
         """Rows at the end of ``name``, in the kernel's hands when this returns (a killed
@@ -74,11 +79,21 @@ class RunFolder:
         wire = {"final": final, "recorder": rec.to_wire(series=False), **extra}
         _replace(self.path / "recorder.json", json.dumps(wire))
 
-    def start(self, rec: Recorder, probe: Probe | None, every: float = CHECKPOINT_S) -> None:
+    def start(
+        self,
+        rec: Recorder,
+        probe: Probe | None,
+        every: float = CHECKPOINT_S,
+        so_far: Callable[[], Awaitable[dict[str, Any]]] | None = None,
+    ) -> None:
+        """Checkpoint every ``every`` seconds; ``so_far`` gives what else to keep (the
+        driver's health and the pool's latency scrapes so far, see ``bench.run``)."""
+
         async def loop() -> None:
             while True:
                 await asyncio.sleep(every)
-                self.checkpoint(rec, probe)
+                extra = await so_far() if so_far is not None else {}
+                self.checkpoint(rec, probe, **extra)
 
         self._task = asyncio.get_running_loop().create_task(loop())
 
@@ -88,10 +103,14 @@ class RunFolder:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
-    def close(self, rec: Recorder, probe: Probe | None, **extra: Any) -> None:
-        """At the end of the run: the live seconds of the series, the final totals."""
+    def close(
+        self, rec: Recorder, probe: Probe | None, config: dict[str, Any], **extra: Any
+    ) -> None:
+        """At the end of the run: the live seconds of the series, the final totals, and
+        ``run.json`` again with the final ``config``."""
         rec.series.flush()
         self.checkpoint(rec, probe, final=True, **extra)
+        _replace(self.path / "run.json", json.dumps({**self._info, "config": config}, indent=1))
 
 
 def _replace(path: Path, text: str) -> None:
@@ -138,6 +157,8 @@ def rebuild(path: Path) -> dict[str, Any]:
     thresholds = report.Thresholds(
         **{k: v for k, v in config.get("thresholds", {}).items() if k in known}
     )
+    health = {name: Health.from_wire(w).summary() for name, w in saved.get("health", {}).items()}
+    scrapes = WindowScrapes.from_wire(saved.get("server") or {})
     out = report.build(
         rec,
         fronts,
@@ -145,6 +166,8 @@ def rebuild(path: Path) -> dict[str, Any]:
         thresholds,
         pool=pool,
         failover=saved.get("failover"),
+        health=health,
+        server=scrapes.histograms(so_far=True),
     )
     samples = list(_lines(path / "memory.jsonl"))
     memory.add_to(
@@ -161,8 +184,34 @@ def rebuild(path: Path) -> dict[str, Any]:
     out["rebuilt"] = {
         "complete": bool(saved.get("final")),
         "measured_until_s": max(ends, default=0.0),
+        "missing": missing_parts(saved, config, scrapes),
     }
     return out
+
+
+def missing_parts(
+    saved: dict[str, Any], config: dict[str, Any], scrapes: WindowScrapes
+) -> list[str]:
+    """The report's parts a rebuild cannot give, each with why."""
+    missing = []
+    if not saved.get("health"):
+        why = (
+            f"the run's {config.get('workers')} workers keep their health until they return"
+            if int(config.get("workers") or 1) > 1 and not saved.get("final")
+            else "no checkpoint held it (a folder written before poolsim checkpointed it, or a "
+            "run killed before its first checkpoint)"
+        )
+        missing.append(f"driver health: {why}")
+    if scrapes.start is None:
+        missing.append("server latency: the measurement window never opened (nothing scraped)")
+    elif scrapes.end is None:
+        missing.append(
+            "server latency at the window's end: the run ended first; the pool's figures are "
+            "up to the last checkpoint's scrape"
+            if scrapes.latest is not None
+            else "server latency: the run ended before a checkpoint scraped the pool again"
+        )
+    return missing
 
 
 def main(path: Path, out: Path | None = None) -> int:

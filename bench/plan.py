@@ -55,6 +55,7 @@ from bench.capacity import (
     usl_confidence,
 )
 from bench.stats import is_error
+from bench.workers import workers_option
 from pool.durations import parse_duration
 
 #: what limited a point
@@ -193,6 +194,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--admin-token-file", type=Path, help="the target pool's admin token")
     parser.add_argument(
         "--workers",
+        type=workers_option,
         default="1",
         help="driver processes per run, or auto (default %(default)s)",
     )
@@ -222,8 +224,6 @@ def _check(args: argparse.Namespace) -> str | None:
         return f"--resolution {args.resolution}: expected 0 < x < 1"
     if args.target is not None and args.admin_token_file is None:
         return "--target needs --admin-token-file (the pool's admin token)"
-    if args.workers != "auto" and not (str(args.workers).isdigit() and int(args.workers) >= 1):
-        return f"--workers {args.workers}: expected a count >= 1 or auto"
     return None
 
 
@@ -456,7 +456,7 @@ def measure(args: argparse.Namespace, out: Path) -> tuple[list[Point], str]:
             speedup=args.speedup,
             ramp=args.ramp,
             seed=args.seed,
-            workers=0 if args.workers == "auto" else int(args.workers),
+            workers=args.workers,
             edition=args.edition,
             front_ends=args.front_ends,
             target=args.target,
@@ -518,7 +518,7 @@ def analyse(points: list[Point], stopped: str) -> Findings:
             fit = fit_usl(pts)
         except ValueError as exc:
             note = str(exc)
-    if fit is not None:  # the band over the whole plotted range (bench.charts.plan_chart)
+    if fit is not None:  # the band over the whole plotted range (bench.plan_chart)
         top = max(p.effective_users for p in points if p.throughput > 0) * 1.3
         confidence = usl_confidence(pts, fit, [top * i / 100 for i in range(1, 101)])
     passing = [p for p in done if p.passed]
@@ -600,7 +600,9 @@ def summary(
             elif ci is None or ci.peak_n is None:
                 where = "its peak is not determined by these points (kappa may be 0)"
             else:
-                where = f"throughput peaks at {peak:,.0f} users ({fit.throughput(peak):,.1f} calls/s)"
+                where = (
+                    f"throughput peaks at {peak:,.0f} users ({fit.throughput(peak):,.1f} calls/s)"
+                )
 
             def band(v: tuple[float, float] | None) -> str:
                 return "" if v is None else f" [{v[0]:.3g}, {v[1]:.3g}]"
@@ -771,8 +773,9 @@ def plan_html(doc: dict[str, Any], text: str) -> str:
     import html as h
 
     from bench import charts
+    from bench.plan_chart import plan_chart
 
-    chart = charts.plan_chart(doc)
+    chart = plan_chart(doc)
     body = charts.div(chart) if chart is not None else "<p>no finished runs to draw</p>"
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>poolsim plan</title>
 {charts.head()}

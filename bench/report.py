@@ -636,6 +636,8 @@ def text(report: dict[str, Any]) -> str:
             f"rebuilt from the folder of a run that did not finish: measured until "
             f"{rebuilt['measured_until_s']:.0f} s (no read-back of acknowledged writes)",
         ]
+    if rebuilt is not None:
+        lines += [f"  not in this report: {part}" for part in rebuilt.get("missing", [])]
     v = report["verdict"]
     lines += ["", f"verdict: {v['result']}"]
     for reason in v["reasons"]:

@@ -407,9 +407,17 @@ async def drive(
     probe.start()
     sampler = memory.MemorySampler(metrics, t0, sink=folder.memory)
     sampler.start()
-    folder.start(recorder, probe)
     pending: list[asyncio.Task[None]] = []
     here = Here(recorder, interrupts)
+
+    async def so_far() -> dict[str, Any]:
+        """What a rebuilt report needs beyond the totals: the driver's health (a driver in
+        this process; workers keep theirs until they return) and the pool's scrapes."""
+        await scrapes.mark_progress()
+        health = {"driver": here.driver.health.to_wire()} if here.driver is not None else {}
+        return {"health": health, "server": scrapes.to_wire()}
+
+    folder.start(recorder, probe, so_far=so_far)
 
     async def on_phase(phase: Phase) -> None:
         if phase is Phase.WINDOW:
@@ -471,7 +479,14 @@ async def drive(
         until_s=driver.end_at if driver is not None else opts.duration,
     )
     memory.add_to(result, mem)
-    folder.close(recorder, probe, failover=fo_summary)
+    folder.close(
+        recorder,
+        probe,
+        config,
+        failover=fo_summary,
+        health={name: h.to_wire() for name, h in health.items()},
+        server=scrapes.to_wire(),
+    )
     return result
 
 

@@ -12,6 +12,7 @@ import math
 import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -183,22 +184,71 @@ def compare(
     return rows
 
 
+def _bound(b: float) -> float | str:
+    return "+Inf" if math.isinf(b) else b
+
+
+def snapshots_to_wire(snapshots: Mapping[str, Snapshot]) -> dict[str, Any]:
+    """Scrapes as strict JSON (for the run folder's checkpoint)."""
+    return {
+        address: [
+            [m, c, [_bound(b) for b in h.bounds], h.counts, h.sum] for (m, c), h in snap.items()
+        ]
+        for address, snap in snapshots.items()
+    }
+
+
+def snapshots_from_wire(data: Mapping[str, Any]) -> dict[str, Snapshot]:
+    return {
+        address: {
+            (m, c): Buckets([math.inf if b == "+Inf" else float(b) for b in bounds], counts, total)
+            for m, c, bounds, counts, total in rows
+        }
+        for address, rows in data.items()
+    }
+
+
 class WindowScrapes:
-    """The front ends' histograms at the window's start and end (scraped in a thread)."""
+    """The front ends' histograms at the window's start and end (scraped in a thread), and
+    the latest scrape inside the window (``mark_progress``, at each checkpoint of the run
+    folder), so a run killed in its window still has the pool's latency up to then."""
 
     def __init__(self, addresses: Iterable[str]) -> None:
         self.addresses = [a for a in addresses if a]
         self.start: dict[str, Snapshot] | None = None
+        self.latest: dict[str, Snapshot] | None = None
         self.end: dict[str, Snapshot] | None = None
 
     async def mark_start(self) -> None:
         self.start = await asyncio.to_thread(scrape_all, self.addresses)
 
+    async def mark_progress(self) -> None:
+        if self.start is not None and self.end is None:
+            self.latest = await asyncio.to_thread(scrape_all, self.addresses)
+
     async def mark_end(self) -> None:
         if self.start is not None and self.end is None:
             self.end = await asyncio.to_thread(scrape_all, self.addresses)
 
-    def histograms(self) -> dict[str, Buckets]:
-        if self.start is None or self.end is None:
+    def histograms(self, *, so_far: bool = False) -> dict[str, Buckets]:
+        """The window's histograms per RPC; ``so_far``: up to the latest scrape when the
+        window's end was never scraped (a killed run)."""
+        end = self.end if self.end is not None or not so_far else self.latest
+        if self.start is None or end is None:
             return {}
-        return window_histograms(self.start, self.end)
+        return window_histograms(self.start, end)
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            k: None if v is None else snapshots_to_wire(v)
+            for k, v in (("start", self.start), ("latest", self.latest), ("end", self.end))
+        }
+
+    @classmethod
+    def from_wire(cls, data: Mapping[str, Any]) -> WindowScrapes:
+        w = cls(())
+        w.start, w.latest, w.end = (
+            None if data.get(k) is None else snapshots_from_wire(data[k])
+            for k in ("start", "latest", "end")
+        )
+        return w

@@ -13,18 +13,30 @@ least one (:func:`auto_workers`).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.driver import Driver, DriverConfig
-from bench.model import UserModel
-from bench.schedule import Planned, Population
 from bench.selfcheck import Health
 from bench.stats import Phase, Recorder
 
+if TYPE_CHECKING:  # the driver (grpc and all) only where a worker runs: options stay light
+    from bench.driver import Driver, DriverConfig
+    from bench.model import UserModel
+    from bench.schedule import Planned, Population
+
 PHASE_POLL_S = 1.0
+
+
+def workers_option(text: str) -> int:
+    """``--workers N|auto`` (an argparse type): the count, 0 for auto."""
+    if text == "auto":
+        return 0
+    if not (text.isdigit() and int(text) >= 1):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a count >= 1 or auto")
+    return int(text)
 
 
 def auto_workers(cores: int | None, pool_processes: int) -> int:
@@ -49,6 +61,8 @@ class DriverWorker:
         schedule: Iterable[Planned],
         metrics_port: int | None = None,
     ) -> dict[str, Any]:
+        from bench.driver import Driver
+
         server = None
         if metrics_port is not None:
             from bench.driver_metrics import MetricsServer

@@ -375,7 +375,7 @@ def cmd_run(a: argparse.Namespace) -> int:
         ramp=a.ramp,
         speedup=a.speedup,
         seed=a.seed,
-        workers=0 if a.workers == "auto" else int(a.workers),
+        workers=a.workers,
         metrics_port=a.metrics_port,
         password_iterations=a.password_iterations,
         min_window=a.min_window,
@@ -393,12 +393,6 @@ def cmd_run(a: argparse.Namespace) -> int:
     return main(opts, exit_zero=a.exit_zero)
 
 
-def _workers(text: str) -> str:
-    if text != "auto" and not (text.isdigit() and int(text) >= 1):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a count >= 1 or auto")
-    return text
-
-
 def cmd_report(a: argparse.Namespace) -> int:
     from bench.folder import main
 
@@ -406,6 +400,8 @@ def cmd_report(a: argparse.Namespace) -> int:
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
+    from bench.workers import workers_option
+
     p.add_argument(
         "--users",
         type=int,
@@ -436,7 +432,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=1, help="the schedule's seed (default %(default)s)")
     p.add_argument(
         "--workers",
-        type=_workers,
+        type=workers_option,
         default="1",
         help="driver processes (Ray actors beyond one), or auto: one per core the pool leaves "
         "free (default %(default)s)",

@@ -528,12 +528,13 @@ def test_the_band_lies_around_the_fitted_curve_over_the_whole_range() -> None:
         assert fit.throughput(x) - low == pytest.approx(high - fit.throughput(x), rel=1e-6) or (
             low == 0.0
         )
-    assert ci.kappa is not None and ci.kappa[0] == 0.0
+    assert ci.kappa is not None
+    assert ci.kappa[0] == 0.0
     assert ci.peak_n is None  # kappa may be 0: the knee may be anywhere past the points
 
 
 def test_no_knee_and_no_answer_marker_without_a_meaningful_figure(tmp_path: Path) -> None:
-    from bench import charts
+    from bench.plan_chart import plan_chart
 
     pts = [
         plan.point_from_report(fake_report(u, 50 * u, 20.0, 30.0, True), u, 100.0, Path("x"))
@@ -543,13 +544,15 @@ def test_no_knee_and_no_answer_marker_without_a_meaningful_figure(tmp_path: Path
     r["driver"] = {"saturated": True, "why": ["processor 97% of a core"], "drivers": {}}
     pts.append(plan.point_from_report(r, 16000, 100.0, Path("x")))
     f = plan.analyse(pts, "the driver")
-    assert f.limit_kind == plan.DRIVER and f.knee_users_per_fe is None
+    assert f.limit_kind == plan.DRIVER
+    assert f.knee_users_per_fe is None
     text = plan.summary(pts, f, None, None, tmp_path)
-    assert "no capacity figure" in text and "USL knee" not in text
+    assert "no capacity figure" in text
+    assert "USL knee" not in text
     args = parse(["--out", str(tmp_path)])
     doc = plan.plan_document(args, pts, f, None, None)
     assert doc["users_per_fe"]["capacity_figure"] is False
-    chart = charts.plan_chart(doc)
+    chart = plan_chart(doc)
     assert chart is not None
     notes = [a.text for a in chart.figure.layout.annotations]
     assert not any("answer" in t for t in notes)

@@ -115,3 +115,49 @@ def test_poolsim_report_writes_the_rebuilt_report(
     assert r["operations"]["poll"]["calls"] == 300
     assert (tmp_path / "report.html").stat().st_size > 0
     assert cli_main(["report", str(tmp_path / "nothing")]) == 1
+
+
+def test_a_rebuilt_report_keeps_driver_health_and_the_pools_latency_so_far(
+    tmp_path: Path,
+) -> None:
+    import math
+
+    from bench.selfcheck import Health
+    from bench.server_latency import Buckets, WindowScrapes
+    from bench.stats import Phase
+
+    folder = RunFolder(tmp_path)
+    rec = Recorder(series=Series(sink=folder.series))
+    config = {"edition": "standard", "users": 10, "signed_in": 8, "duration": 600.0}
+    folder.begin(config | {"thresholds": {"p99_ms": 100.0}}, steady_from=20.0, warm_up_s=30.0)
+    rec.enter(Phase.WINDOW, 100.0)
+    for t in range(100, 200):
+        rec.record("poll", t + 0.5, 0.002, "OK")
+    health = Health()
+    for ms in (1, 2, 3, 40):
+        health.lag.record_value(ms * 1000)
+    bounds = [0.001, 0.01, math.inf]
+    scrapes = WindowScrapes(["fe1"])
+    scrapes.start = {"fe1": {("GetPresence", "OK"): Buckets(bounds, [5.0, 10.0, 10.0], 0.02)}}
+    scrapes.latest = {"fe1": {("GetPresence", "OK"): Buckets(bounds, [90.0, 110.0, 110.0], 0.2)}}
+    folder.checkpoint(rec, None, health={"driver": health.to_wire()}, server=scrapes.to_wire())
+
+    r = rebuild(tmp_path)
+    assert r["driver"]["drivers"]["driver"]["loop_lag_p99_ms"] == pytest.approx(40, rel=0.01)
+    (row,) = r["server_latency"]["rows"]
+    assert (row["operation"], row["server_calls"]) == ("poll", 100.0)
+    assert r["rebuilt"]["missing"] == [
+        "server latency at the window's end: the run ended first; the pool's figures are up "
+        "to the last checkpoint's scrape"
+    ]
+
+
+def test_a_rebuild_says_which_parts_a_folder_lacks(tmp_path: Path) -> None:
+    partial_folder(tmp_path)  # a checkpoint without health or scrapes, no window
+    r = rebuild(tmp_path)
+    missing = r["rebuilt"]["missing"]
+    assert missing[0].startswith("driver health: no checkpoint held it")
+    assert missing[1] == "server latency: the measurement window never opened (nothing scraped)"
+    from bench.report import text
+
+    assert "not in this report: driver health" in text(r)

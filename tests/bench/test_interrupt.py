@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,14 +26,12 @@ def wait_for(path: Path, proc: subprocess.Popen[str]) -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_ends_the_run_with_its_report_and_the_pool_stopped(
-    tmp_path: Path, sig: signal.Signals
-) -> None:
-    out = tmp_path / "run"
-    cmd = [sys.executable, "-m", "pool.cli", "run", "--users", "60", "--duration", "600"]
-    cmd += ["--ramp", "50", "--speedup", "40", "--quiet", "--exit-zero", "--out", str(out)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def signalled_run(cmd: list[str], out: Path, sig: signal.Signals, **popen: Any) -> str:
+    """Start ``cmd`` (a ``poolsim run`` into ``out``), signal it once the load is on, and
+    return what it printed once it ended."""
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
+    )
     try:
         wait_for(out / "front_ends.jsonl", proc)  # the first checkpoint: the load is on
         proc.send_signal(sig)
@@ -42,6 +41,17 @@ def test_a_signal_ends_the_run_with_its_report_and_the_pool_stopped(
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0, output
+    return output
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_ends_the_run_with_its_report_and_the_pool_stopped(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "pool.cli", "run", "--users", "60", "--duration", "600"]
+    cmd += ["--ramp", "50", "--speedup", "40", "--quiet", "--exit-zero", "--out", str(out)]
+    output = signalled_run(cmd, out, sig)
     assert f"{sig.name}: ending the run" in output
     r = json.loads((out / "report.json").read_text())
     assert 0 < r["config"]["stopped_at"] < 600

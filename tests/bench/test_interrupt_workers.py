@@ -7,11 +7,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
-from tests.bench.test_interrupt import DEADLINE_S, wait_for
+from tests.bench.test_interrupt import signalled_run
 
 
 def test_the_first_signal_ends_a_run_with_workers_cleanly(tmp_path: Path) -> None:
@@ -20,18 +19,7 @@ def test_the_first_signal_ends_a_run_with_workers_cleanly(tmp_path: Path) -> Non
     cmd += ["--ramp", "50", "--speedup", "40", "--quiet", "--exit-zero", "--out", str(out)]
     cmd += ["--workers", "2"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}  # a Ray of its own
-    proc = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-    )
-    try:
-        wait_for(out / "front_ends.jsonl", proc)  # the first checkpoint: the load is on
-        proc.send_signal(signal.SIGINT)
-        output, _ = proc.communicate(timeout=DEADLINE_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
-    assert proc.returncode == 0, output
+    output = signalled_run(cmd, out, signal.SIGINT, env=env)
     assert "SIGINT: ending the run" in output
     assert "cancelling" not in output
     r = json.loads((out / "report.json").read_text())

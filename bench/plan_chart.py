@@ -1,0 +1,130 @@
+"""The plan's chart (``poolsim plan``, :mod:`bench.plan`): throughput and p99 against users
+per front end, the fitted USL curve with its 95% band, the p99 target, Lync's 6,660 per front
+end and the answer, drawn with the report's conventions (:mod:`bench.charts`)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import plotly.graph_objects as go
+
+from bench.capacity import UslFit
+from bench.charts import COLORS, LOG_TICKS, Chart, layout, right_axis, threshold
+
+
+def plan_chart(doc: dict[str, Any]) -> Chart | None:
+    """Throughput and p99 against users per front end, the fitted USL curve with its band,
+    the targets and the answer."""
+    points = [p for p in doc.get("points", []) if p.get("error") is None and p.get("throughput")]
+    if not points:
+        return None
+    fig = go.Figure()
+    per_fe = [p.get("per_fe", p["users"] / max(1, p["front_ends"])) for p in points]
+    ok = [p["passed"] for p in points]
+    fig.add_scatter(
+        x=per_fe,
+        y=[p["throughput"] for p in points],
+        mode="markers",
+        name="throughput (window)",
+        marker={
+            "size": 10,
+            "color": [COLORS[2] if o else COLORS[1] for o in ok],
+            "symbol": ["circle" if o else "x" for o in ok],
+        },
+        hovertemplate="%{x:,.0f} users per FE: %{y:,.1f} calls/s<extra></extra>",
+    )
+    fig.add_scatter(
+        x=per_fe,
+        y=[p["worst_p99_ms"] for p in points],
+        mode="markers+lines",
+        name="worst p99 (ms)",
+        marker={"size": 8, "color": COLORS[3]},
+        line={"dash": "dot", "color": COLORS[3]},
+        yaxis="y2",
+        hovertemplate="%{x:,.0f} users per FE: p99 %{y:.1f} ms<extra></extra>",
+    )
+    fit = doc.get("fit")
+    shown = [p["throughput"] for p in points]  # what the throughput axis must hold
+    if fit:
+        top = max(per_fe) * 1.3
+        xs = [top * i / 100 for i in range(1, 101)]
+        fes = max(1, points[0]["front_ends"])
+        usl = UslFit(fit["lambda"], fit["sigma"], fit["kappa"], fit["r2"])
+        curve = [usl.throughput(x * fes) for x in xs]
+        fig.add_scatter(x=xs, y=curve, mode="lines", name="USL fit", line={"color": COLORS[0]})
+        shown += curve
+        band = [(b[0] / fes, b[1], b[2]) for b in fit.get("band", []) if b[0] / fes <= top]
+        if band:
+            fig.add_scatter(
+                x=[b[0] for b in band],
+                y=[b[2] for b in band],
+                mode="lines",
+                line={"width": 0},
+                showlegend=False,
+                hoverinfo="skip",
+            )
+            fig.add_scatter(
+                x=[b[0] for b in band],
+                y=[b[1] for b in band],
+                mode="lines",
+                line={"width": 0},
+                fill="tonexty",
+                fillcolor="rgba(31,119,180,0.15)",
+                name="95% band",
+                hoverinfo="skip",
+            )
+    figure = doc.get("users_per_fe") or {}
+    answer = figure.get("largest_passing")
+    if answer and figure.get("capacity_figure"):  # the same figure the text gives, or none
+        bound = "at least " if figure.get("lower_bound") else ""
+        fig.add_vline(
+            x=answer,
+            line_color=COLORS[2],
+            annotation_text=f"answer: {bound}{answer:,.0f} per FE",
+            annotation_position="top left",
+            annotation_font_size=11,
+        )
+    fig.add_vline(
+        x=doc.get("lync_users_per_fe", 6660),
+        line_dash="dot",
+        line_color="#555",
+        annotation_text="Lync 6,660 per FE",
+        annotation_position="top right",
+        annotation_font_size=11,
+    )
+    target = (doc.get("options") or {}).get("p99_target_ms")
+    chart = layout(fig, "users per front end", "throughput (calls / s)")
+    p99s = [p["worst_p99_ms"] for p in points] + ([float(target)] if target else [])
+    chart.update_layout(
+        yaxis2=right_axis(
+            "worst p99 (ms)",
+            tickmode="array",
+            type="log",
+            tickvals=LOG_TICKS,
+            ticktext=[f"{v:g}" for v in LOG_TICKS],
+            range=_log_range(p99s),
+        ),
+        margin={"l": 70, "r": 70, "t": 50, "b": 60},
+        hovermode="closest",
+    )
+    chart.update_xaxes(rangemode="tozero")
+    # the points and the curve set the scale; a band wider than that (few points, far from
+    # them) runs off the top instead of flattening the data
+    chart.update_layout(yaxis={"range": [0, max(shown) * 1.25]})
+    if target:
+        threshold(
+            chart,
+            float(target),
+            f"p99 target {float(target):g} ms",
+            log=True,
+            yref="y2",
+            right=True,
+        )
+    return Chart("plan", "Throughput and p99 against users per front end, with the USL fit", chart)
+
+
+def _log_range(values: list[float]) -> list[float]:
+    """A log axis range (log10 units) holding ``values`` with room either side."""
+    shown = [v for v in values if v > 0] or [1.0]
+    return [math.log10(min(shown) / 3), math.log10(max(shown) * 3)]
