@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pool.cli import build_parser, user_password
+from pool.cli import build_parser
+from pool.serve_options import user_password
 from pool.sqlite_store import SqliteStore
 from standard.admin_token import load_or_create
 from standard.server import private_data
