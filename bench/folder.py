@@ -7,7 +7,7 @@
     front_ends.jsonl   the probe's samples per front end (processor, memory, endpoints)
     recorder.json      everything else the driver measured (per operation histograms,
                        status codes, counters), replaced every ``CHECKPOINT_S`` (atomically)
-    report.*           the report, at the end (``bench.report.write``)
+    report.*           the report, at the end (``bench.report_files.write``)
 
 A killed run loses at most the last ``CHECKPOINT_S`` of its totals and the last minute or
 so of its time series (the seconds still live, ``bench.series``).
@@ -24,7 +24,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from bench import memory, report
+from bench import memory, report, report_files
 from bench.probe import FrontEndSeries, Probe
 from bench.samples import Samples
 from bench.selfcheck import Health
@@ -218,7 +218,7 @@ def main(path: Path, out: Path | None = None) -> int:
     """`poolsim report FOLDER`: rebuild the report, write its files (into ``out``, default
     the folder itself) and print it."""
     result = rebuild(path)
-    paths = report.write(result, out or path)
-    print(report.text(result))
+    paths = report_files.write(result, out or path)
+    print(report_files.text(result))
     print(f"\nreport: {paths[3]} (and {', '.join(p.name for p in paths[:3])})")
     return 0

@@ -34,88 +34,48 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
-import os
-import platform
 import sys
-from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
-from bench.capacity import (
-    LYNC_USERS_PER_FE,
-    Sizing,
-    UslConfidence,
-    UslFit,
-    fit_usl,
-    format_sizing,
-    front_ends_for,
-    lync_figure,
-    usl_confidence,
+from bench.capacity import front_ends_for, lync_figure
+from bench.plan_answer import Findings, analyse, plan_document, plan_html, point_line, summary
+from bench.plan_points import (
+    DRIVER,
+    MACHINE,
+    NONE,
+    POOL,
+    RAMP,
+    Point,
+    classify,
+    failed_point,
+    next_users,
+    point_from_report,
+    pool_side_failures,
 )
-from bench.stats import is_error
 from bench.workers import workers_option
 from pool.durations import parse_duration
 
-#: what limited a point
-POOL, DRIVER, RAMP, MACHINE, NONE = "pool", "driver", "ramp", "machine", "none"
-
-
-@dataclass(frozen=True, slots=True)
-class Point:
-    """One run of the plan: its load and what its report said (window figures)."""
-
-    users: int
-    signed_in: int
-    front_ends: int
-    duration: float
-    ramp: float
-    total_calls: int  # in the window
-    total_errors: int  # in the window
-    throughput: float  # completed calls per second in the window
-    worst_p99_ms: float
-    worst_operation: str
-    cpu_percent: float  # the busiest front end's mean processor in the window
-    passed: bool
-    failed_checks: list[str] = field(default_factory=list)
-    report: str = ""  # the run's report folder
-    error: str | None = None  # the run did not finish: why
-    speedup: float = 1.0
-    result: str = ""  # PASS, FAIL or INCONCLUSIVE
-    window_s: float = 0.0
-    server_p99_ms: float | None = None  # the pool's own p99 of the worst operation's RPC
-    driver_cpu: float = 0.0
-    driver_lag_p99_ms: float = 0.0
-    limit_kind: str = NONE  # what limited this point (POOL, DRIVER, RAMP, MACHINE, NONE)
-    limit: str = ""  # in words
-    note: str = ""  # what else the run showed (the clients' p99 was the machine's, say)
-    driver_saturated: bool = False  # it delivered less than the load asked: kept out of the fit
-
-    @property
-    def effective_users(self) -> float:
-        """Users this point stands for: users x speedup."""
-        return self.users * self.speedup
-
-    @property
-    def per_fe(self) -> float:
-        return self.effective_users / max(1, self.front_ends)
-
-
-@dataclass(frozen=True, slots=True)
-class Findings:
-    """What the points say: the USL fit and the users-per-FE figures."""
-
-    fit: UslFit | None
-    fit_note: str | None  # why there is no fit
-    best: Point | None  # the largest passing run
-    users_per_fe: float | None  # best.effective_users / best.front_ends
-    knee_users_per_fe: float | None  # the USL's throughput peak per FE (None: no fit or no peak)
-    lower_bound: bool  # no run failed: the true figure may be higher
-    stopped: str
-    limit: str = ""  # the resource that limits users per FE ("" unknown)
-    limit_kind: str = NONE
-    confidence: UslConfidence | None = None
+__all__ = [  # the command, and what it is made of, for one import
+    "DRIVER",
+    "MACHINE",
+    "NONE",
+    "POOL",
+    "RAMP",
+    "Findings",
+    "Point",
+    "add_arguments",
+    "analyse",
+    "classify",
+    "main",
+    "measure",
+    "next_users",
+    "plan_document",
+    "plan_html",
+    "point_from_report",
+    "pool_side_failures",
+    "summary",
+]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -227,214 +187,9 @@ def _check(args: argparse.Namespace) -> str | None:
     return None
 
 
-#: answers a client's own clock or channel can produce without the pool saying anything
-CLIENT_SIDE_CODES = frozenset({"DEADLINE_EXCEEDED", "CANCELLED"})
-
-
-def pool_side_failures(result: dict[str, Any]) -> list[str]:
-    """The pool's own figures in the measurement window that broke a target, in words:
-    the busiest front end's processor, the pool's own p99 of an RPC (its histogram), the store
-    queue's p99, and errors the pool returned (not deadlines or cancellations, which a slow
-    client produces alone). Empty when the window never opened: there are no figures then."""
-    window = result.get("window", {})
-    if not float(window.get("seconds") or 0.0) > 0:
-        return []
-    limits = result.get("config", {}).get("thresholds", {})
-    cpu_target = float(limits.get("cpu_percent", 80.0))
-    p99_target = float(limits.get("p99_ms", 100.0))
-    ratio_target = float(limits.get("error_ratio", 0.01))
-    found: list[str] = []
-    fronts = result.get("front_ends", {})
-    if fronts:
-        fe, busiest = max(fronts.items(), key=lambda kv: float(kv[1]["cpu_mean"]))
-        cpu = float(busiest["cpu_mean"])
-        if cpu >= cpu_target:
-            where = f" ({fe})" if len(fronts) > 1 else ""
-            found.append(f"front-end processor{where} {cpu:.0f}% > {cpu_target:g}%")
-    srv = result.get("server_latency", {})
-    slow = [
-        r
-        for r in srv.get("rows", [])
-        if r.get("server_p99_ms") is not None and float(r["server_p99_ms"]) >= p99_target
-    ]
-    if slow:
-        w = max(slow, key=lambda r: float(r["server_p99_ms"]))
-        found.append(
-            f"p99 of {w['operation']}: pool-side {float(w['server_p99_ms']):.1f} ms "
-            f"> {p99_target:g} ms"
-        )
-    store = srv.get("store_write_p99_ms")
-    if store is not None and float(store) >= p99_target:
-        found.append(f"store queue p99 {float(store):.1f} ms > {p99_target:g} ms")
-    ops = result.get("operations", {})
-    calls = sum(int(o.get("window", {}).get("calls", 0)) for o in ops.values())
-    returned = sum(
-        n
-        for name, o in ops.items()
-        for code, n in o.get("window", {}).get("codes", {}).items()
-        if is_error(name, code) and code not in CLIENT_SIDE_CODES
-    )
-    if calls and returned / calls >= ratio_target:
-        found.append(
-            f"errors the pool returned: {returned} of {calls} ({returned / calls:.2%}) "
-            f">= {ratio_target:.0%}"
-        )
-    return found
-
-
-def classify(result: dict[str, Any]) -> tuple[str, str, str]:
-    """What limited a run: (``POOL``, ``DRIVER``, ``RAMP`` or ``NONE``; in words; a note).
-
-    The pool's own figures come first (:func:`pool_side_failures`): when one broke a target
-    the pool reached its limit *even if the driver was saturated too*, because a saturated
-    driver only delivers less load than asked, so the pool failed under no more than this
-    point's load. The note then says the driver was saturated too. Only when nothing
-    pool-side failed is a saturated driver the limit (no capacity figure), then a window
-    that never opened (the ramp, or a backlog the pool never drained).
-
-    A client p99 above the target counts against the pool only when the pool's own
-    histogram shows it too: when every RPC's pool-side p99 is under the target, the clients
-    waited elsewhere (the driver, the network, the machine); the point then passes for the
-    pool, with that said in the note (``MACHINE``)."""
-    verdict = result["verdict"]
-    checks = verdict["checks"]
-    drv = result.get("driver", {})
-    window = next((c for c in checks if c["check"] == "measurement window"), None)
-    pool_side = pool_side_failures(result)
-    if pool_side:
-        notes = []
-        if drv.get("saturated"):
-            notes.append(
-                "the driver was saturated too ("
-                + "; ".join(drv.get("why", []))
-                + "): it delivered no more than this load, so the pool failed under at most it"
-            )
-        if window is not None and window["status"] == "inconclusive":
-            notes.append(f"the window was short of the minimum ({window['measured']})")
-        return POOL, "; ".join(pool_side), "; ".join(notes)
-    if drv.get("saturated"):
-        return DRIVER, "the load generator was saturated: " + "; ".join(drv.get("why", [])), ""
-    if window is not None and window["status"] == "inconclusive":
-        blocked = " ".join(result.get("window", {}).get("blocked_by", []))
-        if "backlog" in blocked and "sign-ins still pending" not in blocked:
-            why = "the ramp's backlog never drained (the pool could not keep up): " + blocked
-            return POOL, why, ""
-        return RAMP, "no measurement window: " + (window["measured"] or "run longer"), ""
-    target = float(result.get("config", {}).get("thresholds", {}).get("p99_ms", 100.0))
-    rows = result.get("server_latency", {}).get("rows", [])
-    note = ""
-    for c in (c for c in checks if c["status"] == "fail"):
-        name = c["check"]
-        if not name.startswith("p99 latency"):
-            return POOL, f"{name}: {c['measured']} (target {c['target']})", note
-        op = name.split("worst: ", 1)[-1].rstrip(")")
-        pool_rows = [r for r in rows if r["server_p99_ms"] is not None]
-        if pool_rows:  # every pool-side p99 is under the target (pool_side_failures)
-            worst = max(pool_rows, key=lambda r: float(r["server_p99_ms"]))
-            note = (
-                f"{MACHINE}: clients saw p99 of {op} {c['measured']} while the pool's own p99 "
-                f"stayed under {target:g} ms (at most {worst['server_p99_ms']:.2f} ms, "
-                f"{worst['rpc']}): the calls queued outside the pool's handlers"
-            )
-            continue
-        return POOL, f"p99 of {op}: {c['measured']} (target {c['target']})", note
-    return NONE, "", note
-
-
-def point_from_report(
-    result: dict[str, Any], users: int, ramp: float, folder: Path, speedup: float = 1.0
-) -> Point:
-    """A :class:`Point` from a ``bench.report.build`` dict (its window's figures)."""
-    cfg = result["config"]
-    duration = float(cfg["duration"])
-    ops: dict[str, Any] = result["operations"]
-    window = result.get("window", {})
-    seconds = float(window.get("seconds") or 0.0)
-
-    def p99(o: dict[str, Any]) -> float:
-        return float(o.get("window", o)["p99"])
-
-    worst = max(ops.items(), key=lambda kv: p99(kv[1]), default=("-", {"p99": 0.0}))
-    fronts: dict[str, Any] = result["front_ends"]
-    verdict = result["verdict"]
-    calls = int(result.get("window_calls", result["total_calls"]))
-    errors = int(result.get("window_errors", result["total_errors"]))
-    rows = result.get("server_latency", {}).get("rows", [])
-    server = next((r["server_p99_ms"] for r in rows if r["operation"] == worst[0]), None)
-    drivers = result.get("driver", {}).get("drivers", {})
-    kind, limit, note = classify(result) if "result" in verdict else (NONE, "", "")
-    status = verdict.get("result", "PASS" if verdict["pass"] else "FAIL")
-    passed = (bool(verdict["pass"]) or (kind == NONE and status == "FAIL")) and kind != POOL
-    return Point(
-        users=users,
-        signed_in=int(cfg.get("signed_in", 0)),
-        front_ends=max(1, len(fronts)),
-        duration=duration,
-        ramp=ramp,
-        total_calls=calls,
-        total_errors=errors,
-        throughput=calls / (seconds or duration),
-        worst_p99_ms=p99(worst[1]),
-        worst_operation=worst[0],
-        cpu_percent=max((float(f["cpu_mean"]) for f in fronts.values()), default=0.0),
-        passed=passed,
-        failed_checks=[str(c["check"]) for c in verdict["checks"] if not c["ok"]],
-        report=str(folder),
-        speedup=speedup,
-        result=status,
-        window_s=seconds,
-        server_p99_ms=server,
-        driver_cpu=max((float(d["cpu_mean"]) for d in drivers.values()), default=0.0),
-        driver_lag_p99_ms=max((float(d["loop_lag_p99_ms"]) for d in drivers.values()), default=0.0),
-        limit_kind=kind if not passed else NONE,
-        limit=limit if not passed else "",
-        note=note,
-        driver_saturated=bool(result.get("driver", {}).get("saturated")),
-    )
-
-
-def _failed_point(users: int, args: argparse.Namespace, folder: Path, why: str) -> Point:
-    return Point(
-        users=users,
-        signed_in=0,
-        front_ends=1,
-        duration=args.duration,
-        ramp=args.ramp,
-        total_calls=0,
-        total_errors=0,
-        throughput=0.0,
-        worst_p99_ms=0.0,
-        worst_operation="-",
-        cpu_percent=0.0,
-        passed=False,
-        failed_checks=["run did not finish"],
-        report=str(folder),
-        error=why,
-        speedup=args.speedup,
-    )
-
-
-def next_users(points: list[Point], step: float, resolution: float) -> int | None:
-    """The next user count: step up while the pool passes; once it failed, bisect between
-    the largest pass and the smallest pool fail; None when they are within ``resolution``."""
-    passes = [p.users for p in points if p.passed]
-    fails = [p.users for p in points if not p.passed and p.limit_kind == POOL]
-    hi = min(fails, default=None)
-    lo = max((u for u in passes if hi is None or u < hi), default=None)
-    if hi is None:
-        return max(max(passes) + 1, round(max(passes) * step)) if passes else None
-    if lo is None:
-        down = round(hi / step)
-        return down if down >= 2 and down not in {p.users for p in points} else None
-    if (hi - lo) / lo <= resolution:
-        return None
-    mid = (lo + hi) // 2
-    return mid if mid not in {p.users for p in points} else None
-
-
 def measure(args: argparse.Namespace, out: Path) -> tuple[list[Point], str]:
     """The runs (stepping, then bisecting); returns the points and why the plan stopped."""
-    from bench import report
+    from bench import report, report_files
     from bench.run import RunOptions, run
 
     thresholds = report.Thresholds(cpu_percent=args.cpu_target, p99_ms=args.p99_target_ms)
@@ -470,12 +225,12 @@ def measure(args: argparse.Namespace, out: Path) -> tuple[list[Point], str]:
             result = asyncio.run(run(opts))
         except Exception as exc:  # a run that cannot finish ends the plan, keeping what we have
             why = f"{type(exc).__name__}: {exc}"
-            points.append(_failed_point(users, args, folder, why))
+            points.append(failed_point(users, args, folder, why))
             return points, f"the run at {users:,} users did not finish ({why})"
-        report.write(result, folder)
+        report_files.write(result, folder)
         p = point_from_report(result, users, args.ramp, folder, args.speedup)
         points.append(p)
-        print("  " + _point_line(p), flush=True)
+        print("  " + point_line(p), flush=True)
         if p.limit_kind in (DRIVER, RAMP):
             return (
                 points,
@@ -494,294 +249,6 @@ def measure(args: argparse.Namespace, out: Path) -> tuple[list[Point], str]:
             f"{min(p.users for p in fails):,} users)",
         )
     return points, f"--max-runs {args.max_runs} reached with every run passing"
-
-
-def analyse(points: list[Point], stopped: str) -> Findings:
-    """Fit the USL to the finished runs the pool limited (or passed), and read off the
-    users-per-FE figure, its limit and the knee."""
-    done = [
-        p for p in points if p.error is None and p.throughput > 0 and p.limit_kind in (POOL, NONE)
-    ]
-    # a saturated driver delivered less than its users ask: its throughput is not theirs
-    fitted = [p for p in done if not p.driver_saturated]
-    fit: UslFit | None = None
-    note: str | None = None
-    confidence: UslConfidence | None = None
-    pts = [(p.effective_users, p.throughput) for p in fitted]
-    if len({p.users for p in fitted}) < 3:
-        note = (
-            "a USL fit needs at least 3 finished runs at different user counts with a driver "
-            f"that kept up ({len(fitted)})"
-        )
-    else:
-        try:
-            fit = fit_usl(pts)
-        except ValueError as exc:
-            note = str(exc)
-    if fit is not None:  # the band over the whole plotted range (bench.plan_chart)
-        top = max(p.effective_users for p in points if p.throughput > 0) * 1.3
-        confidence = usl_confidence(pts, fit, [top * i / 100 for i in range(1, 101)])
-    passing = [p for p in done if p.passed]
-    best = max(passing, key=lambda p: p.users, default=None)
-    per_fe = best.per_fe if best is not None else None
-    knee: float | None = None  # only when its interval is finite: else the points cannot tell
-    if (
-        fit is not None
-        and math.isfinite(fit.peak_n())
-        and confidence is not None
-        and confidence.peak_n is not None
-    ):
-        fes = best.front_ends if best is not None else done[-1].front_ends
-        knee = fit.peak_n() / fes
-    pool_fails = sorted((p for p in points if p.limit_kind == POOL), key=lambda p: p.users)
-    others = [p for p in points if p.limit_kind in (DRIVER, RAMP, MACHINE)]
-    if pool_fails:  # the pool failed somewhere: the largest pass below it is a capacity figure
-        limit_kind, limit = POOL, pool_fails[0].limit
-    elif others:
-        limit_kind, limit = others[0].limit_kind, others[0].limit
-    else:
-        limit_kind, limit = NONE, ""
-    lower = bool(done) and not pool_fails
-    return Findings(fit, note, best, per_fe, knee, lower, stopped, limit, limit_kind, confidence)
-
-
-def _point_line(p: Point) -> str:
-    if p.error is not None:
-        return f"{p.users:>7,}  did not finish: {p.error}"
-    server = "-" if p.server_p99_ms is None else f"{p.server_p99_ms:.2f}"
-    return (
-        f"{p.users:>7,} {p.per_fe:>9,.0f} {p.window_s:>5.0f} {p.throughput:>8.1f} "
-        f"{p.worst_p99_ms:>8.1f} {server:>8} {p.worst_operation:<17} {p.cpu_percent:>5.1f} "
-        f"{p.driver_cpu:>5.1f} {p.driver_lag_p99_ms:>6.1f} {p.total_errors:>6,}  "
-        f"{p.result or ('PASS' if p.passed else 'FAIL')}"
-        + (f" ({p.limit_kind}: {p.limit})" if p.limit else "")
-        + (f"\n{'':>9}note: {p.note}" if p.note else "")
-    )
-
-
-def summary(
-    points: list[Point],
-    findings: Findings | None,
-    lync: Sizing | None,
-    measured: Sizing | None,
-    out: Path,
-) -> str:
-    """The plan as a terminal reads it."""
-    lines: list[str] = []
-    if findings is None:
-        lines += [
-            f"poolsim plan: no measurement (--no-measure): sizing with Lync's documented "
-            f"{LYNC_USERS_PER_FE:,} users per front end only",
-            "",
-        ]
-    else:
-        speedups = {p.speedup for p in points}
-        lines += [f"poolsim plan: {len(points)} run(s); {findings.stopped}", ""]
-        lines.append(
-            f"{'users':>7} {'per FE':>9} {'win s':>5} {'calls/s':>8} {'p99 ms':>8} "
-            f"{'pool p99':>8} {'(worst op)':<17} {'fe %':>5} {'drv %':>5} {'lag ms':>6} "
-            f"{'errors':>6}  verdict"
-        )
-        lines += [_point_line(p) for p in points]
-        if any(s != 1 for s in speedups):
-            lines.append(
-                f"(per FE: users x speedup {', '.join(f'{s:g}' for s in sorted(speedups))}: each "
-                "simulated user does that many users' work, standing in for more users)"
-            )
-        lines.append("")
-        fit = findings.fit
-        ci = findings.confidence
-        if fit is None:
-            lines.append(f"USL fit: none ({findings.fit_note})")
-        else:
-            peak = fit.peak_n()
-            if not math.isfinite(peak):
-                where = "no peak (kappa = 0: throughput keeps rising, ever more slowly)"
-            elif ci is None or ci.peak_n is None:
-                where = "its peak is not determined by these points (kappa may be 0)"
-            else:
-                where = (
-                    f"throughput peaks at {peak:,.0f} users ({fit.throughput(peak):,.1f} calls/s)"
-                )
-
-            def band(v: tuple[float, float] | None) -> str:
-                return "" if v is None else f" [{v[0]:.3g}, {v[1]:.3g}]"
-
-            lines.append(
-                f"USL fit (95% intervals): lambda {fit.lam:.4g}{band(ci.lam if ci else None)} "
-                f"calls/s per user, sigma {fit.sigma:.3g}{band(ci.sigma if ci else None)}, "
-                f"kappa {fit.kappa:.3g}{band(ci.kappa if ci else None)}, R^2 {fit.r2:.4f}; {where}"
-            )
-            if (
-                ci is not None
-                and ci.kappa is not None
-                and ci.kappa[0] <= 0
-                and (ci.sigma is None or ci.sigma[0] <= 0)
-            ):
-                lines.append(
-                    "  (sigma and kappa are not told apart from 0: within these points "
-                    "throughput scales linearly, so the curve says nothing about the knee)"
-                )
-        if findings.limit_kind in (DRIVER, RAMP, MACHINE):
-            lines.append(
-                f"users per front end here: no capacity figure: the limit was the "
-                f"{findings.limit_kind}, not the pool ({findings.limit})"
-            )
-            if findings.best is not None:
-                lines.append(
-                    f"  (the pool passed up to {findings.best.per_fe:,.0f} users per front end)"
-                )
-        elif findings.best is None or findings.users_per_fe is None:
-            lines.append("users per front end here: unknown (no run met the targets)")
-        else:
-            b = findings.best
-            bound = (
-                " at least (no run broke a target: raise --max-runs or --step)"
-                if findings.lower_bound
-                else ""
-            )
-            lines.append(
-                f"users per front end here:{bound} {findings.users_per_fe:,.0f}, against "
-                f"Lync's {LYNC_USERS_PER_FE:,} (largest passing run: {b.users:,} users"
-                + (f" x speedup {b.speedup:g}" if b.speedup != 1 else "")
-                + f" on {b.front_ends} front end(s), p99 {b.worst_p99_ms:.1f} ms, processor "
-                f"{b.cpu_percent:.1f}%)"
-            )
-            if b.front_ends > 1:
-                lines.append(
-                    f"the pool of {b.front_ends} front ends: {b.effective_users:,.0f} users"
-                )
-            if findings.limit:
-                lines.append(f"limited by the pool: {findings.limit}")
-                first_fail = min(
-                    (p for p in points if p.limit_kind == POOL), key=lambda p: p.users, default=None
-                )
-                if first_fail is not None and first_fail.note:
-                    lines.append(f"  (at {first_fail.per_fe:,.0f} per FE: {first_fail.note})")
-            notes = [p for p in points if p.note.startswith(MACHINE)]
-            if notes:
-                lines.append(
-                    f"note: at {len(notes)} point(s) the clients' p99 was over the target while "
-                    "the pool's own stayed under it (the machine, not the pool): " + notes[-1].note
-                )
-        knee = findings.knee_users_per_fe
-        if knee is not None and fit is not None and ci is not None and ci.peak_n is not None:
-            per = knee / fit.peak_n()  # users per FE per unit of concurrency
-            lines.append(
-                f"USL knee: {knee:,.0f} users per front end, 95% [{ci.peak_n[0] * per:,.0f}, "
-                f"{ci.peak_n[1] * per:,.0f}] (past it, more users bring less throughput)"
-            )
-        lines.append(
-            f"hardware: {os.cpu_count()} CPUs, {platform.machine()}; measured on "
-            + (
-                "an Enterprise pool"
-                if points and points[0].front_ends > 1
-                else "a Standard pool (no replication to secondaries, which an Enterprise "
-                "front end also does)"
-            )
-        )
-        lines.append("")
-    if lync is not None:
-        lines.append(
-            format_sizing(lync, measured, measured_label="measured here")
-            if measured is not None
-            else format_sizing(lync)
-        )
-        if findings is not None and measured is None:
-            lines.append("(no measured users-per-FE figure: Lync's only)")
-        lines.append("")
-    lines.append(
-        f"plan: {out / 'plan.json'}" + ("" if findings is None else f", {out / 'plan.html'}")
-    )
-    return "\n".join(lines)
-
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None
-
-
-def _sizing_dict(s: Sizing | None) -> dict[str, Any] | None:
-    if s is None:
-        return None
-    return {**asdict(s), "total_front_ends": s.total_front_ends}
-
-
-def plan_document(
-    args: argparse.Namespace,
-    points: list[Point],
-    findings: Findings | None,
-    lync: Sizing | None,
-    measured: Sizing | None,
-) -> dict[str, Any]:
-    """What plan.json holds (strict JSON: no infinities)."""
-    options = {
-        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if not callable(v)
-    }
-    fit = findings.fit if findings is not None else None
-    ci = findings.confidence if findings is not None else None
-    return {
-        "created": datetime.now().isoformat(timespec="seconds"),
-        "options": options,
-        "hardware": {
-            "cpus": os.cpu_count(),
-            "machine": platform.machine(),
-            "platform": platform.platform(),
-        },
-        "measured": findings is not None,
-        "stopped": findings.stopped if findings is not None else None,
-        "points": [
-            {**asdict(p), "effective_users": p.effective_users, "per_fe": p.per_fe} for p in points
-        ],
-        "fit": None
-        if fit is None
-        else {
-            "lambda": fit.lam,
-            "sigma": fit.sigma,
-            "kappa": fit.kappa,
-            "r2": fit.r2,
-            "peak_users": _finite(fit.peak_n()),
-            "interval_95": None
-            if ci is None
-            else {"lambda": ci.lam, "sigma": ci.sigma, "kappa": ci.kappa, "peak_users": ci.peak_n},
-            "band": [list(b) for b in ci.band] if ci is not None else [],
-        },
-        "fit_note": findings.fit_note if findings is not None else None,
-        "users_per_fe": None
-        if findings is None
-        else {
-            "largest_passing": findings.users_per_fe,
-            "usl_knee": findings.knee_users_per_fe,
-            "lower_bound": findings.lower_bound,
-            "limit": findings.limit,
-            "limit_kind": findings.limit_kind,
-            "capacity_figure": findings.limit_kind in (POOL, NONE)
-            and findings.users_per_fe is not None,
-        },
-        "lync_users_per_fe": LYNC_USERS_PER_FE,
-        "sizing": None
-        if lync is None
-        else {
-            "target_users": lync.users,
-            "measured": _sizing_dict(measured),
-            "lync": _sizing_dict(lync),
-        },
-    }
-
-
-def plan_html(doc: dict[str, Any], text: str) -> str:
-    """The plan's chart and summary as one offline page."""
-    import html as h
-
-    from bench import charts
-    from bench.plan_chart import plan_chart
-
-    chart = plan_chart(doc)
-    body = charts.div(chart) if chart is not None else "<p>no finished runs to draw</p>"
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>poolsim plan</title>
-{charts.head()}
-<style>body{{font-family:sans-serif;margin:2em auto;max-width:80em;padding:0 1em;color:#222}}
-pre{{background:#f8f8f8;padding:0.5em;white-space:pre-wrap;font-size:12px}}</style></head><body>
-<h1>poolsim plan</h1>{body}<pre>{h.escape(text)}</pre></body></html>"""
 
 
 def main(args: argparse.Namespace) -> int:

@@ -41,7 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench import memory, report
+from bench import memory, report, report_files
 from bench.driver import Driver, DriverConfig
 from bench.failover import Failover, KillPlan
 from bench.folder import RunFolder
@@ -661,7 +661,7 @@ def main(opts: RunOptions, exit_zero: bool = False) -> int:
             file=sys.stderr,
         )
         return 130
-    paths = report.write(result, out)
-    print(report.text(result))
+    paths = report_files.write(result, out)
+    print(report_files.text(result))
     print(f"\nreport: {paths[3]} (and {', '.join(p.name for p in paths[:3])})")
     return exit_code(result, exit_zero)

@@ -158,6 +158,6 @@ def test_a_rebuild_says_which_parts_a_folder_lacks(tmp_path: Path) -> None:
     missing = r["rebuilt"]["missing"]
     assert missing[0].startswith("driver health: no checkpoint held it")
     assert missing[1] == "server latency: the measurement window never opened (nothing scraped)"
-    from bench.report import text
+    from bench.report_files import text
 
     assert "not in this report: driver health" in text(r)

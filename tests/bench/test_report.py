@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from bench import report
+from bench import report, report_files
 from bench.probe import FrontEndSeries
 from bench.stats import Phase, Recorder, summary
 
@@ -130,7 +130,7 @@ def test_verdict_from_the_window_and_files(tmp_path: Path) -> None:
     assert r["operations"]["send"]["window"]["calls"] == 100
     assert r["verdict"]["result"] == "FAIL"
     assert r["verdict"]["pass"] is False
-    paths = report.write(r, tmp_path)
+    paths = report_files.write(r, tmp_path)
     assert [p.name for p in paths] == [
         "report.json",
         "operations.csv",
@@ -191,7 +191,7 @@ def test_a_saturated_driver_makes_the_run_inconclusive(
     # quieter machine
     advice = "--workers" if cpu > 50 else "quieter machine"
     assert advice in r["verdict"]["reasons"][0]
-    assert "verdict: INCONCLUSIVE" in report.text(r)
+    assert "verdict: INCONCLUSIVE" in report_files.text(r)
 
 
 def test_a_lost_write_fails_even_a_saturated_run() -> None:
@@ -267,7 +267,7 @@ def test_a_deliberate_fail_over_keeps_its_errors_apart_but_not_lost_writes() -> 
     assert fo["sessions_reconnected"] == 6
     assert r["pool"]["cpu_total_mean"] == 20.0
     assert r["pool"]["cpu_mean_per_front_end"] == 12.5
-    text = report.text(r)
+    text = report_files.text(r)
     assert "fail-over: fe2 crashed at 5.00 s" in text
     assert "operations failed during the fail-over: 10 of 12" in text
 
@@ -305,7 +305,7 @@ def test_a_fail_over_that_never_served_the_affected_users_fails() -> None:
     assert r["verdict"]["result"] == "FAIL"
     not_killed = _failover_report(rec, killed_at=None, error="the run ended before the kill")
     assert not_killed["verdict"]["pass"] is False
-    assert "no front end was killed" in report.text(not_killed)
+    assert "no front end was killed" in report_files.text(not_killed)
 
 
 def test_the_store_queue_latency_is_judged_from_the_pools_histogram() -> None:

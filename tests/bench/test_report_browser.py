@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from bench import charts, memory, plan, report
+from bench import charts, memory, plan, report, report_files
 from bench.probe import FrontEndSeries
 from bench.server_latency import Buckets
 from bench.stats import Phase, Recorder
@@ -147,7 +147,7 @@ def test_every_chart_of_the_run_report_is_drawn(tmp_path: Path) -> None:
         "driver",
         "memory",
     }
-    page = report.write(r, tmp_path)[3]
+    page = report_files.write(r, tmp_path)[3]
     assert rendered(dump_dom(page)) == expected
 
 
