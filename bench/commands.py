@@ -15,7 +15,8 @@ from pool.durations import parse_duration
 
 def _run(a: argparse.Namespace) -> int:
     from bench.report import Thresholds
-    from bench.run import RunOptions, main
+    from bench.run import main
+    from bench.run_options import RunOptions
 
     opts = RunOptions(
         users=a.users,

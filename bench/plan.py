@@ -190,7 +190,8 @@ def _check(args: argparse.Namespace) -> str | None:
 def measure(args: argparse.Namespace, out: Path) -> tuple[list[Point], str]:
     """The runs (stepping, then bisecting); returns the points and why the plan stopped."""
     from bench import report, report_files
-    from bench.run import RunOptions, run
+    from bench.run import run
+    from bench.run_options import RunOptions
 
     thresholds = report.Thresholds(cpu_percent=args.cpu_target, p99_ms=args.p99_target_ms)
     points: list[Point] = []

@@ -81,7 +81,7 @@ def start_standard(data_dir: Path, *extra: str, timeout: float = 60.0) -> PoolPr
         *extra,
     ]
     # in a session of its own: Ctrl-C at the terminal reaches the driver, which stops the
-    # pool when its report is written (bench.run.Interrupts), not the pool under its load;
+    # pool when its report is written (bench.terminal.Interrupts), not the pool under its load;
     # and on a lifeline (pool.lifeline), so that it ends when this process dies, even by
     # kill -9. This process keeps the write end (not inheritable) until it exits.
     read_end, write_end = os.pipe()

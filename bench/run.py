@@ -28,15 +28,13 @@ sampled throughout (``bench.memory``) and judged after the warm-up.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import os
-import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -48,12 +46,14 @@ from bench.folder import RunFolder
 from bench.model import UserModel, level_model
 from bench.pool_process import PoolProcess, start_standard
 from bench.probe import Probe
+from bench.run_options import RunOptions, check, pool_settings, resolve_workers
 from bench.schedule import Planned, Population, Schedule, population
 from bench.selfcheck import Health
 from bench.series import Series
 from bench.server_latency import WindowScrapes
-from bench.stats import Phase, Recorder, summary
-from bench.workers import auto_workers, run_workers
+from bench.stats import Phase, Recorder
+from bench.terminal import Interrupts, Progress
+from bench.workers import run_workers
 from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool.client import AdminClient, PoolClient
 from pool.config import EngineConfig, Limits
@@ -66,40 +66,8 @@ CONTACT_CHUNK = 20_000
 #: ``--seed`` (another schedule) finds the contact lists it provisioned before
 POPULATION_SEED = 1
 LYNC_SIGN_INS_PER_S = 12.0  # a Lync pool's documented peak (SPEC 5)
-#: ``poolsim serve``'s defaults, and what ``poolsim run`` starts its own pool with instead
-SERVE_DEFAULTS = {"password_iterations": 50_000, "max_users_per_registrar": 12_000}
 #: exit codes of ``poolsim run`` (and ``poolsim plan``)
 EXIT_PASS, EXIT_FAIL, EXIT_USAGE, EXIT_INCONCLUSIVE = 0, 1, 2, 3
-
-
-@dataclass(frozen=True, slots=True)
-class RunOptions:
-    users: int = 3000  # enabled users; 80% of them sign in
-    level: str = "high"
-    model_file: Path | None = None
-    duration: float = 60.0
-    ramp: float = 120.0  # sign-ins (users) per second
-    speedup: float = 1.0
-    seed: int = 1
-    workers: int = 1  # 0: auto (the cores the pool leaves free)
-    metrics_port: int | None = None  # the driver's Prometheus endpoint (0: a free port)
-    password_iterations: int = 1000  # of the pool this run starts (serve: 50,000)
-    min_window: float = 10.0  # a shorter measurement window is INCONCLUSIVE
-    window_at: float | None = None  # open the window by then at the latest (tests)
-    edition: str = "standard"
-    front_ends: int = 3  # enterprise: front ends in the pool
-    ray_address: str | None = None  # enterprise: an existing Ray cluster; None: a local one
-    kill_at: float | None = None  # enterprise: crash a front end this far into the run
-    kill_front_end: str | None = None  # which; None: the most signed-in users (not fe1)
-    target: str | None = None
-    admin_token_file: Path | None = None
-    out: Path | None = None
-    domain: str = "contoso.com"
-    prefix: str = "user"
-    password: str = "poolsim"
-    channels: int = 4
-    thresholds: report.Thresholds = field(default_factory=report.Thresholds)
-    progress: bool | None = None  # None: when stdout is a terminal
 
 
 def contact_entries(
@@ -124,51 +92,6 @@ def contact_entries(
             group = "Team" if level is AccessLevel.WORKGROUP else "Other Contacts"
             entries.append((owner, f"sip:{opts.prefix}{c}@{opts.domain}", int(level), group))
     return entries
-
-
-class Progress:
-    """One status line, redrawn each second on a terminal: the phase, who is signed in, the
-    load, the errors (counted as the report counts them) and the last second's p99."""
-
-    def __init__(self, driver: Driver, duration: float, enabled: bool) -> None:
-        self.driver = driver
-        self.duration = duration
-        self.enabled = enabled
-        self._task: asyncio.Task[None] | None = None
-        self._last = (0.0, 0)
-
-    def start(self) -> None:
-        if self.enabled:
-            self._task = asyncio.get_running_loop().create_task(self._loop())
-
-    def line(self) -> str:
-        d = self.driver
-        t = d.now()
-        done = d.rec.series.completed
-        rate = (done - self._last[1]) / max(t - self._last[0], 1e-9)
-        self._last = (t, done)
-        recent = d.rec.series.second(int(t) - 1)
-        p99 = summary(recent.histogram)["p99"] if recent else 0.0
-        phase = d.phase.value
-        if d.phase is Phase.WINDOW and d.rec.window_from is not None:
-            phase = f"window {t - d.rec.window_from:.0f} s"
-        return (
-            f"\r{t:5.0f}/{self.duration:.0f} s  {phase:<13} signed in {len(d.sessions):>6}  "
-            f"ops/s {rate:7.0f}  errors {d.rec.errors:>5}  p99 {p99:7.1f} ms "
-        )
-
-    async def _loop(self) -> None:
-        while True:
-            await asyncio.sleep(1.0)
-            sys.stdout.write(self.line())
-            sys.stdout.flush()
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            sys.stdout.write("\n")
 
 
 async def _provision_contacts(admin: AdminClient, entries: list[tuple[str, str, int, str]]) -> int:
@@ -213,24 +136,6 @@ def _addresses(address: str, status: apb.PoolStatus) -> tuple[str, ...]:
     return (address, *(a for a in up if a != address))
 
 
-def check(opts: RunOptions) -> None:
-    """Raise ValueError for options that do not go together (before any pool starts)."""
-    if opts.kill_front_end is not None and opts.kill_at is None:
-        raise ValueError("--kill-front-end needs --kill-front-end-at (when to kill it)")
-    if opts.kill_at is None:
-        return
-    if not 0 < opts.kill_at < opts.duration:
-        raise ValueError(
-            f"--kill-front-end-at {opts.kill_at:g}: must be within the run (0..{opts.duration:g})"
-        )
-    if opts.workers > 1:
-        raise ValueError("--kill-front-end-at works with a single driver (--workers 1)")
-    if opts.target is None and opts.edition != "enterprise":
-        raise ValueError(
-            "--kill-front-end-at needs --edition enterprise (or an Enterprise pool as --target)"
-        )
-
-
 def _kill_plan(
     opts: RunOptions, status: apb.PoolStatus, addresses: tuple[str, ...], token: str
 ) -> KillPlan | None:
@@ -247,81 +152,6 @@ def _kill_plan(
             f"--kill-front-end {opts.kill_front_end}: the pool's front ends are {', '.join(ids)}"
         )
     return KillPlan(opts.kill_at, opts.kill_front_end, token, addresses)
-
-
-def pool_settings(opts: RunOptions) -> dict[str, Any]:
-    """The settings of the pool ``poolsim run`` starts itself, and how they differ from
-    ``poolsim serve``'s defaults and why (the report shows them)."""
-    registrar = max(SERVE_DEFAULTS["max_users_per_registrar"], opts.users)
-    settings: dict[str, Any] = {
-        "password_iterations": opts.password_iterations,
-        "max_users_per_registrar": registrar,
-    }
-    why = {
-        "password_iterations": (
-            "a compressed sign-in ramp: at the serve default every sign-in costs the front "
-            "end about 50 times more processor (PBKDF2-SHA256), and the ramp's sign-ins would "
-            "measure the password hash, not the pool (--password-iterations sets it)"
-        ),
-        "max_users_per_registrar": f"--users {opts.users} is more than Lync's 12,000 per registrar",
-    }
-    differ = [
-        {"setting": k, "run": v, "serve": SERVE_DEFAULTS[k], "why": why[k]}
-        for k, v in settings.items()
-        if v != SERVE_DEFAULTS[k]
-    ]
-    return {"settings": settings, "differ_from_serve": differ}
-
-
-def resolve_workers(opts: RunOptions) -> int:
-    """``--workers`` (0: auto, one per core the pool leaves free)."""
-    if opts.workers > 0:
-        return opts.workers
-    if opts.target is not None:
-        busy = 0  # the pool runs elsewhere (or its processes are not ours to count)
-    elif opts.edition == "enterprise":
-        busy = opts.front_ends
-    else:
-        busy = 1
-    return auto_workers(os.cpu_count(), busy)
-
-
-class Interrupts:
-    """Ctrl-C and SIGTERM during a run: the first stops the load (``stop``: the driver's
-    ``Driver.stop``, or the one that asks every worker to stop; the run ends as at its planned
-    end, with what was measured); before the load starts, or a second time, the run's task is
-    cancelled (its ``finally`` blocks still stop the pool)."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.stop: Callable[[], None] | None = None
-        self.received = 0
-        self._task = asyncio.current_task()
-
-    def install(self) -> None:
-        """Take the signals over (only a main thread's event loop can; elsewhere, nothing)."""
-        loop = asyncio.get_running_loop()
-        try:
-            for sig in self.SIGNALS:
-                loop.add_signal_handler(sig, self._on_signal, sig)
-        except (RuntimeError, ValueError):
-            self.remove()
-
-    def remove(self) -> None:
-        loop = asyncio.get_running_loop()
-        for sig in self.SIGNALS:
-            with contextlib.suppress(RuntimeError, ValueError):
-                loop.remove_signal_handler(sig)
-
-    def _on_signal(self, sig: signal.Signals) -> None:
-        self.received += 1
-        if self.stop is not None and self.received == 1:
-            print(f"\n{sig.name}: ending the run (again to cancel at once)", flush=True)
-            self.stop()
-        elif self._task is not None:
-            print(f"\n{sig.name}: cancelling the run", flush=True)
-            self._task.cancel()
 
 
 async def drive(

@@ -336,7 +336,7 @@ def test_the_store_queue_latency_is_judged_from_the_pools_histogram() -> None:
 def test_the_progress_line_counts_errors_as_the_report_does() -> None:
     from types import SimpleNamespace
 
-    from bench.run import Progress
+    from bench.terminal import Progress
 
     rec = windowed()
     rec.record("im-invite", 1.0, 0.001, "FAILED_PRECONDITION")  # a refusal

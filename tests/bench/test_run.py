@@ -11,16 +11,8 @@ from typing import Any
 import pytest
 
 from bench.pool_process import start_standard
-from bench.run import (
-    EXIT_FAIL,
-    EXIT_INCONCLUSIVE,
-    EXIT_PASS,
-    RunOptions,
-    exit_code,
-    main,
-    pool_settings,
-    run,
-)
+from bench.run import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, exit_code, main, run
+from bench.run_options import RunOptions, pool_settings
 
 
 def test_short_run_writes_a_report_whose_counts_add_up(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench.failover import choose_victim
-from bench.run import RunOptions, check, main
+from bench.run import main
+from bench.run_options import RunOptions, check
 
 
 @pytest.mark.usefixtures("ray_cluster")
