@@ -38,4 +38,5 @@ On Ray:
     fabric_actor    ``FabricActor``: runs the fabric, the back-end store, the heartbeats
     metrics         what an Enterprise front end adds to its Prometheus metrics
     pool            start and stop a pool; ``poolsim serve --edition enterprise``
+    command         the edition as ``poolsim serve`` finds it (entry point ``poolsim.editions``)
 """
