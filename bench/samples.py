@@ -16,7 +16,7 @@ folder appends them to its file at full resolution as it goes.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 Sample = tuple[float, ...]
 
@@ -51,7 +51,10 @@ def _seal(
 class Samples:
     """The bounded samples of one gauge series (see the module docstring)."""
 
-    def __init__(self, live_s: float = LIVE_S, tens_s: float = TENS_S) -> None:
+    def __init__(
+        self, live_s: float = LIVE_S, tens_s: float = TENS_S, *, keep_fresh: bool = True
+    ) -> None:
+        self.keep_fresh = keep_fresh  # False: nobody takes the raw samples
         self.live_s = live_s
         self.tens_s = tens_s
         self._minutes: list[Sample] = []
@@ -61,11 +64,20 @@ class Samples:
 
     def append(self, sample: Sample) -> None:
         """A new sample (without weight), no older than the last one."""
-        self.fresh.append(sample)
+        if self.keep_fresh:
+            self.fresh.append(sample)
         self._recent.append((*sample, 1))
         end = sample[0] + 1.0  # a sample stands for its second
         _seal(self._recent, self._tens, 10.0, end - self.live_s)
         _seal(self._tens, self._minutes, 60.0, end - self.tens_s)
+
+    @classmethod
+    def of(cls, kept: Iterable[Sample]) -> Samples:
+        """Samples already kept (weighted, as iterating gives them: from a checkpoint or a
+        worker), in order; appending to the copy is not meant."""
+        out = cls(keep_fresh=False)
+        out._minutes = list(kept)
+        return out
 
     def take_fresh(self) -> list[Sample]:
         """The raw samples appended since the last call."""

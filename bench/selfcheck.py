@@ -29,6 +29,7 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from bench.samples import Samples, weighted_mean
 from bench.stats import decode, encode, new_histogram, record_us
 
 TICK_S = 0.01  # the loop-lag timer
@@ -102,15 +103,16 @@ class Health:
     """One driver's processor use and loop lag, sampled while it runs.
 
     ``samples``: per second (run second, processor % of one core, loop lag p99 ms in that
-    second, calls in flight). ``window_cpu`` and ``window_lag`` keep the same inside the
-    measurement window (``in_window`` says when)."""
+    second, calls in flight), kept at bounded cost (``bench.samples``: older seconds merged
+    into weighted means). ``window_cpu`` (sum, seconds, max) and ``window_lag`` keep the same
+    inside the measurement window (``in_window`` says when)."""
 
     def __init__(self, on_lag: Callable[[float], None] | None = None) -> None:
         self.on_lag = on_lag  # told of every lag measured (seconds)
         self.lag = new_histogram()  # the whole run
         self.window_lag = new_histogram()
-        self.window_cpu: list[float] = []
-        self.samples: list[tuple[float, float, float, int]] = []
+        self.window_cpu: tuple[float, int, float] = (0.0, 0, 0.0)  # sum, seconds, max
+        self.samples = Samples(keep_fresh=False)
         self.blocked: list[str] = []  # what kept the window shut, if it never opened
         self._second = new_histogram()
         self._task: asyncio.Task[None] | None = None
@@ -151,9 +153,10 @@ class Health:
                 next_sample = after + 1.0
                 p99 = self._second.get_value_at_percentile(99) / 1000
                 self._second.reset()
-                self.samples.append((t, pct, p99, int(in_flight())))
+                self.samples.append((t, pct, p99, float(in_flight())))
                 if in_window(t):
-                    self.window_cpu.append(pct)
+                    total, n, most = self.window_cpu
+                    self.window_cpu = (total + pct, n + 1, max(most, pct))
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -165,7 +168,7 @@ class Health:
         return {
             "lag": encode(self.lag),
             "window_lag": encode(self.window_lag),
-            "window_cpu": self.window_cpu,
+            "window_cpu": list(self.window_cpu),
             "samples": [list(s) for s in self.samples],
             "blocked": self.blocked,
         }
@@ -175,18 +178,20 @@ class Health:
         h = cls()
         h.lag = decode(data["lag"])
         h.window_lag = decode(data["window_lag"])
-        h.window_cpu = list(data["window_cpu"])
-        h.samples = [(s[0], s[1], s[2], int(s[3])) for s in data["samples"]]
+        total, n, most = data["window_cpu"]
+        h.window_cpu = (float(total), int(n), float(most))
+        h.samples = Samples.of(tuple(s) for s in data["samples"])
         h.blocked = list(data.get("blocked", []))
         return h
 
     def summary(self) -> dict[str, Any]:
         """What the report shows of this driver."""
-        cpu = self.window_cpu or [s[1] for s in self.samples]
+        total, n, most = self.window_cpu
+        kept = list(self.samples)
         lag: HdrHistogram = self.window_lag if self.window_lag.get_total_count() else self.lag
         return {
-            "cpu_mean": sum(cpu) / len(cpu) if cpu else 0.0,
-            "cpu_max": max(cpu, default=0.0),
+            "cpu_mean": total / n if n else weighted_mean(kept, 1, 4),
+            "cpu_max": most if n else max((k[1] for k in kept), default=0.0),
             "loop_lag_p50_ms": lag.get_value_at_percentile(50) / 1000,
             "loop_lag_p99_ms": lag.get_value_at_percentile(99) / 1000,
             "loop_lag_max_ms": lag.get_max_value() / 1000,

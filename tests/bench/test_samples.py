@@ -43,3 +43,21 @@ def test_merge_weighs_and_fresh_samples_are_taken_once() -> None:
     assert len(s.take_fresh()) == 30  # raw, for the run folder
     assert s.take_fresh() == []
     assert weighted_mean([(0.0, 2.0), (1.0, 4.0)], 1, 2) == 3.0  # raw samples weigh 1
+
+
+def test_a_drivers_health_keeps_its_seconds_bounded_and_travels_whole() -> None:
+    import json
+
+    from bench.selfcheck import Health
+
+    h = Health()
+    for t in range(2000):  # what its sampling loop appends, a second each
+        h.samples.append((float(t), 40.0 + t % 3, 2.0, 5.0))
+    h.window_cpu = (410.0, 10, 42.0)
+    assert len(h.samples) < 2000
+    back = Health.from_wire(json.loads(json.dumps(h.to_wire())))
+    assert list(back.samples) == list(h.samples)
+    s = back.summary()
+    assert (s["cpu_mean"], s["cpu_max"]) == (41.0, 42.0)  # the window's
+    back.window_cpu = (0.0, 0, 0.0)  # no window: the whole run's weighted mean
+    assert back.summary()["cpu_mean"] == pytest.approx(sum(40 + t % 3 for t in range(2000)) / 2000)
