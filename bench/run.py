@@ -240,12 +240,15 @@ async def drive(
     pending: list[asyncio.Task[None]] = []
     here = Here(recorder, interrupts)
 
-    async def so_far() -> dict[str, Any]:
+    def kept() -> dict[str, Any]:
         """What a rebuilt report needs beyond the totals: the driver's health (a driver in
         this process; workers keep theirs until they return) and the pool's scrapes."""
-        await scrapes.mark_progress()
         health = {"driver": here.driver.health.to_wire()} if here.driver is not None else {}
         return {"health": health, "server": scrapes.to_wire()}
+
+    async def so_far() -> dict[str, Any]:
+        await scrapes.mark_progress()
+        return kept()
 
     folder.start(recorder, probe, so_far=so_far)
 
@@ -283,9 +286,9 @@ async def drive(
         await folder.stop()
         await sampler.stop()
         await probe.stop()
-        folder.checkpoint(recorder, probe)
-        for task in pending:
+        for task in pending:  # the window's end scrape among them
             await asyncio.gather(task, return_exceptions=True)
+        folder.checkpoint(recorder, probe, **kept())
     driver = here.driver
     if driver_ports:
         config["driver_metrics_port"] = driver_ports[0]
