@@ -240,7 +240,7 @@ async def drive(
     pending: list[asyncio.Task[None]] = []
     here = Here(recorder, interrupts)
 
-    def kept() -> dict[str, Any]:
+    def to_keep() -> dict[str, Any]:
         """What a rebuilt report needs beyond the totals: the driver's health (a driver in
         this process; workers keep theirs until they return) and the pool's scrapes."""
         health = {"driver": here.driver.health.to_wire()} if here.driver is not None else {}
@@ -248,7 +248,7 @@ async def drive(
 
     async def so_far() -> dict[str, Any]:
         await scrapes.mark_progress()
-        return kept()
+        return to_keep()
 
     folder.start(recorder, probe, so_far=so_far)
 
@@ -288,7 +288,7 @@ async def drive(
         await probe.stop()
         for task in pending:  # the window's end scrape among them
             await asyncio.gather(task, return_exceptions=True)
-        folder.checkpoint(recorder, probe, **kept())
+        folder.checkpoint(recorder, probe, **to_keep())
     driver = here.driver
     if driver_ports:
         config["driver_metrics_port"] = driver_ports[0]
