@@ -22,6 +22,7 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar
 import ray
 from prometheus_client import CollectorRegistry
 
+from enterprise.local_store import LocalReplicaStore
 from enterprise.metrics import EnterpriseCollector
 from enterprise.node import FrontEndNode
 from enterprise.options import PoolOptions as PoolOptions
@@ -106,9 +107,19 @@ class FrontEndActor:
         self.server: FrontEndServer | None = None
         self.metrics_server: Any = None
         self.loops: list[asyncio.Task[None]] = []
+        self.local: LocalReplicaStore | None = None
 
-    async def start(self, rows: list[UserRow], port: int, metrics_port: int) -> tuple[str, str]:
+    async def start(
+        self, rows: list[UserRow], port: int, metrics_port: int, fresh: bool
+    ) -> tuple[str, str, dict[int, int]]:
+        """Serve; returns the addresses and the replicas brought back from the local store
+        (``{group: sequence}``; none when ``fresh``: the pool's first start)."""
         opts = self.opts
+        self.local = local = LocalReplicaStore(
+            opts.data_dir / self.fe_id / "replicas.db", durability=opts.durability
+        )
+        if fresh:
+            local.clear()
         registry = CollectorRegistry()
         metrics = Metrics(registry)
         config = dataclasses.replace(
@@ -118,7 +129,7 @@ class FrontEndActor:
             routing_groups=opts.groups_per_front_end * opts.front_ends,
         )
         directory = Directory(config.routing_groups, config.password_iterations)
-        store = ReplicatingStore(directory.group_of)
+        store = ReplicatingStore(directory.group_of, local)
         engine = Engine(config, store, SystemClock(), metrics, directory=directory)
         self.node = node = FrontEndNode(self.fe_id, engine, store, self.transport)
         node.load_users(rows)
@@ -150,7 +161,7 @@ class FrontEndActor:
             loop.create_task(self._every(CDR_FLUSH_INTERVAL, self.flush_cdrs)),
             loop.create_task(self._every(opts.backup_interval, self.backup)),
         ]
-        return engine.address, engine.metrics_address
+        return engine.address, engine.metrics_address, local.freshness()
 
     async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
         while True:
@@ -168,7 +179,11 @@ class FrontEndActor:
 
     # --- what the fabric asks ---
 
-    async def heartbeat(self) -> tuple[dict[int, int], int, int]:
+    async def heartbeat(self) -> tuple[dict[int, int], int, int] | None:
+        """Freshness, endpoints, users signed in; ``None`` from an actor Ray restarted that
+        has not been started again."""
+        if self.server is None:
+            return None
         engine = self.node.engine
         return self.node.freshness(), len(engine.registrar), engine.users_signed_in
 
@@ -192,6 +207,10 @@ class FrontEndActor:
     @answers
     async def copy_group(self, group: int, to_fe: str) -> None:
         await self.node.copy_group(group, to_fe)
+
+    @answers
+    async def catch_up(self, group: int, to_fe: str, since: int) -> int:
+        return await self.node.catch_up(group, to_fe, since)
 
     async def drop_group(self, group: int) -> None:
         self.node.drop_group(group)
@@ -227,3 +246,5 @@ class FrontEndActor:
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
+        if self.local is not None:
+            self.local.close()

@@ -22,9 +22,11 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from enterprise.actors import FrontEndActor, Handle, answers, unwrap
 from enterprise.changes import (
+    CatchUpTask,
     Change,
     CopyTask,
     FrontEndChanged,
+    GroupRecovered,
     ReloadTask,
     ReplicaDropped,
     TableSwapped,
@@ -65,6 +67,9 @@ class FabricActor:
         self.lock = asyncio.Lock()
         self.heartbeats: asyncio.Task[None] | None = None
         self.started = False
+        self.rebalances = 0  # times primaries were rebalanced once the pool was whole again
+        self.caught_up = 0  # writes sent to returning replicas by catch-ups
+        self.lost_in_recovery = 0  # surviving acknowledged writes quorum-loss recovery dropped
 
     # --- start-up ---
 
@@ -108,16 +113,28 @@ class FabricActor:
         actor_class: Any = ray.remote(FrontEndActor)
         handle = actor_class.options(**self._options(fe_id)).remote(fe_id, self.opts, me)
         port, metrics_port = self._ports(fe_id)
+        await self._join(fe_id, handle, port, metrics_port)
+
+    async def _join(self, fe_id: str, handle: Handle, port: int, metrics_port: int) -> None:
+        """Start the front end on ``handle`` and register it with the replicas it brought."""
         rows = [self._row(u.id) for u in self.directory]
-        address, metrics_address = await asyncio.wait_for(
-            handle.start.remote(rows, port, metrics_port), START_TIMEOUT
+        fresh = not self.fabric.started
+        address, metrics_address, held = await asyncio.wait_for(
+            handle.start.remote(rows, port, metrics_port, fresh), START_TIMEOUT
         )
         self.ports[fe_id] = (int(address.rpartition(":")[2]), metrics_port)
         async with self.lock:
             self.handles[fe_id] = handle
             was_started = self.fabric.started
-            changes = self.fabric.register(fe_id, address, metrics_address, self.clock.monotonic())
+            now = self.clock.monotonic()
+            changes = self.fabric.register(fe_id, address, metrics_address, now, held)
             await self._apply(changes, first_start=not was_started and self.fabric.started)
+            if was_started and self.opts.rebalance_when_whole and self.fabric.whole:
+                moves = self.fabric.rebalance()
+                if moves:
+                    self.rebalances += 1
+                    log.warning("pool whole again: primaries rebalanced (%d moves)", len(moves))
+                    await self._apply(moves)
 
     def _row(self, user_id: int) -> UserRow:
         u = self.directory.by_id(user_id)
@@ -151,9 +168,20 @@ class FabricActor:
                 await self._retire(change.fe)
         if any(isinstance(c, TableSwapped) for c in changes) or first_start:
             await self._push_table()
+        recovered = [c for c in changes if isinstance(c, GroupRecovered)]
+        if recovered:
+            log.warning(
+                "routing groups out of quorum loss, their replicas back: %s",
+                ", ".join(f"{c.group} ({c.primary} serving)" for c in recovered),
+            )
         for change in changes:
             if isinstance(change, CopyTask):
                 await self._call(change.from_fe, "copy_group", change.group, change.to_fe)
+            elif isinstance(change, CatchUpTask):
+                sent = await self._call(
+                    change.from_fe, "catch_up", change.group, change.to_fe, change.since
+                )
+                self.caught_up += max(0, sent or 0)
             elif isinstance(change, ReplicaDropped):
                 await self._call(change.fe, "drop_group", change.group)
 
@@ -172,7 +200,7 @@ class FabricActor:
         verdict = self.fabric.pool_serving()
         reason = "" if verdict.ok else verdict.detail
         handles = {fe: h for fe, h in self.handles.items() if fe in table.addresses}
-        counters = dataclasses.asdict(self.fabric.counters)
+        counters = self._counters()
         await asyncio.gather(
             *(
                 self._call(fe, "set_table", table, reason, handles, counters)
@@ -228,8 +256,8 @@ class FabricActor:
             now = self.clock.monotonic()
             changes: list[Change] = []
             for fe, result in zip(handles, results, strict=True):
-                if fe not in self.handles:
-                    continue
+                if self.handles.get(fe) is not handles[fe]:
+                    continue  # stopped, or started again since: this answer is stale
                 if isinstance(result, ray.exceptions.RayActorError):
                     changes += self.fabric.mark_dead(fe, "its Ray actor is gone")
                 elif not isinstance(result, BaseException):
@@ -246,18 +274,28 @@ class FabricActor:
 
     # --- what front ends ask (admin calls arrive at any front end and come here) ---
 
+    def _counters(self) -> dict[str, int]:
+        """The fabric's counters and the actor's own, for metrics and status."""
+        counters = dataclasses.asdict(self.fabric.counters)
+        counters["rebalances"] = self.rebalances
+        counters["writes_caught_up"] = self.caught_up
+        counters["writes_lost_in_recovery"] = self.lost_in_recovery
+        return counters
+
     def _status(self) -> PoolStatusInfo:
         users: dict[int, int] = {}
         for u in self.directory:
             users[u.routing_group] = users.get(u.routing_group, 0) + 1
         known = set(self.fabric.front_ends())
-        return self.fabric.status(
+        status = self.fabric.status(
             users,
             {fe: n for fe, n in self.endpoints.items() if fe in known},
             self.clock.monotonic(),
             users_signed_in=sum(self.signed_in.values()),
             wall_now=self.clock.now(),
         )
+        status.extra.update({k: str(v) for k, v in self._counters().items()})
+        return status
 
     async def status(self) -> PoolStatusInfo:
         """The pool now: endpoint counts are asked of every front end, not taken from the last
@@ -268,7 +306,7 @@ class FabricActor:
             return_exceptions=True,
         )
         for fe, result in zip(handles, results, strict=True):
-            if not isinstance(result, BaseException) and fe in self.handles:
+            if isinstance(result, tuple) and self.handles.get(fe) is handles[fe]:
                 _, self.endpoints[fe], self.signed_in[fe] = result
         return self._status()
 

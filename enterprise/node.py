@@ -195,6 +195,9 @@ class FrontEndNode:
     async def copy_group(self, group: int, to_fe: str) -> None:
         await self.replication.copy_group(group, to_fe)
 
+    async def catch_up(self, group: int, to_fe: str, since: int) -> int:
+        return await self.replication.catch_up(group, to_fe, since)
+
     def drop_group(self, group: int) -> None:
         self.replication.drop_group(group)
 

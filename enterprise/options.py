@@ -37,7 +37,8 @@ class PoolOptions:
     heartbeat_misses: int = HEARTBEAT_MISSES
     backup_interval: float = BACKUP_INTERVAL
     data_dir: Path = Path("poolsim-data")
-    durability: str = "normal"
+    durability: str = "normal"  # of the back-end store and every front end's local store
+    rebalance_when_whole: bool = True  # rebalance primaries once every front end is back
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     engine: EngineConfig = field(default_factory=EngineConfig)
     tls: TlsPem | None = field(default=None, repr=False)  # every front end serves TLS with it

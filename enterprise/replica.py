@@ -7,16 +7,24 @@ primary's engine writes through ``ReplicatingStore``, which applies each write t
 copy at once and queues it for the group's secondaries (``take_pending``) and for the lazy
 backup to the back-end store (``take_dirty``). Transient data (machine and idle state,
 calendar, phone, IM text) never comes here.
+
+With a ``LocalReplicaStore`` (``enterprise.local_store``), every replica is also kept on the
+front end's own disk: a primary's writes when they are taken for shipping (so before the call
+that made them is acknowledged), a secondary's when it applies them (before it answers), whole
+copies when installed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from pool.cdr import CdrRecord, StoredRecord
 from pool.store import ConferenceRow, ContactRow, PresenceRow, UserRow
+
+if TYPE_CHECKING:
+    from enterprise.local_store import LocalReplicaStore
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +103,12 @@ class ReplicatingStore:
     those methods are empty; call detail records queue for the back-end store.
     """
 
-    def __init__(self, group_of: Callable[[int], int]) -> None:
+    def __init__(
+        self, group_of: Callable[[int], int], local: LocalReplicaStore | None = None
+    ) -> None:
         self._group_of = group_of
-        self.groups: dict[int, GroupData] = {}
+        self.local = local
+        self.groups: dict[int, GroupData] = local.load() if local is not None else {}
         self._pending: dict[int, list[Write]] = {}
         self._dirty: dict[int, Dirty] = {}
         self.cdrs: list[tuple[float, CdrRecord]] = []
@@ -135,7 +146,42 @@ class ReplicatingStore:
     def take_pending(self) -> dict[int, tuple[int, list[Write]]]:
         """Writes not yet shipped to secondaries, by group, with the group's sequence."""
         pending, self._pending = self._pending, {}
-        return {g: (self.groups[g].seq, writes) for g, writes in pending.items()}
+        batches = {g: (self.groups[g].seq, writes) for g, writes in pending.items()}
+        if self.local is not None:
+            self.local.write_batches(batches)
+        return batches
+
+    def apply_replicated(self, group: int, seq: int, writes: Iterable[Write]) -> None:
+        """Writes from ``group``'s primary, up to its ``seq`` (this is a secondary): durable
+        here before this returns."""
+        writes = tuple(writes)
+        data = self.group(group)
+        for write in writes:
+            data.apply(write)
+        data.seq = max(data.seq, seq)
+        if self.local is not None:
+            self.local.write_batches({group: (data.seq, writes)})
+
+    def install(self, group: int, data: GroupData) -> None:
+        """Hold ``data`` as the whole of ``group`` (a copy or a reload)."""
+        self.groups[group] = data
+        self._pending.pop(group, None)
+        if self.local is not None:
+            self.local.replace_group(group, data)
+
+    def changes_since(self, group: int, seq: int) -> tuple[int, list[Write]] | None:
+        """What a replica of ``group`` at ``seq`` missed (``LocalReplicaStore.changes_since``);
+        ``None`` without a local store or when only a whole copy will do."""
+        if self.local is None:
+            return None
+        self.take_pending_for(group)
+        return self.local.changes_since(group, seq)
+
+    def take_pending_for(self, group: int) -> None:
+        """Make ``group``'s pending writes durable here now (they still ship as usual)."""
+        writes = self._pending.get(group)
+        if writes and self.local is not None:
+            self.local.write_batches({group: (self.groups[group].seq, list(writes))})
 
     def take_dirty(self) -> list[Backup]:
         dirty, self._dirty = self._dirty, {}
@@ -157,6 +203,8 @@ class ReplicatingStore:
         self.groups.pop(group, None)
         self._pending.pop(group, None)
         self._dirty.pop(group, None)
+        if self.local is not None:
+            self.local.drop(group)
 
     # --- the Store protocol ---
 
