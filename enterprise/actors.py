@@ -16,6 +16,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeAlias, TypeVar
 
@@ -186,6 +187,10 @@ class FrontEndActor:
             return None
         engine = self.node.engine
         return self.node.freshness(), len(engine.registrar), engine.users_signed_in
+
+    async def pid(self) -> int:
+        """This actor's process id (a failure drill kills it)."""
+        return os.getpid()
 
     async def set_table(
         self,

@@ -66,8 +66,14 @@ class FabricActor:
         self.signed_in: dict[str, int] = {}
         self.lock = asyncio.Lock()
         self.heartbeats: asyncio.Task[None] | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
         self.started = False
         self.rebalances = 0  # times primaries were rebalanced once the pool was whole again
+        self.stopping: set[str] = set()  # stopped by the operator: not restarted
+        #: crashed front ends Ray restarts, and when to start each again (monotonic seconds)
+        self.restarting: dict[str, tuple[Handle, float]] = {}
+        self.rejoining: set[str] = set()
+        self.restarts = 0  # crashed front ends started again by themselves
         self.caught_up = 0  # writes sent to returning replicas by catch-ups
         self.lost_in_recovery = 0  # surviving acknowledged writes quorum-loss recovery dropped
 
@@ -91,6 +97,7 @@ class FabricActor:
         options: dict[str, Any] = {
             "num_cpus": 0,
             "max_concurrency": 100_000,
+            "max_restarts": -1 if self.opts.restart_delay >= 0 else 0,
             "name": f"poolsim-{self.opts.pool_name}-{fe_id}-{secrets.token_hex(3)}",
         }
         if nodes:
@@ -144,7 +151,13 @@ class FabricActor:
 
     # --- carrying out changes ---
 
-    async def _apply(self, changes: list[Change], *, first_start: bool = False) -> None:
+    async def _apply(
+        self,
+        changes: list[Change],
+        *,
+        first_start: bool = False,
+        died: frozenset[str] = frozenset(),
+    ) -> None:
         """Do what ``changes`` ask, in an order that loses nothing: data before the table
         that routes users to it, the table before copies (so writes after a copy follow it)."""
         if first_start:
@@ -165,7 +178,7 @@ class FabricActor:
                 await self._call(task.fe, "install", task.group, data.get(task.group, GroupData()))
         for change in changes:
             if isinstance(change, FrontEndChanged) and change.new is FrontEndState.DOWN:
-                await self._retire(change.fe)
+                await self._down(change.fe, died=change.fe in died)
         if any(isinstance(c, TableSwapped) for c in changes) or first_start:
             await self._push_table()
         recovered = [c for c in changes if isinstance(c, GroupRecovered)]
@@ -207,6 +220,50 @@ class FabricActor:
                 for fe in list(self.handles)
             )
         )
+
+    async def _down(self, fe_id: str, *, died: bool) -> None:
+        """``fe_id`` is down. Stopped by the operator (or self-healing off): retire it.
+        Crashed: leave its actor to Ray's restart (forcing one if it hangs without having
+        died) and start it again after ``restart_delay``."""
+        delay = self.opts.restart_delay
+        if fe_id in self.stopping or delay < 0:
+            self.stopping.discard(fe_id)
+            await self._retire(fe_id)
+            return
+        handle = self.handles.pop(fe_id, None)
+        self.endpoints.pop(fe_id, None)
+        self.signed_in.pop(fe_id, None)
+        if handle is None:
+            return
+        if not died:
+            with contextlib.suppress(Exception):
+                ray.kill(handle, no_restart=False)
+        self.restarting[fe_id] = (handle, self.clock.monotonic() + delay)
+        log.warning("%s crashed: Ray restarts it; it rejoins in %g s", fe_id, delay)
+
+    def _restart_due(self) -> None:
+        """Start again every crashed front end whose delay is over (one attempt at a time)."""
+        now = self.clock.monotonic()
+        for fe_id, (handle, due) in list(self.restarting.items()):
+            if now >= due and fe_id not in self.rejoining:
+                del self.restarting[fe_id]
+                self.rejoining.add(fe_id)
+                task = asyncio.get_running_loop().create_task(self._rejoin(fe_id, handle))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+
+    async def _rejoin(self, fe_id: str, handle: Handle) -> None:
+        try:
+            port, metrics_port = self._ports(fe_id)
+            await self._join(fe_id, handle, port, metrics_port)
+            self.restarts += 1
+            log.warning("%s restarted by itself and rejoined with its replicas", fe_id)
+        except Exception as exc:  # still restarting, or gone: try again next round
+            log.warning("%s: not restarted yet (%s); trying again", fe_id, exc)
+            retry = self.clock.monotonic() + self.opts.heartbeat_interval
+            self.restarting[fe_id] = (handle, retry)
+        finally:
+            self.rejoining.discard(fe_id)
 
     async def _retire(self, fe_id: str) -> None:
         """``fe_id`` is down: stop its actor if it still runs, and forget it."""
@@ -255,11 +312,16 @@ class FabricActor:
         async with self.lock:
             now = self.clock.monotonic()
             changes: list[Change] = []
+            died: set[str] = set()
             for fe, result in zip(handles, results, strict=True):
                 if self.handles.get(fe) is not handles[fe]:
                     continue  # stopped, or started again since: this answer is stale
                 if isinstance(result, ray.exceptions.RayActorError):
+                    died.add(fe)
                     changes += self.fabric.mark_dead(fe, "its Ray actor is gone")
+                elif result is None:
+                    died.add(fe)
+                    changes += self.fabric.mark_dead(fe, "its Ray actor was restarted")
                 elif not isinstance(result, BaseException):
                     freshness, endpoints, signed_in = result
                     self.endpoints[fe] = endpoints
@@ -270,7 +332,8 @@ class FabricActor:
                             self.fabric.report_freshness(fe, freshness)
             changes += self.fabric.check(now)
             if changes:
-                await self._apply(changes)
+                await self._apply(changes, died=frozenset(died))
+            self._restart_due()
 
     # --- what front ends ask (admin calls arrive at any front end and come here) ---
 
@@ -278,6 +341,7 @@ class FabricActor:
         """The fabric's counters and the actor's own, for metrics and status."""
         counters = dataclasses.asdict(self.fabric.counters)
         counters["rebalances"] = self.rebalances
+        counters["restarts"] = self.restarts
         counters["writes_caught_up"] = self.caught_up
         counters["writes_lost_in_recovery"] = self.lost_in_recovery
         return counters
@@ -352,10 +416,12 @@ class FabricActor:
                 raise FailedPrecondition(f"front end {fe_id} is {state.value}: nothing to stop")
             handle = self.handles.get(fe_id)
             if crash:
-                # as a power cut: the fabric finds out the way it would (Ray's death signal)
+                # as a power cut: the fabric finds out the way it would (Ray's death signal),
+                # and Ray restarts the actor (self-healing) unless restart_delay is negative
                 if handle is not None:
-                    ray.kill(handle)
+                    ray.kill(handle, no_restart=self.opts.restart_delay < 0)
                 return self._status()
+            self.stopping.add(fe_id)
             now = self.clock.monotonic()
             await self._apply(self.fabric.stop(fe_id, graceful=True, now=now))
             # its groups moved and the table push signed its users out: the drain is over
@@ -368,6 +434,14 @@ class FabricActor:
             if fe_id in self.handles:
                 state = self.fabric.state_of(fe_id)
                 raise FailedPrecondition(f"front end {fe_id} is {state.value}: it is running")
+            if fe_id in self.rejoining:
+                raise FailedPrecondition(
+                    f"front end {fe_id} crashed and is being started again by itself: wait"
+                )
+            parked = self.restarting.pop(fe_id, None)
+            if parked is not None:  # the operator is quicker than the restart delay
+                with contextlib.suppress(Exception):
+                    ray.kill(parked[0])
             if fe_id not in self.opts.front_end_ids():
                 raise NotFound(
                     f"front end {fe_id} is not in pool {self.opts.pool_name}: its front ends are "
@@ -390,6 +464,12 @@ class FabricActor:
         """Stop every front end (signing users out, flushing records), then the store."""
         if self.heartbeats is not None:
             self.heartbeats.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        for handle, _ in self.restarting.values():
+            with contextlib.suppress(Exception):
+                ray.kill(handle)
+        self.restarting.clear()
         async with self.lock:
             await asyncio.gather(*(self._retire(fe) for fe in list(self.handles)))
             self.store.close()

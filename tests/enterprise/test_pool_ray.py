@@ -8,6 +8,8 @@ Waits are on conditions with generous deadlines, never on sleeps.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -31,7 +33,8 @@ LOCAL_SUBCHANNELS = ("grpc.use_local_subchannel_pool", 1)
 
 @pytest.fixture
 async def pool(tmp_path: Path) -> AsyncIterator[RayPool]:
-    p = await start_enterprise(tmp_path, users=12, backup_interval=3600.0)
+    # self-healing off: these tests watch what the pool does while a front end stays down
+    p = await start_enterprise(tmp_path, users=12, backup_interval=3600.0, restart_delay=-1.0)
     try:
         yield p
     finally:
@@ -231,6 +234,61 @@ async def test_two_front_ends_crash_and_come_back_with_their_replicas(pool: RayP
         }
         for s in fresh:
             assert [c.user_uri for c in await s.list_contacts()] == [uri(0, "fabrikam.com")]
+
+
+async def test_a_killed_front_end_restarts_by_itself_catches_up_and_gets_primaries_back(
+    tmp_path: Path,
+) -> None:
+    """kill -9 of a front end's process: its groups fail over, Ray restarts the actor, it
+    rejoins with the replicas in its local store, catches up with the writes made while it
+    was down, and primaries are rebalanced; every acknowledged write is readable."""
+    p = await start_enterprise(tmp_path, users=12, backup_interval=3600.0, restart_delay=0.5)
+    try:
+        sessions = [await p.sign_in(i) for i in range(12)]
+        up = await homes(p)
+        victim = next(fe for fe, address in up.items() if address != p.client.address)
+        handles = await p.pool.fabric.handles_of.remote()
+        pid = await handles[victim].pid.remote()
+        for s in sessions:
+            await s.publish_presence(3500, note=f"before {s.user_uri}")
+
+        os.kill(pid, signal.SIGKILL)
+
+        async def failed_over() -> bool:
+            status = await admin(p).status()
+            return all(g.primary != victim for g in status.routing_groups)
+
+        await eventually(failed_over, deadline=30, what=f"{victim}'s groups failed over")
+        for s in sessions:  # while it is down or catching up: its replicas miss these
+            await s.publish_presence(6500, note=f"while down {s.user_uri}")
+
+        async def healed() -> bool:
+            status = await admin(p).status()
+            states = {f.id: f.state for f in status.front_ends}
+            primaries = [f.primaries for f in status.front_ends]
+            return (
+                states[victim] == apb.FRONT_END_STATE_UP
+                and int(status.details["restarts"]) >= 1
+                and all(g.state == apb.ROUTING_GROUP_STATE_HEALTHY for g in status.routing_groups)
+                and max(primaries) - min(primaries) <= 1
+            )
+
+        await eventually(healed, deadline=60, what=f"{victim} restarted, caught up, rebalanced")
+        status = await admin(p).status()
+        assert int(status.details["catch_ups"]) >= 1
+        assert int(status.details["rebalances"]) >= 1
+        assert int(status.details["reloads"]) == 0
+        assert await handles[victim].pid.remote() != pid  # the same actor, a new process
+        async with PoolClient(p.addresses, options=[LOCAL_SUBCHANNELS]) as later:
+            fresh = [await later.sign_in(uri(i), PASSWORD) for i in range(12)]
+            on_victim = [s for s in fresh if s.front_end_id == victim]
+            assert on_victim  # it serves its users again
+            views = await on_victim[0].get_presence([s.user_uri for s in sessions])
+            assert {v.user_uri: v.note for v in views} == {
+                s.user_uri: f"while down {s.user_uri}" for s in sessions
+            }
+    finally:
+        await p.close()
 
 
 async def test_drain_moves_users_and_the_front_end_rejoins(pool: RayPool) -> None:
