@@ -217,6 +217,11 @@ class FrontEndActor:
     async def catch_up(self, group: int, to_fe: str, since: int) -> int:
         return await self.node.catch_up(group, to_fe, since)
 
+    async def group_data(self, group: int) -> GroupData | None:
+        """This front end's replica of ``group``, if it holds one."""
+        data = self.node.store.groups.get(group)
+        return None if data is None else data.snapshot()
+
     async def drop_group(self, group: int) -> None:
         self.node.drop_group(group)
 

@@ -444,6 +444,9 @@ class Fabric:
           UP FE (the survivor if it has one, else the FE with fewest primaries) and is reloaded
           from the back-end store (a ``ReloadTask`` each: those are the groups recovered), then
           copied to new secondaries.
+        * FROM_REPLICAS (poolsim's own): as QUORUM_LOSS_RECOVERY, but a group with a surviving
+          replica is served from it as it is (``GroupRecovered``, nothing lost); only groups
+          with no live replica at all are reloaded.
         * FULL_RESET: every group is placed anew over the UP FEs and reloaded.
         * MACHINE_STATE_REMOVED (``fe_id`` required): remove a front end that is not running
           for good; the pool shrinks by one (see the module docstring).
@@ -464,7 +467,9 @@ class Fabric:
             if reset_type is ResetType.SERVICE_RESET:
                 changes = self._settle(None) + self._rebalance()
             elif reset_type is ResetType.QUORUM_LOSS_RECOVERY:
-                changes = self._recover_lost()
+                changes = self._recover_lost(from_replicas=False)
+            elif reset_type is ResetType.FROM_REPLICAS:
+                changes = self._recover_lost(from_replicas=True)
             else:
                 changes = self._full_reset()
         return changes + self._publish(force=True)
@@ -812,7 +817,7 @@ class Fabric:
             )
         return up
 
-    def _recover_lost(self) -> list[Change]:
+    def _recover_lost(self, *, from_replicas: bool) -> list[Change]:
         up = self._require_up(ResetType.QUORUM_LOSS_RECOVERY.value)
         current = self._placement
         assert current is not None
@@ -828,17 +833,22 @@ class Fabric:
         groups = list(current.groups)
         changes: list[Change] = []
         for group in sorted(self._lost):
-            fe = groups[group].primary or min(
-                up, key=lambda f: (primaries[f], replicas[f], rank[f])
-            )
-            groups[group] = GroupReplicas(fe)
+            survivor = groups[group].primary
+            fe = survivor or min(up, key=lambda f: (primaries[f], replicas[f], rank[f]))
             primaries[fe] += 1
             replicas[fe] += 1
+            if from_replicas and survivor:
+                groups[group] = GroupReplicas(fe, groups[group].secondaries)
+                self._lineage.begin(group, self._freshness.get((group, fe), 0))
+                self._recoveries += 1
+                changes.append(GroupRecovered(group, fe, groups[group].replica_count))
+                continue
+            groups[group] = GroupReplicas(fe)
             for other in current.front_ends:
                 self._freshness.pop((group, other), None)
             self._lineage.forget(group)
+            self._reloads += 1
             changes.append(ReloadTask(group, fe))
-        self._reloads += len(self._lost)
         self._lost.clear()
         self._placement = Placement(current.front_ends, tuple(groups))
         return changes + self._settle(None)

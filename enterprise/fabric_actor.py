@@ -76,6 +76,7 @@ class FabricActor:
         self.restarts = 0  # crashed front ends started again by themselves
         self.caught_up = 0  # writes sent to returning replicas by catch-ups
         self.lost_in_recovery = 0  # surviving acknowledged writes quorum-loss recovery dropped
+        self.last_recovery_lost = 0  # the same, in the last quorum-loss recovery
 
     # --- start-up ---
 
@@ -344,6 +345,7 @@ class FabricActor:
         counters["restarts"] = self.restarts
         counters["writes_caught_up"] = self.caught_up
         counters["writes_lost_in_recovery"] = self.lost_in_recovery
+        counters["last_recovery_writes_lost"] = self.last_recovery_lost
         return counters
 
     def _status(self) -> PoolStatusInfo:
@@ -455,10 +457,51 @@ class FabricActor:
     async def reset(self, kind: ResetType, fe_id: str) -> tuple[list[int], PoolStatusInfo]:
         async with self.lock:
             target = fe_id if kind is ResetType.MACHINE_STATE_REMOVED else None
+            lacking: dict[int, int] = {}
+            if kind is ResetType.QUORUM_LOSS_RECOVERY and self.fabric.started:
+                lacking = await self._lacking_from_backup()
             changes = self.fabric.reset(kind, fe_id=target)
             await self._apply(changes)
+            if kind in (ResetType.QUORUM_LOSS_RECOVERY, ResetType.FROM_REPLICAS):
+                self._report_recovery(kind, lacking)
         reloaded = sorted(c.group for c in changes if isinstance(c, ReloadTask))
         return reloaded, self._status()
+
+    async def _lacking_from_backup(self) -> dict[int, int]:
+        """For every group in quorum loss with a surviving replica: how many of the writes it
+        holds the back-end backup lacks (what reloading it from the backup loses)."""
+        placement = self.fabric.placement
+        if placement is None:
+            return {}
+        survivors = {g: placement[g].primary for g in self.fabric.lost_groups}
+        survivors = {g: fe for g, fe in survivors.items() if fe}
+        if not survivors:
+            return {}
+        backup = self._backend_groups()
+        out: dict[int, int] = {}
+        for g, fe in survivors.items():
+            data = await self._call(fe, "group_data", g)
+            if isinstance(data, GroupData):
+                out[g] = data.lacking_from(backup.get(g, GroupData()))
+        return out
+
+    def _report_recovery(self, kind: ResetType, lacking: dict[int, int]) -> None:
+        lost = sum(lacking.values())
+        self.last_recovery_lost = lost
+        self.lost_in_recovery += lost
+        if kind is ResetType.FROM_REPLICAS:
+            log.warning("quorum-loss recovery from the surviving replicas: nothing lost")
+        elif lost:
+            groups = ", ".join(f"{g}: {n}" for g, n in sorted(lacking.items()) if n)
+            log.warning(
+                "quorum-loss recovery reloaded the back-end backup, which lacked %d "
+                "acknowledged writes that surviving replicas held (by group: %s); "
+                "QUORUM_LOSS_RECOVERY_FROM_REPLICAS would have kept them",
+                lost,
+                groups,
+            )
+        else:
+            log.warning("quorum-loss recovery: the backup held every surviving write")
 
     async def shutdown(self) -> None:
         """Stop every front end (signing users out, flushing records), then the store."""

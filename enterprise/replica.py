@@ -16,15 +16,18 @@ copies when installed.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from pool.cdr import CdrRecord, StoredRecord
 from pool.store import ConferenceRow, ContactRow, PresenceRow, UserRow
 
 if TYPE_CHECKING:
     from enterprise.local_store import LocalReplicaStore
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,20 @@ class GroupData:
 
     def snapshot(self) -> GroupData:
         return GroupData(self.seq, dict(self.contacts), dict(self.presence), dict(self.conferences))
+
+    def lacking_from(self, backup: GroupData) -> int:
+        """Rows (contact entries, presence rows, conference rosters) this replica holds that
+        ``backup`` lacks or holds otherwise, a removal included: the writes a reload from
+        ``backup`` would lose."""
+        return (
+            _differing(self.contacts, backup.contacts)
+            + _differing(self.presence, backup.presence)
+            + _differing(self.conferences, backup.conferences)
+        )
+
+
+def _differing(mine: Mapping[K, V], theirs: Mapping[K, V]) -> int:
+    return sum(1 for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
 
 
 @dataclass(slots=True)

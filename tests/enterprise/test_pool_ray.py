@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import urllib.request
 from collections.abc import AsyncIterator
@@ -234,6 +235,73 @@ async def test_two_front_ends_crash_and_come_back_with_their_replicas(pool: RayP
         }
         for s in fresh:
             assert [c.user_uri for c in await s.list_contacts()] == [uri(0, "fabrikam.com")]
+
+
+async def notes(pool: RayPool, users: int) -> list[str]:
+    """Every user's note, each signed in (an offline user shows none), by a new client."""
+    async with PoolClient(pool.addresses, options=[LOCAL_SUBCHANNELS]) as later:
+        sessions = [await later.sign_in(uri(i), PASSWORD) for i in range(users)]
+        views = await sessions[0].get_presence([uri(i) for i in range(users)])
+        return [v.note for v in views]
+
+
+async def test_quorum_loss_recovery_says_what_the_backup_lacked_or_keeps_the_replicas(
+    pool: RayPool, tmp_path: Path
+) -> None:
+    """Two front ends lose their disks as well: their groups stay in quorum loss (the message
+    says what would end it). QUORUM_LOSS_RECOVERY reloads the backup and reports the
+    acknowledged writes the survivor held that the backup lacked; the same loss again, with
+    QUORUM_LOSS_RECOVERY_FROM_REPLICAS, loses nothing."""
+    sessions = [await pool.sign_in(i) for i in range(12)]
+    for s in sessions:
+        await s.publish_presence(3500, note=f"saved {s.user_uri}")
+    await _backup(pool)
+    for s in sessions:
+        await s.publish_presence(12500, note=f"before crash {s.user_uri}")
+    up = await homes(pool)
+    survivor = next(fe for fe, address in up.items() if address == pool.client.address)
+    victims = sorted(fe for fe in up if fe != survivor)
+
+    async def crash_and_lose_disks(fes: list[str]) -> None:
+        for fe in fes:
+            await admin(pool).stop_front_end(fe, mode="crash")
+
+        async def down() -> bool:
+            status = await admin(pool).status()
+            return all(
+                f.state == apb.FRONT_END_STATE_DOWN for f in status.front_ends if f.id in fes
+            )
+
+        await eventually(down, deadline=30, what=f"{fes} down")
+        for fe in fes:
+            shutil.rmtree(tmp_path / fe)
+        await admin(pool).start_front_end(fes[0])
+
+    await crash_and_lose_disks(victims)
+    status = await admin(pool).status()
+    assert all(g.state == apb.ROUTING_GROUP_STATE_QUORUM_LOSS for g in status.routing_groups)
+    assert "start the front ends that held its replicas, or run" in status.quorum_detail
+
+    reply = await admin(pool).reset_pool_registrar_state("quorum-loss-recovery")
+
+    assert sorted(reply.reloaded_groups) == [g.id for g in status.routing_groups]
+    assert reply.status.details["last_recovery_writes_lost"] == "12"  # the 12 notes
+    assert reply.status.details["writes_lost_in_recovery"] == "12"
+    assert await notes(pool, 12) == [f"saved {uri(i)}" for i in range(12)]
+
+    await admin(pool).start_front_end(victims[1])
+    async with PoolClient(pool.addresses, options=[LOCAL_SUBCHANNELS]) as later:
+        fresh = [await later.sign_in(uri(i), PASSWORD) for i in range(12)]
+        for s in fresh:
+            await s.publish_presence(6500, note=f"after {s.user_uri}")
+    await crash_and_lose_disks(victims)
+
+    reply = await admin(pool).reset_pool_registrar_state("quorum-loss-recovery-from-replicas")
+
+    assert list(reply.reloaded_groups) == []
+    assert reply.status.details["last_recovery_writes_lost"] == "0"
+    assert all(g.state != apb.ROUTING_GROUP_STATE_QUORUM_LOSS for g in reply.status.routing_groups)
+    assert await notes(pool, 12) == [f"after {uri(i)}" for i in range(12)]
 
 
 async def test_a_killed_front_end_restarts_by_itself_catches_up_and_gets_primaries_back(

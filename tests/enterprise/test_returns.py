@@ -17,7 +17,7 @@ from enterprise.changes import (
 from enterprise.fabric import Fabric, ResetType
 from enterprise.lineage import Lineage
 from pool.status import GroupState
-from tests.enterprise.test_fabric import address, metrics_address, of, started
+from tests.enterprise.test_fabric import TIMEOUT, address, beat, metrics_address, of, started
 
 
 def held_by(fabric: Fabric, fe: str, seq: int = 0) -> dict[int, int]:
@@ -145,3 +145,23 @@ def test_lineage_prefix_rule() -> None:
     assert not lineage.is_prefix(0, 2, 1, 1)
     lineage.forget(0)
     assert not lineage.knows(0, "fe-1")
+
+
+def test_recovery_from_replicas_keeps_the_survivors_and_reloads_only_the_empty() -> None:
+    fabric = started(5)
+    p = fabric.placement
+    assert p is not None
+    doomed = {"fe-1", "fe-2", "fe-3"}
+    beat(fabric, 1.0, skip=sorted(doomed))
+    fabric.check(TIMEOUT + 0.1)  # all three noticed at once: nothing rebuilt in between
+    lost = set(fabric.lost_groups)
+    empty = {g for g in lost if set(p[g].members) <= doomed}
+    kept = lost - empty
+    assert kept
+
+    changes = fabric.reset(ResetType.FROM_REPLICAS)
+
+    assert {r.group for r in of(changes, GroupRecovered)} == kept
+    assert {r.group for r in of(changes, ReloadTask)} == empty
+    assert fabric.lost_groups == ()
+    assert fabric.counters.reloads == len(empty)
