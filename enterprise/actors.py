@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeAlias, TypeVar
 
@@ -48,6 +49,8 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 CDR_FLUSH_INTERVAL = 1.0  # seconds between a front end's call detail records reaching the store
+HEALTH = "health"  # the concurrency group (its own thread) heartbeats are answered on
+CONCURRENCY_GROUPS = {HEALTH: 1}
 
 
 def answers(
@@ -180,17 +183,28 @@ class FrontEndActor:
 
     # --- what the fabric asks ---
 
+    @ray.method(concurrency_group=HEALTH)
     async def heartbeat(self) -> tuple[dict[int, int], int, int] | None:
         """Freshness, endpoints, users signed in; ``None`` from an actor Ray restarted that
-        has not been started again."""
+        has not been started again. Answered on a thread of its own (Ray's concurrency
+        group, with its own event loop), never behind the front end's loop: a busy front end
+        is not taken for a dead one. Reads only (copies taken under the GIL)."""
         if self.server is None:
             return None
         engine = self.node.engine
-        return self.node.freshness(), len(engine.registrar), engine.users_signed_in
+        groups = dict(self.node.store.groups)
+        freshness = {g: data.seq for g, data in groups.items()}
+        return freshness, len(engine.registrar), engine.users_signed_in
 
+    @ray.method(concurrency_group=HEALTH)
     async def pid(self) -> int:
         """This actor's process id (a failure drill kills it)."""
         return os.getpid()
+
+    async def freeze_loop(self, seconds: float) -> None:
+        """For failure drills: block this front end's event loop for ``seconds``, as a
+        saturated front end would (its heartbeats still answer)."""
+        time.sleep(seconds)  # noqa: ASYNC251 - blocking the loop is the point
 
     async def set_table(
         self,

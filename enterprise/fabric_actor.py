@@ -20,7 +20,7 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from enterprise.actors import FrontEndActor, Handle, answers, unwrap
+from enterprise.actors import CONCURRENCY_GROUPS, FrontEndActor, Handle, answers, unwrap
 from enterprise.changes import (
     CatchUpTask,
     Change,
@@ -118,7 +118,8 @@ class FabricActor:
 
     async def _launch(self, fe_id: str) -> None:
         me = ray.get_runtime_context().current_actor
-        actor_class: Any = ray.remote(FrontEndActor)
+        remote: Any = ray.remote  # its overloads do not list concurrency_groups
+        actor_class: Any = remote(concurrency_groups=CONCURRENCY_GROUPS)(FrontEndActor)
         handle = actor_class.options(**self._options(fe_id)).remote(fe_id, self.opts, me)
         port, metrics_port = self._ports(fe_id)
         await self._join(fe_id, handle, port, metrics_port)

@@ -319,6 +319,12 @@ async def test_a_killed_front_end_restarts_by_itself_catches_up_and_gets_primari
         pid = await handles[victim].pid.remote()
         for s in sessions:
             await s.publish_presence(3500, note=f"before {s.user_uri}")
+        # a front end whose loop is blocked for 3 s (heartbeats time out after 1.5 s) is
+        # busy, not dead: its heartbeats answer on their own thread
+        await handles[victim].freeze_loop.remote(3.0)
+        status = await admin(p).status()
+        assert {f.id: f.state for f in status.front_ends}[victim] == apb.FRONT_END_STATE_UP
+        assert status.details["promotions"] == "0"
 
         os.kill(pid, signal.SIGKILL)
 
