@@ -148,6 +148,7 @@ class FrontEndActor:
             metrics=metrics,
             tls=opts.tls,
             service=node,
+            serving=False,  # until the fabric's table says the pool serves
         )
         host = opts.host
         if host in ("0.0.0.0", "::"):
@@ -216,6 +217,8 @@ class FrontEndActor:
         self.transport.handles = handles
         self.collector.counters = counters
         self.node.set_table(table, pool_reason)
+        if self.server is not None:
+            await self.server.set_serving(not pool_reason)
 
     async def load_users(self, rows: list[UserRow]) -> None:
         self.node.load_users(rows)

@@ -68,6 +68,7 @@ class FabricActor:
         self.heartbeats: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.started = False
+        self.hold = ""  # why the pool does not serve yet though it could (see start)
         self.rebalances = 0  # times primaries were rebalanced once the pool was whole again
         self.stopping: set[str] = set()  # stopped by the operator: not restarted
         #: crashed front ends Ray restarts, and when to start each again (monotonic seconds)
@@ -80,10 +81,13 @@ class FabricActor:
 
     # --- start-up ---
 
-    async def start(self) -> PoolStatusInfo:
+    async def start(self, hold: str = "") -> PoolStatusInfo:
         """Start every front end; returns once the pool serves (or cannot start). The pool may
         start before the last front ends register (the first-start table asks for fewer):
-        their share of primaries is given to them once all have come up."""
+        their share of primaries is given to them once all have come up. A ``hold`` (e.g.
+        "provisioning 60 users") keeps every front end answering UNAVAILABLE with it, and
+        health NOT_SERVING, until ``release()``."""
+        self.hold = hold
         ids = self.opts.front_end_ids()
         await asyncio.gather(*(self._launch(fe) for fe in ids))
         async with self.lock:
@@ -214,6 +218,8 @@ class FabricActor:
         table = self.fabric.routing_table
         verdict = self.fabric.pool_serving()
         reason = "" if verdict.ok else verdict.detail
+        if self.hold:
+            reason = f"the pool is starting: {self.hold}; try again in a moment"
         handles = {fe: h for fe, h in self.handles.items() if fe in table.addresses}
         counters = self._counters()
         await asyncio.gather(
@@ -362,7 +368,18 @@ class FabricActor:
             wall_now=self.clock.now(),
         )
         status.extra.update({k: str(v) for k, v in self._counters().items()})
+        if self.hold:
+            status.extra["starting"] = self.hold
+            detail = f"starting, not serving yet: {self.hold}; {status.quorum_detail}"
+            status = dataclasses.replace(status, quorum_detail=detail)
         return status
+
+    async def release(self) -> PoolStatusInfo:
+        """The wait ``start(hold=...)`` named is over: serve."""
+        async with self.lock:
+            self.hold = ""
+            await self._push_table()
+        return self._status()
 
     async def status(self) -> PoolStatusInfo:
         """The pool now: endpoint counts are asked of every front end, not taken from the last

@@ -15,14 +15,19 @@ import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from enterprise.options import PoolOptions
+from enterprise.pool import EnterprisePool
 from pool import errors
 from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool.api.server import TlsFiles
 from pool.client import AdminClient, PoolClient, Session, TransportError
-from tests.conftest import PASSWORD, eventually, uri
+from pool.config import EngineConfig
+from tests.conftest import ADMIN_TOKEN, DOMAIN, PASSWORD, eventually, uri
 from tests.contract.helpers import inbox
 from tests.pki import Pki, channel_credentials
 from tests.ray_pool import RayPool, start_enterprise
@@ -456,6 +461,39 @@ async def test_a_conference_survives_the_crash_of_its_host(pool: RayPool) -> Non
         await bob.send_message(cid, "after")
         for box in (a_box, c_box):
             assert (await box.next("message")).message.body == "after"
+
+
+async def test_before_it_is_ready_the_pool_says_what_it_waits_for(tmp_path: Path) -> None:
+    """Held while users are provisioned (as ``poolsim serve --users`` does): health is
+    NOT_SERVING, GetPoolStatus says starting and why, a sign-in is UNAVAILABLE naming the
+    wait, not UNAUTHENTICATED; once released, all serve."""
+    opts = PoolOptions(
+        data_dir=tmp_path,
+        admin_token=ADMIN_TOKEN,
+        engine=EngineConfig(password_iterations=1),
+        restart_delay=-1.0,
+    )
+    pool = await EnterprisePool.start(opts, hold="provisioning 3 users")
+    try:
+        address = pool.addresses[0]
+        async with PoolClient(address) as client:
+            with pytest.raises(errors.Unavailable, match="provisioning 3 users"):
+                await client.sign_in(uri(0), PASSWORD)
+            status = await client.admin(ADMIN_TOKEN).status()
+            assert status.details["starting"] == "provisioning 3 users"
+            assert status.quorum_detail.startswith("starting, not serving yet")
+            async with grpc.aio.insecure_channel(address) as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                reply = await health.Check(health_pb2.HealthCheckRequest())
+                assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+                await pool.call("provision", "user", DOMAIN, 3, 0, PASSWORD)
+                await pool.call("release")
+                reply = await health.Check(health_pb2.HealthCheckRequest())
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            session = await client.sign_in(uri(0), PASSWORD)
+            assert session.front_end_id
+    finally:
+        await pool.stop()
 
 
 async def test_tls_on_every_front_end(tmp_path: Path, pki: Pki) -> None:
