@@ -74,6 +74,7 @@ class FabricActor:
         #: crashed front ends Ray restarts, and when to start each again (monotonic seconds)
         self.restarting: dict[str, tuple[Handle, float]] = {}
         self.rejoining: set[str] = set()
+        self.retiring: dict[str, asyncio.Future[None]] = {}  # actors stopping in the background
         self.restarts = 0  # crashed front ends started again by themselves
         self.caught_up = 0  # writes sent to returning replicas by catch-ups
         self.lost_in_recovery = 0  # surviving acknowledged writes quorum-loss recovery dropped
@@ -121,6 +122,9 @@ class FabricActor:
         return port, metrics_port
 
     async def _launch(self, fe_id: str) -> None:
+        stopping = self.retiring.pop(fe_id, None)
+        if stopping is not None:
+            await stopping  # its port is free again
         me = ray.get_runtime_context().current_actor
         remote: Any = ray.remote  # its overloads do not list concurrency_groups
         actor_class: Any = remote(concurrency_groups=CONCURRENCY_GROUPS)(FrontEndActor)
@@ -235,8 +239,9 @@ class FabricActor:
         died) and start it again after ``restart_delay``."""
         delay = self.opts.restart_delay
         if fe_id in self.stopping or delay < 0:
+            operator = fe_id in self.stopping
             self.stopping.discard(fe_id)
-            await self._retire(fe_id)
+            await self._retire(fe_id, wait=not operator)
             return
         handle = self.handles.pop(fe_id, None)
         self.endpoints.pop(fe_id, None)
@@ -273,13 +278,23 @@ class FabricActor:
         finally:
             self.rejoining.discard(fe_id)
 
-    async def _retire(self, fe_id: str) -> None:
-        """``fe_id`` is down: stop its actor if it still runs, and forget it."""
+    async def _retire(self, fe_id: str, *, wait: bool = True) -> None:
+        """``fe_id`` is down: stop its actor if it still runs, and forget it. Without
+        ``wait`` the actor stops in the background: the call that asked (it may have come
+        through that very front end) is answered first, within its server's grace period;
+        starting it again waits for that stop."""
         handle = self.handles.pop(fe_id, None)
         self.endpoints.pop(fe_id, None)
         self.signed_in.pop(fe_id, None)
         if handle is None:
             return
+        stopping = asyncio.ensure_future(self._stop_actor(handle))
+        self.retiring[fe_id] = stopping
+        if wait:
+            await stopping
+
+    @staticmethod
+    async def _stop_actor(handle: Handle) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(handle.stop.remote(), 5.0)
         with contextlib.suppress(Exception):
@@ -533,6 +548,7 @@ class FabricActor:
         self.restarting.clear()
         async with self.lock:
             await asyncio.gather(*(self._retire(fe) for fe in list(self.handles)))
+            await asyncio.gather(*self.retiring.values(), return_exceptions=True)
             self.store.close()
 
     async def handles_of(self) -> dict[str, Handle]:

@@ -393,6 +393,12 @@ async def test_drain_moves_users_and_the_front_end_rejoins(pool: RayPool) -> Non
 
     await eventually(has_replicas, deadline=30, what=f"{victim} given replicas again")
 
+    # a drain asked of the front end being drained is answered before its server closes
+    address = (await homes(pool))[victim]
+    async with PoolClient(address, reconnect=False, options=[LOCAL_SUBCHANNELS]) as direct:
+        status = await direct.admin(pool.admin_token).stop_front_end(victim, mode="drain")
+    assert {f.id: f.state for f in status.front_ends}[victim] == apb.FRONT_END_STATE_DOWN
+
 
 async def test_a_conference_survives_the_crash_of_its_host(pool: RayPool) -> None:
     """The roster is replicated with the organizer's group: the new primary restores the
