@@ -33,6 +33,7 @@ from enterprise.routing_table import RoutingTable
 from enterprise.wire import Failure, Message, Packed, Reply, pack, unpack
 from pool.api.metrics import Metrics, serve_metrics
 from pool.api.server import FrontEndServer, start_front_end
+from pool.cdr import RegistrationRecord
 from pool.clock import SystemClock
 from pool.directory import Directory
 from pool.engine import Engine
@@ -49,6 +50,7 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 CDR_FLUSH_INTERVAL = 1.0  # seconds between a front end's call detail records reaching the store
+FRONT_END_FAILURE = "front-end-failure"  # the de-registration reason of endpoints lost in a crash
 HEALTH = "health"  # the concurrency group (its own thread) heartbeats are answered on
 CONCURRENCY_GROUPS = {HEALTH: 1}
 
@@ -114,16 +116,19 @@ class FrontEndActor:
         self.local: LocalReplicaStore | None = None
 
     async def start(
-        self, rows: list[UserRow], port: int, metrics_port: int, fresh: bool
+        self, rows: list[UserRow], port: int, metrics_port: int, fresh: bool, noticed: float
     ) -> tuple[str, str, dict[int, int]]:
         """Serve; returns the addresses and the replicas brought back from the local store
-        (``{group: sequence}``; none when ``fresh``: the pool's first start)."""
+        (``{group: sequence}``; none when ``fresh``: the pool's first start). Endpoints the
+        store still lists were lost when this front end went down (``noticed``: when the pool
+        noticed, wall clock; 0 if it never did): each gets its call detail record now."""
         opts = self.opts
         self.local = local = LocalReplicaStore(
             opts.data_dir / self.fe_id / "replicas.db", durability=opts.durability
         )
         if fresh:
             local.clear()
+        lost = local.take_registrations()
         registry = CollectorRegistry()
         metrics = Metrics(registry)
         config = dataclasses.replace(
@@ -134,6 +139,19 @@ class FrontEndActor:
         )
         directory = Directory(config.routing_groups, config.password_iterations)
         store = ReplicatingStore(directory.group_of, local)
+        now = SystemClock().now()
+        for endpoint_id, user_uri, device, registered_at in lost:
+            record = RegistrationRecord(
+                user_uri,
+                endpoint_id,
+                device,
+                self.fe_id,
+                True,
+                registered_at,
+                noticed or now,
+                FRONT_END_FAILURE,
+            )
+            store.add_cdr(noticed or now, record)
         engine = Engine(config, store, SystemClock(), metrics, directory=directory)
         self.node = node = FrontEndNode(self.fe_id, engine, store, self.transport)
         node.load_users(rows)

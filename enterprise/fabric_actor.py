@@ -74,6 +74,7 @@ class FabricActor:
         #: crashed front ends Ray restarts, and when to start each again (monotonic seconds)
         self.restarting: dict[str, tuple[Handle, float]] = {}
         self.rejoining: set[str] = set()
+        self.noticed: dict[str, float] = {}  # when each front end was last noticed down
         self.retiring: dict[str, asyncio.Future[None]] = {}  # actors stopping in the background
         self.restarts = 0  # crashed front ends started again by themselves
         self.caught_up = 0  # writes sent to returning replicas by catch-ups
@@ -136,8 +137,9 @@ class FabricActor:
         """Start the front end on ``handle`` and register it with the replicas it brought."""
         rows = [self._row(u.id) for u in self.directory]
         fresh = not self.fabric.started
+        noticed = self.noticed.pop(fe_id, 0.0)
         address, metrics_address, held = await asyncio.wait_for(
-            handle.start.remote(rows, port, metrics_port, fresh), START_TIMEOUT
+            handle.start.remote(rows, port, metrics_port, fresh, noticed), START_TIMEOUT
         )
         self.ports[fe_id] = (int(address.rpartition(":")[2]), metrics_port)
         async with self.lock:
@@ -238,6 +240,7 @@ class FabricActor:
         Crashed: leave its actor to Ray's restart (forcing one if it hangs without having
         died) and start it again after ``restart_delay``."""
         delay = self.opts.restart_delay
+        self.noticed[fe_id] = self.clock.now()
         if fe_id in self.stopping or delay < 0:
             operator = fe_id in self.stopping
             self.stopping.discard(fe_id)

@@ -18,6 +18,9 @@ Contract:
 * A whole copy (``replace_group``: a copy from the primary or a reload from the back end)
   knows no history before it: ``changes_since`` answers ``None`` below that copy's ``seq``
   (its ``floor``), and the caller sends a whole copy instead.
+* It also holds the endpoints registered here (``register`` before a sign-in is answered,
+  ``deregister`` at a sign-out): those still there when the front end comes back were lost
+  with it (``take_registrations``), and get their call detail record then.
 * One owner (the front end's event loop); no lock.
 """
 
@@ -52,6 +55,12 @@ CREATE TABLE rows (
     PRIMARY KEY (grp, kind, key)
 );
 CREATE INDEX rows_seq ON rows (grp, seq);
+CREATE TABLE registrations (
+    endpoint_id TEXT PRIMARY KEY,
+    user_uri TEXT NOT NULL,
+    device TEXT NOT NULL,
+    registered_at REAL NOT NULL
+);
 """
 
 # row kinds: a contact entry, a manual presence row, a conference roster
@@ -180,6 +189,29 @@ class LocalReplicaStore:
         with self._transaction() as conn:
             conn.execute("DELETE FROM rows")
             conn.execute("DELETE FROM groups")
+            conn.execute("DELETE FROM registrations")
+
+    def register(self, endpoint_id: str, user_uri: str, device: str, registered_at: float) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO registrations VALUES (?, ?, ?, ?)",
+                (endpoint_id, user_uri, device, registered_at),
+            )
+
+    def deregister(self, endpoint_id: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM registrations WHERE endpoint_id = ?", (endpoint_id,))
+
+    def take_registrations(self) -> list[tuple[str, str, str, float]]:
+        """(endpoint id, user URI, device, registered at) of every endpoint registered here
+        and never signed out, forgotten as they are returned."""
+        with self._transaction() as conn:
+            rows = conn.execute(
+                "SELECT endpoint_id, user_uri, device, registered_at FROM registrations "
+                "ORDER BY registered_at, endpoint_id"
+            ).fetchall()
+            conn.execute("DELETE FROM registrations")
+        return [(str(e), str(u), str(d), float(t)) for e, u, d, t in rows]
 
     # --- reads ---
 

@@ -165,6 +165,7 @@ class FrontEndNode:
     def _signed_out(self, ep: Endpoint, reason: str) -> None:
         """Engine hook, before the sign-out: tell the front ends that hold stand-ins of ``ep``
         and the hosts of invitations nobody here can answer now."""
+        self.store.deregistered(ep.id)
         directory = self.engine.directory
         routing = self.routing
         holders: set[str] = set()
@@ -214,6 +215,7 @@ class FrontEndNode:
         user = await asyncio.to_thread(self.engine.check_password, uri, password)
         self.routing.check_home_for_sign_in(user)
         ep = self.engine.sign_in(user, device)
+        self.store.registered(ep.id, user.uri, device, ep.registered_at)
         invited = self.memberships.invited.get(user.id, {})
         for conversation_id, record in list(invited.items()):
             if conversation_id in user.invitations:

@@ -216,6 +216,16 @@ class ReplicatingStore:
             out.append(Backup(g, rows, deleted, presence, conferences, ended))
         return out
 
+    def registered(self, endpoint_id: str, user_uri: str, device: str, at: float) -> None:
+        """An endpoint signed in here (kept on disk: if this front end crashes, its call
+        detail record is written when it comes back)."""
+        if self.local is not None:
+            self.local.register(endpoint_id, user_uri, device, at)
+
+    def deregistered(self, endpoint_id: str) -> None:
+        if self.local is not None:
+            self.local.deregister(endpoint_id)
+
     def drop(self, group: int) -> None:
         self.groups.pop(group, None)
         self._pending.pop(group, None)

@@ -12,8 +12,9 @@ import os
 import shutil
 import signal
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -25,7 +26,9 @@ from pool import errors
 from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool.api.server import TlsFiles
+from pool.cdr import RegistrationRecord
 from pool.client import AdminClient, PoolClient, Session, TransportError
+from pool.clock import SystemClock
 from pool.config import EngineConfig
 from tests.conftest import ADMIN_TOKEN, DOMAIN, PASSWORD, eventually, uri
 from tests.contract.helpers import inbox
@@ -242,6 +245,10 @@ async def test_two_front_ends_crash_and_come_back_with_their_replicas(pool: RayP
             assert [c.user_uri for c in await s.list_contacts()] == [uri(0, "fabrikam.com")]
 
 
+async def _count(records: Awaitable[list[Any]], n: int) -> bool:
+    return len(await records) >= n
+
+
 async def notes(pool: RayPool, users: int) -> list[str]:
     """Every user's note, each signed in (an offline user shows none), by a new client."""
     async with PoolClient(pool.addresses, options=[LOCAL_SUBCHANNELS]) as later:
@@ -331,6 +338,9 @@ async def test_a_killed_front_end_restarts_by_itself_catches_up_and_gets_primari
         assert {f.id: f.state for f in status.front_ends}[victim] == apb.FRONT_END_STATE_UP
         assert status.details["promotions"] == "0"
 
+        lost = {s.endpoint_id: s.user_uri for s in sessions if s.front_end_id == victim}
+        assert lost
+        killed_at = SystemClock().now()
         os.kill(pid, signal.SIGKILL)
 
         async def failed_over() -> bool:
@@ -358,6 +368,22 @@ async def test_a_killed_front_end_restarts_by_itself_catches_up_and_gets_primari
         assert int(status.details["rebalances"]) >= 1
         assert int(status.details["reloads"]) == 0
         assert await handles[victim].pid.remote() != pid  # the same actor, a new process
+
+        async def failure_records() -> list[Any]:
+            stored = await p.pool.call("call_detail_records", 0.0)
+            return [
+                r.record
+                for r in stored
+                if isinstance(r.record, RegistrationRecord)
+                and r.record.deregister_reason == "front-end-failure"
+            ]
+
+        await eventually(
+            lambda: _count(failure_records(), len(lost)), deadline=30, what="failure records"
+        )
+        records = await failure_records()
+        assert {r.endpoint_id: r.user_uri for r in records} == lost
+        assert all(r.registrar == victim and r.deregister_time >= killed_at for r in records)
         async with PoolClient(p.addresses, options=[LOCAL_SUBCHANNELS]) as later:
             fresh = [await later.sign_in(uri(i), PASSWORD) for i in range(12)]
             on_victim = [s for s in fresh if s.front_end_id == victim]
