@@ -54,9 +54,10 @@ Rules this module chooses (SPEC leaves them open):
   apply to the smaller pool. The number of routing groups does not change (users stay put).
 * **Every reset publishes a new routing table**, so every FE re-reads it; other calls publish
   one only when something in it changed.
-* The two-FE "come back in reverse order" rule follows from the above: both FEs down means
-  every group is lost; the FE that went down last holds the freshest replicas, and a group is
-  served again once both are back (the freshest primary) or after quorum-loss recovery.
+* **Lync's two-FE rule**: a two-FE pool whose FEs both went down comes back by itself only
+  if they return in reverse order (the one that went down last first); its groups are then
+  served again once both are back, the freshest replica primary. In the other order, its
+  groups wait for quorum-loss recovery, and their message says so.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ from enterprise.quorum import (
     MIN_POOL_SIZE,
     QuorumVerdict,
     evaluate,
+    two_fe_restart_ok,
 )
 from enterprise.quorum import TRANSITIONS as QUORUM_TRANSITIONS
 from enterprise.routing_table import RoutingTable
@@ -209,6 +211,8 @@ class Fabric:
         self._catch_ups = 0
         self._recoveries = 0
         self._lineage = Lineage()
+        self._last_down = ""  # two-FE pools: the FE that went down last when both did
+        self._wrong_order = ""  # two-FE pools: why lost groups wait for quorum-loss recovery
         self._table = self._build_table(version=0)
 
     # --- read side ---
@@ -459,6 +463,8 @@ class Fabric:
         if fe_id is not None:
             changes = self._remove(fe_id)
         else:
+            if reset_type is not ResetType.SERVICE_RESET:
+                self._wrong_order = ""
             if not self._started:
                 raise FailedPrecondition(
                     f"pool {self._config.pool_name} has not started ({self._verdict.detail}): "
@@ -571,7 +577,24 @@ class Fabric:
             self._members[fe_id] = _Member(new)
         else:
             member.state = new
+        if self._pool_size == 2 and self._started:
+            self._two_front_end_rule(fe_id, new)
         return FrontEndChanged(fe_id, old, new, reason)
+
+    def _two_front_end_rule(self, fe_id: str, new: FrontEndState) -> None:
+        """Remember which FE of a two-FE pool went down last, and whether the first one back
+        was that one (Lync's reverse-order rule; see the module docstring)."""
+        running = [fe for fe, m in self._members.items() if m.state in _RUNNING]
+        if new is DOWN and not running:
+            self._last_down = fe_id
+        elif new is UP and self._last_down and running == [fe_id]:
+            if not two_fe_restart_ok(self._last_down, fe_id):
+                self._wrong_order = (
+                    f"both front ends of this two-front-end pool went down and {fe_id} came "
+                    f"back first, but {self._last_down} went down last: Lync's pool comes back "
+                    "only in reverse order; run ResetPoolRegistrarState(QUORUM_LOSS_RECOVERY)"
+                )
+            self._last_down = ""
 
     # --- internals: settling after every change ---
 
@@ -618,7 +641,8 @@ class Fabric:
             self._freshness[(group, fe_id)] = seq
             if group in self._lost:
                 groups[group] = self._joined(r, fe_id)
-                if groups[group].replica_count >= MIN_REPLICAS_FOR_SERVICE:
+                enough = groups[group].replica_count >= MIN_REPLICAS_FOR_SERVICE
+                if enough and not self._wrong_order:
                     groups[group], recovered = self._recover_from_replicas(group, groups[group])
                     changes += recovered
                 continue
@@ -838,10 +862,8 @@ class Fabric:
             primaries[fe] += 1
             replicas[fe] += 1
             if from_replicas and survivor:
-                groups[group] = GroupReplicas(fe, groups[group].secondaries)
-                self._lineage.begin(group, self._freshness.get((group, fe), 0))
-                self._recoveries += 1
-                changes.append(GroupRecovered(group, fe, groups[group].replica_count))
+                groups[group], recovered = self._recover_from_replicas(group, groups[group])
+                changes += recovered
                 continue
             groups[group] = GroupReplicas(fe)
             for other in current.front_ends:
@@ -917,10 +939,12 @@ class Fabric:
         if reason or self._placement is None:
             return reason
         alive = self._placement[group].replica_count
-        if alive >= MIN_REPLICAS_FOR_SERVICE:
+        if alive >= MIN_REPLICAS_FOR_SERVICE and group not in self._lost:
             return ""
         running = f"{alive} of {self._group_total()} replicas running"
         if group in self._lost:
+            if self._wrong_order:
+                return f"routing group {group} has lost quorum: {self._wrong_order}"
             return f"routing group {group} has lost quorum: {running}; {_RECOVERY_HINT}"
         return (
             f"routing group {group} is not served yet: {running}, "
@@ -929,7 +953,7 @@ class Fabric:
 
     def _status_group_state(self, group: int) -> StatusGroupState:
         p = self._placement
-        if p is None:
+        if p is None or group in self._lost:
             return StatusGroupState.QUORUM_LOSS
         state = group_state(p[group].replica_count, self._group_total())
         return _GROUP_STATES[state.name]

@@ -165,3 +165,31 @@ def test_recovery_from_replicas_keeps_the_survivors_and_reloads_only_the_empty()
     assert {r.group for r in of(changes, ReloadTask)} == empty
     assert fabric.lost_groups == ()
     assert fabric.counters.reloads == len(empty)
+
+
+def test_a_two_front_end_pool_back_in_reverse_order_recovers_by_itself() -> None:
+    fabric = started(2)
+    fabric.mark_dead("fe-1", "killed")
+    fabric.mark_dead("fe-2", "killed")  # down last
+    held = dict.fromkeys(range(fabric.routing_groups), 4)
+    back(fabric, "fe-2", held)
+    changes = back(fabric, "fe-1", held, now=2.0)
+    assert len(of(changes, GroupRecovered)) == fabric.routing_groups
+    assert all(fabric.group_serving(g).ok for g in range(fabric.routing_groups))
+
+
+def test_a_two_front_end_pool_back_in_the_wrong_order_waits_for_recovery() -> None:
+    fabric = started(2)
+    fabric.mark_dead("fe-1", "killed")
+    fabric.mark_dead("fe-2", "killed")  # down last
+    held = dict.fromkeys(range(fabric.routing_groups), 4)
+    back(fabric, "fe-1", held)  # the wrong one first
+    changes = back(fabric, "fe-2", held, now=2.0)
+    assert not of(changes, GroupRecovered)
+    detail = fabric.group_serving(0).detail
+    assert "fe-1 came back first, but fe-2 went down last" in detail
+    assert "QUORUM_LOSS_RECOVERY" in detail
+    assert fabric.status({}, {}, 3.0).routing_groups[0].state is GroupState.QUORUM_LOSS
+
+    fabric.reset(ResetType.QUORUM_LOSS_RECOVERY)
+    assert all(fabric.group_serving(g).ok for g in range(fabric.routing_groups))
