@@ -84,6 +84,22 @@ def _serve_args(p: argparse.ArgumentParser) -> None:
         default="60s",
         help="between lazy backups to the back-end store",
     )
+    e.add_argument(
+        "--restart-delay",
+        type=parse_duration,
+        default="2s",
+        help="before a crashed front end is started again by itself (Ray's actor restart)",
+    )
+    e.add_argument(
+        "--no-restart",
+        action="store_true",
+        help="never restart a crashed front end by itself (StartFrontEnd does)",
+    )
+    e.add_argument(
+        "--no-rebalance",
+        action="store_true",
+        help="leave primaries where fail-overs put them once every front end is back",
+    )
     p.add_argument(
         "--data-dir",
         type=Path,
@@ -214,6 +230,8 @@ def cmd_serve_enterprise(a: argparse.Namespace) -> int:
         groups_per_front_end=a.groups_per_front_end,
         heartbeat_interval=a.heartbeat_interval,
         backup_interval=a.backup_interval,
+        restart_delay=-1.0 if a.no_restart else a.restart_delay,
+        rebalance_when_whole=not a.no_rebalance,
         data_dir=a.data_dir,
         durability=a.durability,
         engine=config,
