@@ -240,6 +240,9 @@ class Failover:
         on_victim = sum(1 for g in status.routing_groups if g.primary == victim)
         if healthy and on_victim and max(primaries) - min(primaries) <= 1:
             self.rebalanced_at = now
+            # the rebalance hands these groups back to the victim: their conversations end
+            # (host-changed) as a consequence of the crash, like those of the fail-over
+            self.victim_groups |= {g.id for g in status.routing_groups if g.primary == victim}
 
     async def _watch_sessions(self, driver: Run) -> None:
         sessions = self.affected_sessions
