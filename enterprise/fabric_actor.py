@@ -71,6 +71,7 @@ class FabricActor:
         self.hold = ""  # why the pool does not serve yet though it could (see start)
         self.rebalances = 0  # times primaries were rebalanced once the pool was whole again
         self.stopping: set[str] = set()  # stopped by the operator: not restarted
+        self.answer_first: set[str] = set()  # stopped through themselves: answer, then stop
         #: crashed front ends Ray restarts, and when to start each again (monotonic seconds)
         self.restarting: dict[str, tuple[Handle, float]] = {}
         self.rejoining: set[str] = set()
@@ -242,9 +243,10 @@ class FabricActor:
         delay = self.opts.restart_delay
         self.noticed[fe_id] = self.clock.now()
         if fe_id in self.stopping or delay < 0:
-            operator = fe_id in self.stopping
             self.stopping.discard(fe_id)
-            await self._retire(fe_id, wait=not operator)
+            answer_first = fe_id in self.answer_first
+            self.answer_first.discard(fe_id)
+            await self._retire(fe_id, wait=not answer_first)
             return
         handle = self.handles.pop(fe_id, None)
         self.endpoints.pop(fe_id, None)
@@ -447,7 +449,9 @@ class FabricActor:
         return list(self.store.list_cdr(since))
 
     @answers
-    async def stop_front_end(self, fe_id: str, crash: bool) -> PoolStatusInfo:
+    async def stop_front_end(self, fe_id: str, crash: bool, via: str = "") -> PoolStatusInfo:
+        """``via``: the front end the request came through; if it is the one stopped, its
+        actor stops in the background, after this call has been answered."""
         async with self.lock:
             state = self.fabric.state_of(fe_id)  # NotFound for an unknown id
             if state not in (FrontEndState.UP, FrontEndState.DRAINING):
@@ -460,6 +464,8 @@ class FabricActor:
                     ray.kill(handle, no_restart=self.opts.restart_delay < 0)
                 return self._status()
             self.stopping.add(fe_id)
+            if via == fe_id:
+                self.answer_first.add(fe_id)
             now = self.clock.monotonic()
             await self._apply(self.fabric.stop(fe_id, graceful=True, now=now))
             # its groups moved and the table push signed its users out: the drain is over

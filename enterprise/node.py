@@ -447,7 +447,7 @@ class FrontEndNode:
         return await self.fabric.call_detail_records(since)
 
     async def stop_front_end(self, front_end_id: str, crash: bool) -> PoolStatusInfo:
-        return await self.fabric.stop_front_end(front_end_id, crash)
+        return await self.fabric.stop_front_end(front_end_id, crash, self.fe_id)
 
     async def start_front_end(self, front_end_id: str) -> PoolStatusInfo:
         return await self.fabric.start_front_end(front_end_id)
