@@ -19,6 +19,11 @@ The users homed there are the *affected* users. From then on it measures:
   apart and its latency is left out of the steady state. The verdict does not hold those errors
   against the pool; it still fails the run when an acknowledged write was lost or no affected
   user was served again.
+
+After the fail-over it keeps watching (self-healing, on by default): when the victim is up
+again (restarted by itself), when every group is healthy again (its replicas caught up, with
+how many writes), when primaries were rebalanced back onto it, and when a user homed there
+before the crash is served there again. The report's timeline lists them all.
 """
 
 from __future__ import annotations
@@ -96,6 +101,11 @@ class Failover:
         self.first_reregistered_at: float | None = None
         self.all_reregistered_at: float | None = None
         self.served_again: dict[int, float] = {}  # affected user -> first success at new home
+        self.restarted_at: float | None = None  # the victim up again
+        self.healthy_at: float | None = None  # every group healthy again (caught up)
+        self.rebalanced_at: float | None = None  # primaries spread again, some on the victim
+        self.home_again_at: float | None = None  # an affected user served on the victim again
+        self.writes_caught_up = 0
         self.error = ""
 
     # --- what the driver asks ---
@@ -119,7 +129,12 @@ class Failover:
 
     def succeeded(self, session: Session, end: float) -> None:
         """A call of ``session`` succeeded at ``end`` (run seconds)."""
-        if self.kill_at is None or end < self.kill_at or session.front_end_id == self.victim:
+        if self.kill_at is None or end < self.kill_at:
+            return
+        if session.front_end_id == self.victim:
+            back = self.restarted_at is not None and session.user_uri in self.affected_uris
+            if back and self.home_again_at is None:
+                self.home_again_at = end
             return
         user = self.affected_uris.get(session.user_uri)
         if user is None or user in self.served_again:
@@ -195,17 +210,39 @@ class Failover:
 
     async def _watch_pool(self, driver: Run, admin: AdminClient) -> None:
         victim = self.victim or ""
-        while not driver.stopping:
+        caught_up_before: int | None = None
+        while not driver.stopping and self.rebalanced_at is None:
             with contextlib.suppress(PoolError):
                 status = await admin.status()
+                now = driver.now()
                 states = {f.id: f.state for f in status.front_ends}
-                if states.get(victim) == apb.FRONT_END_STATE_DOWN and all(
-                    g.primary and g.primary != victim for g in status.routing_groups
-                ):
-                    self.pool_failed_over_at = driver.now()
-                    self._close_window()
-                    return
+                caught = int(status.details.get("writes_caught_up", "0"))
+                if caught_up_before is None:
+                    caught_up_before = caught
+                if self.pool_failed_over_at is None:
+                    if states.get(victim) == apb.FRONT_END_STATE_DOWN and all(
+                        g.primary and g.primary != victim for g in status.routing_groups
+                    ):
+                        self.pool_failed_over_at = now
+                        self._close_window()
+                elif self.restarted_at is None and states.get(victim) == apb.FRONT_END_STATE_UP:
+                    self.restarted_at = now
+                if self.restarted_at is not None:
+                    self._watch_healing(status, victim, now)
+                    self.writes_caught_up = caught - caught_up_before
             await asyncio.sleep(STATUS_POLL_S)
+
+    def _watch_healing(self, status: apb.PoolStatus, victim: str, now: float) -> None:
+        healthy = all(g.state == apb.ROUTING_GROUP_STATE_HEALTHY for g in status.routing_groups)
+        if healthy and self.healthy_at is None:
+            self.healthy_at = now
+        primaries = [f.primaries for f in status.front_ends]
+        on_victim = sum(1 for g in status.routing_groups if g.primary == victim)
+        if healthy and on_victim and max(primaries) - min(primaries) <= 1:
+            self.rebalanced_at = now
+            # the rebalance hands these groups back to the victim: their conversations end
+            # (host-changed) as a consequence of the crash, like those of the fail-over
+            self.victim_groups |= {g.id for g in status.routing_groups if g.primary == victim}
 
     async def _watch_sessions(self, driver: Run) -> None:
         sessions = self.affected_sessions
@@ -249,5 +286,28 @@ class Failover:
             "affected_users": len(self.affected_users),
             "affected_endpoints": len(self.affected_sessions),
             "affected_users_served_again": len(self.served_again),
+            "restarted_after": after(self.restarted_at),
+            "healthy_after": after(self.healthy_at),
+            "writes_caught_up": self.writes_caught_up,
+            "rebalanced_after": after(self.rebalanced_at),
+            "home_again_after": after(self.home_again_at),
+            "timeline": self.timeline(),
             "error": self.error,
         }
+
+    def timeline(self) -> list[tuple[float, str]]:
+        """(run seconds, what happened), in order: the crash and what followed."""
+        victim = self.victim or "?"
+        events = [
+            (self.kill_at, f"{victim} crashed"),
+            (self.pool_failed_over_at, f"fail-over: {victim}'s routing groups promoted"),
+            (self.all_reregistered_at, "every affected endpoint signed in again elsewhere"),
+            (self.restarted_at, f"{victim} restarted by itself, rejoined with its replicas"),
+            (
+                self.healthy_at,
+                f"every group healthy: replicas caught up ({self.writes_caught_up} writes)",
+            ),
+            (self.rebalanced_at, f"primaries rebalanced: {victim} a home again"),
+            (self.home_again_at, f"a user served on {victim} again"),
+        ]
+        return sorted((t, what) for t, what in events if t is not None)

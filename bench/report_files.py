@@ -55,6 +55,8 @@ def failover_text(fo: dict[str, Any]) -> list[str]:
         f"({fo['ledger_checked_affected']} of affected users), lost {fo['ledger_lost']}, "
         f"unreadable {fo['ledger_unreadable']}",
     ]
+    for at, what in fo.get("timeline", []):
+        lines.append(f"  {at:8.2f} s  {what}")
     if fo["error"]:
         lines.append(f"  note: {fo['error']}")
     return lines

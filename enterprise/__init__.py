@@ -9,7 +9,10 @@ The pool manager, pure (no Ray, injected time):
     quorum          Lync's first-start and functional quorum tables, the quorum state machine
     placement       routing groups' primaries and secondaries, promotion, rebuild, spreading
     fabric_config   the fabric's settings and SPEC's defaults, validated once
-    fabric          the state machine: membership, heartbeats, fail-over, resets, the table
+    lineage         epochs of a group's primaries: whose history is a prefix of whose, so a
+                    returning replica catches up with only what it missed
+    fabric          the state machine: membership, heartbeats, fail-over, replicas that
+                    return, resets, the table
     changes         what a fabric call changed, for the fabric actor to carry out
     routing_table   the versioned, immutable routing table the fabric publishes
 
@@ -25,6 +28,7 @@ One front end, pure (an in-process transport drives it in tests):
     memberships     conversations hosted elsewhere that endpoints here are in or invited to
     replica         a group's persistent data (``GroupData``), typed writes, the store
                     that queues them for secondaries and backups
+    local_store     the front end's own SQLite store of its replicas and registrations
     replication     shipping writes, the replicated barrier, install, copy, drop, backup
     handover        applying a new table: promote, demote, end moved conversations, rewatch
     handlers        the far side: ``match`` on the message type, one function each

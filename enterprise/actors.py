@@ -16,12 +16,15 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, ParamSpec, TypeAlias, TypeVar
 
 import ray
 from prometheus_client import CollectorRegistry
 
+from enterprise.local_store import LocalReplicaStore
 from enterprise.metrics import EnterpriseCollector
 from enterprise.node import FrontEndNode
 from enterprise.options import PoolOptions as PoolOptions
@@ -30,6 +33,7 @@ from enterprise.routing_table import RoutingTable
 from enterprise.wire import Failure, Message, Packed, Reply, pack, unpack
 from pool.api.metrics import Metrics, serve_metrics
 from pool.api.server import FrontEndServer, start_front_end
+from pool.cdr import RegistrationRecord
 from pool.clock import SystemClock
 from pool.directory import Directory
 from pool.engine import Engine
@@ -46,6 +50,9 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 CDR_FLUSH_INTERVAL = 1.0  # seconds between a front end's call detail records reaching the store
+FRONT_END_FAILURE = "front-end-failure"  # the de-registration reason of endpoints lost in a crash
+HEALTH = "health"  # the concurrency group (its own thread) heartbeats are answered on
+CONCURRENCY_GROUPS = {HEALTH: 1}
 
 
 def answers(
@@ -106,9 +113,22 @@ class FrontEndActor:
         self.server: FrontEndServer | None = None
         self.metrics_server: Any = None
         self.loops: list[asyncio.Task[None]] = []
+        self.local: LocalReplicaStore | None = None
 
-    async def start(self, rows: list[UserRow], port: int, metrics_port: int) -> tuple[str, str]:
+    async def start(
+        self, rows: list[UserRow], port: int, metrics_port: int, fresh: bool, noticed: float
+    ) -> tuple[str, str, dict[int, int]]:
+        """Serve; returns the addresses and the replicas brought back from the local store
+        (``{group: sequence}``; none when ``fresh``: the pool's first start). Endpoints the
+        store still lists were lost when this front end went down (``noticed``: when the pool
+        noticed, wall clock; 0 if it never did): each gets its call detail record now."""
         opts = self.opts
+        self.local = local = LocalReplicaStore(
+            opts.data_dir / self.fe_id / "replicas.db", durability=opts.durability
+        )
+        if fresh:
+            local.clear()
+        lost = local.take_registrations()
         registry = CollectorRegistry()
         metrics = Metrics(registry)
         config = dataclasses.replace(
@@ -118,7 +138,20 @@ class FrontEndActor:
             routing_groups=opts.groups_per_front_end * opts.front_ends,
         )
         directory = Directory(config.routing_groups, config.password_iterations)
-        store = ReplicatingStore(directory.group_of)
+        store = ReplicatingStore(directory.group_of, local)
+        now = SystemClock().now()
+        for endpoint_id, user_uri, device, registered_at in lost:
+            record = RegistrationRecord(
+                user_uri,
+                endpoint_id,
+                device,
+                self.fe_id,
+                True,
+                registered_at,
+                noticed or now,
+                FRONT_END_FAILURE,
+            )
+            store.add_cdr(noticed or now, record)
         engine = Engine(config, store, SystemClock(), metrics, directory=directory)
         self.node = node = FrontEndNode(self.fe_id, engine, store, self.transport)
         node.load_users(rows)
@@ -133,6 +166,7 @@ class FrontEndActor:
             metrics=metrics,
             tls=opts.tls,
             service=node,
+            serving=False,  # until the fabric's table says the pool serves
         )
         host = opts.host
         if host in ("0.0.0.0", "::"):
@@ -150,7 +184,7 @@ class FrontEndActor:
             loop.create_task(self._every(CDR_FLUSH_INTERVAL, self.flush_cdrs)),
             loop.create_task(self._every(opts.backup_interval, self.backup)),
         ]
-        return engine.address, engine.metrics_address
+        return engine.address, engine.metrics_address, local.freshness()
 
     async def _every(self, seconds: float, action: Callable[[], Awaitable[None]]) -> None:
         while True:
@@ -168,9 +202,28 @@ class FrontEndActor:
 
     # --- what the fabric asks ---
 
-    async def heartbeat(self) -> tuple[dict[int, int], int, int]:
+    @ray.method(concurrency_group=HEALTH)
+    async def heartbeat(self) -> tuple[dict[int, int], int, int] | None:
+        """Freshness, endpoints, users signed in; ``None`` from an actor Ray restarted that
+        has not been started again. Answered on a thread of its own (Ray's concurrency
+        group, with its own event loop), never behind the front end's loop: a busy front end
+        is not taken for a dead one. Reads only (copies taken under the GIL)."""
+        if self.server is None:
+            return None
         engine = self.node.engine
-        return self.node.freshness(), len(engine.registrar), engine.users_signed_in
+        groups = dict(self.node.store.groups)
+        freshness = {g: data.seq for g, data in groups.items()}
+        return freshness, len(engine.registrar), engine.users_signed_in
+
+    @ray.method(concurrency_group=HEALTH)
+    async def pid(self) -> int:
+        """This actor's process id (a failure drill kills it)."""
+        return os.getpid()
+
+    async def freeze_loop(self, seconds: float) -> None:
+        """For failure drills: block this front end's event loop for ``seconds``, as a
+        saturated front end would (its heartbeats still answer)."""
+        time.sleep(seconds)  # noqa: ASYNC251 - blocking the loop is the point
 
     async def set_table(
         self,
@@ -182,6 +235,8 @@ class FrontEndActor:
         self.transport.handles = handles
         self.collector.counters = counters
         self.node.set_table(table, pool_reason)
+        if self.server is not None:
+            await self.server.set_serving(not pool_reason)
 
     async def load_users(self, rows: list[UserRow]) -> None:
         self.node.load_users(rows)
@@ -192,6 +247,15 @@ class FrontEndActor:
     @answers
     async def copy_group(self, group: int, to_fe: str) -> None:
         await self.node.copy_group(group, to_fe)
+
+    @answers
+    async def catch_up(self, group: int, to_fe: str, since: int) -> int:
+        return await self.node.catch_up(group, to_fe, since)
+
+    async def group_data(self, group: int) -> GroupData | None:
+        """This front end's replica of ``group``, if it holds one."""
+        data = self.node.store.groups.get(group)
+        return None if data is None else data.snapshot()
 
     async def drop_group(self, group: int) -> None:
         self.node.drop_group(group)
@@ -227,3 +291,5 @@ class FrontEndActor:
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
+        if self.local is not None:
+            self.local.close()

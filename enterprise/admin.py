@@ -36,8 +36,11 @@ class FabricCalls:
         records: Sequence[StoredRecord] = await self.transport.fabric("call_detail_records", since)
         return records
 
-    async def stop_front_end(self, front_end_id: str, crash: bool) -> PoolStatusInfo:
-        info: PoolStatusInfo = await self.transport.fabric("stop_front_end", front_end_id, crash)
+    async def stop_front_end(self, front_end_id: str, crash: bool, via: str) -> PoolStatusInfo:
+        """``via``: the front end the request came through (it answers before it stops)."""
+        info: PoolStatusInfo = await self.transport.fabric(
+            "stop_front_end", front_end_id, crash, via
+        )
         return info
 
     async def start_front_end(self, front_end_id: str) -> PoolStatusInfo:

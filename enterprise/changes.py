@@ -39,6 +39,27 @@ class CopyTask:
 
 
 @dataclass(frozen=True, slots=True)
+class CatchUpTask:
+    """``to_fe`` is back with its replica of ``group`` at sequence ``since``: its primary
+    ``from_fe`` sends it only the writes it missed (a whole copy if it cannot tell which)."""
+
+    group: int
+    from_fe: str
+    to_fe: str
+    since: int
+
+
+@dataclass(frozen=True, slots=True)
+class GroupRecovered:
+    """Routing group ``group`` left quorum loss because its replicas came back:
+    ``replicas_alive`` of them, ``primary`` (the freshest) serving it."""
+
+    group: int
+    primary: str
+    replicas_alive: int
+
+
+@dataclass(frozen=True, slots=True)
 class ReplicaDropped:
     """FE ``fe`` no longer holds a replica of ``group`` (it moved to an emptier FE)."""
 
@@ -89,6 +110,8 @@ Change: TypeAlias = (
     | FrontEndRemoved
     | Promotion
     | CopyTask
+    | CatchUpTask
+    | GroupRecovered
     | ReplicaDropped
     | ReloadTask
     | GroupQuorumLost

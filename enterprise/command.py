@@ -35,6 +35,8 @@ def serve(a: argparse.Namespace) -> int:
         groups_per_front_end=a.groups_per_front_end,
         heartbeat_interval=a.heartbeat_interval,
         backup_interval=a.backup_interval,
+        restart_delay=-1.0 if a.no_restart else a.restart_delay,
+        rebalance_when_whole=not a.no_rebalance,
         data_dir=a.data_dir,
         durability=a.durability,
         engine=config,

@@ -28,16 +28,20 @@ an FE, and it raises ``IllegalTransition`` for anything not listed here (``TRANS
 
 Rules this module chooses (SPEC leaves them open):
 
-* **Only UP FEs hold replicas.** An FE that leaves UP (crash, stop, drain) loses its place in
-  the placement at once: a simulated FE keeps user data in memory, so a restarted FE comes back
-  empty and is given copies again (``CopyTask``). A DRAINING FE still counts as running for
-  pool quorum (its process lives while its users move) but its primaries have already moved.
+* **Only UP FEs serve replicas.** An FE that leaves UP (crash, stop, drain) loses its place in
+  the placement at once, but keeps its replicas in its own local store: when it registers
+  again it says which it holds and how fresh each is (``register(held=...)``). A replica that
+  returns to a group missing one is taken back and caught up from the primary with only what
+  it missed (``CatchUpTask``; a whole ``CopyTask`` when ``enterprise.lineage`` cannot vouch
+  for its history); one nobody needs is dropped (``ReplicaDropped``). A DRAINING FE still
+  counts as running for pool quorum (its process lives while its users move) but its
+  primaries have already moved.
 * **A routing group that falls below 2 live replicas is lost** (``GroupQuorumLost``), whatever
-  the cause, and stays lost until ``reset(QUORUM_LOSS_RECOVERY)`` or ``reset(FULL_RESET)``
-  reloads it from the back-end store: its replicas cannot "return" since a returning FE is
-  empty, and a lone survivor is never copied from. A group that merely never had 2 replicas
-  (a two-FE pool first started with one FE) is not lost: it gets its second copy when a spare
-  FE comes.
+  the cause, until 2 of its replicas are live again (the returning ones included): the
+  freshest (latest epoch, then highest sequence) becomes primary and the others catch up from
+  it (``GroupRecovered``). ``reset(QUORUM_LOSS_RECOVERY)`` or ``reset(FULL_RESET)`` reloads it
+  from the back-end store instead. A group that merely never had 2 replicas (a two-FE pool
+  first started with one FE) is not lost: it gets its second copy when a spare FE comes.
 * **While the pool lacks quorum** replicas of FEs that go down are still dropped and
   secondaries promoted (that is where the data is), but nothing is copied and no group is
   served: the routing table has no home for any group.
@@ -50,8 +54,10 @@ Rules this module chooses (SPEC leaves them open):
   apply to the smaller pool. The number of routing groups does not change (users stay put).
 * **Every reset publishes a new routing table**, so every FE re-reads it; other calls publish
   one only when something in it changed.
-* The two-FE "come back in reverse order" rule is not modelled: both FEs down means every group
-  is lost, so such a pool always needs quorum-loss recovery here.
+* **Lync's two-FE rule**: a two-FE pool whose FEs both went down comes back by itself only
+  if they return in reverse order (the one that went down last first); its groups are then
+  served again once both are back, the freshest replica primary. In the other order, its
+  groups wait for quorum-loss recovery, and their message says so.
 """
 
 from __future__ import annotations
@@ -62,17 +68,20 @@ from types import MappingProxyType
 from typing import Final
 
 from enterprise.changes import (
+    CatchUpTask,
     Change,
     CopyTask,
     FrontEndChanged,
     FrontEndRemoved,
     GroupQuorumLost,
+    GroupRecovered,
     QuorumChanged,
     ReloadTask,
     ReplicaDropped,
     TableSwapped,
 )
 from enterprise.fabric_config import FabricConfig as FabricConfig
+from enterprise.lineage import Lineage
 from enterprise.placement import (
     MIN_REPLICAS_FOR_SERVICE,
     GroupReplicas,
@@ -87,6 +96,7 @@ from enterprise.quorum import (
     MIN_POOL_SIZE,
     QuorumVerdict,
     evaluate,
+    two_fe_restart_ok,
 )
 from enterprise.quorum import TRANSITIONS as QUORUM_TRANSITIONS
 from enterprise.routing_table import RoutingTable
@@ -118,7 +128,10 @@ TRANSITIONS: Final[Mapping[FrontEndState | None, frozenset[FrontEndState]]] = Ma
 )
 
 _RUNNING: Final = frozenset({UP, DRAINING})
-_RECOVERY_HINT: Final = "run ResetPoolRegistrarState(QUORUM_LOSS_RECOVERY)"
+_RECOVERY_HINT: Final = (
+    "start the front ends that held its replicas, or run "
+    "ResetPoolRegistrarState(QUORUM_LOSS_RECOVERY)"
+)
 
 
 class IllegalTransition(FailedPrecondition):
@@ -142,12 +155,15 @@ class ServiceVerdict:
 class FabricCounters:
     """Totals since the fabric was created, for metrics: secondaries promoted after their
     primary's FE left, replica copies ordered, groups reloaded from the back-end store and
-    primaries moved by rebalancing."""
+    primaries moved by rebalancing; returning replicas caught up and groups recovered by
+    their replicas coming back."""
 
     promotions: int = 0
     rebuilds: int = 0
     reloads: int = 0
     primary_moves: int = 0
+    catch_ups: int = 0
+    recoveries: int = 0
 
 
 @dataclass(slots=True)
@@ -192,6 +208,11 @@ class Fabric:
         self._rebuilds = 0
         self._reloads = 0
         self._primary_moves = 0
+        self._catch_ups = 0
+        self._recoveries = 0
+        self._lineage = Lineage()
+        self._last_down = ""  # two-FE pools: the FE that went down last when both did
+        self._wrong_order = ""  # two-FE pools: why lost groups wait for quorum-loss recovery
         self._table = self._build_table(version=0)
 
     # --- read side ---
@@ -239,7 +260,20 @@ class Fabric:
 
     @property
     def counters(self) -> FabricCounters:
-        return FabricCounters(self._promotions, self._rebuilds, self._reloads, self._primary_moves)
+        return FabricCounters(
+            self._promotions,
+            self._rebuilds,
+            self._reloads,
+            self._primary_moves,
+            self._catch_ups,
+            self._recoveries,
+        )
+
+    @property
+    def whole(self) -> bool:
+        """Whether every FE of the pool is UP (the time to rebalance primaries)."""
+        up = self._up()
+        return self._started and len(up) == self._pool_size
 
     def state_of(self, fe_id: str) -> FrontEndState:
         return self._member(fe_id).state
@@ -273,11 +307,20 @@ class Fabric:
 
     # --- front ends come and go ---
 
-    def register(self, fe_id: str, address: str, metrics_address: str, now: float) -> list[Change]:
-        """FE ``fe_id`` came up at ``address``. The first time, it joins the start order; the
-        pool starts once the first-start table is met, and places its groups then. An FE that
-        registers while still UP or DRAINING restarted unnoticed: it goes DOWN (its replicas
-        are gone) and then UP again."""
+    def register(
+        self,
+        fe_id: str,
+        address: str,
+        metrics_address: str,
+        now: float,
+        held: Mapping[int, int] | None = None,
+    ) -> list[Change]:
+        """FE ``fe_id`` came up at ``address``, holding in its local store the replicas
+        ``held`` (``{group: sequence}``). The first time, it joins the start order; the pool
+        starts once the first-start table is met, and places its groups then. An FE that
+        registers while still UP or DRAINING restarted unnoticed: it goes DOWN and then UP
+        again. Its replicas are taken back where a group misses one (see the module
+        docstring), the others dropped."""
         self._check_id(fe_id)
         if not isinstance(address, str) or not address:
             raise InvalidArgument(
@@ -302,6 +345,7 @@ class Fabric:
             if self._placement is not None:
                 p = self._placement
                 self._placement = Placement((*p.front_ends, fe_id), p.groups)
+        changes += self._readmit(fe_id, held or {})
         return changes + self._settle(now) + self._publish()
 
     def heartbeat(self, fe_id: str, now: float) -> None:
@@ -376,6 +420,11 @@ class Fabric:
                 f"front end {fe_id} is {member.state.value}: it holds no replicas, so its "
                 "freshness does not count"
             )
+        self._check_sequences(fe_id, sequences)
+        for group, seq in sequences.items():
+            self._freshness[(group, fe_id)] = seq
+
+    def _check_sequences(self, fe_id: str, sequences: Mapping[int, int]) -> None:
         for group, seq in sequences.items():
             self._check_group(group)
             if type(seq) is not int or seq < 0:
@@ -383,7 +432,6 @@ class Fabric:
                     f"sequence {seq!r} for routing group {group} from {fe_id}: expected an "
                     "integer >= 0"
                 )
-            self._freshness[(group, fe_id)] = seq
 
     # --- operator ---
 
@@ -400,6 +448,9 @@ class Fabric:
           UP FE (the survivor if it has one, else the FE with fewest primaries) and is reloaded
           from the back-end store (a ``ReloadTask`` each: those are the groups recovered), then
           copied to new secondaries.
+        * FROM_REPLICAS (poolsim's own): as QUORUM_LOSS_RECOVERY, but a group with a surviving
+          replica is served from it as it is (``GroupRecovered``, nothing lost); only groups
+          with no live replica at all are reloaded.
         * FULL_RESET: every group is placed anew over the UP FEs and reloaded.
         * MACHINE_STATE_REMOVED (``fe_id`` required): remove a front end that is not running
           for good; the pool shrinks by one (see the module docstring).
@@ -412,6 +463,8 @@ class Fabric:
         if fe_id is not None:
             changes = self._remove(fe_id)
         else:
+            if reset_type is not ResetType.SERVICE_RESET:
+                self._wrong_order = ""
             if not self._started:
                 raise FailedPrecondition(
                     f"pool {self._config.pool_name} has not started ({self._verdict.detail}): "
@@ -420,7 +473,9 @@ class Fabric:
             if reset_type is ResetType.SERVICE_RESET:
                 changes = self._settle(None) + self._rebalance()
             elif reset_type is ResetType.QUORUM_LOSS_RECOVERY:
-                changes = self._recover_lost()
+                changes = self._recover_lost(from_replicas=False)
+            elif reset_type is ResetType.FROM_REPLICAS:
+                changes = self._recover_lost(from_replicas=True)
             else:
                 changes = self._full_reset()
         return changes + self._publish(force=True)
@@ -496,6 +551,8 @@ class Fabric:
                 "rebuilds": str(self._rebuilds),
                 "reloads": str(self._reloads),
                 "primary_moves": str(self._primary_moves),
+                "catch_ups": str(self._catch_ups),
+                "recoveries": str(self._recoveries),
             },
         )
 
@@ -520,7 +577,24 @@ class Fabric:
             self._members[fe_id] = _Member(new)
         else:
             member.state = new
+        if self._pool_size == 2 and self._started:
+            self._two_front_end_rule(fe_id, new)
         return FrontEndChanged(fe_id, old, new, reason)
+
+    def _two_front_end_rule(self, fe_id: str, new: FrontEndState) -> None:
+        """Remember which FE of a two-FE pool went down last, and whether the first one back
+        was that one (Lync's reverse-order rule; see the module docstring)."""
+        running = [fe for fe, m in self._members.items() if m.state in _RUNNING]
+        if new is DOWN and not running:
+            self._last_down = fe_id
+        elif new is UP and self._last_down and running == [fe_id]:
+            if not two_fe_restart_ok(self._last_down, fe_id):
+                self._wrong_order = (
+                    f"both front ends of this two-front-end pool went down and {fe_id} came "
+                    f"back first, but {self._last_down} went down last: Lync's pool comes back "
+                    "only in reverse order; run ResetPoolRegistrarState(QUORUM_LOSS_RECOVERY)"
+                )
+            self._last_down = ""
 
     # --- internals: settling after every change ---
 
@@ -546,6 +620,85 @@ class Fabric:
                 changes += self._spread()
         return changes
 
+    def _readmit(self, fe_id: str, held: Mapping[int, int]) -> list[Change]:
+        """Take back the replicas ``fe_id`` brought back where their group misses one (see
+        the module docstring); drop the others."""
+        self._check_sequences(fe_id, held)
+        p = self._placement
+        if p is None:
+            return []
+        groups = list(p.groups)
+        changes: list[Change] = []
+        lineage = self._lineage
+        for group, seq in sorted(held.items()):
+            r = groups[group]
+            if fe_id in r.members:
+                continue
+            if not lineage.knows(group, fe_id) or r.replica_count >= self._group_total():
+                changes.append(ReplicaDropped(group, fe_id))
+                lineage.rejoined(group, fe_id)
+                continue
+            self._freshness[(group, fe_id)] = seq
+            if group in self._lost:
+                groups[group] = self._joined(r, fe_id)
+                enough = groups[group].replica_count >= MIN_REPLICAS_FOR_SERVICE
+                if enough and not self._wrong_order:
+                    groups[group], recovered = self._recover_from_replicas(group, groups[group])
+                    changes += recovered
+                continue
+            if not r.primary:  # pragma: no cover - a group not lost has a primary
+                changes.append(ReplicaDropped(group, fe_id))
+                continue
+            groups[group] = GroupReplicas(r.primary, (*r.secondaries, fe_id))
+            changes.append(self._catch_up(group, r.primary, fe_id))
+        self._placement = Placement(p.front_ends, tuple(groups))
+        return changes
+
+    @staticmethod
+    def _joined(r: GroupReplicas, fe_id: str) -> GroupReplicas:
+        if not r.primary:
+            return GroupReplicas(fe_id)
+        return GroupReplicas(r.primary, (*r.secondaries, fe_id))
+
+    def _recover_from_replicas(
+        self, group: int, r: GroupReplicas
+    ) -> tuple[GroupReplicas, list[Change]]:
+        """Lost ``group`` has 2 or more live replicas again: the freshest (latest epoch, then
+        highest sequence, then the current primary) serves it, the others catch up."""
+        lineage = self._lineage
+        members = r.members
+
+        def rank(i: int) -> tuple[int, int, int]:
+            fe = members[i]
+            return lineage.epoch_of(group, fe), self._freshness.get((group, fe), 0), -i
+
+        best = members[max(range(len(members)), key=rank)]
+        others = tuple(fe for fe in members if fe != best)
+        changes: list[Change] = [GroupRecovered(group, best, len(members))]
+        changes += [self._catch_up(group, best, fe) for fe in others]
+        lineage.begin(group, self._freshness.get((group, best), 0))
+        for fe in members:
+            lineage.rejoined(group, fe)
+        self._lost.discard(group)
+        self._recoveries += 1
+        return GroupReplicas(best, others), changes
+
+    def _catch_up(self, group: int, primary: str, fe_id: str) -> Change:
+        """How ``fe_id``'s replica of ``group`` is brought up to ``primary``'s: only what it
+        missed when its history is a prefix of the primary's, else a whole copy."""
+        lineage = self._lineage
+        seq = self._freshness.get((group, fe_id), 0)
+        prefix = lineage.is_prefix(
+            group, lineage.epoch_of(group, fe_id), seq, lineage.epoch_of(group, primary)
+        )
+        lineage.rejoined(group, fe_id)
+        if prefix and seq <= self._freshness.get((group, primary), seq):
+            self._catch_ups += 1
+            return CatchUpTask(group, primary, fe_id, seq)
+        self._freshness.pop((group, fe_id), None)
+        self._rebuilds += 1
+        return CopyTask(group, primary, fe_id)
+
     def _record_quorum(self, verdict: QuorumVerdict) -> list[Change]:
         old = self._verdict.state
         self._verdict = verdict
@@ -567,9 +720,16 @@ class Fabric:
         ]
         if not gone:
             return []
+        for fe in gone:
+            for group in before.replicas_on(fe):
+                self._lineage.left(group, fe)
         after, promotions = fail_over(before, gone, freshness=self._freshness)
         self._placement = after
         self._promotions += len(promotions)
+        for promotion in promotions:
+            self._lineage.begin(
+                promotion.group, self._freshness.get((promotion.group, promotion.new), 0)
+            )
         for fe in gone:
             self._forget_freshness(fe)
         changes: list[Change] = list(promotions)
@@ -642,6 +802,8 @@ class Fabric:
         balanced, moves = rebalance_primaries(self._without_lost(current), up)
         self._placement = self._with_lost(balanced, current)
         self._primary_moves += len(moves)
+        for move in moves:
+            self._lineage.begin(move.group, self._freshness.get((move.group, move.new), 0))
         return list(moves)
 
     def _publish(self, *, force: bool = False) -> list[Change]:
@@ -679,7 +841,7 @@ class Fabric:
             )
         return up
 
-    def _recover_lost(self) -> list[Change]:
+    def _recover_lost(self, *, from_replicas: bool) -> list[Change]:
         up = self._require_up(ResetType.QUORUM_LOSS_RECOVERY.value)
         current = self._placement
         assert current is not None
@@ -695,16 +857,20 @@ class Fabric:
         groups = list(current.groups)
         changes: list[Change] = []
         for group in sorted(self._lost):
-            fe = groups[group].primary or min(
-                up, key=lambda f: (primaries[f], replicas[f], rank[f])
-            )
-            groups[group] = GroupReplicas(fe)
+            survivor = groups[group].primary
+            fe = survivor or min(up, key=lambda f: (primaries[f], replicas[f], rank[f]))
             primaries[fe] += 1
             replicas[fe] += 1
+            if from_replicas and survivor:
+                groups[group], recovered = self._recover_from_replicas(group, groups[group])
+                changes += recovered
+                continue
+            groups[group] = GroupReplicas(fe)
             for other in current.front_ends:
                 self._freshness.pop((group, other), None)
+            self._lineage.forget(group)
+            self._reloads += 1
             changes.append(ReloadTask(group, fe))
-        self._reloads += len(self._lost)
         self._lost.clear()
         self._placement = Placement(current.front_ends, tuple(groups))
         return changes + self._settle(None)
@@ -717,6 +883,7 @@ class Fabric:
         self._freshness.clear()
         changes: list[Change] = []
         for group, r in enumerate(placed.groups):
+            self._lineage.forget(group)
             changes.append(ReloadTask(group, r.primary))
             changes += [CopyTask(group, r.primary, fe) for fe in r.secondaries]
             self._rebuilds += len(r.secondaries)
@@ -741,6 +908,7 @@ class Fabric:
         if self._placement is not None:  # a front end that is not running holds nothing
             self._placement = Placement(tuple(self._start_order), self._placement.groups)
         self._forget_freshness(fe_id)
+        self._lineage.forget_front_end(fe_id)
         self._pool_size -= 1
         changes: list[Change] = [FrontEndRemoved(fe_id, self._pool_size)]
         return changes + self._settle(None)
@@ -771,10 +939,12 @@ class Fabric:
         if reason or self._placement is None:
             return reason
         alive = self._placement[group].replica_count
-        if alive >= MIN_REPLICAS_FOR_SERVICE:
+        if alive >= MIN_REPLICAS_FOR_SERVICE and group not in self._lost:
             return ""
         running = f"{alive} of {self._group_total()} replicas running"
         if group in self._lost:
+            if self._wrong_order:
+                return f"routing group {group} has lost quorum: {self._wrong_order}"
             return f"routing group {group} has lost quorum: {running}; {_RECOVERY_HINT}"
         return (
             f"routing group {group} is not served yet: {running}, "
@@ -783,7 +953,7 @@ class Fabric:
 
     def _status_group_state(self, group: int) -> StatusGroupState:
         p = self._placement
-        if p is None:
+        if p is None or group in self._lost:
             return StatusGroupState.QUORUM_LOSS
         state = group_state(p[group].replica_count, self._group_total())
         return _GROUP_STATES[state.name]

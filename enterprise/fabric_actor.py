@@ -20,11 +20,13 @@ from typing import Any
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from enterprise.actors import FrontEndActor, Handle, answers, unwrap
+from enterprise.actors import CONCURRENCY_GROUPS, FrontEndActor, Handle, answers, unwrap
 from enterprise.changes import (
+    CatchUpTask,
     Change,
     CopyTask,
     FrontEndChanged,
+    GroupRecovered,
     ReloadTask,
     ReplicaDropped,
     TableSwapped,
@@ -64,14 +66,31 @@ class FabricActor:
         self.signed_in: dict[str, int] = {}
         self.lock = asyncio.Lock()
         self.heartbeats: asyncio.Task[None] | None = None
+        self.tasks: set[asyncio.Task[None]] = set()
         self.started = False
+        self.hold = ""  # why the pool does not serve yet though it could (see start)
+        self.rebalances = 0  # times primaries were rebalanced once the pool was whole again
+        self.stopping: set[str] = set()  # stopped by the operator: not restarted
+        self.answer_first: set[str] = set()  # stopped through themselves: answer, then stop
+        #: crashed front ends Ray restarts, and when to start each again (monotonic seconds)
+        self.restarting: dict[str, tuple[Handle, float]] = {}
+        self.rejoining: set[str] = set()
+        self.noticed: dict[str, float] = {}  # when each front end was last noticed down
+        self.retiring: dict[str, asyncio.Future[None]] = {}  # actors stopping in the background
+        self.restarts = 0  # crashed front ends started again by themselves
+        self.caught_up = 0  # writes sent to returning replicas by catch-ups
+        self.lost_in_recovery = 0  # surviving acknowledged writes quorum-loss recovery dropped
+        self.last_recovery_lost = 0  # the same, in the last quorum-loss recovery
 
     # --- start-up ---
 
-    async def start(self) -> PoolStatusInfo:
+    async def start(self, hold: str = "") -> PoolStatusInfo:
         """Start every front end; returns once the pool serves (or cannot start). The pool may
         start before the last front ends register (the first-start table asks for fewer):
-        their share of primaries is given to them once all have come up."""
+        their share of primaries is given to them once all have come up. A ``hold`` (e.g.
+        "provisioning 60 users") keeps every front end answering UNAVAILABLE with it, and
+        health NOT_SERVING, until ``release()``."""
+        self.hold = hold
         ids = self.opts.front_end_ids()
         await asyncio.gather(*(self._launch(fe) for fe in ids))
         async with self.lock:
@@ -86,6 +105,7 @@ class FabricActor:
         options: dict[str, Any] = {
             "num_cpus": 0,
             "max_concurrency": 100_000,
+            "max_restarts": -1 if self.opts.restart_delay >= 0 else 0,
             "name": f"poolsim-{self.opts.pool_name}-{fe_id}-{secrets.token_hex(3)}",
         }
         if nodes:
@@ -104,20 +124,37 @@ class FabricActor:
         return port, metrics_port
 
     async def _launch(self, fe_id: str) -> None:
+        stopping = self.retiring.pop(fe_id, None)
+        if stopping is not None:
+            await stopping  # its port is free again
         me = ray.get_runtime_context().current_actor
-        actor_class: Any = ray.remote(FrontEndActor)
+        remote: Any = ray.remote  # its overloads do not list concurrency_groups
+        actor_class: Any = remote(concurrency_groups=CONCURRENCY_GROUPS)(FrontEndActor)
         handle = actor_class.options(**self._options(fe_id)).remote(fe_id, self.opts, me)
         port, metrics_port = self._ports(fe_id)
+        await self._join(fe_id, handle, port, metrics_port)
+
+    async def _join(self, fe_id: str, handle: Handle, port: int, metrics_port: int) -> None:
+        """Start the front end on ``handle`` and register it with the replicas it brought."""
         rows = [self._row(u.id) for u in self.directory]
-        address, metrics_address = await asyncio.wait_for(
-            handle.start.remote(rows, port, metrics_port), START_TIMEOUT
+        fresh = not self.fabric.started
+        noticed = self.noticed.pop(fe_id, 0.0)
+        address, metrics_address, held = await asyncio.wait_for(
+            handle.start.remote(rows, port, metrics_port, fresh, noticed), START_TIMEOUT
         )
         self.ports[fe_id] = (int(address.rpartition(":")[2]), metrics_port)
         async with self.lock:
             self.handles[fe_id] = handle
             was_started = self.fabric.started
-            changes = self.fabric.register(fe_id, address, metrics_address, self.clock.monotonic())
+            now = self.clock.monotonic()
+            changes = self.fabric.register(fe_id, address, metrics_address, now, held)
             await self._apply(changes, first_start=not was_started and self.fabric.started)
+            if was_started and self.opts.rebalance_when_whole and self.fabric.whole:
+                moves = self.fabric.rebalance()
+                if moves:
+                    self.rebalances += 1
+                    log.warning("pool whole again: primaries rebalanced (%d moves)", len(moves))
+                    await self._apply(moves)
 
     def _row(self, user_id: int) -> UserRow:
         u = self.directory.by_id(user_id)
@@ -127,7 +164,13 @@ class FabricActor:
 
     # --- carrying out changes ---
 
-    async def _apply(self, changes: list[Change], *, first_start: bool = False) -> None:
+    async def _apply(
+        self,
+        changes: list[Change],
+        *,
+        first_start: bool = False,
+        died: frozenset[str] = frozenset(),
+    ) -> None:
         """Do what ``changes`` ask, in an order that loses nothing: data before the table
         that routes users to it, the table before copies (so writes after a copy follow it)."""
         if first_start:
@@ -148,12 +191,23 @@ class FabricActor:
                 await self._call(task.fe, "install", task.group, data.get(task.group, GroupData()))
         for change in changes:
             if isinstance(change, FrontEndChanged) and change.new is FrontEndState.DOWN:
-                await self._retire(change.fe)
+                await self._down(change.fe, died=change.fe in died)
         if any(isinstance(c, TableSwapped) for c in changes) or first_start:
             await self._push_table()
+        recovered = [c for c in changes if isinstance(c, GroupRecovered)]
+        if recovered:
+            log.warning(
+                "routing groups out of quorum loss, their replicas back: %s",
+                ", ".join(f"{c.group} ({c.primary} serving)" for c in recovered),
+            )
         for change in changes:
             if isinstance(change, CopyTask):
                 await self._call(change.from_fe, "copy_group", change.group, change.to_fe)
+            elif isinstance(change, CatchUpTask):
+                sent = await self._call(
+                    change.from_fe, "catch_up", change.group, change.to_fe, change.since
+                )
+                self.caught_up += max(0, sent or 0)
             elif isinstance(change, ReplicaDropped):
                 await self._call(change.fe, "drop_group", change.group)
 
@@ -171,8 +225,10 @@ class FabricActor:
         table = self.fabric.routing_table
         verdict = self.fabric.pool_serving()
         reason = "" if verdict.ok else verdict.detail
+        if self.hold:
+            reason = f"the pool is starting: {self.hold}; try again in a moment"
         handles = {fe: h for fe, h in self.handles.items() if fe in table.addresses}
-        counters = dataclasses.asdict(self.fabric.counters)
+        counters = self._counters()
         await asyncio.gather(
             *(
                 self._call(fe, "set_table", table, reason, handles, counters)
@@ -180,13 +236,70 @@ class FabricActor:
             )
         )
 
-    async def _retire(self, fe_id: str) -> None:
-        """``fe_id`` is down: stop its actor if it still runs, and forget it."""
+    async def _down(self, fe_id: str, *, died: bool) -> None:
+        """``fe_id`` is down. Stopped by the operator (or self-healing off): retire it.
+        Crashed: leave its actor to Ray's restart (forcing one if it hangs without having
+        died) and start it again after ``restart_delay``."""
+        delay = self.opts.restart_delay
+        self.noticed[fe_id] = self.clock.now()
+        if fe_id in self.stopping or delay < 0:
+            self.stopping.discard(fe_id)
+            answer_first = fe_id in self.answer_first
+            self.answer_first.discard(fe_id)
+            await self._retire(fe_id, wait=not answer_first)
+            return
         handle = self.handles.pop(fe_id, None)
         self.endpoints.pop(fe_id, None)
         self.signed_in.pop(fe_id, None)
         if handle is None:
             return
+        if not died:
+            with contextlib.suppress(Exception):
+                ray.kill(handle, no_restart=False)
+        self.restarting[fe_id] = (handle, self.clock.monotonic() + delay)
+        log.warning("%s crashed: Ray restarts it; it rejoins in %g s", fe_id, delay)
+
+    def _restart_due(self) -> None:
+        """Start again every crashed front end whose delay is over (one attempt at a time)."""
+        now = self.clock.monotonic()
+        for fe_id, (handle, due) in list(self.restarting.items()):
+            if now >= due and fe_id not in self.rejoining:
+                del self.restarting[fe_id]
+                self.rejoining.add(fe_id)
+                task = asyncio.get_running_loop().create_task(self._rejoin(fe_id, handle))
+                self.tasks.add(task)
+                task.add_done_callback(self.tasks.discard)
+
+    async def _rejoin(self, fe_id: str, handle: Handle) -> None:
+        try:
+            port, metrics_port = self._ports(fe_id)
+            await self._join(fe_id, handle, port, metrics_port)
+            self.restarts += 1
+            log.warning("%s restarted by itself and rejoined with its replicas", fe_id)
+        except Exception as exc:  # still restarting, or gone: try again next round
+            log.warning("%s: not restarted yet (%s); trying again", fe_id, exc)
+            retry = self.clock.monotonic() + self.opts.heartbeat_interval
+            self.restarting[fe_id] = (handle, retry)
+        finally:
+            self.rejoining.discard(fe_id)
+
+    async def _retire(self, fe_id: str, *, wait: bool = True) -> None:
+        """``fe_id`` is down: stop its actor if it still runs, and forget it. Without
+        ``wait`` the actor stops in the background: the call that asked (it may have come
+        through that very front end) is answered first, within its server's grace period;
+        starting it again waits for that stop."""
+        handle = self.handles.pop(fe_id, None)
+        self.endpoints.pop(fe_id, None)
+        self.signed_in.pop(fe_id, None)
+        if handle is None:
+            return
+        stopping = asyncio.ensure_future(self._stop_actor(handle))
+        self.retiring[fe_id] = stopping
+        if wait:
+            await stopping
+
+    @staticmethod
+    async def _stop_actor(handle: Handle) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(handle.stop.remote(), 5.0)
         with contextlib.suppress(Exception):
@@ -227,11 +340,16 @@ class FabricActor:
         async with self.lock:
             now = self.clock.monotonic()
             changes: list[Change] = []
+            died: set[str] = set()
             for fe, result in zip(handles, results, strict=True):
-                if fe not in self.handles:
-                    continue
+                if self.handles.get(fe) is not handles[fe]:
+                    continue  # stopped, or started again since: this answer is stale
                 if isinstance(result, ray.exceptions.RayActorError):
+                    died.add(fe)
                     changes += self.fabric.mark_dead(fe, "its Ray actor is gone")
+                elif result is None:
+                    died.add(fe)
+                    changes += self.fabric.mark_dead(fe, "its Ray actor was restarted")
                 elif not isinstance(result, BaseException):
                     freshness, endpoints, signed_in = result
                     self.endpoints[fe] = endpoints
@@ -242,22 +360,46 @@ class FabricActor:
                             self.fabric.report_freshness(fe, freshness)
             changes += self.fabric.check(now)
             if changes:
-                await self._apply(changes)
+                await self._apply(changes, died=frozenset(died))
+            self._restart_due()
 
     # --- what front ends ask (admin calls arrive at any front end and come here) ---
+
+    def _counters(self) -> dict[str, int]:
+        """The fabric's counters and the actor's own, for metrics and status."""
+        counters = dataclasses.asdict(self.fabric.counters)
+        counters["rebalances"] = self.rebalances
+        counters["restarts"] = self.restarts
+        counters["writes_caught_up"] = self.caught_up
+        counters["writes_lost_in_recovery"] = self.lost_in_recovery
+        counters["last_recovery_writes_lost"] = self.last_recovery_lost
+        return counters
 
     def _status(self) -> PoolStatusInfo:
         users: dict[int, int] = {}
         for u in self.directory:
             users[u.routing_group] = users.get(u.routing_group, 0) + 1
         known = set(self.fabric.front_ends())
-        return self.fabric.status(
+        status = self.fabric.status(
             users,
             {fe: n for fe, n in self.endpoints.items() if fe in known},
             self.clock.monotonic(),
             users_signed_in=sum(self.signed_in.values()),
             wall_now=self.clock.now(),
         )
+        status.extra.update({k: str(v) for k, v in self._counters().items()})
+        if self.hold:
+            status.extra["starting"] = self.hold
+            detail = f"starting, not serving yet: {self.hold}; {status.quorum_detail}"
+            status = dataclasses.replace(status, quorum_detail=detail)
+        return status
+
+    async def release(self) -> PoolStatusInfo:
+        """The wait ``start(hold=...)`` named is over: serve."""
+        async with self.lock:
+            self.hold = ""
+            await self._push_table()
+        return self._status()
 
     async def status(self) -> PoolStatusInfo:
         """The pool now: endpoint counts are asked of every front end, not taken from the last
@@ -268,7 +410,7 @@ class FabricActor:
             return_exceptions=True,
         )
         for fe, result in zip(handles, results, strict=True):
-            if not isinstance(result, BaseException) and fe in self.handles:
+            if isinstance(result, tuple) and self.handles.get(fe) is handles[fe]:
                 _, self.endpoints[fe], self.signed_in[fe] = result
         return self._status()
 
@@ -307,17 +449,23 @@ class FabricActor:
         return list(self.store.list_cdr(since))
 
     @answers
-    async def stop_front_end(self, fe_id: str, crash: bool) -> PoolStatusInfo:
+    async def stop_front_end(self, fe_id: str, crash: bool, via: str = "") -> PoolStatusInfo:
+        """``via``: the front end the request came through; if it is the one stopped, its
+        actor stops in the background, after this call has been answered."""
         async with self.lock:
             state = self.fabric.state_of(fe_id)  # NotFound for an unknown id
             if state not in (FrontEndState.UP, FrontEndState.DRAINING):
                 raise FailedPrecondition(f"front end {fe_id} is {state.value}: nothing to stop")
             handle = self.handles.get(fe_id)
             if crash:
-                # as a power cut: the fabric finds out the way it would (Ray's death signal)
+                # as a power cut: the fabric finds out the way it would (Ray's death signal),
+                # and Ray restarts the actor (self-healing) unless restart_delay is negative
                 if handle is not None:
-                    ray.kill(handle)
+                    ray.kill(handle, no_restart=self.opts.restart_delay < 0)
                 return self._status()
+            self.stopping.add(fe_id)
+            if via == fe_id:
+                self.answer_first.add(fe_id)
             now = self.clock.monotonic()
             await self._apply(self.fabric.stop(fe_id, graceful=True, now=now))
             # its groups moved and the table push signed its users out: the drain is over
@@ -330,6 +478,14 @@ class FabricActor:
             if fe_id in self.handles:
                 state = self.fabric.state_of(fe_id)
                 raise FailedPrecondition(f"front end {fe_id} is {state.value}: it is running")
+            if fe_id in self.rejoining:
+                raise FailedPrecondition(
+                    f"front end {fe_id} crashed and is being started again by itself: wait"
+                )
+            parked = self.restarting.pop(fe_id, None)
+            if parked is not None:  # the operator is quicker than the restart delay
+                with contextlib.suppress(Exception):
+                    ray.kill(parked[0])
             if fe_id not in self.opts.front_end_ids():
                 raise NotFound(
                     f"front end {fe_id} is not in pool {self.opts.pool_name}: its front ends are "
@@ -343,17 +499,65 @@ class FabricActor:
     async def reset(self, kind: ResetType, fe_id: str) -> tuple[list[int], PoolStatusInfo]:
         async with self.lock:
             target = fe_id if kind is ResetType.MACHINE_STATE_REMOVED else None
+            lacking: dict[int, int] = {}
+            if kind is ResetType.QUORUM_LOSS_RECOVERY and self.fabric.started:
+                lacking = await self._lacking_from_backup()
             changes = self.fabric.reset(kind, fe_id=target)
             await self._apply(changes)
+            if kind in (ResetType.QUORUM_LOSS_RECOVERY, ResetType.FROM_REPLICAS):
+                self._report_recovery(kind, lacking)
         reloaded = sorted(c.group for c in changes if isinstance(c, ReloadTask))
         return reloaded, self._status()
+
+    async def _lacking_from_backup(self) -> dict[int, int]:
+        """For every group in quorum loss with a surviving replica: how many of the writes it
+        holds the back-end backup lacks (what reloading it from the backup loses)."""
+        placement = self.fabric.placement
+        if placement is None:
+            return {}
+        survivors = {g: placement[g].primary for g in self.fabric.lost_groups}
+        survivors = {g: fe for g, fe in survivors.items() if fe}
+        if not survivors:
+            return {}
+        backup = self._backend_groups()
+        out: dict[int, int] = {}
+        for g, fe in survivors.items():
+            data = await self._call(fe, "group_data", g)
+            if isinstance(data, GroupData):
+                out[g] = data.lacking_from(backup.get(g, GroupData()))
+        return out
+
+    def _report_recovery(self, kind: ResetType, lacking: dict[int, int]) -> None:
+        lost = sum(lacking.values())
+        self.last_recovery_lost = lost
+        self.lost_in_recovery += lost
+        if kind is ResetType.FROM_REPLICAS:
+            log.warning("quorum-loss recovery from the surviving replicas: nothing lost")
+        elif lost:
+            groups = ", ".join(f"{g}: {n}" for g, n in sorted(lacking.items()) if n)
+            log.warning(
+                "quorum-loss recovery reloaded the back-end backup, which lacked %d "
+                "acknowledged writes that surviving replicas held (by group: %s); "
+                "QUORUM_LOSS_RECOVERY_FROM_REPLICAS would have kept them",
+                lost,
+                groups,
+            )
+        else:
+            log.warning("quorum-loss recovery: the backup held every surviving write")
 
     async def shutdown(self) -> None:
         """Stop every front end (signing users out, flushing records), then the store."""
         if self.heartbeats is not None:
             self.heartbeats.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        for handle, _ in self.restarting.values():
+            with contextlib.suppress(Exception):
+                ray.kill(handle)
+        self.restarting.clear()
         async with self.lock:
             await asyncio.gather(*(self._retire(fe) for fe in list(self.handles)))
+            await asyncio.gather(*self.retiring.values(), return_exceptions=True)
             self.store.close()
 
     async def handles_of(self) -> dict[str, Handle]:

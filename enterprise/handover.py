@@ -53,10 +53,12 @@ class Handover:
         """A routing table from the fabric (see the module docstring)."""
         routing = self.routing
         old = routing.table
-        if old is not None and table.version <= old.version:
+        if old is not None and table.version < old.version:
+            return
+        routing.pool_reason = pool_reason  # may change alone (a pool held while it starts)
+        if old is not None and table.version == old.version:
             return
         routing.table = table
-        routing.pool_reason = pool_reason
         self._end_moved_conversations()
         fe_id = routing.fe_id
         moved: set[int] = set()

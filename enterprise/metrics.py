@@ -31,6 +31,14 @@ _COUNTERS = {
     "rebuilds": "Replica copies made to rebuild missing secondaries",
     "reloads": "Routing groups reloaded from the back-end store",
     "primary_moves": "Primaries moved by rebalancing",
+    "catch_ups": "Returning replicas brought up to date with only the writes they missed",
+    "recoveries": "Routing groups out of quorum loss because their replicas came back",
+    "rebalances": "Times primaries were rebalanced on their own once the pool was whole again",
+    "restarts": "Crashed front ends started again by themselves (Ray's actor restart)",
+    "writes_caught_up": "Writes sent to returning replicas to bring them up to date",
+    "writes_lost_in_recovery": (
+        "Acknowledged writes held by surviving replicas and lost to quorum-loss recovery"
+    ),
 }
 
 

@@ -165,6 +165,7 @@ class FrontEndNode:
     def _signed_out(self, ep: Endpoint, reason: str) -> None:
         """Engine hook, before the sign-out: tell the front ends that hold stand-ins of ``ep``
         and the hosts of invitations nobody here can answer now."""
+        self.store.deregistered(ep.id)
         directory = self.engine.directory
         routing = self.routing
         holders: set[str] = set()
@@ -195,6 +196,9 @@ class FrontEndNode:
     async def copy_group(self, group: int, to_fe: str) -> None:
         await self.replication.copy_group(group, to_fe)
 
+    async def catch_up(self, group: int, to_fe: str, since: int) -> int:
+        return await self.replication.catch_up(group, to_fe, since)
+
     def drop_group(self, group: int) -> None:
         self.replication.drop_group(group)
 
@@ -211,6 +215,7 @@ class FrontEndNode:
         user = await asyncio.to_thread(self.engine.check_password, uri, password)
         self.routing.check_home_for_sign_in(user)
         ep = self.engine.sign_in(user, device)
+        self.store.registered(ep.id, user.uri, device, ep.registered_at)
         invited = self.memberships.invited.get(user.id, {})
         for conversation_id, record in list(invited.items()):
             if conversation_id in user.invitations:
@@ -442,7 +447,7 @@ class FrontEndNode:
         return await self.fabric.call_detail_records(since)
 
     async def stop_front_end(self, front_end_id: str, crash: bool) -> PoolStatusInfo:
-        return await self.fabric.stop_front_end(front_end_id, crash)
+        return await self.fabric.stop_front_end(front_end_id, crash, self.fe_id)
 
     async def start_front_end(self, front_end_id: str) -> PoolStatusInfo:
         return await self.fabric.start_front_end(front_end_id)

@@ -20,6 +20,7 @@ from pool.config import EngineConfig
 
 FRONT_ENDS = 3
 BACKUP_INTERVAL = 60.0  # seconds between a primary's lazy backups to the back-end store
+RESTART_DELAY = 2.0  # seconds before a crashed front end is started again (assumed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +38,11 @@ class PoolOptions:
     heartbeat_misses: int = HEARTBEAT_MISSES
     backup_interval: float = BACKUP_INTERVAL
     data_dir: Path = Path("poolsim-data")
-    durability: str = "normal"
+    durability: str = "normal"  # of the back-end store and every front end's local store
+    rebalance_when_whole: bool = True  # rebalance primaries once every front end is back
+    #: seconds before a front end that crashed (not one an operator stopped) is started again
+    #: through Ray's own actor restart; negative: never (an operator runs StartFrontEnd)
+    restart_delay: float = RESTART_DELAY
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     engine: EngineConfig = field(default_factory=EngineConfig)
     tls: TlsPem | None = field(default=None, repr=False)  # every front end serves TLS with it

@@ -40,7 +40,11 @@ class EnterprisePool:
     status: PoolStatusInfo
 
     @classmethod
-    async def start(cls, opts: PoolOptions, ray_address: str | None = None) -> EnterprisePool:
+    async def start(
+        cls, opts: PoolOptions, ray_address: str | None = None, *, hold: str = ""
+    ) -> EnterprisePool:
+        """Start a pool; with ``hold``, it answers UNAVAILABLE naming it (and health
+        NOT_SERVING) until ``call("release")``."""
         connect(ray_address)
         # the back-end store lives here, on this machine: the fabric runs on this node
         opts = replace(opts, data_dir=opts.data_dir.resolve())
@@ -54,7 +58,7 @@ class EnterprisePool:
             scheduling_strategy=NodeAffinitySchedulingStrategy(here, soft=True),
         )
         fabric = actor.remote(opts)
-        status: PoolStatusInfo = await fabric.start.remote()
+        status: PoolStatusInfo = await fabric.start.remote(hold)
         return cls(fabric, opts, status)
 
     @property
@@ -95,7 +99,8 @@ async def serve(opts: EnterpriseServeOptions, *, stop: asyncio.Event | None = No
     pool_opts = replace(pool_opts, admin_token=token)
     where = opts.ray_address or "a new local Ray instance"
     print(f"poolsim enterprise edition: starting {pool_opts.front_ends} front ends on {where}")
-    pool = await EnterprisePool.start(pool_opts, opts.ray_address)
+    hold = f"provisioning {opts.users} users" if opts.users else ""
+    pool = await EnterprisePool.start(pool_opts, opts.ray_address, hold=hold)
     try:
         if opts.users:
             result, _ = await pool.call(
@@ -105,6 +110,7 @@ async def serve(opts: EnterpriseServeOptions, *, stop: asyncio.Event | None = No
                 f"users: {result.created} provisioned, {result.already_existed} already there "
                 f"({result.first_uri} .. {result.last_uri})"
             )
+        await pool.call("release")  # ready means ready: only now does any front end serve
         status = await pool.refresh()
         for fe in status.front_ends:
             metrics = f"  metrics http://{fe.metrics_address}/metrics" if fe.metrics_address else ""

@@ -7,16 +7,27 @@ primary's engine writes through ``ReplicatingStore``, which applies each write t
 copy at once and queues it for the group's secondaries (``take_pending``) and for the lazy
 backup to the back-end store (``take_dirty``). Transient data (machine and idle state,
 calendar, phone, IM text) never comes here.
+
+With a ``LocalReplicaStore`` (``enterprise.local_store``), every replica is also kept on the
+front end's own disk: a primary's writes when they are taken for shipping (so before the call
+that made them is acknowledged), a secondary's when it applies them (before it answers), whole
+copies when installed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias, TypeVar
 
 from pool.cdr import CdrRecord, StoredRecord
 from pool.store import ConferenceRow, ContactRow, PresenceRow, UserRow
+
+if TYPE_CHECKING:
+    from enterprise.local_store import LocalReplicaStore
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +77,20 @@ class GroupData:
     def snapshot(self) -> GroupData:
         return GroupData(self.seq, dict(self.contacts), dict(self.presence), dict(self.conferences))
 
+    def lacking_from(self, backup: GroupData) -> int:
+        """Rows (contact entries, presence rows, conference rosters) this replica holds that
+        ``backup`` lacks or holds otherwise, a removal included: the writes a reload from
+        ``backup`` would lose."""
+        return (
+            _differing(self.contacts, backup.contacts)
+            + _differing(self.presence, backup.presence)
+            + _differing(self.conferences, backup.conferences)
+        )
+
+
+def _differing(mine: Mapping[K, V], theirs: Mapping[K, V]) -> int:
+    return sum(1 for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+
 
 @dataclass(slots=True)
 class Dirty:
@@ -95,9 +120,12 @@ class ReplicatingStore:
     those methods are empty; call detail records queue for the back-end store.
     """
 
-    def __init__(self, group_of: Callable[[int], int]) -> None:
+    def __init__(
+        self, group_of: Callable[[int], int], local: LocalReplicaStore | None = None
+    ) -> None:
         self._group_of = group_of
-        self.groups: dict[int, GroupData] = {}
+        self.local = local
+        self.groups: dict[int, GroupData] = local.load() if local is not None else {}
         self._pending: dict[int, list[Write]] = {}
         self._dirty: dict[int, Dirty] = {}
         self.cdrs: list[tuple[float, CdrRecord]] = []
@@ -135,7 +163,42 @@ class ReplicatingStore:
     def take_pending(self) -> dict[int, tuple[int, list[Write]]]:
         """Writes not yet shipped to secondaries, by group, with the group's sequence."""
         pending, self._pending = self._pending, {}
-        return {g: (self.groups[g].seq, writes) for g, writes in pending.items()}
+        batches = {g: (self.groups[g].seq, writes) for g, writes in pending.items()}
+        if self.local is not None:
+            self.local.write_batches(batches)
+        return batches
+
+    def apply_replicated(self, group: int, seq: int, writes: Iterable[Write]) -> None:
+        """Writes from ``group``'s primary, up to its ``seq`` (this is a secondary): durable
+        here before this returns."""
+        writes = tuple(writes)
+        data = self.group(group)
+        for write in writes:
+            data.apply(write)
+        data.seq = max(data.seq, seq)
+        if self.local is not None:
+            self.local.write_batches({group: (data.seq, writes)})
+
+    def install(self, group: int, data: GroupData) -> None:
+        """Hold ``data`` as the whole of ``group`` (a copy or a reload)."""
+        self.groups[group] = data
+        self._pending.pop(group, None)
+        if self.local is not None:
+            self.local.replace_group(group, data)
+
+    def changes_since(self, group: int, seq: int) -> tuple[int, list[Write]] | None:
+        """What a replica of ``group`` at ``seq`` missed (``LocalReplicaStore.changes_since``);
+        ``None`` without a local store or when only a whole copy will do."""
+        if self.local is None:
+            return None
+        self.take_pending_for(group)
+        return self.local.changes_since(group, seq)
+
+    def take_pending_for(self, group: int) -> None:
+        """Make ``group``'s pending writes durable here now (they still ship as usual)."""
+        writes = self._pending.get(group)
+        if writes and self.local is not None:
+            self.local.write_batches({group: (self.groups[group].seq, list(writes))})
 
     def take_dirty(self) -> list[Backup]:
         dirty, self._dirty = self._dirty, {}
@@ -153,10 +216,22 @@ class ReplicatingStore:
             out.append(Backup(g, rows, deleted, presence, conferences, ended))
         return out
 
+    def registered(self, endpoint_id: str, user_uri: str, device: str, at: float) -> None:
+        """An endpoint signed in here (kept on disk: if this front end crashes, its call
+        detail record is written when it comes back)."""
+        if self.local is not None:
+            self.local.register(endpoint_id, user_uri, device, at)
+
+    def deregistered(self, endpoint_id: str) -> None:
+        if self.local is not None:
+            self.local.deregister(endpoint_id)
+
     def drop(self, group: int) -> None:
         self.groups.pop(group, None)
         self._pending.pop(group, None)
         self._dirty.pop(group, None)
+        if self.local is not None:
+            self.local.drop(group)
 
     # --- the Store protocol ---
 

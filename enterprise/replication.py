@@ -78,10 +78,7 @@ class Replication:
 
     def apply(self, message: Replicate) -> None:
         """Writes from ``message.group``'s primary (this is a secondary)."""
-        data = self.store.group(message.group)
-        for write in message.writes:
-            data.apply(write)
-        data.seq = max(data.seq, message.seq)
+        self.store.apply_replicated(message.group, message.seq, message.writes)
 
     # --- replicas, directed by the fabric ---
 
@@ -94,7 +91,7 @@ class Replication:
 
     def install(self, group: int, data: GroupData) -> None:
         """Hold ``data`` as this front end's copy of ``group`` (a copy or a reload)."""
-        self.store.groups[group] = data
+        self.store.install(group, data)
         if group in self.routing.loaded:
             self.load(group)
 
@@ -103,6 +100,19 @@ class Replication:
         after this go to it through the same link, so arrive after the copy."""
         snapshot = self.store.group(group).snapshot()
         await self.links.replicas_to(to_fe).request(Install(group, snapshot))
+
+    async def catch_up(self, group: int, to_fe: str, since: int) -> int:
+        """Send ``to_fe`` (a secondary back with its replica of ``group`` at ``since``) only
+        the writes it missed, or a whole copy if this primary cannot tell what those are.
+        Returns the number of writes sent (-1: a whole copy)."""
+        missed = self.store.changes_since(group, since)
+        if missed is None:
+            await self.copy_group(group, to_fe)
+            return -1
+        seq, writes = missed
+        if writes or seq > since:
+            await self.links.replicas_to(to_fe).request(Replicate(group, seq, tuple(writes)))
+        return len(writes)
 
     def drop_group(self, group: int) -> None:
         if group not in self.routing.loaded:

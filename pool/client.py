@@ -63,6 +63,7 @@ RESET_TYPES: dict[str, apb.ResetType.ValueType] = {
     "quorum-loss-recovery": apb.RESET_TYPE_QUORUM_LOSS_RECOVERY,
     "full-reset": apb.RESET_TYPE_FULL_RESET,
     "machine-state-removed": apb.RESET_TYPE_MACHINE_STATE_REMOVED,
+    "quorum-loss-recovery-from-replicas": apb.RESET_TYPE_QUORUM_LOSS_RECOVERY_FROM_REPLICAS,
 }
 
 

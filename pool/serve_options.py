@@ -74,6 +74,22 @@ def add_arguments(p: argparse.ArgumentParser, editions: Sequence[str]) -> None:
         default="60s",
         help="between lazy backups to the back-end store",
     )
+    e.add_argument(
+        "--restart-delay",
+        type=parse_duration,
+        default="2s",
+        help="before a crashed front end is started again by itself (Ray's actor restart)",
+    )
+    e.add_argument(
+        "--no-restart",
+        action="store_true",
+        help="never restart a crashed front end by itself (StartFrontEnd does)",
+    )
+    e.add_argument(
+        "--no-rebalance",
+        action="store_true",
+        help="leave primaries where fail-overs put them once every front end is back",
+    )
     p.add_argument(
         "--data-dir",
         type=Path,

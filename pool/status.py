@@ -33,6 +33,9 @@ class ResetType(Enum):
     QUORUM_LOSS_RECOVERY = "QuorumLossRecovery"
     FULL_RESET = "FullReset"
     MACHINE_STATE_REMOVED = "MachineStateRemoved"
+    #: poolsim's own: quorum-loss recovery from the freshest surviving replica (Lync reloads
+    #: from the back end, losing what was not backed up)
+    FROM_REPLICAS = "QuorumLossRecoveryFromReplicas"
 
 
 @dataclass(frozen=True, slots=True)

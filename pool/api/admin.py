@@ -26,6 +26,7 @@ RESET_TYPES = {
     apb.RESET_TYPE_QUORUM_LOSS_RECOVERY: ResetType.QUORUM_LOSS_RECOVERY,
     apb.RESET_TYPE_FULL_RESET: ResetType.FULL_RESET,
     apb.RESET_TYPE_MACHINE_STATE_REMOVED: ResetType.MACHINE_STATE_REMOVED,
+    apb.RESET_TYPE_QUORUM_LOSS_RECOVERY_FROM_REPLICAS: ResetType.FROM_REPLICAS,
 }
 
 
@@ -129,7 +130,8 @@ class PoolAdminServicer(apb_grpc.PoolAdminServicer, Handler):
         if reset_type is None:
             raise InvalidArgument(
                 f"reset_type {request.reset_type} is not a reset: use SERVICE_RESET, "
-                "QUORUM_LOSS_RECOVERY, FULL_RESET or MACHINE_STATE_REMOVED"
+                "QUORUM_LOSS_RECOVERY, FULL_RESET, MACHINE_STATE_REMOVED or "
+                "QUORUM_LOSS_RECOVERY_FROM_REPLICAS"
             )
         reloaded, status = await self.service.reset_registrar_state(
             reset_type, request.front_end_id

@@ -102,6 +102,14 @@ class FrontEndServer:
             delay = TICK_MAX if deadline is None else deadline - engine.clock.monotonic()
             await asyncio.sleep(min(max(delay, 0.001), TICK_MAX))
 
+    async def set_serving(self, serving: bool) -> None:
+        """What the health service answers for the server and each of its services."""
+        status = health_pb2.HealthCheckResponse.SERVING
+        if not serving:
+            status = health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", *SERVICE_NAMES):
+            await self.health.set(name, status)
+
     async def stop(self, grace: float = 5.0) -> None:
         """Stop accepting, sign every endpoint out (ending their streams), then stop."""
         await self.health.enter_graceful_shutdown()
@@ -124,8 +132,11 @@ async def start_front_end(
     metrics: Metrics | None = None,
     tls: TlsFiles | TlsPem | None = None,
     service: PoolService | None = None,
+    serving: bool = True,
 ) -> FrontEndServer:
-    """``service`` answers the RPCs (Enterprise's front end); by default the engine alone."""
+    """``service`` answers the RPCs (Enterprise's front end); by default the engine alone.
+    ``serving=False``: health says NOT_SERVING until ``FrontEndServer.set_serving(True)``
+    (an Enterprise front end, until its pool serves)."""
     service = service or LocalService(engine)
     server = grpc.aio.server(options=SERVER_OPTIONS)
     add_services(
@@ -162,6 +173,6 @@ async def start_front_end(
         raise OSError(busy)
     await server.start()
     engine.address = f"{host}:{bound}" if ":" not in host else f"[{host}]:{bound}"
-    for name in ("", *SERVICE_NAMES):
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return FrontEndServer(engine, server, bound, health_servicer)
+    front_end = FrontEndServer(engine, server, bound, health_servicer)
+    await front_end.set_serving(serving)
+    return front_end

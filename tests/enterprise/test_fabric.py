@@ -530,8 +530,8 @@ def test_routing_group_quorum_loss_and_quorum_loss_recovery() -> None:
     assert fabric.pool_serving().ok  # 3 of 5 running
     g = expected_lost[0]
     assert fabric.group_serving(g).detail == (
-        f"routing group {g} has lost quorum: 1 of 3 replicas running; "
-        "run ResetPoolRegistrarState(QUORUM_LOSS_RECOVERY)"
+        f"routing group {g} has lost quorum: 1 of 3 replicas running; start the front ends "
+        "that held its replicas, or run ResetPoolRegistrarState(QUORUM_LOSS_RECOVERY)"
     )
     assert fabric.routing_table.home_of(g) == ""
     assert fabric.routing_table.reason_of(g) == fabric.group_serving(g).detail

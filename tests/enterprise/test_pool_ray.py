@@ -8,28 +8,42 @@ Waits are on conditions with generous deadlines, never on sleeps.
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import signal
 import urllib.request
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from typing import Any
 
+import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from enterprise.options import PoolOptions
+from enterprise.pool import EnterprisePool
 from pool import errors
 from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool.api.server import TlsFiles
+from pool.cdr import RegistrationRecord
 from pool.client import AdminClient, PoolClient, Session, TransportError
-from tests.conftest import PASSWORD, eventually, uri
+from pool.clock import SystemClock
+from pool.config import EngineConfig
+from tests.conftest import ADMIN_TOKEN, DOMAIN, PASSWORD, eventually, uri
 from tests.contract.helpers import inbox
 from tests.pki import Pki, channel_credentials
 from tests.ray_pool import RayPool, start_enterprise
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
 
+LOCAL_SUBCHANNELS = ("grpc.use_local_subchannel_pool", 1)
+
 
 @pytest.fixture
 async def pool(tmp_path: Path) -> AsyncIterator[RayPool]:
-    p = await start_enterprise(tmp_path, users=12, backup_interval=3600.0)
+    # self-healing off: these tests watch what the pool does while a front end stays down
+    p = await start_enterprise(tmp_path, users=12, backup_interval=3600.0, restart_delay=-1.0)
     try:
         yield p
     finally:
@@ -174,12 +188,18 @@ async def _backup(pool: RayPool) -> None:
     await asyncio.gather(*(h.backup.remote() for h in handles.values()))
 
 
-async def test_pool_quorum_loss_and_group_quorum_loss_recovery(pool: RayPool) -> None:
+async def test_two_front_ends_crash_and_come_back_with_their_replicas(pool: RayPool) -> None:
+    """Lync's runbook without a reset: crash two of three front ends (pool quorum lost, every
+    group down to one replica), start them again: they bring their replicas back from their
+    local stores, every group is served and healthy again, primaries are balanced, and every
+    acknowledged write is there, also those never backed up."""
     sessions = [await pool.sign_in(i) for i in range(12)]
     for s in sessions:
         await s.publish_presence(9500, note=f"saved {s.user_uri}")
         await s.add_contact(uri(0, "fabrikam.com"))
-    await _backup(pool)  # what quorum-loss recovery will reload
+    await _backup(pool)
+    for s in sessions:  # acknowledged and replicated, never backed up (backups hourly)
+        await s.publish_presence(12500, note=f"before crash {s.user_uri}")
     up = await homes(pool)
     survivor = next(fe for fe, address in up.items() if address == pool.client.address)
     victims = sorted(fe for fe in up if fe != survivor)
@@ -188,33 +208,192 @@ async def test_pool_quorum_loss_and_group_quorum_loss_recovery(pool: RayPool) ->
 
     async def lost() -> bool:
         status = await admin(pool).status()
-        return status.quorum == apb.QUORUM_STATE_LOST
+        return status.quorum == apb.QUORUM_STATE_LOST and not any(
+            f.state == apb.FRONT_END_STATE_UP for f in status.front_ends if f.id in victims
+        )
 
     await eventually(lost, deadline=30, what="pool quorum lost")
+    status = await admin(pool).status()
+    assert "pool quorum lost: 1 of 3 front ends running" in status.quorum_detail
     on_survivor = next(s for s in sessions if s.front_end_id == survivor)
-    with pytest.raises(errors.Unavailable, match="pool quorum lost: 1 of 3 front ends running"):
+    with pytest.raises(errors.Unavailable):  # the client tries the others too: any says so
         await on_survivor.get_presence([on_survivor.user_uri])
 
     await admin(pool).start_front_end(victims[0])
+    status = await admin(pool).status()
+    assert status.quorum == apb.QUORUM_STATE_HAS_QUORUM
+    assert all(g.state == apb.ROUTING_GROUP_STATE_DEGRADED for g in status.routing_groups)
+    assert int(status.details["recoveries"]) == len(status.routing_groups)
+    await admin(pool).start_front_end(victims[1])
 
-    async def quorum_back() -> bool:
-        status = await admin(pool).status()
-        return status.quorum == apb.QUORUM_STATE_HAS_QUORUM
+    status = await admin(pool).status()
+    assert all(g.state == apb.ROUTING_GROUP_STATE_HEALTHY for g in status.routing_groups)
+    primaries = [f.primaries for f in status.front_ends]
+    assert max(primaries) - min(primaries) <= 1, primaries
+    assert int(status.details["reloads"]) == 0
+    assert int(status.details["rebalances"]) >= 1
+    # a new client with channels of its own: gRPC shares connections to an address across
+    # a process, and those to the crashed front ends are in its reconnect backoff (up to
+    # two minutes), a client matter, not the pool's
+    async with PoolClient(pool.addresses, options=[LOCAL_SUBCHANNELS]) as later:
+        fresh = [await later.sign_in(uri(i), PASSWORD) for i in range(12)]
+        views = await fresh[0].get_presence([s.user_uri for s in sessions])
+        assert {v.user_uri: v.note for v in views} == {
+            s.user_uri: f"before crash {s.user_uri}" for s in sessions
+        }
+        for s in fresh:
+            assert [c.user_uri for c in await s.list_contacts()] == [uri(0, "fabrikam.com")]
 
-    await eventually(quorum_back, deadline=30, what="pool quorum regained")
+
+async def _count(records: Awaitable[list[Any]], n: int) -> bool:
+    return len(await records) >= n
+
+
+async def notes(pool: RayPool, users: int) -> list[str]:
+    """Every user's note, each signed in (an offline user shows none), by a new client."""
+    async with PoolClient(pool.addresses, options=[LOCAL_SUBCHANNELS]) as later:
+        sessions = [await later.sign_in(uri(i), PASSWORD) for i in range(users)]
+        views = await sessions[0].get_presence([uri(i) for i in range(users)])
+        return [v.note for v in views]
+
+
+async def test_quorum_loss_recovery_says_what_the_backup_lacked_or_keeps_the_replicas(
+    pool: RayPool, tmp_path: Path
+) -> None:
+    """Two front ends lose their disks as well: their groups stay in quorum loss (the message
+    says what would end it). QUORUM_LOSS_RECOVERY reloads the backup and reports the
+    acknowledged writes the survivor held that the backup lacked; the same loss again, with
+    QUORUM_LOSS_RECOVERY_FROM_REPLICAS, loses nothing."""
+    sessions = [await pool.sign_in(i) for i in range(12)]
+    for s in sessions:
+        await s.publish_presence(3500, note=f"saved {s.user_uri}")
+    await _backup(pool)
+    for s in sessions:
+        await s.publish_presence(12500, note=f"before crash {s.user_uri}")
+    up = await homes(pool)
+    survivor = next(fe for fe, address in up.items() if address == pool.client.address)
+    victims = sorted(fe for fe in up if fe != survivor)
+
+    async def crash_and_lose_disks(fes: list[str]) -> None:
+        for fe in fes:
+            await admin(pool).stop_front_end(fe, mode="crash")
+
+        async def down() -> bool:
+            status = await admin(pool).status()
+            return all(
+                f.state == apb.FRONT_END_STATE_DOWN for f in status.front_ends if f.id in fes
+            )
+
+        await eventually(down, deadline=30, what=f"{fes} down")
+        for fe in fes:
+            shutil.rmtree(tmp_path / fe)
+        await admin(pool).start_front_end(fes[0])
+
+    await crash_and_lose_disks(victims)
     status = await admin(pool).status()
     assert all(g.state == apb.ROUTING_GROUP_STATE_QUORUM_LOSS for g in status.routing_groups)
-    with pytest.raises(errors.Unavailable, match="routing group"):
-        await pool.sign_in(0)
+    assert "start the front ends that held its replicas, or run" in status.quorum_detail
 
     reply = await admin(pool).reset_pool_registrar_state("quorum-loss-recovery")
+
     assert sorted(reply.reloaded_groups) == [g.id for g in status.routing_groups]
-    # every user is served again, with what was backed up
-    fresh = [await pool.sign_in(i) for i in range(12)]
-    views = await fresh[0].get_presence([s.user_uri for s in sessions])
-    assert all(v.note == f"saved {v.user_uri}" for v in views)
-    for s in fresh:
-        assert [c.user_uri for c in await s.list_contacts()] == [uri(0, "fabrikam.com")]
+    assert reply.status.details["last_recovery_writes_lost"] == "12"  # the 12 notes
+    assert reply.status.details["writes_lost_in_recovery"] == "12"
+    assert await notes(pool, 12) == [f"saved {uri(i)}" for i in range(12)]
+
+    await admin(pool).start_front_end(victims[1])
+    async with PoolClient(pool.addresses, options=[LOCAL_SUBCHANNELS]) as later:
+        fresh = [await later.sign_in(uri(i), PASSWORD) for i in range(12)]
+        for s in fresh:
+            await s.publish_presence(6500, note=f"after {s.user_uri}")
+    await crash_and_lose_disks(victims)
+
+    reply = await admin(pool).reset_pool_registrar_state("quorum-loss-recovery-from-replicas")
+
+    assert list(reply.reloaded_groups) == []
+    assert reply.status.details["last_recovery_writes_lost"] == "0"
+    assert all(g.state != apb.ROUTING_GROUP_STATE_QUORUM_LOSS for g in reply.status.routing_groups)
+    assert await notes(pool, 12) == [f"after {uri(i)}" for i in range(12)]
+
+
+async def test_a_killed_front_end_restarts_by_itself_catches_up_and_gets_primaries_back(
+    tmp_path: Path,
+) -> None:
+    """kill -9 of a front end's process: its groups fail over, Ray restarts the actor, it
+    rejoins with the replicas in its local store, catches up with the writes made while it
+    was down, and primaries are rebalanced; every acknowledged write is readable."""
+    p = await start_enterprise(tmp_path, users=12, backup_interval=3600.0, restart_delay=0.5)
+    try:
+        sessions = [await p.sign_in(i) for i in range(12)]
+        up = await homes(p)
+        victim = next(fe for fe, address in up.items() if address != p.client.address)
+        handles = await p.pool.fabric.handles_of.remote()
+        pid = await handles[victim].pid.remote()
+        for s in sessions:
+            await s.publish_presence(3500, note=f"before {s.user_uri}")
+        # a front end whose loop is blocked for 3 s (heartbeats time out after 1.5 s) is
+        # busy, not dead: its heartbeats answer on their own thread
+        await handles[victim].freeze_loop.remote(3.0)
+        status = await admin(p).status()
+        assert {f.id: f.state for f in status.front_ends}[victim] == apb.FRONT_END_STATE_UP
+        assert status.details["promotions"] == "0"
+
+        lost = {s.endpoint_id: s.user_uri for s in sessions if s.front_end_id == victim}
+        assert lost
+        killed_at = SystemClock().now()
+        os.kill(pid, signal.SIGKILL)
+
+        async def failed_over() -> bool:
+            status = await admin(p).status()
+            return all(g.primary != victim for g in status.routing_groups)
+
+        await eventually(failed_over, deadline=30, what=f"{victim}'s groups failed over")
+        for s in sessions:  # while it is down or catching up: its replicas miss these
+            await s.publish_presence(6500, note=f"while down {s.user_uri}")
+
+        async def healed() -> bool:
+            status = await admin(p).status()
+            states = {f.id: f.state for f in status.front_ends}
+            primaries = [f.primaries for f in status.front_ends]
+            return (
+                states[victim] == apb.FRONT_END_STATE_UP
+                and int(status.details["restarts"]) >= 1
+                and all(g.state == apb.ROUTING_GROUP_STATE_HEALTHY for g in status.routing_groups)
+                and max(primaries) - min(primaries) <= 1
+            )
+
+        await eventually(healed, deadline=60, what=f"{victim} restarted, caught up, rebalanced")
+        status = await admin(p).status()
+        assert int(status.details["catch_ups"]) >= 1
+        assert int(status.details["rebalances"]) >= 1
+        assert int(status.details["reloads"]) == 0
+        assert await handles[victim].pid.remote() != pid  # the same actor, a new process
+
+        async def failure_records() -> list[Any]:
+            stored = await p.pool.call("call_detail_records", 0.0)
+            return [
+                r.record
+                for r in stored
+                if isinstance(r.record, RegistrationRecord)
+                and r.record.deregister_reason == "front-end-failure"
+            ]
+
+        await eventually(
+            lambda: _count(failure_records(), len(lost)), deadline=30, what="failure records"
+        )
+        records = await failure_records()
+        assert {r.endpoint_id: r.user_uri for r in records} == lost
+        assert all(r.registrar == victim and r.deregister_time >= killed_at for r in records)
+        async with PoolClient(p.addresses, options=[LOCAL_SUBCHANNELS]) as later:
+            fresh = [await later.sign_in(uri(i), PASSWORD) for i in range(12)]
+            on_victim = [s for s in fresh if s.front_end_id == victim]
+            assert on_victim  # it serves its users again
+            views = await on_victim[0].get_presence([s.user_uri for s in sessions])
+            assert {v.user_uri: v.note for v in views} == {
+                s.user_uri: f"while down {s.user_uri}" for s in sessions
+            }
+    finally:
+        await p.close()
 
 
 async def test_drain_moves_users_and_the_front_end_rejoins(pool: RayPool) -> None:
@@ -239,6 +418,12 @@ async def test_drain_moves_users_and_the_front_end_rejoins(pool: RayPool) -> Non
         return any(f.id == victim and f.secondaries > 0 for f in s.front_ends)
 
     await eventually(has_replicas, deadline=30, what=f"{victim} given replicas again")
+
+    # a drain asked of the front end being drained is answered before its server closes
+    address = (await homes(pool))[victim]
+    async with PoolClient(address, reconnect=False, options=[LOCAL_SUBCHANNELS]) as direct:
+        status = await direct.admin(pool.admin_token).stop_front_end(victim, mode="drain")
+    assert {f.id: f.state for f in status.front_ends}[victim] == apb.FRONT_END_STATE_DOWN
 
 
 async def test_a_conference_survives_the_crash_of_its_host(pool: RayPool) -> None:
@@ -308,6 +493,39 @@ async def test_a_conference_survives_the_crash_of_its_host(pool: RayPool) -> Non
         await bob.send_message(cid, "after")
         for box in (a_box, c_box):
             assert (await box.next("message")).message.body == "after"
+
+
+async def test_before_it_is_ready_the_pool_says_what_it_waits_for(tmp_path: Path) -> None:
+    """Held while users are provisioned (as ``poolsim serve --users`` does): health is
+    NOT_SERVING, GetPoolStatus says starting and why, a sign-in is UNAVAILABLE naming the
+    wait, not UNAUTHENTICATED; once released, all serve."""
+    opts = PoolOptions(
+        data_dir=tmp_path,
+        admin_token=ADMIN_TOKEN,
+        engine=EngineConfig(password_iterations=1),
+        restart_delay=-1.0,
+    )
+    pool = await EnterprisePool.start(opts, hold="provisioning 3 users")
+    try:
+        address = pool.addresses[0]
+        async with PoolClient(address) as client:
+            with pytest.raises(errors.Unavailable, match="provisioning 3 users"):
+                await client.sign_in(uri(0), PASSWORD)
+            status = await client.admin(ADMIN_TOKEN).status()
+            assert status.details["starting"] == "provisioning 3 users"
+            assert status.quorum_detail.startswith("starting, not serving yet")
+            async with grpc.aio.insecure_channel(address) as channel:
+                health = health_pb2_grpc.HealthStub(channel)
+                reply = await health.Check(health_pb2.HealthCheckRequest())
+                assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
+                await pool.call("provision", "user", DOMAIN, 3, 0, PASSWORD)
+                await pool.call("release")
+                reply = await health.Check(health_pb2.HealthCheckRequest())
+                assert reply.status == health_pb2.HealthCheckResponse.SERVING
+            session = await client.sign_in(uri(0), PASSWORD)
+            assert session.front_end_id
+    finally:
+        await pool.stop()
 
 
 async def test_tls_on_every_front_end(tmp_path: Path, pki: Pki) -> None:

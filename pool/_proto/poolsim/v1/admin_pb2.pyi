@@ -59,6 +59,10 @@ class _ResetTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ResetType.V
     """place every group anew and reload it from the store"""
     RESET_TYPE_MACHINE_STATE_REMOVED: _ResetType.ValueType  # 4
     """remove a stopped front end for good"""
+    RESET_TYPE_QUORUM_LOSS_RECOVERY_FROM_REPLICAS: _ResetType.ValueType  # 5
+    """poolsim's own (Lync has no such reset): groups in quorum loss are served again from their
+    freshest surviving replica, losing nothing that survives; from the store where none does
+    """
 
 class ResetType(_ResetType, metaclass=_ResetTypeEnumTypeWrapper): ...
 
@@ -71,6 +75,10 @@ RESET_TYPE_FULL_RESET: ResetType.ValueType  # 3
 """place every group anew and reload it from the store"""
 RESET_TYPE_MACHINE_STATE_REMOVED: ResetType.ValueType  # 4
 """remove a stopped front end for good"""
+RESET_TYPE_QUORUM_LOSS_RECOVERY_FROM_REPLICAS: ResetType.ValueType  # 5
+"""poolsim's own (Lync has no such reset): groups in quorum loss are served again from their
+freshest surviving replica, losing nothing that survives; from the store where none does
+"""
 Global___ResetType: _TypeAlias = ResetType  # noqa: Y015
 
 class _Edition:

@@ -1,0 +1,256 @@
+"""A front end's own store of the replicas it holds: Lync's local database on every front end.
+
+One SQLite file in the front end's own data directory. It holds, for every routing group this
+front end has a replica of, the group's persistent rows and the sequence number of the last
+write applied (``seq``), so that a front end that restarts (process killed, actor restarted,
+``StartFrontEnd``) brings its replicas back and says how fresh each is.
+
+Contract:
+
+* ``write_batches`` is one transaction for every batch it is given (a primary's writes taken
+  for shipping, or one ``Replicate`` a secondary received): once it returns, the writes
+  survive the process being killed (WAL, ``synchronous=NORMAL``; ``durability="full"`` also
+  survives power loss, at an fsync per batch).
+* Every row carries the ``seq`` of the batch that last wrote it, and a removed row stays as a
+  tombstone with its ``seq``, so ``changes_since(group, s)`` returns exactly what a replica at
+  ``s`` missed, as writes to apply. Rows of a batch all carry the batch's last ``seq``: a
+  replica at ``s`` may be sent a little more than it missed (a harmless rewrite), never less.
+* A whole copy (``replace_group``: a copy from the primary or a reload from the back end)
+  knows no history before it: ``changes_since`` answers ``None`` below that copy's ``seq``
+  (its ``floor``), and the caller sends a whole copy instead.
+* It also holds the endpoints registered here (``register`` before a sign-in is answered,
+  ``deregister`` at a sign-out): those still there when the front end comes back were lost
+  with it (``take_registrations``), and get their call detail record then.
+* One owner (the front end's event loop); no lock.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import astuple
+from typing import Final
+
+from enterprise.replica import ConferenceEnded, ContactDeleted, GroupData, Write
+from pool.sqlite_store import DURABILITY
+from pool.store import ConferenceRow, ContactRow, PresenceRow
+
+SCHEMA_VERSION: Final = 1
+
+_SCHEMA: Final = """
+CREATE TABLE groups (
+    grp INTEGER PRIMARY KEY,
+    seq INTEGER NOT NULL,
+    floor INTEGER NOT NULL
+);
+CREATE TABLE rows (
+    grp INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    value TEXT,
+    PRIMARY KEY (grp, kind, key)
+);
+CREATE INDEX rows_seq ON rows (grp, seq);
+CREATE TABLE registrations (
+    endpoint_id TEXT PRIMARY KEY,
+    user_uri TEXT NOT NULL,
+    device TEXT NOT NULL,
+    registered_at REAL NOT NULL
+);
+"""
+
+# row kinds: a contact entry, a manual presence row, a conference roster
+_CONTACT: Final = "c"
+_PRESENCE: Final = "p"
+_CONFERENCE: Final = "f"
+
+
+def _row(write: Write) -> tuple[str, str, str | None]:
+    """(kind, key, value or None for a tombstone) of one write."""
+    match write:
+        case ContactRow():
+            return _CONTACT, f"{write.user_id}:{write.contact_id}", json.dumps(astuple(write))
+        case ContactDeleted():
+            return _CONTACT, f"{write.user_id}:{write.contact_id}", None
+        case PresenceRow():
+            return _PRESENCE, str(write.user_id), json.dumps(astuple(write))
+        case ConferenceRow():
+            return _CONFERENCE, write.conversation_id, json.dumps(astuple(write))
+        case ConferenceEnded():
+            return _CONFERENCE, write.conversation_id, None
+
+
+def _write_of(kind: str, key: str, value: str | None) -> Write:
+    """The write that ``_row`` stored as (kind, key, value)."""
+    if kind == _CONTACT:
+        if value is None:
+            user_id, contact_id = key.split(":")
+            return ContactDeleted(int(user_id), int(contact_id))
+        return ContactRow(*json.loads(value))
+    if kind == _PRESENCE:
+        if value is None:  # pragma: no cover - presence rows are never removed
+            raise ValueError(f"presence row {key} has no value")
+        return PresenceRow(*json.loads(value))
+    if value is None:
+        return ConferenceEnded(key)
+    cid, organizer, conference_uri, subject, started_at, members = json.loads(value)
+    return ConferenceRow(cid, organizer, conference_uri, subject, started_at, tuple(members))
+
+
+def _writes_of(data: GroupData) -> Iterator[Write]:
+    yield from data.contacts.values()
+    yield from data.presence.values()
+    yield from data.conferences.values()
+
+
+class LocalReplicaStore:
+    """The replicas of one front end in the SQLite file at ``path`` (see the module docstring).
+    RuntimeError if the file cannot use WAL or has a schema this code does not know."""
+
+    def __init__(self, path: pathlib.Path | str, *, durability: str = "normal") -> None:
+        if durability not in DURABILITY:
+            raise ValueError(f"durability must be one of {sorted(DURABILITY)}, not {durability!r}")
+        self.path = pathlib.Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise RuntimeError(f"{self.path}: cannot use WAL (journal_mode is {mode!r})")
+            conn.execute(f"PRAGMA synchronous={DURABILITY[durability]}")
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version == 0:
+                conn.executescript(_SCHEMA + f"PRAGMA user_version={SCHEMA_VERSION};")
+            elif version != SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path}: schema version {version}, this code knows {SCHEMA_VERSION}"
+                )
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        self.transactions = 0  # committed, for tests and metrics
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+            self.transactions += 1
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    # --- writes ---
+
+    def write_batches(self, batches: Mapping[int, tuple[int, Iterable[Write]]]) -> None:
+        """Apply ``{group: (seq, writes)}`` in one transaction; every row written gets ``seq``."""
+        if not batches:
+            return
+        with self._transaction() as conn:
+            for group, (seq, writes) in batches.items():
+                conn.executemany(
+                    "INSERT OR REPLACE INTO rows (grp, kind, key, seq, value) VALUES (?,?,?,?,?)",
+                    [(group, *_key_value(w, seq)) for w in writes],
+                )
+                conn.execute(
+                    "INSERT INTO groups (grp, seq, floor) VALUES (?, ?, 0) "
+                    "ON CONFLICT (grp) DO UPDATE SET seq = max(seq, excluded.seq)",
+                    (group, seq),
+                )
+
+    def replace_group(self, group: int, data: GroupData) -> None:
+        """Hold ``data`` as the whole of ``group`` (a copy or a reload), in one transaction."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM rows WHERE grp = ?", (group,))
+            conn.executemany(
+                "INSERT INTO rows (grp, kind, key, seq, value) VALUES (?,?,?,?,?)",
+                [(group, *_key_value(w, data.seq)) for w in _writes_of(data)],
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO groups (grp, seq, floor) VALUES (?, ?, ?)",
+                (group, data.seq, data.seq),
+            )
+
+    def drop(self, group: int) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM rows WHERE grp = ?", (group,))
+            conn.execute("DELETE FROM groups WHERE grp = ?", (group,))
+
+    def clear(self) -> None:
+        """Forget every replica (a pool's first start loads every group from the back end)."""
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM rows")
+            conn.execute("DELETE FROM groups")
+            conn.execute("DELETE FROM registrations")
+
+    def register(self, endpoint_id: str, user_uri: str, device: str, registered_at: float) -> None:
+        with self._transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO registrations VALUES (?, ?, ?, ?)",
+                (endpoint_id, user_uri, device, registered_at),
+            )
+
+    def deregister(self, endpoint_id: str) -> None:
+        with self._transaction() as conn:
+            conn.execute("DELETE FROM registrations WHERE endpoint_id = ?", (endpoint_id,))
+
+    def take_registrations(self) -> list[tuple[str, str, str, float]]:
+        """(endpoint id, user URI, device, registered at) of every endpoint registered here
+        and never signed out, forgotten as they are returned."""
+        with self._transaction() as conn:
+            rows = conn.execute(
+                "SELECT endpoint_id, user_uri, device, registered_at FROM registrations "
+                "ORDER BY registered_at, endpoint_id"
+            ).fetchall()
+            conn.execute("DELETE FROM registrations")
+        return [(str(e), str(u), str(d), float(t)) for e, u, d, t in rows]
+
+    # --- reads ---
+
+    def freshness(self) -> dict[int, int]:
+        """``{group: seq}`` of every replica held."""
+        rows = self._conn.execute("SELECT grp, seq FROM groups ORDER BY grp").fetchall()
+        return {g: s for g, s in rows}
+
+    def load(self) -> dict[int, GroupData]:
+        """Every replica held, as the front end serves it."""
+        out = {g: GroupData(seq) for g, seq in self.freshness().items()}
+        for group, kind, key, value in self._conn.execute(
+            "SELECT grp, kind, key, value FROM rows WHERE value IS NOT NULL ORDER BY grp, key"
+        ):
+            data = out.get(group)
+            if data is not None:
+                data.apply(_write_of(kind, key, value))
+        return out
+
+    def changes_since(self, group: int, seq: int) -> tuple[int, list[Write]] | None:
+        """``(group's seq, the writes a replica at seq missed)``, or ``None`` if this store
+        cannot tell (it does not hold the group, or ``seq`` is older than its last whole copy:
+        send a whole copy)."""
+        row = self._conn.execute("SELECT seq, floor FROM groups WHERE grp = ?", (group,)).fetchone()
+        if row is None or seq < row[1]:
+            return None
+        writes = [
+            _write_of(kind, key, value)
+            for kind, key, value in self._conn.execute(
+                "SELECT kind, key, value FROM rows WHERE grp = ? AND seq > ? ORDER BY seq",
+                (group, seq),
+            )
+        ]
+        return int(row[0]), writes
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _key_value(write: Write, seq: int) -> tuple[str, str, int, str | None]:
+    kind, key, value = _row(write)
+    return kind, key, seq, value
