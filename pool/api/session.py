@@ -19,6 +19,8 @@ requests until the client reads.
 The stream ends when the endpoint's registration ends, after the SignedOut event: OK after the
 endpoint's own SignOut, else with the status a unary call gets then. A client that half-closes
 gets its outstanding replies, then OK (the endpoint stays signed in, as when Events closes).
+Calls that arrive once the stream is ending are not run and get no reply (a client sends them
+again on a new stream, which answers them as unary calls would be answered then).
 """
 
 from __future__ import annotations
@@ -134,6 +136,7 @@ class SessionStream:
         self.tasks: set[asyncio.Task[None]] = set()
         self.failed: BaseException | None = None  # the request stream broke
         self.client_done = False
+        self.closing = False  # the stream is ending: calls that come now are not run
         self._room: asyncio.Future[None] | None = None
         self.feed: Feed | None = None
 
@@ -160,8 +163,23 @@ class SessionStream:
                 metrics.session.closed()
 
     async def _write(self, feed: Feed) -> None:
-        ep, queue, drain = self.ep, feed.queue, self.servicer.engine.drain
         write = self.context.write
+        metrics = self.metrics
+        try:
+            await self._write_until_done(feed, write)
+        finally:
+            # Calls that came after this point are not run (a client sends them again on a new
+            # stream): every call that ran gets its reply written below, or the stream's status.
+            self.closing = True
+        if self.replies:
+            replies, self.replies = self.replies, []
+            await write(b"".join(replies))
+            if metrics is not None:
+                metrics.rpc_stream_sent("Session", 1)
+                metrics.session.sent(len(replies), 0)
+
+    async def _write_until_done(self, feed: Feed, write: Any) -> None:
+        ep, queue, drain = self.ep, feed.queue, self.servicer.engine.drain
         metrics = self.metrics
         while feed.attached:
             events = drain(ep, STREAM_BATCH) if len(queue) else ()
@@ -225,6 +243,8 @@ class SessionStream:
     # --- calls ---
 
     def _take(self, call: pb.SessionCall) -> None:
+        if self.closing:
+            return
         field = call.WhichOneof("request")
         key = getattr(call, field).conversation_id if field in _CONVERSATION_FIELDS else ""
         lane = self.lanes.get(key)

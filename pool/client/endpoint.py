@@ -20,7 +20,7 @@ from google.protobuf.message import Message
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
 from pool.client.errors import _call, _reconnects, _unavailable, translate
-from pool.client.stream import CallStream
+from pool.client.stream import CallStream, Unanswered
 from pool.client.values import Contact, Conversation, Presence, Sent
 from pool.errors import PoolError, Redirect, Unavailable
 from pool.privacy import AccessLevel
@@ -121,7 +121,15 @@ class Session:
     async def _send(self, method: str, reply_type: type[T], request: Message) -> T:
         stream = self.stream
         if stream is not None:
-            answer = await stream.call(method, request)
+            if stream.done:  # it ended (e.g. signed out): a new one answers as unary would
+                stream = self.stream = CallStream(self.client.channel(self.address), self._md)
+            try:
+                answer = await stream.call(method, request)
+            except Unanswered:  # not run: the stream was ending
+                if self.stream is stream:
+                    self.stream = CallStream(self.client.channel(self.address), self._md)
+                stream = self.stream or stream
+                answer = await stream.call(method, request)
         else:
             answer = await _call(getattr(self._stub, method)(request, metadata=self._md))
         assert isinstance(answer, reply_type)

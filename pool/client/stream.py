@@ -49,6 +49,10 @@ def error_of_reply(error: pb.CallStatus) -> PoolError:
     return TransportError(code, error.message) if type(found) is PoolError else found
 
 
+class Unanswered(TransportError):
+    """The stream ended (OK) before the server ran this call: send it again on a new one."""
+
+
 class CallStream:
     def __init__(self, channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...]) -> None:
         rpc = channel.stream_stream(
@@ -127,8 +131,8 @@ class CallStream:
         self.ended = ended
         self.done = True
         self._writer.cancel()
-        failure = ended or TransportError(
-            grpc.StatusCode.CANCELLED, "the session stream ended before the reply"
+        failure = ended or Unanswered(
+            grpc.StatusCode.CANCELLED, "the session stream ended before the call was run"
         )
         for future in self._futures.values():
             if not future.done():
