@@ -98,6 +98,7 @@ class RunOptions:
     prefix: str = "user"
     password: str = "poolsim"
     channels: int = 4
+    transport: str = "session"  # the driver's: "session" streams or "unary" RPCs
     thresholds: report.Thresholds = field(default_factory=report.Thresholds)
     progress: bool | None = None  # None: when stdout is a terminal
 
@@ -356,6 +357,7 @@ async def drive(
         duration=opts.duration,
         speedup=opts.speedup,
         channels=opts.channels,
+        transport=opts.transport,
         seed=opts.seed,
         window_at=opts.window_at,
     )
@@ -369,6 +371,7 @@ async def drive(
         "lync_peak_sign_ins_per_s": LYNC_SIGN_INS_PER_S,
         "speedup": opts.speedup,
         "seed": opts.seed,
+        "transport": opts.transport,
         "population_seed": POPULATION_SEED,
         "workers": workers,
         "workers_requested": "auto" if opts.workers == 0 else opts.workers,
