@@ -54,9 +54,14 @@ class Unanswered(TransportError):
 
 
 class CallStream:
-    def __init__(self, channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...]) -> None:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        metadata: tuple[tuple[str, str], ...],
+        method: str = METHOD,
+    ) -> None:
         rpc = channel.stream_stream(
-            METHOD,
+            method,
             request_serializer=None,  # bytes built here
             response_deserializer=pb.SessionResponse.FromString,
         )
