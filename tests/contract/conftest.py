@@ -22,10 +22,22 @@ EDITIONS = ["standard", "enterprise"]
 TRANSPORTS = ["unary", "session"]
 
 
-@pytest.fixture(
-    params=[(e, t) for e in EDITIONS for t in TRANSPORTS],
-    ids=[f"{e}-{t}" for e in EDITIONS for t in TRANSPORTS],
-)
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "one_transport: the test speaks the wire itself: run it over unary only"
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """``pool`` for each edition and transport (one transport for ``one_transport`` tests)."""
+    if "pool" not in metafunc.fixturenames:
+        return
+    one = metafunc.definition.get_closest_marker("one_transport") is not None
+    combos = [(e, t) for e in EDITIONS for t in (TRANSPORTS[:1] if one else TRANSPORTS)]
+    metafunc.parametrize("pool", combos, indirect=True, ids=[f"{e}-{t}" for e, t in combos])
+
+
+@pytest.fixture
 async def pool(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     """A running pool of each edition, driven over each transport; Enterprise is three front
     ends on three Ray nodes."""

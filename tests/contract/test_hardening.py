@@ -54,6 +54,7 @@ async def _raw_bytes(
     raise AssertionError(f"{path} took {body.hex()}")
 
 
+@pytest.mark.one_transport
 async def test_an_undecodable_body_is_invalid_argument_before_auth(pool: Any) -> None:
     """On every RPC of both services (one pool for all: a pool per RPC costs minutes)."""
     channel = pool.client.channel()
@@ -67,6 +68,7 @@ async def test_an_undecodable_body_is_invalid_argument_before_auth(pool: Any) ->
             assert "could not be parsed as poolsim.v1." in (err.details() or ""), method
 
 
+@pytest.mark.one_transport
 async def test_an_undecodable_session_message_ends_the_stream_with_invalid_argument(
     pool: Any,
 ) -> None:
