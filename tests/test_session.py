@@ -5,7 +5,6 @@ the fake clock)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -16,21 +15,11 @@ from google.rpc import status_pb2
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
 from pool.client import PoolClient
-from pool.config import EngineConfig
 from tests.conftest import PASSWORD, StandardPool, eventually, start_standard, uri
-from tests.test_backpressure import CAPACITY, endpoint, flood, step
+from tests.test_backpressure import endpoint, flood, step
+from tests.test_backpressure import pool as pool  # the fixture: a small event queue
 
 WAIT = 10.0
-
-
-@pytest.fixture
-async def pool(tmp_path: Path) -> AsyncIterator[StandardPool]:
-    config = EngineConfig(password_iterations=1, event_queue_capacity=CAPACITY)
-    p = await start_standard(tmp_path, config)
-    try:
-        yield p
-    finally:
-        await p.close()
 
 
 def _md(token: str) -> tuple[tuple[str, str], ...]:
