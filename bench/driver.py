@@ -32,7 +32,6 @@ from collections.abc import Awaitable, Callable, Iterable, Iterator
 
 from bench.driver_config import (
     DRAIN_S,
-    LEDGER_TRIES,
     OP_NAME,
     READ_RETRY_S,
     SETTLE_S,
@@ -468,40 +467,3 @@ class Driver(Operations):
         call = session.accept(conversation_id)
         if await self._timed("accept", self.now(), call, session, conversation_id) is not None:
             self.accepted.setdefault(conversation_id, asyncio.Event()).set()
-
-    # --- the ledger ---
-
-    async def verify_ledger(self) -> None:
-        """Read back every acknowledged manual presence; count any that was lost.
-
-        A value tried after the acknowledged one, whose call failed, may have been applied: it
-        is no loss. After a fail-over the session signs in again by itself; a read that still
-        fails is tried again (``LEDGER_TRIES``) before it counts as unreadable."""
-        affected = self.failover.affected_users if self.failover is not None else set()
-        for user, acked in self.ledger.presence.items():
-            sessions = self.sessions.get(user)
-            if not sessions:
-                continue
-            me = None
-            for attempt in range(LEDGER_TRIES):
-                try:
-                    me = (await sessions[0].get_presence([self.cfg.uri(user)]))[0]
-                    break
-                except PoolError:
-                    if not self.enterprise or attempt == LEDGER_TRIES - 1:
-                        break
-                    await asyncio.sleep(READ_RETRY_S)
-            if me is None:
-                self.rec.count("ledger_unreadable")
-                continue
-            self.rec.count("ledger_checked")
-            if user in affected:
-                self.rec.count("ledger_checked_affected")
-            seen = (me.availability, me.note)
-            if seen != acked:
-                if seen in self.ledger.uncertain.get(user, ()):
-                    self.rec.count("ledger_unacknowledged_applied")
-                elif user in self.ledger.overflowed:
-                    self.rec.count("ledger_unverifiable")
-                else:
-                    self.rec.count("ledger_lost")

@@ -1,5 +1,6 @@
 """What each planned operation does for a simulated user: presence (publish, poll, subscribe)
-and conversations (two-party IM sessions, conferences, their messages and typing notices).
+and conversations (two-party IM sessions, conferences, their messages and typing notices);
+at the end, reading back the ledger of acknowledged writes.
 
 ``Operations`` is a part of ``bench.driver.Driver`` (its base): it uses the driver's sessions,
 recorder, schedule clock and ``_timed``, which the driver defines.
@@ -13,7 +14,15 @@ import random
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
-from bench.driver_config import ACCEPT_WAIT_S, OP_NAME, PUBLISHED, DriverConfig, Ledger
+from bench.driver_config import (
+    ACCEPT_WAIT_S,
+    LEDGER_TRIES,
+    OP_NAME,
+    PUBLISHED,
+    READ_RETRY_S,
+    DriverConfig,
+    Ledger,
+)
 from bench.model import UserModel
 from bench.schedule import Planned, Population, pick_size
 from bench.stats import Recorder
@@ -39,6 +48,7 @@ class Operations:
     members: dict[str, tuple[int, ...]]
     conferences_open: int
     failover: Failover | None
+    enterprise: bool
     stopping: bool
     end_at: float
     _tag: int
@@ -253,3 +263,40 @@ class Operations:
         for member in members:
             with contextlib.suppress(PoolError):
                 await member.leave(cid)
+
+    # --- the ledger ---
+
+    async def verify_ledger(self) -> None:
+        """Read back every acknowledged manual presence; count any that was lost.
+
+        A value tried after the acknowledged one, whose call failed, may have been applied: it
+        is no loss. After a fail-over the session signs in again by itself; a read that still
+        fails is tried again (``LEDGER_TRIES``) before it counts as unreadable."""
+        affected = self.failover.affected_users if self.failover is not None else set()
+        for user, acked in self.ledger.presence.items():
+            sessions = self.sessions.get(user)
+            if not sessions:
+                continue
+            me = None
+            for attempt in range(LEDGER_TRIES):
+                try:
+                    me = (await sessions[0].get_presence([self.cfg.uri(user)]))[0]
+                    break
+                except PoolError:
+                    if not self.enterprise or attempt == LEDGER_TRIES - 1:
+                        break
+                    await asyncio.sleep(READ_RETRY_S)
+            if me is None:
+                self.rec.count("ledger_unreadable")
+                continue
+            self.rec.count("ledger_checked")
+            if user in affected:
+                self.rec.count("ledger_checked_affected")
+            seen = (me.availability, me.note)
+            if seen != acked:
+                if seen in self.ledger.uncertain.get(user, ()):
+                    self.rec.count("ledger_unacknowledged_applied")
+                elif user in self.ledger.overflowed:
+                    self.rec.count("ledger_unverifiable")
+                else:
+                    self.rec.count("ledger_lost")
