@@ -140,6 +140,14 @@ class Session:
         for concurrent failures) and retry the call once."""
         generation = self._generation
         try:
+            stream = self.stream
+            if stream is not None and not stream.done:  # the hot path: one await, no layer
+                try:
+                    answer = await stream.call(method, request)
+                except Unanswered:  # not run: the stream was ending (``_send`` opens another)
+                    answer = await self._send(method, reply_type, request)
+                assert isinstance(answer, reply_type)
+                return answer
             return await self._send(method, reply_type, request)
         except PoolError as error:
             if not await self._recover(generation, error, None):
