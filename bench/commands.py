@@ -26,6 +26,7 @@ def _run(a: argparse.Namespace) -> int:
         ramp=a.ramp,
         speedup=a.speedup,
         seed=a.seed,
+        transport=a.transport,
         workers=a.workers,
         metrics_port=a.metrics_port,
         password_iterations=a.password_iterations,
@@ -79,6 +80,13 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         help="multiply every rate, for short runs (default %(default)s)",
     )
     p.add_argument("--seed", type=int, default=1, help="the schedule's seed (default %(default)s)")
+    p.add_argument(
+        "--transport",
+        choices=("session", "unary"),
+        default="session",
+        help="how each simulated endpoint sends its calls: on one FrontEnd.Session stream "
+        "with its events, or one unary RPC per call and an Events stream (default %(default)s)",
+    )
     p.add_argument(
         "--workers",
         type=workers_option,

@@ -14,6 +14,11 @@ Sessions sign in again by themselves after a fail-over, and an endpoint's event 
 new stream when its front end went away. With a ``Failover`` (``poolsim run
 --kill-front-end-at``) the driver tells it of every success and marks the operations caught in
 the fail-over (``bench.failover``).
+
+Endpoints send their calls over ``FrontEnd.Session`` streams by default (one per endpoint,
+carrying its calls and its events: ``DriverConfig.transport``), or one unary RPC per call.
+The operations themselves are in ``bench.driver_ops``; the configuration, ledger and
+yardsticks in ``bench.driver_config``.
 """
 
 from __future__ import annotations
@@ -24,107 +29,44 @@ import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 
+from bench.driver_config import (
+    DRAIN_S,
+    OP_NAME,
+    READ_RETRY_S,
+    SETTLE_S,
+    SIGN_OUT_BATCH,
+    SWEEP_S,
+    UNCERTAIN_KEPT,
+    UNDELIVERED_AFTER_S,
+    DriverConfig,
+    Ledger,
+    code_of,
+    offered_calls_per_s,
+    steady_conferences,
+)
 from bench.driver_metrics import DriverMetrics
+from bench.driver_ops import Operations
 from bench.failover import Failover
 from bench.model import UserModel
-from bench.schedule import Kind, Planned, Population, pick_size
+from bench.schedule import Kind, Planned, Population
 from bench.selfcheck import LATE_S, Health, Readiness, WindowGate
 from bench.stats import Phase, Recorder
-from pool.api.status import code_of as status_code_of
-from pool.client import PoolClient, Session, TransportError
+from pool.client import PoolClient, Session
 from pool.errors import PoolError
 
-DRAIN_S = 10.0  # at the end, in-flight operations get this long to finish
-ACCEPT_WAIT_S = 15.0  # the Lync client accepts an unanswered IM invitation after 15 s
-PUBLISHED = ((3500, 0.45), (6500, 0.3), (12500, 0.1), (15500, 0.1), (9500, 0.05))
-#: the row of the report where each planned kind's latency, late starts and skips go
-OP_NAME = {
-    Kind.PUBLISH: "publish",
-    Kind.POLL: "poll",
-    Kind.SUBSCRIBE: "subscribe",
-    Kind.IM_SESSION: "im-invite",
-    Kind.CONFERENCE: "conference-create",
-}
-SETTLE_S = 5.0  # at the end, messages in flight get this long to arrive
-READ_RETRY_S = 0.25  # an event reader whose front end went away tries again after this
-SIGN_OUT_BATCH = 200  # endpoints signed out at once at the end
-LEDGER_TRIES = 3  # reading back one acknowledged write: attempts before it counts as unreadable
-UNCERTAIN_KEPT = 8  # failed writes kept per user after its last acknowledged one
-UNDELIVERED_AFTER_S = 120.0  # a message not delivered by then is counted undelivered, forgotten
-SWEEP_S = 10.0  # how often the driver forgets what it no longer needs
+__all__ = [
+    "UNCERTAIN_KEPT",
+    "Driver",
+    "DriverConfig",
+    "Ledger",
+    "code_of",
+    "offered_calls_per_s",
+    "steady_conferences",
+]
 
 
-def code_of(exc: BaseException) -> str:
-    """A status name for the stress tool's 'responses by status code'."""
-    if isinstance(exc, TransportError):
-        return exc.code.name
-    if isinstance(exc, PoolError):
-        return status_code_of(exc).name
-    return "DEADLINE_EXCEEDED" if isinstance(exc, TimeoutError) else "INTERNAL"
-
-
-@dataclass(frozen=True, slots=True)
-class DriverConfig:
-    address: str
-    user_indices: tuple[int, ...]  # which users of the population this driver plays
-    #: every front end of the pool (Enterprise), ``address`` first; empty: ``address`` alone
-    addresses: tuple[str, ...] = ()
-    prefix: str = "user"
-    domain: str = "contoso.com"
-    password: str = "poolsim"
-    duration: float = 60.0
-    speedup: float = 1.0  # IM pacing and subscription lengths shrink by it
-    channels: int = 4
-    max_in_flight: int = 2000
-    seed: int = 1
-    #: the measurement window opens no later than this (run seconds; None: when the steady
-    #: state is reached, see ``bench.selfcheck.WindowGate``); tests set it
-    window_at: float | None = None
-
-    def uri(self, user: int) -> str:
-        return f"sip:{self.prefix}{user}@{self.domain}"
-
-    def start_addresses(self, channel: int) -> str | tuple[str, ...]:
-        """What channel ``channel``'s client is given: the pool's front ends, rotated so that
-        each channel starts its sign-ins at a different one."""
-        if len(self.addresses) < 2:
-            return self.address
-        k = channel % len(self.addresses)
-        return self.addresses[k:] + self.addresses[:k]
-
-
-@dataclass
-class Ledger:
-    """Acknowledged persistent writes, read back at the end to prove none was lost.
-
-    ``uncertain`` keeps, per user, the writes tried after the last acknowledged one that failed:
-    a failure (a crash under way, say) does not prove the write was not applied, so reading
-    one of those back is no loss; reading back anything older is.
-
-    Bounded per user: the latest acknowledged value and at most ``UNCERTAIN_KEPT`` failed
-    ones after it; a user with more (``overflowed``) whose read-back matches none of them is
-    unverifiable, not lost (the value may be one of those forgotten)."""
-
-    presence: dict[int, tuple[int, str]] = field(default_factory=dict)
-    uncertain: dict[int, list[tuple[int, str]]] = field(default_factory=dict)
-    overflowed: set[int] = field(default_factory=set)
-
-    def acknowledged(self, user: int, value: tuple[int, str]) -> None:
-        self.presence[user] = value
-        self.uncertain.pop(user, None)
-        self.overflowed.discard(user)
-
-    def failed(self, user: int, value: tuple[int, str]) -> None:
-        kept = self.uncertain.setdefault(user, [])
-        kept.append(value)
-        if len(kept) > UNCERTAIN_KEPT:
-            del kept[0]
-            self.overflowed.add(user)
-
-
-class Driver:
+class Driver(Operations):
     def __init__(
         self,
         config: DriverConfig,
@@ -151,7 +93,8 @@ class Driver:
         self.ledger = Ledger()
         self.rng = random.Random(config.seed)
         self.clients = [
-            PoolClient(config.start_addresses(k)) for k in range(max(1, config.channels))
+            PoolClient(config.start_addresses(k), transport=config.transport)
+            for k in range(max(1, config.channels))
         ]
         self.sessions: dict[int, list[Session]] = {}
         self.readers: list[asyncio.Task[None]] = []
@@ -524,256 +467,3 @@ class Driver:
         call = session.accept(conversation_id)
         if await self._timed("accept", self.now(), call, session, conversation_id) is not None:
             self.accepted.setdefault(conversation_id, asyncio.Event()).set()
-
-    # --- presence ---
-
-    def _choose(self, mix: tuple[tuple[int, float], ...]) -> int:
-        return pick_size(mix, self.rng)
-
-    async def _publish(self, op: Planned) -> None:
-        s = self.sessions[op.user][0]
-        x = self.rng.random()
-        availability = 3500
-        for value, weight in PUBLISHED:
-            x -= weight
-            if x < 0:
-                availability = value
-                break
-        note = f"note {self.rng.randrange(1000)}"
-        call = s.publish_presence(availability, note=note)
-        if await self._timed("publish", op.at, call, s) is not None:
-            self.ledger.acknowledged(op.user, (availability, note))
-        else:
-            self.ledger.failed(op.user, (availability, note))
-
-    def _some_users(self, user: int, n: int) -> list[str]:
-        contacts = self.pop.contacts[user]
-        if len(contacts) >= n:
-            picks = self.rng.sample(contacts, n)
-        else:
-            picks = [self.rng.randrange(self.pop.users) for _ in range(n)]
-        return [self.cfg.uri(p) for p in picks]
-
-    async def _poll(self, op: Planned) -> None:
-        s = self.sessions[op.user][0]
-        await self._timed(
-            "poll",
-            op.at,
-            s.get_presence(self._some_users(op.user, self._choose(self.model.poll_sizes))),
-            s,
-        )
-
-    async def _subscribe(self, op: Planned) -> None:
-        s = self.sessions[op.user][0]
-        expires = max(1, int(self.model.short_subscription_s / self.cfg.speedup))
-        call = s.subscribe(self._some_users(op.user, 1), expires)
-        await self._timed("subscribe", op.at, call, s)
-
-    # --- conversations ---
-
-    def _partners(self, user: int, n: int) -> list[int]:
-        """Up to ``n`` signed-in contacts of ``user`` played by this driver."""
-        candidates = [c for c in self.pop.contacts[user] if c in self.sessions]
-        if len(candidates) < n:
-            candidates = [u for u in self.users if u != user and u in self.sessions]
-        return self.rng.sample(candidates, min(n, len(candidates)))
-
-    def _body(self) -> tuple[str, str]:
-        self._tag += 1
-        tag = f"#{self._tag}"
-        filler = "x" * max(0, self.model.message_bytes - len(tag) - 1)
-        return tag, f"{tag} {filler}"
-
-    async def _send(self, s: Session, conversation_id: str, at: float) -> bool:
-        cid = conversation_id
-        if self.model.typing_per_message:
-            await self._timed("typing", at, s.set_typing(cid, True), s, cid)
-        tag, body = self._body()
-        self.sent_at[tag] = self.now()
-        self.sent_in[tag] = cid
-        ok = await self._timed("send", at, s.send_message(cid, body), s, cid) is not None
-        if ok:
-            self.rec.count("im_messages_sent")
-        else:
-            self.sent_at.pop(tag, None)
-            self.sent_in.pop(tag, None)
-        if self.model.typing_per_message:
-            await self._timed("typing", self.now(), s.set_typing(cid, False), s, cid)
-        return ok
-
-    async def _wait_accepted(self, conversation_id: str) -> bool:
-        event = self.accepted.setdefault(conversation_id, asyncio.Event())
-        try:
-            await asyncio.wait_for(event.wait(), ACCEPT_WAIT_S)
-        except TimeoutError:
-            return False
-        return True
-
-    async def _im_session(self, op: Planned) -> None:
-        partners = self._partners(op.user, 1)
-        if not partners:
-            self.rec.not_started(OP_NAME[op.kind], op.at)
-            return
-        caller = self.sessions[op.user][0]
-        callee = self.sessions[partners[0]][0]
-        self.rec.count("im_sessions_attempted")
-        tag, body = self._body()
-        self.sent_at[tag] = self.now()
-        conv = await self._timed(
-            "im-invite",
-            op.at,
-            caller.create_conversation([self.cfg.uri(partners[0])], first_message=body),
-            caller,
-        )
-        if conv is None or not hasattr(conv, "conversation_id"):
-            self.sent_at.pop(tag, None)
-            return
-        cid = conv.conversation_id
-        self.members[cid] = (op.user, partners[0])
-        if tag in self.sent_at:
-            self.sent_in[tag] = cid
-        self.rec.count("im_messages_sent")
-        if self.model.typing_per_message:  # the first message's typing notices (SPEC 7)
-            await self._timed("typing", self.now(), caller.set_typing(cid, True), caller, cid)
-            await self._timed("typing", self.now(), caller.set_typing(cid, False), caller, cid)
-        try:
-            await self._im_messages(op, cid, caller, callee)
-        finally:
-            self._ended(cid)
-
-    async def _im_messages(self, op: Planned, cid: str, caller: Session, callee: Session) -> None:
-        if not await self._wait_accepted(cid):
-            with contextlib.suppress(PoolError):
-                await caller.leave(cid)
-            return
-        self.rec.count("im_sessions_established")
-        interval = self.model.message_interval_s / self.cfg.speedup
-        for k in range(1, self.model.messages_per_session):
-            at = op.at + k * interval
-            if at >= self.end_at or self.stopping:
-                break
-            await self.until(at)
-            if not await self._send(caller if k % 2 == 0 else callee, cid, at):
-                break
-        with contextlib.suppress(PoolError):
-            await caller.leave(cid)
-
-    def _ended(self, cid: str) -> None:
-        """Forget a conversation that ended (kept to the end of a fail-over run)."""
-        self.accepted.pop(cid, None)
-        if self.failover is None:
-            self.members.pop(cid, None)
-
-    async def _conference(self, op: Planned) -> None:
-        size = self._choose(self.model.conference_sizes)
-        others = self._partners(op.user, size - 1)
-        if len(others) < 2:
-            self.rec.not_started(OP_NAME[op.kind], op.at)
-            return
-        organizer = self.sessions[op.user][0]
-        conv = await self._timed(
-            "conference-create",
-            op.at,
-            organizer.create_conversation([self.cfg.uri(u) for u in others], subject="group IM"),
-            organizer,
-        )
-        if conv is None or not hasattr(conv, "conversation_id"):
-            return
-        cid = conv.conversation_id
-        self.members[cid] = (op.user, *others)
-        self.rec.count("conferences")
-        if op.remaining < 1.0:
-            self.rec.count("conferences_in_progress_at_sign_in")
-        self.conferences_open += 1
-        try:
-            await self._conference_messages(
-                op, cid, [organizer, *(self.sessions[u][0] for u in others)]
-            )
-        finally:
-            self.conferences_open -= 1
-            self._ended(cid)
-
-    def conference_length(self, op: Planned) -> float:
-        """How long the conference planned as ``op`` lasts (seconds): what is left of it
-        (``op.remaining``: all of it, or what a conference in progress at the organizer's
-        sign-in has left)."""
-        return op.remaining * self.model.conference_minutes * 60 / self.cfg.speedup
-
-    async def _conference_messages(self, op: Planned, cid: str, members: list[Session]) -> None:
-        """Each member's messages at random times over what is left of the conference's
-        length; the conference lasts that out (or the run), then everyone leaves."""
-        length = self.conference_length(op)
-        per_member = self.model.messages_per_conference_user * op.remaining
-        sends = sorted(
-            (op.at + self.rng.uniform(0, length), m)
-            for m in range(len(members))
-            for _ in range(int(per_member) + (self.rng.random() < per_member % 1))
-        )
-        for at, who in sends:
-            if at >= self.end_at or self.stopping:
-                break
-            await self.until(at)
-            await self._send(members[who], cid, at)
-        if not self.stopping:
-            await self.until(min(op.at + length, self.end_at))
-        for member in members:
-            with contextlib.suppress(PoolError):
-                await member.leave(cid)
-
-    # --- the ledger ---
-
-    async def verify_ledger(self) -> None:
-        """Read back every acknowledged manual presence; count any that was lost.
-
-        A value tried after the acknowledged one, whose call failed, may have been applied: it
-        is no loss. After a fail-over the session signs in again by itself; a read that still
-        fails is tried again (``LEDGER_TRIES``) before it counts as unreadable."""
-        affected = self.failover.affected_users if self.failover is not None else set()
-        for user, acked in self.ledger.presence.items():
-            sessions = self.sessions.get(user)
-            if not sessions:
-                continue
-            me = None
-            for attempt in range(LEDGER_TRIES):
-                try:
-                    me = (await sessions[0].get_presence([self.cfg.uri(user)]))[0]
-                    break
-                except PoolError:
-                    if not self.enterprise or attempt == LEDGER_TRIES - 1:
-                        break
-                    await asyncio.sleep(READ_RETRY_S)
-            if me is None:
-                self.rec.count("ledger_unreadable")
-                continue
-            self.rec.count("ledger_checked")
-            if user in affected:
-                self.rec.count("ledger_checked_affected")
-            seen = (me.availability, me.note)
-            if seen != acked:
-                if seen in self.ledger.uncertain.get(user, ()):
-                    self.rec.count("ledger_unacknowledged_applied")
-                elif user in self.ledger.overflowed:
-                    self.rec.count("ledger_unverifiable")
-                else:
-                    self.rec.count("ledger_lost")
-
-
-def offered_calls_per_s(model: UserModel, users: int, speedup: float) -> float:
-    """Calls per second the model offers ``users`` signed-in users in the steady state (the
-    gate's yardstick for "calls in flight back at their baseline")."""
-    typing = 2 if model.typing_per_message else 0
-    per_user = (
-        model.polls_per_s
-        + model.publications_per_s
-        + model.short_subscriptions_per_s
-        + model.im_sessions_per_s * (2 + (1 + typing) * model.messages_per_session)
-        + model.conferences_per_s
-        * model.mean_conference_size
-        * (1 + (1 + typing) * model.messages_per_conference_user)
-    )
-    return users * per_user
-
-
-def steady_conferences(model: UserModel, users: int, speedup: float) -> float:
-    """Conferences in progress in the steady state (Little's law: rate x length)."""
-    return users * model.conferences_per_s * model.conference_minutes * 60 / speedup

@@ -10,6 +10,9 @@ measured moments apart on this machine, and reports the ratio against its target
                    end of an Enterprise pool on Ray                 Standard node (own process)
                    batched Link calls between two Ray actors     vs a bare Ray actor call per
                                                                     message (no target given)
+    session        processor per routed message, presence        vs unary calls, a bare grpc.aio
+                   notification and client message over            bidi echo, and ejabberd's
+                   FrontEnd.Session streams (issue #15's workload)  figures (goal <= 2x)
     memory         RSS per signed-in user (80 contacts), fresh   vs the 4 GiB / 80,000 budget
 
 ``enterprise`` (``bench.hotpath_enterprise``, ``bench.hotpath_link``) starts a pool of 3 front
@@ -68,6 +71,12 @@ def run_enterprise(opts: Options) -> Result:
     return run(opts)
 
 
+def run_session(opts: Options) -> Result:
+    from bench.hotpath_session import run_session as run
+
+    return run(opts)
+
+
 def run_memory(opts: Options) -> Result:
     from bench.hotpath_core import run_memory as run
 
@@ -79,6 +88,7 @@ BENCHMARKS: dict[str, Callable[[Options], Result]] = {
     "grpc-e2e": run_grpc_e2e,
     "fanout": run_fanout,
     "enterprise": run_enterprise,
+    "session": run_session,
     "memory": run_memory,
 }
 

@@ -8,7 +8,8 @@ stops it. Both kinds are started, pinned and stopped alike:
   MemoryStore; the Metrics observer; PBKDF2 at one iteration), as ``poolsim serve`` runs it;
 * ``bare``: generic handlers and no logic: ``Send`` (unary-unary) puts the request bytes on the
   asyncio.Queue of every open ``Watch`` stream and ``Watch`` (unary-stream) yields from its
-  queue; raw bytes in and out (no serializers).
+  queue; raw bytes in and out (no serializers); ``Session`` (bidirectional) is the session
+  rows' baseline (``bench.bare_session``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 import grpc
 
+from bench.bare_session import BareSession
 from bench.hotpath_common import cpu_seconds
 from pool.api.server import SERVER_OPTIONS  # the bare server gets the same options
 
@@ -64,6 +66,8 @@ class _Bare:
             {
                 "Send": grpc.unary_unary_rpc_method_handler(self.send),
                 "Watch": grpc.unary_stream_rpc_method_handler(self.watch),
+                # the session rows' baseline (bench.bare_session)
+                "Session": grpc.stream_stream_rpc_method_handler(BareSession().session),
             },
         )
 

@@ -186,6 +186,7 @@ async def drive(
         duration=opts.duration,
         speedup=opts.speedup,
         channels=opts.channels,
+        transport=opts.transport,
         seed=opts.seed,
         window_at=opts.window_at,
     )
@@ -199,6 +200,7 @@ async def drive(
         "lync_peak_sign_ins_per_s": LYNC_SIGN_INS_PER_S,
         "speedup": opts.speedup,
         "seed": opts.seed,
+        "transport": opts.transport,
         "population_seed": POPULATION_SEED,
         "workers": workers,
         "workers_requested": "auto" if opts.workers == 0 else opts.workers,

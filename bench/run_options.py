@@ -42,6 +42,7 @@ class RunOptions:
     prefix: str = "user"
     password: str = "poolsim"
     channels: int = 4
+    transport: str = "session"  # the driver's: "session" streams or "unary" RPCs
     thresholds: report.Thresholds = field(default_factory=report.Thresholds)
     progress: bool | None = None  # None: when stdout is a terminal
 

@@ -145,6 +145,21 @@ def shared_event(e: events.Event) -> pb.Event:
     return msg
 
 
+_SHARED_BYTES: OrderedDict[int, tuple[events.Event, bytes]] = OrderedDict()
+
+
+def shared_event_bytes(e: events.Event) -> bytes:
+    """``event(e)`` serialized, once however many session streams it is written to."""
+    hit = _SHARED_BYTES.get(id(e))
+    if hit is not None and hit[0] is e:
+        return hit[1]
+    data = shared_event(e).SerializeToString()
+    _SHARED_BYTES[id(e)] = (e, data)
+    if len(_SHARED_BYTES) > SHARED_CACHE:
+        _SHARED_BYTES.popitem(last=False)
+    return data
+
+
 def event(e: events.Event) -> pb.Event:
     """The wire form of a domain event."""
     # Fields are set in place: building sub-messages and copying them in costs twice as much,

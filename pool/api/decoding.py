@@ -67,18 +67,21 @@ def add_services(
     registrations: Iterable[tuple[Callable[[Any, Any], None], Any]],
 ) -> None:
     """Register servicers, each (generated ``add_XServicer_to_server``, servicer), with
-    tolerant deserializers."""
+    tolerant deserializers. The methods a servicer names in ``RAW_RESPONSES`` write bytes
+    they serialized themselves (no response serializer)."""
     pool = descriptor_pool.Default()
     for add, servicer in registrations:
         capture = _Capture()
         add(servicer, capture)
+        raw = frozenset(getattr(servicer, "RAW_RESPONSES", ()))
         for service, handlers in capture.services:
             methods = pool.FindServiceByName(service).methods_by_name
             wrapped = {
                 name: h._replace(  # a namedtuple in grpcio
                     request_deserializer=tolerant(
                         h.request_deserializer, methods[name].input_type.full_name
-                    )
+                    ),
+                    response_serializer=None if name in raw else h.response_serializer,
                 )
                 for name, h in handlers.items()
             }

@@ -98,6 +98,8 @@ class Metrics(Observer):
         ProcessCollector(registry=r)
         self.rpc = RpcMetrics()
         r.register(self.rpc)
+        self.session = SessionMetrics()
+        r.register(self.session)
         self.undecodable_requests = Counter(
             "poolsim_undecodable_requests",
             "Requests whose body could not be parsed as the method's request type",
@@ -256,6 +258,57 @@ class HotPath(Collector):
             buckets=buckets,
             sum_value=self.routing_sum,
         )
+
+
+class SessionMetrics(Collector):
+    """``FrontEnd.Session`` streams: open streams, messages each way, calls and events carried
+    (the calls are also in the per-method series, as unary calls are)."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self.received_messages = 0
+        self.received_calls = 0
+        self.sent_messages = 0
+        self.sent_replies = 0
+        self.sent_events = 0
+        self.calls: dict[str, int] = {}
+
+    def opened(self) -> None:
+        self.open += 1
+
+    def closed(self) -> None:
+        self.open -= 1
+
+    def received(self, calls: int) -> None:
+        self.received_messages += 1
+        self.received_calls += calls
+
+    def sent(self, replies: int, events: int) -> None:
+        self.sent_messages += 1
+        self.sent_replies += replies
+        self.sent_events += events
+
+    def call(self, method: str) -> None:
+        self.calls[method] = self.calls.get(method, 0) + 1
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "poolsim_session_streams_open", "Session streams open", value=self.open
+        )
+        for name, text, value in (
+            ("messages_received", "SessionRequest messages received", self.received_messages),
+            ("calls_received", "Calls received in SessionRequest messages", self.received_calls),
+            ("messages_sent", "SessionResponse messages sent", self.sent_messages),
+            ("replies_sent", "Replies sent in SessionResponse messages", self.sent_replies),
+            ("events_sent", "Events sent in SessionResponse messages", self.sent_events),
+        ):
+            yield CounterMetricFamily(f"poolsim_session_{name}", text, value=value)
+        calls = CounterMetricFamily(
+            "poolsim_session_calls", "Calls answered over Session streams", labels=["method"]
+        )
+        for method, n in list(self.calls.items()):
+            calls.add_metric([method], n)
+        yield calls
 
 
 class _EngineCollector(Collector):

@@ -54,20 +54,27 @@ def bearer(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     return ""
 
 
-async def _abort(
-    context: grpc.aio.ServicerContext[Any, Any], method: str, exc: BaseException
-) -> grpc.StatusCode:
+def status_of(
+    method: str, exc: BaseException
+) -> tuple[grpc.StatusCode, str, tuple[tuple[str, str | bytes], ...]]:
+    """The status a failed call answers with: code, message and trailing metadata (the rich
+    details included). A bug is logged and answered INTERNAL."""
     if isinstance(exc, PoolError):
         code = code_of(exc)
         trailers: tuple[tuple[str, str | bytes], ...] = tuple(exc.metadata.items())
         details = rich_details(exc, code)
         if details is not None:
             trailers += (details,)
-        await context.abort(code, exc.message, trailers)
+        return code, exc.message, trailers
     log.exception("internal error in %s", method, exc_info=exc)
-    await context.abort(
-        grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}"
-    )
+    return grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}", ()
+
+
+async def _abort(
+    context: grpc.aio.ServicerContext[Any, Any], method: str, exc: BaseException
+) -> grpc.StatusCode:
+    code, message, trailers = status_of(method, exc)
+    await context.abort(code, message, trailers)
     raise AssertionError("unreachable")  # abort raises
 
 
@@ -89,6 +96,23 @@ def _code_after(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException 
 def unary(
     method: Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]],
 ) -> Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]:
+    """A handler answering one status for its call: the request is admitted (checked) first
+    unless it is a stream of requests (``bidi``), the outcome is counted by method and code."""
+    return _handler(method, admit=True)
+
+
+def bidi(
+    method: Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]],
+) -> Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]:
+    """``unary`` for a handler given a stream of requests (it admits each itself)."""
+    return _handler(method, admit=False)
+
+
+def _handler(
+    method: Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]],
+    *,
+    admit: bool,
+) -> Callable[[Self, Req, grpc.aio.ServicerContext[Any, Any]], Awaitable[Resp]]:
     name = method.__name__
 
     @functools.wraps(method)
@@ -100,7 +124,8 @@ def unary(
             self.metrics.rpc_started(name)
         failure: BaseException | None = None
         try:
-            self.admit(name, request)
+            if admit:
+                self.admit(name, request)
             return await method(self, request, context)
         except grpc.aio.AbortError as exc:  # already a status
             failure = exc

@@ -155,7 +155,7 @@ def test_enterprise(quick_run: tuple[int, dict[str, Any], str]) -> None:
         assert figure["ratio"] is None
         assert figure["baseline"] is None
         assert figure["target_text"] == "none (figure)"
-    figures = {f["row"]: f for f in doc["figures"]}
+    figures = {f["row"]: f for f in doc["figures"] if f["row"].startswith("enterprise/")}
     assert list(figures) == [
         "enterprise/same-node",
         "enterprise/batched-calls",
@@ -224,3 +224,30 @@ def test_verdict_arithmetic() -> None:
     assert compared.ratio == pytest.approx(3.0)
     assert math.isnan(compared.target)
     assert compared.target_text == "none (figure)"
+
+
+def test_session(quick_run: tuple[int, dict[str, Any], str]) -> None:
+    """Processor per operation over Session streams, beside unary calls and the bare echo."""
+    _, doc, _ = quick_run
+    session = doc["benchmarks"]["session"]
+    assert session["status"] == "ok", session["reason"]
+    rows = {r["name"]: r for r in session["rows"]}
+    references = {
+        "session: server CPU per routed message": 62.5,
+        "session: server CPU per presence notification": 46.0,
+        "session: client CPU per message (PoolClient)": 29.0,
+    }
+    for name, reference in references.items():
+        row = rows[name]
+        assert _number(row["poolsim"])
+        assert row["poolsim"] > 0
+        assert row["baseline"] == reference
+        assert row["higher_is_better"] is False
+        assert row["target"] == 2.0
+    for other in ("unary", "bare bidi echo"):
+        assert any(n.startswith(f"session vs {other}:") for n in rows), other
+    for side in ("session", "unary", "bare"):
+        assert _number(
+            rows["session: server CPU per routed message"]["details"][f"{side}_message_server_us"]
+        )
+    assert session["params"]["pairs"] == 50

@@ -88,7 +88,8 @@ def test_a_run_starts_its_pool_like_serve_but_says_what_differs() -> None:
 
 async def test_a_running_pool_can_be_driven_again_with_another_seed(tmp_path: Path) -> None:
     """`poolsim serve` with its defaults (250 contacts at most), driven twice, then with
-    more users: the contact lists are the pool's, not the schedule's."""
+    more users: the contact lists are the pool's, not the schedule's. The second run's
+    endpoints make unary calls, the others' use Session streams."""
     pool = await asyncio.to_thread(
         start_standard, tmp_path / "pool", "--password-iterations", "1000"
     )
@@ -97,10 +98,11 @@ async def test_a_running_pool_can_be_driven_again_with_another_seed(tmp_path: Pa
         token.write_text(pool.admin_token)
         token.chmod(0o600)
         results = []
-        for seed, users in ((1, 40), (2, 40), (3, 50)):
+        for seed, users, transport in ((1, 40, "session"), (2, 40, "unary"), (3, 50, "session")):
             opts = RunOptions(
                 users=users, duration=6.0, ramp=50.0, speedup=40.0, seed=seed,
                 target=pool.address, admin_token_file=token, progress=False, min_window=1.0,
+                transport=transport,
             )  # fmt: skip
             results.append(await run(opts))
     finally:
@@ -109,6 +111,8 @@ async def test_a_running_pool_can_be_driven_again_with_another_seed(tmp_path: Pa
         assert r["operations"]["sign-in"]["errors"] == 0
         assert r["counters"]["logon_attempts"] > 0
         assert "pool" not in r["config"]  # a pool it did not start
+        assert r["counters"]["im_messages_received"] > 0
+    assert [r["config"]["transport"] for r in results] == ["session", "unary", "session"]
     assert results[0]["config"]["contact_lists_kept"] == 0
     assert results[1]["config"]["contact_lists_kept"] == 0  # the same lists again
 

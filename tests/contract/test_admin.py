@@ -11,6 +11,7 @@ from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool.client import AdminClient
 
 
+@pytest.mark.one_transport
 async def test_status_shows_front_ends_groups_and_counts(pool: Any) -> None:
     admin = AdminClient(pool.client.channel(), pool.admin_token)
     await pool.sign_in(0)
@@ -42,6 +43,7 @@ async def test_provision_users_is_idempotent_and_validated(pool: Any) -> None:
         await admin.provision_users("agent", "not a domain", 1, "secret")
 
 
+@pytest.mark.one_transport
 async def test_admin_calls_need_the_admin_token(pool: Any) -> None:
     alice = await pool.sign_in(0)
     with pytest.raises(errors.PermissionDenied, match="admin token"):

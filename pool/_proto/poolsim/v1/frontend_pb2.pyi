@@ -9,6 +9,7 @@ SignOut or registration expiry.
 """
 
 from collections import abc as _abc
+from google.protobuf import any_pb2 as _any_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -1399,3 +1400,292 @@ class Event(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_kind) -> _WhichOneofReturnType_kind | None: ...
 
 Global___Event: _TypeAlias = Event  # noqa: Y015
+
+@_typing.final
+class SessionRequest(_message.Message):
+    """--- the session stream ---"""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CALLS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def calls(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionCall]: ...
+    def __init__(
+        self,
+        *,
+        calls: _abc.Iterable[Global___SessionCall] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["calls", b"calls"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionRequest: _TypeAlias = SessionRequest  # noqa: Y015
+
+@_typing.final
+class SessionCall(_message.Message):
+    """One call on a session: the request of the unary RPC of the same name."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    SIGN_OUT_FIELD_NUMBER: _builtins.int
+    PUBLISH_PRESENCE_FIELD_NUMBER: _builtins.int
+    RESET_PRESENCE_FIELD_NUMBER: _builtins.int
+    GET_PRESENCE_FIELD_NUMBER: _builtins.int
+    SUBSCRIBE_FIELD_NUMBER: _builtins.int
+    UNSUBSCRIBE_FIELD_NUMBER: _builtins.int
+    ADD_CONTACT_FIELD_NUMBER: _builtins.int
+    REMOVE_CONTACT_FIELD_NUMBER: _builtins.int
+    LIST_CONTACTS_FIELD_NUMBER: _builtins.int
+    CREATE_CONVERSATION_FIELD_NUMBER: _builtins.int
+    INVITE_FIELD_NUMBER: _builtins.int
+    ACCEPT_INVITATION_FIELD_NUMBER: _builtins.int
+    DECLINE_INVITATION_FIELD_NUMBER: _builtins.int
+    SEND_MESSAGE_FIELD_NUMBER: _builtins.int
+    SET_TYPING_FIELD_NUMBER: _builtins.int
+    LEAVE_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """Chosen by the client; the reply carries it back. Ids need not be unique, but a client
+    that reuses one cannot tell the replies apart.
+    """
+    @_builtins.property
+    def sign_out(self) -> Global___SignOutRequest: ...
+    @_builtins.property
+    def publish_presence(self) -> Global___PublishPresenceRequest: ...
+    @_builtins.property
+    def reset_presence(self) -> Global___ResetPresenceRequest: ...
+    @_builtins.property
+    def get_presence(self) -> Global___GetPresenceRequest: ...
+    @_builtins.property
+    def subscribe(self) -> Global___SubscribeRequest: ...
+    @_builtins.property
+    def unsubscribe(self) -> Global___UnsubscribeRequest: ...
+    @_builtins.property
+    def add_contact(self) -> Global___AddContactRequest: ...
+    @_builtins.property
+    def remove_contact(self) -> Global___RemoveContactRequest: ...
+    @_builtins.property
+    def list_contacts(self) -> Global___ListContactsRequest: ...
+    @_builtins.property
+    def create_conversation(self) -> Global___CreateConversationRequest: ...
+    @_builtins.property
+    def invite(self) -> Global___InviteRequest: ...
+    @_builtins.property
+    def accept_invitation(self) -> Global___AcceptInvitationRequest: ...
+    @_builtins.property
+    def decline_invitation(self) -> Global___DeclineInvitationRequest: ...
+    @_builtins.property
+    def send_message(self) -> Global___SendMessageRequest: ...
+    @_builtins.property
+    def set_typing(self) -> Global___SetTypingRequest: ...
+    @_builtins.property
+    def leave(self) -> Global___LeaveRequest: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        sign_out: Global___SignOutRequest | None = ...,
+        publish_presence: Global___PublishPresenceRequest | None = ...,
+        reset_presence: Global___ResetPresenceRequest | None = ...,
+        get_presence: Global___GetPresenceRequest | None = ...,
+        subscribe: Global___SubscribeRequest | None = ...,
+        unsubscribe: Global___UnsubscribeRequest | None = ...,
+        add_contact: Global___AddContactRequest | None = ...,
+        remove_contact: Global___RemoveContactRequest | None = ...,
+        list_contacts: Global___ListContactsRequest | None = ...,
+        create_conversation: Global___CreateConversationRequest | None = ...,
+        invite: Global___InviteRequest | None = ...,
+        accept_invitation: Global___AcceptInvitationRequest | None = ...,
+        decline_invitation: Global___DeclineInvitationRequest | None = ...,
+        send_message: Global___SendMessageRequest | None = ...,
+        set_typing: Global___SetTypingRequest | None = ...,
+        leave: Global___LeaveRequest | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_invitation", b"accept_invitation", "add_contact", b"add_contact", "create_conversation", b"create_conversation", "decline_invitation", b"decline_invitation", "get_presence", b"get_presence", "invite", b"invite", "leave", b"leave", "list_contacts", b"list_contacts", "publish_presence", b"publish_presence", "remove_contact", b"remove_contact", "request", b"request", "reset_presence", b"reset_presence", "send_message", b"send_message", "set_typing", b"set_typing", "sign_out", b"sign_out", "subscribe", b"subscribe", "unsubscribe", b"unsubscribe"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_invitation", b"accept_invitation", "add_contact", b"add_contact", "create_conversation", b"create_conversation", "decline_invitation", b"decline_invitation", "get_presence", b"get_presence", "id", b"id", "invite", b"invite", "leave", b"leave", "list_contacts", b"list_contacts", "publish_presence", b"publish_presence", "remove_contact", b"remove_contact", "request", b"request", "reset_presence", b"reset_presence", "send_message", b"send_message", "set_typing", b"set_typing", "sign_out", b"sign_out", "subscribe", b"subscribe", "unsubscribe", b"unsubscribe"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_request: _TypeAlias = _typing.Literal["sign_out", "publish_presence", "reset_presence", "get_presence", "subscribe", "unsubscribe", "add_contact", "remove_contact", "list_contacts", "create_conversation", "invite", "accept_invitation", "decline_invitation", "send_message", "set_typing", "leave"]  # noqa: Y015
+    _WhichOneofArgType_request: _TypeAlias = _typing.Literal["request", b"request"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_request) -> _WhichOneofReturnType_request | None: ...
+
+Global___SessionCall: _TypeAlias = SessionCall  # noqa: Y015
+
+@_typing.final
+class CallStatus(_message.Message):
+    """What failed: the fields of google.rpc.Status, with the same numbers, so its bytes parse as a
+    google.rpc.Status (the rich details, e.g. the redirect's google.rpc.ErrorInfo, included).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class MetadataEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    DETAILS_FIELD_NUMBER: _builtins.int
+    METADATA_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """a google.rpc.Code (grpc status code) number, never 0 (OK)"""
+    message: _builtins.str
+    @_builtins.property
+    def details(self) -> _containers.RepeatedCompositeFieldContainer[_any_pb2.Any]: ...
+    @_builtins.property
+    def metadata(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """The string trailing metadata the unary call would have had (e.g. poolsim-home-address)."""
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        details: _abc.Iterable[_any_pb2.Any] | None = ...,
+        metadata: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "details", b"details", "message", b"message", "metadata", b"metadata"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CallStatus: _TypeAlias = CallStatus  # noqa: Y015
+
+@_typing.final
+class SessionReply(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ID_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    SIGN_OUT_FIELD_NUMBER: _builtins.int
+    PUBLISH_PRESENCE_FIELD_NUMBER: _builtins.int
+    RESET_PRESENCE_FIELD_NUMBER: _builtins.int
+    GET_PRESENCE_FIELD_NUMBER: _builtins.int
+    SUBSCRIBE_FIELD_NUMBER: _builtins.int
+    UNSUBSCRIBE_FIELD_NUMBER: _builtins.int
+    ADD_CONTACT_FIELD_NUMBER: _builtins.int
+    REMOVE_CONTACT_FIELD_NUMBER: _builtins.int
+    LIST_CONTACTS_FIELD_NUMBER: _builtins.int
+    CREATE_CONVERSATION_FIELD_NUMBER: _builtins.int
+    INVITE_FIELD_NUMBER: _builtins.int
+    ACCEPT_INVITATION_FIELD_NUMBER: _builtins.int
+    DECLINE_INVITATION_FIELD_NUMBER: _builtins.int
+    SEND_MESSAGE_FIELD_NUMBER: _builtins.int
+    SET_TYPING_FIELD_NUMBER: _builtins.int
+    LEAVE_FIELD_NUMBER: _builtins.int
+    id: _builtins.int
+    """the call's id"""
+    @_builtins.property
+    def error(self) -> Global___CallStatus:
+        """Set when the call failed (then no response is set)."""
+
+    @_builtins.property
+    def sign_out(self) -> Global___SignOutResponse: ...
+    @_builtins.property
+    def publish_presence(self) -> Global___PublishPresenceResponse: ...
+    @_builtins.property
+    def reset_presence(self) -> Global___ResetPresenceResponse: ...
+    @_builtins.property
+    def get_presence(self) -> Global___GetPresenceResponse: ...
+    @_builtins.property
+    def subscribe(self) -> Global___SubscribeResponse: ...
+    @_builtins.property
+    def unsubscribe(self) -> Global___UnsubscribeResponse: ...
+    @_builtins.property
+    def add_contact(self) -> Global___AddContactResponse: ...
+    @_builtins.property
+    def remove_contact(self) -> Global___RemoveContactResponse: ...
+    @_builtins.property
+    def list_contacts(self) -> Global___ListContactsResponse: ...
+    @_builtins.property
+    def create_conversation(self) -> Global___CreateConversationResponse: ...
+    @_builtins.property
+    def invite(self) -> Global___InviteResponse: ...
+    @_builtins.property
+    def accept_invitation(self) -> Global___AcceptInvitationResponse: ...
+    @_builtins.property
+    def decline_invitation(self) -> Global___DeclineInvitationResponse: ...
+    @_builtins.property
+    def send_message(self) -> Global___SendMessageResponse: ...
+    @_builtins.property
+    def set_typing(self) -> Global___SetTypingResponse: ...
+    @_builtins.property
+    def leave(self) -> Global___LeaveResponse: ...
+    def __init__(
+        self,
+        *,
+        id: _builtins.int = ...,
+        error: Global___CallStatus | None = ...,
+        sign_out: Global___SignOutResponse | None = ...,
+        publish_presence: Global___PublishPresenceResponse | None = ...,
+        reset_presence: Global___ResetPresenceResponse | None = ...,
+        get_presence: Global___GetPresenceResponse | None = ...,
+        subscribe: Global___SubscribeResponse | None = ...,
+        unsubscribe: Global___UnsubscribeResponse | None = ...,
+        add_contact: Global___AddContactResponse | None = ...,
+        remove_contact: Global___RemoveContactResponse | None = ...,
+        list_contacts: Global___ListContactsResponse | None = ...,
+        create_conversation: Global___CreateConversationResponse | None = ...,
+        invite: Global___InviteResponse | None = ...,
+        accept_invitation: Global___AcceptInvitationResponse | None = ...,
+        decline_invitation: Global___DeclineInvitationResponse | None = ...,
+        send_message: Global___SendMessageResponse | None = ...,
+        set_typing: Global___SetTypingResponse | None = ...,
+        leave: Global___LeaveResponse | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accept_invitation", b"accept_invitation", "add_contact", b"add_contact", "create_conversation", b"create_conversation", "decline_invitation", b"decline_invitation", "error", b"error", "get_presence", b"get_presence", "invite", b"invite", "leave", b"leave", "list_contacts", b"list_contacts", "publish_presence", b"publish_presence", "remove_contact", b"remove_contact", "reset_presence", b"reset_presence", "response", b"response", "send_message", b"send_message", "set_typing", b"set_typing", "sign_out", b"sign_out", "subscribe", b"subscribe", "unsubscribe", b"unsubscribe"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accept_invitation", b"accept_invitation", "add_contact", b"add_contact", "create_conversation", b"create_conversation", "decline_invitation", b"decline_invitation", "error", b"error", "get_presence", b"get_presence", "id", b"id", "invite", b"invite", "leave", b"leave", "list_contacts", b"list_contacts", "publish_presence", b"publish_presence", "remove_contact", b"remove_contact", "reset_presence", b"reset_presence", "response", b"response", "send_message", b"send_message", "set_typing", b"set_typing", "sign_out", b"sign_out", "subscribe", b"subscribe", "unsubscribe", b"unsubscribe"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_response: _TypeAlias = _typing.Literal["sign_out", "publish_presence", "reset_presence", "get_presence", "subscribe", "unsubscribe", "add_contact", "remove_contact", "list_contacts", "create_conversation", "invite", "accept_invitation", "decline_invitation", "send_message", "set_typing", "leave"]  # noqa: Y015
+    _WhichOneofArgType_response: _TypeAlias = _typing.Literal["response", b"response"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_response) -> _WhichOneofReturnType_response | None: ...
+
+Global___SessionReply: _TypeAlias = SessionReply  # noqa: Y015
+
+@_typing.final
+class SessionResponse(_message.Message):
+    """Replies and events, each list in the order they were made (a reply and the events its call
+    caused may come in the same message or either first).
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REPLIES_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def replies(self) -> _containers.RepeatedCompositeFieldContainer[Global___SessionReply]: ...
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___Event]: ...
+    def __init__(
+        self,
+        *,
+        replies: _abc.Iterable[Global___SessionReply] | None = ...,
+        events: _abc.Iterable[Global___Event] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "replies", b"replies"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SessionResponse: _TypeAlias = SessionResponse  # noqa: Y015

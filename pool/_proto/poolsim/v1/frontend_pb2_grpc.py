@@ -127,6 +127,11 @@ class FrontEndStub:
                 request_serializer=poolsim_dot_v1_dot_frontend__pb2.LeaveRequest.SerializeToString,
                 response_deserializer=poolsim_dot_v1_dot_frontend__pb2.LeaveResponse.FromString,
                 _registered_method=True)
+        self.Session = channel.stream_stream(
+                '/poolsim.v1.FrontEnd/Session',
+                request_serializer=poolsim_dot_v1_dot_frontend__pb2.SessionRequest.SerializeToString,
+                response_deserializer=poolsim_dot_v1_dot_frontend__pb2.SessionResponse.FromString,
+                _registered_method=True)
 
 
 class FrontEndServicer:
@@ -258,6 +263,24 @@ class FrontEndServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Session(self, request_iterator, context):
+        """One stream per endpoint carrying its calls and its events, opened after SignIn with the
+        same `authorization: Bearer <token>` metadata. Each SessionRequest carries one or more
+        calls (any FrontEnd request but SignIn and Events, each with an id the client chooses);
+        each SessionResponse carries replies (with those ids) and the endpoint's events. Calls
+        are answered as the unary RPCs answer them (same checks, same errors); calls about one
+        conversation, and calls about the endpoint's own state, are applied in the order sent.
+        The stream takes the place of the endpoint's Events stream (one opened later replaces
+        it, and the other way round). It ends when the registration ends, after the SignedOut
+        event: OK after this endpoint's own SignOut, else with the status a unary call would get
+        then (UNAUTHENTICATED after expiry, RESOURCE_EXHAUSTED when flow-controlled, UNAVAILABLE
+        while the front end shuts down, FAILED_PRECONDITION with the redirect when the user's
+        home moved).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FrontEndServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -350,6 +373,11 @@ def add_FrontEndServicer_to_server(servicer, server):
                     servicer.Leave,
                     request_deserializer=poolsim_dot_v1_dot_frontend__pb2.LeaveRequest.FromString,
                     response_serializer=poolsim_dot_v1_dot_frontend__pb2.LeaveResponse.SerializeToString,
+            ),
+            'Session': grpc.stream_stream_rpc_method_handler(
+                    servicer.Session,
+                    request_deserializer=poolsim_dot_v1_dot_frontend__pb2.SessionRequest.FromString,
+                    response_serializer=poolsim_dot_v1_dot_frontend__pb2.SessionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -841,6 +869,33 @@ class FrontEnd:
             '/poolsim.v1.FrontEnd/Leave',
             poolsim_dot_v1_dot_frontend__pb2.LeaveRequest.SerializeToString,
             poolsim_dot_v1_dot_frontend__pb2.LeaveResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Session(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/poolsim.v1.FrontEnd/Session',
+            poolsim_dot_v1_dot_frontend__pb2.SessionRequest.SerializeToString,
+            poolsim_dot_v1_dot_frontend__pb2.SessionResponse.FromString,
             options,
             channel_credentials,
             insecure,

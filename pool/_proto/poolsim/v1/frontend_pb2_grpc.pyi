@@ -78,6 +78,20 @@ class FrontEndStub:
     SendMessage: _grpc.UnaryUnaryMultiCallable[_frontend_pb2.SendMessageRequest, _frontend_pb2.SendMessageResponse]
     SetTyping: _grpc.UnaryUnaryMultiCallable[_frontend_pb2.SetTypingRequest, _frontend_pb2.SetTypingResponse]
     Leave: _grpc.UnaryUnaryMultiCallable[_frontend_pb2.LeaveRequest, _frontend_pb2.LeaveResponse]
+    Session: _grpc.StreamStreamMultiCallable[_frontend_pb2.SessionRequest, _frontend_pb2.SessionResponse]
+    """One stream per endpoint carrying its calls and its events, opened after SignIn with the
+    same `authorization: Bearer <token>` metadata. Each SessionRequest carries one or more
+    calls (any FrontEnd request but SignIn and Events, each with an id the client chooses);
+    each SessionResponse carries replies (with those ids) and the endpoint's events. Calls
+    are answered as the unary RPCs answer them (same checks, same errors); calls about one
+    conversation, and calls about the endpoint's own state, are applied in the order sent.
+    The stream takes the place of the endpoint's Events stream (one opened later replaces
+    it, and the other way round). It ends when the registration ends, after the SignedOut
+    event: OK after this endpoint's own SignOut, else with the status a unary call would get
+    then (UNAUTHENTICATED after expiry, RESOURCE_EXHAUSTED when flow-controlled, UNAVAILABLE
+    while the front end shuts down, FAILED_PRECONDITION with the redirect when the user's
+    home moved).
+    """
 
 @_typing.type_check_only
 class FrontEndAsyncStub(FrontEndStub):
@@ -124,6 +138,20 @@ class FrontEndAsyncStub(FrontEndStub):
     SendMessage: _aio.UnaryUnaryMultiCallable[_frontend_pb2.SendMessageRequest, _frontend_pb2.SendMessageResponse]  # type: ignore[assignment]
     SetTyping: _aio.UnaryUnaryMultiCallable[_frontend_pb2.SetTypingRequest, _frontend_pb2.SetTypingResponse]  # type: ignore[assignment]
     Leave: _aio.UnaryUnaryMultiCallable[_frontend_pb2.LeaveRequest, _frontend_pb2.LeaveResponse]  # type: ignore[assignment]
+    Session: _aio.StreamStreamMultiCallable[_frontend_pb2.SessionRequest, _frontend_pb2.SessionResponse]  # type: ignore[assignment]
+    """One stream per endpoint carrying its calls and its events, opened after SignIn with the
+    same `authorization: Bearer <token>` metadata. Each SessionRequest carries one or more
+    calls (any FrontEnd request but SignIn and Events, each with an id the client chooses);
+    each SessionResponse carries replies (with those ids) and the endpoint's events. Calls
+    are answered as the unary RPCs answer them (same checks, same errors); calls about one
+    conversation, and calls about the endpoint's own state, are applied in the order sent.
+    The stream takes the place of the endpoint's Events stream (one opened later replaces
+    it, and the other way round). It ends when the registration ends, after the SignedOut
+    event: OK after this endpoint's own SignOut, else with the status a unary call would get
+    then (UNAUTHENTICATED after expiry, RESOURCE_EXHAUSTED when flow-controlled, UNAVAILABLE
+    while the front end shuts down, FAILED_PRECONDITION with the redirect when the user's
+    home moved).
+    """
 
 class FrontEndServicer(metaclass=_abc_1.ABCMeta):
     """buf:lint:ignore SERVICE_SUFFIX
@@ -275,5 +303,25 @@ class FrontEndServicer(metaclass=_abc_1.ABCMeta):
         request: _frontend_pb2.LeaveRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_frontend_pb2.LeaveResponse, _abc.Awaitable[_frontend_pb2.LeaveResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def Session(
+        self,
+        request_iterator: _MaybeAsyncIterator[_frontend_pb2.SessionRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_frontend_pb2.SessionResponse], _abc.AsyncIterator[_frontend_pb2.SessionResponse]]:
+        """One stream per endpoint carrying its calls and its events, opened after SignIn with the
+        same `authorization: Bearer <token>` metadata. Each SessionRequest carries one or more
+        calls (any FrontEnd request but SignIn and Events, each with an id the client chooses);
+        each SessionResponse carries replies (with those ids) and the endpoint's events. Calls
+        are answered as the unary RPCs answer them (same checks, same errors); calls about one
+        conversation, and calls about the endpoint's own state, are applied in the order sent.
+        The stream takes the place of the endpoint's Events stream (one opened later replaces
+        it, and the other way round). It ends when the registration ends, after the SignedOut
+        event: OK after this endpoint's own SignOut, else with the status a unary call would get
+        then (UNAUTHENTICATED after expiry, RESOURCE_EXHAUSTED when flow-controlled, UNAVAILABLE
+        while the front end shuts down, FAILED_PRECONDITION with the redirect when the user's
+        home moved).
+        """
 
 def add_FrontEndServicer_to_server(servicer: FrontEndServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -1,0 +1,332 @@
+"""`poolsim bench --only session`: processor per operation over Session streams, over unary
+calls, and on a bare ``grpc.aio`` bidirectional echo of the same shape.
+
+The workload (issue #15's, as measured against ejabberd): 50 sender/receiver pairs send
+20,000 one-to-one messages, at most 8 unanswered (sent, not yet received) per pair; then 99
+users each change presence 20 times, each watched by 10 others (19,800 notifications). Every
+message and notification must arrive. Processor time is read from the processes' own counters
+(``/proc/<pid>/stat`` for the server, ``time.process_time`` for the client): per routed
+message, per presence notification, and the client's per message.
+
+Sides, each with a fresh server process, rounds alternating:
+
+* ``session``: ``PoolClient(transport="session")``, one FrontEnd.Session stream per endpoint;
+* ``unary``: ``PoolClient(transport="unary")``, one RPC per call and an Events stream;
+* ``bare``: ``bench.bare_session`` (parse each request, answer it, forward one event per
+  recipient), driven through the same client stream class as ``session`` (futures per call).
+
+Reference figures (ejabberd 23.01 on the 2-core machine, from the issue): 62.5 us of server
+processor per routed message, 46 us per presence notification, 29 us of client processor per
+message. The goal: at most twice those, and a client that costs no more per message than the
+server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from bench.hotpath_common import Options, Result, make_comparison, make_row, median
+from bench.hotpath_grpc import _pinned
+from bench.hotpath_servers import DOMAIN, PASSWORD, ServerProcess, start_server
+from pool._proto.poolsim.v1 import frontend_pb2 as pb
+from pool.client import PoolClient, Session
+from pool.client.stream import CallStream
+
+PAIRS = 50
+MESSAGES = 20_000
+WINDOW = 8  # unanswered messages per pair at most
+PRESENCE_USERS = 99
+CHANGES = 20
+WATCHERS = 10
+STEP_TIMEOUT = 120.0
+#: ejabberd's figures on the same machine and workload (the issue), microseconds
+REFERENCE_US = {"message_server": 62.5, "notification_server": 46.0, "message_client": 29.0}
+GOAL = 2.0  # at most twice the reference
+SIDES = ("session", "unary", "bare")
+BARE_METHOD = "/bench.Bare/Session"
+
+
+def _uri(i: int) -> str:
+    return f"sip:user{i}@{DOMAIN}"
+
+
+def _watchers_of(i: int) -> list[int]:
+    return [(i + k) % PRESENCE_USERS for k in range(1, WATCHERS + 1)]
+
+
+@dataclass
+class _Counts:
+    """What the readers saw: messages per pair, presence notifications of this round."""
+
+    windows: list[asyncio.Semaphore]
+    messages: int = 0
+    notifications: int = 0
+    tag: str = ""
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    expect: int = 0
+
+    def message(self, pair: int) -> None:
+        self.messages += 1
+        self.windows[pair].release()
+        if self.messages >= self.expect:
+            self.done.set()
+
+    def presence(self, note: str) -> None:
+        if note.startswith(self.tag):
+            self.notifications += 1
+            if self.notifications >= self.expect:
+                self.done.set()
+
+
+@dataclass
+class _Side:
+    send: Callable[[int, str], Awaitable[Any]]  # pair, body
+    publish: Callable[[int, int, str], Awaitable[Any]]  # user, availability, note
+    close: Callable[[], Awaitable[None]]
+    readers: list[asyncio.Task[None]]
+
+
+def _on_event(counts: _Counts, pair_of: dict[str, int], event: pb.Event) -> None:
+    kind = event.WhichOneof("kind")
+    if kind == "message":
+        counts.message(pair_of[event.message.conversation_id])
+    elif kind == "presence":
+        counts.presence(event.presence.presence.note)
+
+
+async def _poolsim_side(address: str, transport: str, counts: _Counts) -> _Side:
+    client = PoolClient(address, transport=transport)
+    users = max(2 * PAIRS, PRESENCE_USERS)
+    sessions: list[Session] = [
+        await client.sign_in(_uri(i), PASSWORD, "bench") for i in range(users)
+    ]
+    pair_of: dict[str, int] = {}
+    convs: list[str] = []
+    for k in range(PAIRS):
+        conv = await sessions[2 * k].create_conversation([_uri(2 * k + 1)])
+        await sessions[2 * k + 1].accept(conv.conversation_id)
+        pair_of[conv.conversation_id] = k
+        convs.append(conv.conversation_id)
+    for w in range(PRESENCE_USERS):
+        targets = [t for t in range(PRESENCE_USERS) if w in _watchers_of(t)]
+        await sessions[w].subscribe([_uri(t) for t in targets])
+
+    async def read(s: Session) -> None:
+        with contextlib.suppress(Exception):
+            async for event in s.events(reconnect=False):
+                _on_event(counts, pair_of, event)
+
+    readers = [asyncio.get_running_loop().create_task(read(s)) for s in sessions]
+
+    async def send(pair: int, body: str) -> Any:
+        return await sessions[2 * pair].send_message(convs[pair], body)
+
+    async def publish(user: int, availability: int, note: str) -> Any:
+        return await sessions[user].publish_presence(availability, note=note)
+
+    return _Side(send, publish, client.close, readers)
+
+
+async def _bare_side(address: str, counts: _Counts) -> _Side:
+    channel = grpc.aio.insecure_channel(address)
+    users = max(2 * PAIRS, PRESENCE_USERS)
+    pair_of = {f"c-{k}": k for k in range(PAIRS)}
+    streams: list[CallStream] = []
+    for i in range(users):
+        partner = str(i + 1) if i < 2 * PAIRS and i % 2 == 0 else ""
+        watchers = ",".join(str(u) for u in _watchers_of(i)) if i < PRESENCE_USERS else ""
+        md = (("x-user", str(i)), ("x-partner", partner), ("x-watchers", watchers))
+        streams.append(CallStream(channel, md, BARE_METHOD))
+
+    async def read(stream: CallStream) -> None:
+        with contextlib.suppress(Exception):
+            async for event in stream.next_events():
+                _on_event(counts, pair_of, event)
+
+    readers = [asyncio.get_running_loop().create_task(read(s)) for s in streams]
+    await asyncio.sleep(0.5)  # every stream registered with the server before anything is sent
+
+    def send(pair: int, body: str) -> Awaitable[Any]:
+        request = pb.SendMessageRequest(conversation_id=f"c-{pair}", body=body)
+        return streams[2 * pair].call("SendMessage", request)
+
+    def publish(user: int, availability: int, note: str) -> Awaitable[Any]:
+        request = pb.PublishPresenceRequest(availability=availability, note=note)
+        return streams[user].call("PublishPresence", request)
+
+    async def close() -> None:
+        for s in streams:
+            s.close()
+        await channel.close(None)
+
+    return _Side(send, publish, close, readers)
+
+
+async def _messages(side: _Side, counts: _Counts, total: int) -> None:
+    counts.messages, counts.expect = 0, total
+    counts.done.clear()
+    per_pair = total // PAIRS
+
+    async def pair(k: int) -> None:
+        window = counts.windows[k]
+        sends = []
+        for j in range(per_pair):
+            await window.acquire()
+            sends.append(asyncio.ensure_future(side.send(k, f"m{j}")))
+        await asyncio.gather(*sends)
+
+    await asyncio.wait_for(asyncio.gather(*(pair(k) for k in range(PAIRS))), STEP_TIMEOUT)
+    await asyncio.wait_for(counts.done.wait(), STEP_TIMEOUT)
+
+
+async def _presence(side: _Side, counts: _Counts, changes: int, tag: str) -> None:
+    counts.notifications, counts.tag = 0, tag
+    counts.expect = PRESENCE_USERS * changes * WATCHERS
+    counts.done.clear()
+
+    async def user(i: int) -> None:
+        for j in range(changes):
+            await side.publish(i, 6500 if j % 2 == 0 else 3500, f"{tag}{j}")
+
+    await asyncio.wait_for(asyncio.gather(*(user(i) for i in range(PRESENCE_USERS))), STEP_TIMEOUT)
+    await asyncio.wait_for(counts.done.wait(), STEP_TIMEOUT)
+
+
+async def _one_round(
+    kind: str, tmp: Path, messages: int, changes: int, pin: list[int]
+) -> dict[str, float]:
+    d = Path(tempfile.mkdtemp(dir=tmp))
+    server: ServerProcess = start_server(
+        "bare" if kind == "bare" else "poolsim", 2 * PAIRS + PRESENCE_USERS, "memory", d
+    )
+    if pin:
+        os.sched_setaffinity(server.proc.pid, pin)
+    counts = _Counts([asyncio.Semaphore(WINDOW) for _ in range(PAIRS)])
+    try:
+        side = (
+            await _bare_side(server.address, counts)
+            if kind == "bare"
+            else await _poolsim_side(server.address, kind, counts)
+        )
+        try:
+            await _messages(side, counts, PAIRS * 20)  # warm up
+            await _presence(side, counts, 2, "w")
+            s0, c0, t0 = server.cpu(), time.process_time(), time.perf_counter()
+            await _messages(side, counts, messages)
+            s1, c1, t1 = server.cpu(), time.process_time(), time.perf_counter()
+            await _presence(side, counts, changes, "r")
+            s2, c2 = server.cpu(), time.process_time()
+        finally:
+            for task in side.readers:
+                task.cancel()
+            await side.close()
+    finally:
+        server.stop()
+    notifications = PRESENCE_USERS * changes * WATCHERS
+    return {
+        "message_server_us": (s1 - s0) / messages * 1e6,
+        "message_client_us": (c1 - c0) / messages * 1e6,
+        "messages_per_s": messages / (t1 - t0),
+        "notification_server_us": (s2 - s1) / notifications * 1e6,
+        "notification_client_us": (c2 - c1) / notifications * 1e6,
+    }
+
+
+async def _measure(rounds: int, messages: int, changes: int) -> dict[str, Any]:
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = len(cpus) >= 2
+    out: dict[str, Any] = {kind: [] for kind in SIDES}
+    with tempfile.TemporaryDirectory(prefix="poolsim-bench-") as tmp, _pinned(cpus[:1], pinned):
+        for _ in range(rounds):
+            for kind in SIDES:  # alternately
+                out[kind].append(
+                    await _one_round(
+                        kind, Path(tmp), messages, changes, cpus[-1:] if pinned else []
+                    )
+                )
+    out["pinning"] = (
+        f"client on CPU {cpus[0]}, servers on CPU {cpus[-1]}" if pinned else "none (one CPU)"
+    )
+    return out
+
+
+def run_session(opts: Options) -> Result:
+    rounds = 1 if opts.quick else 3
+    messages = 2_000 if opts.quick else MESSAGES
+    changes = 4 if opts.quick else CHANGES
+    data = asyncio.run(_measure(rounds, messages, changes))
+    fig = {k: {m: median([r[m] for r in data[k]]) for m in data[k][0]} for k in SIDES}
+    result = Result("session")
+    s, u, b = fig["session"], fig["unary"], fig["bare"]
+    details = {f"{k}_{m}": v for k in SIDES for m, v in fig[k].items()}
+    for key, name in (
+        ("message_server", "session: server CPU per routed message"),
+        ("notification_server", "session: server CPU per presence notification"),
+        ("message_client", "session: client CPU per message (PoolClient)"),
+    ):
+        result.rows.append(
+            make_row(
+                name,
+                "us",
+                s[f"{key}_us"],
+                REFERENCE_US[key],
+                GOAL,
+                higher_is_better=False,
+                details={"baseline": "ejabberd 23.01 (the issue's measurement)", **details},
+            )
+        )
+    result.rows.append(
+        make_row(
+            "session: client CPU per message against the server's",
+            "us",
+            s["message_client_us"],
+            s["message_server_us"],
+            1.0,
+            higher_is_better=False,
+        )
+    )
+    for key in ("message_server", "notification_server", "message_client"):
+        result.rows.append(
+            make_comparison(
+                f"session vs unary: {key.replace('_', ' ')} CPU",
+                "us",
+                s[f"{key}_us"],
+                u[f"{key}_us"],
+            )
+        )
+        result.rows.append(
+            make_comparison(
+                f"session vs bare bidi echo: {key.replace('_', ' ')} CPU",
+                "us",
+                s[f"{key}_us"],
+                b[f"{key}_us"],
+            )
+        )
+    result.params = {
+        "pairs": PAIRS,
+        "messages": messages,
+        "window_per_pair": WINDOW,
+        "presence_users": PRESENCE_USERS,
+        "changes_per_user": changes,
+        "watchers_per_user": WATCHERS,
+        "rounds": rounds,
+        "store": "memory",
+        "cpu_pinning": data["pinning"],
+        "by_round": {k: data[k] for k in SIDES},
+    }
+    result.notes.append(
+        "processor per operation from the processes' own counters (server: /proc stat of its "
+        "process; client: this process's process_time), medians of alternating rounds; the "
+        "first three rows' baseline is ejabberd's figure from the issue (goal: at most 2x)"
+    )
+    return result

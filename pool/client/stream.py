@@ -1,0 +1,170 @@
+"""One endpoint's ``FrontEnd.Session`` stream, client side: a future per call, events queued.
+
+Calls made in the same turn of the event loop (or while the previous batch is being written)
+go out together in one ``SessionRequest``, built as bytes: each call is its request's bytes
+behind a few bytes of framing. Each ``SessionResponse`` resolves the futures of its replies (an
+error reply raises the same ``pool.errors`` error the unary call would have) and queues its
+events for ``events()``. When the stream ends, the calls still waiting fail with its status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from google.protobuf.message import Message
+from google.rpc import status_pb2
+
+from pool._proto.poolsim.v1 import frontend_pb2 as pb
+from pool.api.framing import field_key, message_type, varint
+from pool.api.status import error_of
+from pool.client.errors import TransportError, translate
+from pool.errors import PoolError
+
+METHOD = "/poolsim.v1.FrontEnd/Session"
+EVENTS_KEPT = 10_000  # events held for a reader not yet reading; older ones are discarded
+
+#: unary method name -> the tag of its SessionCall field
+_CALL_TAG = {
+    message_type(f).name.removesuffix("Request"): field_key(f.number)
+    for f in pb.SessionCall.DESCRIPTOR.oneofs_by_name["request"].fields
+}
+_CALLS_TAG = field_key(pb.SessionRequest.CALLS_FIELD_NUMBER)
+_CODES = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def error_of_reply(error: pb.CallStatus) -> PoolError:
+    """The error a unary call would have raised for this status."""
+    code = _CODES.get(error.code, grpc.StatusCode.UNKNOWN)
+    details = b""
+    if error.details:
+        details = status_pb2.Status(
+            code=error.code, message=error.message, details=list(error.details)
+        ).SerializeToString()
+    found = error_of(code, error.message, dict(error.metadata), details)
+    return TransportError(code, error.message) if type(found) is PoolError else found
+
+
+class Unanswered(TransportError):
+    """The stream ended (OK) before the server ran this call: send it again on a new one."""
+
+
+class CallStream:
+    def __init__(
+        self,
+        channel: grpc.aio.Channel,
+        metadata: tuple[tuple[str, str], ...],
+        method: str = METHOD,
+    ) -> None:
+        rpc = channel.stream_stream(
+            method,
+            request_serializer=None,  # bytes built here
+            response_deserializer=pb.SessionResponse.FromString,
+        )
+        self._call: Any = rpc(metadata=metadata)  # type: ignore[call-arg]  # written to
+        self._futures: dict[int, asyncio.Future[Any]] = {}
+        self._next = 0
+        self._outbox: list[bytes] = []
+        self._wake: asyncio.Future[None] | None = None
+        self.events: deque[pb.Event] = deque()
+        self.discarded = 0  # events dropped for want of a reader
+        self._event_waiter: asyncio.Future[None] | None = None
+        #: how the stream ended: None while open, else the error (or a PoolError-free end)
+        self.ended: PoolError | None = None
+        self.done = False
+        loop = asyncio.get_running_loop()
+        self._writer = loop.create_task(self._write())
+        self._reader = loop.create_task(self._read())
+
+    def call(self, method: str, request: Message) -> asyncio.Future[Any]:
+        """Send one call; the future gets the reply's response message (or its error)."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        if self.done:
+            future.set_exception(self.ended or TransportError(grpc.StatusCode.CANCELLED, "closed"))
+            return future
+        self._next += 1
+        call_id = self._next
+        self._futures[call_id] = future
+        body = request.SerializeToString()
+        item = b"\x08" + varint(call_id) + _CALL_TAG[method] + varint(len(body)) + body
+        self._outbox.append(_CALLS_TAG + varint(len(item)) + item)
+        wake = self._wake
+        if wake is not None and not wake.done():
+            wake.set_result(None)
+        return future
+
+    async def _write(self) -> None:
+        write = self._call.write
+        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError, Exception):
+            while True:
+                if not self._outbox:
+                    self._wake = asyncio.get_running_loop().create_future()
+                    await self._wake
+                    self._wake = None
+                batch, self._outbox = self._outbox, []
+                await write(b"".join(batch))
+
+    async def _read(self) -> None:
+        ended: PoolError | None = None
+        try:
+            futures = self._futures
+            async for response in self._call:
+                for reply in response.replies:
+                    future = futures.pop(reply.id, None)
+                    if future is None or future.done():
+                        continue
+                    if reply.HasField("error"):
+                        future.set_exception(error_of_reply(reply.error))
+                    else:
+                        field = reply.WhichOneof("response")
+                        future.set_result(getattr(reply, field) if field else None)
+                if response.events:
+                    events = self.events
+                    events.extend(response.events)
+                    while len(events) > EVENTS_KEPT:
+                        events.popleft()
+                        self.discarded += 1
+                    self._notify()
+        except grpc.aio.AioRpcError as exc:
+            ended = translate(exc)
+        except asyncio.CancelledError:
+            ended = TransportError(grpc.StatusCode.CANCELLED, "the session stream was closed")
+        self.ended = ended
+        self.done = True
+        self._writer.cancel()
+        failure = ended or Unanswered(
+            grpc.StatusCode.CANCELLED, "the session stream ended before the call was run"
+        )
+        for future in self._futures.values():
+            if not future.done():
+                future.set_exception(failure)
+        self._futures.clear()
+        self._notify()
+
+    def _notify(self) -> None:
+        waiter = self._event_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def next_events(self) -> AsyncIterator[pb.Event]:
+        """The events as they come, until the stream ends (raising its error, if any)."""
+        while True:
+            while self.events:
+                yield self.events.popleft()
+            if self.done:
+                if self.ended is not None:
+                    raise self.ended
+                return
+            self._event_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._event_waiter
+            finally:
+                self._event_waiter = None
+
+    def close(self) -> None:
+        self._call.cancel()
+        self._writer.cancel()

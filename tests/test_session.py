@@ -1,0 +1,206 @@
+"""``FrontEnd.Session`` on the wire: batches of calls with ids, replies with the unary call's
+status, the endpoint's events, and how the stream ends (a real grpc.aio server on loopback,
+the fake clock)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import status_pb2
+
+from pool._proto.poolsim.v1 import frontend_pb2 as pb
+from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
+from pool.client import PoolClient
+from tests.conftest import PASSWORD, StandardPool, eventually, start_standard, uri
+from tests.test_backpressure import endpoint, flood, step
+from tests.test_backpressure import pool as pool  # the fixture: a small event queue
+
+WAIT = 10.0
+
+
+def _md(token: str) -> tuple[tuple[str, str], ...]:
+    return (("authorization", f"Bearer {token}"),)
+
+
+async def _until_reply(call: Any, ids: set[int]) -> dict[int, pb.SessionReply]:
+    """Read the stream until every call in ``ids`` has its reply."""
+    got: dict[int, pb.SessionReply] = {}
+    async with asyncio.timeout(WAIT):
+        while not ids <= got.keys():
+            response = await call.read()
+            assert response is not grpc.aio.EOF, f"the stream ended; replies so far {got}"
+            got.update({r.id: r for r in response.replies})
+    return got
+
+
+async def test_one_message_carries_many_calls_and_their_replies_keep_their_ids(
+    pool: StandardPool,
+) -> None:
+    alice, bob = await pool.sign_in(0), await pool.sign_in(1)
+    conv = await alice.create_conversation([uri(1)])
+    await bob.accept(conv.conversation_id)
+    stub = pb_grpc.FrontEndStub(pool.client.channel())
+    call = stub.Session(metadata=_md(alice.token))
+    cid = conv.conversation_id
+    calls = [
+        pb.SessionCall(
+            id=10 + i, send_message=pb.SendMessageRequest(conversation_id=cid, body=f"m{i}")
+        )
+        for i in range(5)
+    ]
+    calls.append(
+        pb.SessionCall(id=99, send_message=pb.SendMessageRequest(conversation_id="c-x", body="x"))
+    )
+    calls.append(pb.SessionCall(id=100, publish_presence=pb.PublishPresenceRequest(availability=7)))
+    calls.append(pb.SessionCall(id=101))  # no request at all
+    await call.write(pb.SessionRequest(calls=calls))
+    replies = await _until_reply(call, {10, 11, 12, 13, 14, 99, 100, 101})
+    assert [replies[10 + i].send_message.sequence for i in range(5)] == [1, 2, 3, 4, 5]
+    assert replies[99].error.code == grpc.StatusCode.NOT_FOUND.value[0]
+    assert "unknown conversation" in replies[99].error.message
+    assert replies[99].WhichOneof("response") is None
+    assert replies[100].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert replies[101].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    # the same per-method series as unary calls, and the session's own
+    sends = {"method": "SendMessage", "code": "OK"}
+    assert pool.metric("poolsim_rpc_duration_seconds_count", sends) == 5
+    assert pool.metric("poolsim_session_calls_total", {"method": "SendMessage"}) == 6
+    assert pool.metric("poolsim_session_streams_open") == 1
+    labels = {"grpc_type": "bidi_stream", "grpc_service": "poolsim.v1.FrontEnd"}
+    assert pool.metric("grpc_server_started_total", {**labels, "grpc_method": "Session"}) == 1
+    call.cancel()
+
+
+async def test_a_call_error_carries_the_rich_details_as_a_google_rpc_status() -> None:
+    from pool.api.session import error_bytes
+    from pool.api.status import rich_details
+    from pool.errors import Redirect
+
+    redirect = Redirect("sip:a@contoso.com", "127.0.0.1:5062", "fe2")
+    code = grpc.StatusCode.FAILED_PRECONDITION
+    details = rich_details(redirect, code)
+    assert details is not None
+    data = error_bytes(7, code, redirect.message, (*redirect.metadata.items(), details))
+    reply = pb.SessionResponse.FromString(data).replies[0]
+    assert reply.id == 7
+    status = status_pb2.Status.FromString(reply.error.SerializeToString())  # same numbers
+    assert status.code == code.value[0]
+    assert status.details[0].TypeName() == "google.rpc.ErrorInfo"
+    assert reply.error.metadata["poolsim-home-address"] == "127.0.0.1:5062"
+
+
+async def test_events_come_on_the_session_which_replaces_the_events_stream(
+    pool: StandardPool,
+) -> None:
+    alice, bob = await pool.sign_in(0), await pool.sign_in(1)
+    stub = pb_grpc.FrontEndStub(pool.client.channel())
+    old = stub.Events(pb.EventsRequest(), metadata=_md(bob.token))
+    bob_ep = endpoint(pool, bob.endpoint_id)
+    await eventually(lambda: bob_ep.streams == 1, what="the Events stream is open")
+    session = stub.Session(metadata=_md(bob.token))
+    async with asyncio.timeout(WAIT):
+        assert await old.read() is grpc.aio.EOF  # replaced: it ends
+    await alice.create_conversation([uri(1)], first_message="hello")
+    async with asyncio.timeout(WAIT):
+        response = await session.read()
+    assert response.events[0].invitation.first_message.body == "hello"
+    session.cancel()
+
+
+async def test_the_client_transport_session_reads_events_and_answers_calls(
+    pool: StandardPool,
+) -> None:
+    client = PoolClient(pool.address, transport="session")
+    try:
+        alice = await pool.sign_in(0)
+        bob = await client.sign_in(uri(1), PASSWORD, "desktop")
+        assert bob.stream is not None
+        conv = await alice.create_conversation([uri(1)], first_message="hello")
+        async with asyncio.timeout(WAIT):
+            async for event in bob.events():
+                assert event.invitation.first_message.body == "hello"
+                break
+        joined, presence = await asyncio.gather(
+            bob.accept(conv.conversation_id), bob.get_presence([uri(0)])
+        )
+        assert uri(0) in joined.participants
+        assert presence[0].user_uri == uri(0)
+    finally:
+        await client.close()
+
+
+async def test_the_stream_ends_ok_after_the_endpoints_own_sign_out(pool: StandardPool) -> None:
+    alice = await pool.sign_in(0)
+    call = pb_grpc.FrontEndStub(pool.client.channel()).Session(metadata=_md(alice.token))
+    await call.write(pb.SessionRequest(calls=[pb.SessionCall(id=1, sign_out=pb.SignOutRequest())]))
+    kinds: list[str | None] = []
+    async with asyncio.timeout(WAIT):
+        async for response in call:
+            kinds.extend(e.WhichOneof("kind") for e in response.events)
+    assert kinds == ["signed_out"]
+    assert await call.code() == grpc.StatusCode.OK
+
+
+async def test_a_dead_token_cannot_open_a_session(pool: StandardPool) -> None:
+    alice = await pool.sign_in(0)
+    await alice.sign_out()
+    call = pb_grpc.FrontEndStub(pool.client.channel()).Session(metadata=_md(alice.token))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call.read()
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_the_stream_ends_unavailable_when_the_front_end_stops(tmp_path: Path) -> None:
+    p = await start_standard(tmp_path)
+    try:
+        alice = await p.sign_in(0)
+        call = pb_grpc.FrontEndStub(p.client.channel()).Session(metadata=_md(alice.token))
+        ep = endpoint(p, alice.endpoint_id)
+        await eventually(lambda: ep.streams == 1, what="the session is open")
+        stopping = asyncio.get_running_loop().create_task(p.server.stop(grace=5.0))
+        kinds: list[str | None] = []
+
+        async def read_all() -> None:
+            async with asyncio.timeout(WAIT):
+                async for response in call:
+                    kinds.extend(e.WhichOneof("kind") for e in response.events)
+
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await read_all()
+        assert kinds == ["signed_out"]
+        assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+        await stopping
+    finally:
+        await p.client.close()
+        p.engine.store.close()
+
+
+async def test_a_session_that_stops_reading_is_flow_controlled(pool: StandardPool) -> None:
+    alice = await pool.sign_in(0)
+    bob = await pool.sign_in(1)
+    bob_ep = endpoint(pool, bob.endpoint_id)
+    channel = grpc.aio.insecure_channel(
+        pool.address,
+        options=[("grpc.use_local_subchannel_pool", 1), ("grpc.http2.bdp_probe", 0)],
+    )
+    try:
+        call = pb_grpc.FrontEndStub(channel).Session(metadata=_md(bob.token))
+        await eventually(lambda: bob_ep.streams == 1, what="bob's session is open")
+        await flood(pool, alice, bob)
+        await step(pool, 61)
+        assert bob_ep.signed_out
+        await eventually(lambda: bob_ep.streams == 0, what="the server ended bob's session")
+        code = None
+        async with asyncio.timeout(WAIT):
+            try:
+                async for _ in call:
+                    pass
+            except grpc.aio.AioRpcError as exc:
+                code = exc.code()
+        assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    finally:
+        await channel.close(None)
