@@ -120,7 +120,7 @@ def _moments(fig: go.Figure, report: dict[str, Any]) -> None:
             line_dash="dot",
             line_color="#555",
             annotation_text="ramp end",
-            annotation_position="top right",
+            annotation_position="top left",  # the window's label is at its right
             annotation_font_size=11,
         )
     if "wind-down" in phases:
