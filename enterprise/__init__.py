@@ -11,10 +11,18 @@ The pool manager, pure (no Ray, injected time):
     fabric_config   the fabric's settings and SPEC's defaults, validated once
     lineage         epochs of a group's primaries: whose history is a prefix of whose, so a
                     returning replica catches up with only what it missed
-    fabric          the state machine: membership, heartbeats, fail-over, replicas that
-                    return, resets, the table
     changes         what a fabric call changed, for the fabric actor to carry out
     routing_table   the versioned, immutable routing table the fabric publishes
+    front_ends      an FE's states and the moves between them; Lync's two-front-end rule
+    returning       replicas that come back: taken back and caught up, dropped, or a lost
+                    group recovered from them
+    recovery        the operator's quorum-loss recovery (from the backup or the replicas)
+                    and full reset
+    fabric_view     served or not and why, the fabric's counters, GetPoolStatus's view
+    fabric_core     the fabric's state and the upkeep every call ends with: fail-over,
+                    rebuild, spreading, rebalancing, resets, publishing the table
+    fabric          ``Fabric``: the public calls (membership, heartbeats, stop and start,
+                    resets, status) and the read side, over ``fabric_core``
 
 One front end, pure (an in-process transport drives it in tests):
 
@@ -39,8 +47,11 @@ On Ray:
 
     options         ``PoolOptions``: one pool's settings
     actors          ``FrontEndActor`` (a node, its gRPC server, metrics) and ``RayTransport``
+    backend         the back-end store as the fabric actor uses it: rows, groups' data
+                    read back from the backups, backups written, what a recovery lost
     fabric_actor    ``FabricActor``: runs the fabric, the back-end store, the heartbeats
-    metrics         what an Enterprise front end adds to its Prometheus metrics
+    metrics         what an Enterprise front end adds to its Prometheus metrics (its
+                    cross-node histograms are made first and handed to the node)
     pool            start and stop a pool; ``poolsim serve --edition enterprise``
     command         the edition as ``poolsim serve`` finds it (entry point ``poolsim.editions``)
 """

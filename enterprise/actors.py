@@ -25,7 +25,7 @@ import ray
 from prometheus_client import CollectorRegistry
 
 from enterprise.local_store import LocalReplicaStore
-from enterprise.metrics import EnterpriseCollector
+from enterprise.metrics import CrossNodeHistograms, EnterpriseCollector
 from enterprise.node import FrontEndNode
 from enterprise.options import PoolOptions as PoolOptions
 from enterprise.replica import GroupData, ReplicatingStore
@@ -153,11 +153,17 @@ class FrontEndActor:
             )
             store.add_cdr(noticed or now, record)
         engine = Engine(config, store, SystemClock(), metrics, directory=directory)
-        self.node = node = FrontEndNode(self.fe_id, engine, store, self.transport)
+        flow = CrossNodeHistograms(registry)
+        self.node = node = FrontEndNode(
+            self.fe_id,
+            engine,
+            store,
+            self.transport,
+            observe_batch=flow.batch,
+            observe_replication=flow.replication,
+        )
         node.load_users(rows)
-        self.collector = collector = EnterpriseCollector(node.routing, node.hub, registry)
-        node.hub.observe_batch = collector.batch
-        node.replication.observe = collector.replication
+        self.collector = EnterpriseCollector(node.routing, node.hub, registry)
         self.server = await start_front_end(
             engine,
             host=opts.host,

@@ -21,6 +21,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from enterprise.actors import CONCURRENCY_GROUPS, FrontEndActor, Handle, answers, unwrap
+from enterprise.backend import backend_groups, log_recovery, user_row, write_backups
 from enterprise.changes import (
     CatchUpTask,
     Change,
@@ -40,7 +41,6 @@ from pool.directory import Directory, ProvisionResult
 from pool.errors import FailedPrecondition, NotFound, PoolError
 from pool.sqlite_store import SqliteStore
 from pool.status import FrontEndState, PoolStatusInfo, ResetType
-from pool.store import UserRow
 
 log = logging.getLogger("poolsim.enterprise")
 
@@ -136,7 +136,7 @@ class FabricActor:
 
     async def _join(self, fe_id: str, handle: Handle, port: int, metrics_port: int) -> None:
         """Start the front end on ``handle`` and register it with the replicas it brought."""
-        rows = [self._row(u.id) for u in self.directory]
+        rows = [user_row(self.directory, u.id) for u in self.directory]
         fresh = not self.fabric.started
         noticed = self.noticed.pop(fe_id, 0.0)
         address, metrics_address, held = await asyncio.wait_for(
@@ -156,12 +156,6 @@ class FabricActor:
                     log.warning("pool whole again: primaries rebalanced (%d moves)", len(moves))
                     await self._apply(moves)
 
-    def _row(self, user_id: int) -> UserRow:
-        u = self.directory.by_id(user_id)
-        return UserRow(
-            u.id, u.uri, u.display_name, u.routing_group, u.salt, u.pw_hash, u.iterations
-        )
-
     # --- carrying out changes ---
 
     async def _apply(
@@ -176,7 +170,7 @@ class FabricActor:
         if first_start:
             placement = self.fabric.placement
             if placement is not None:
-                data = self._backend_groups()
+                data = backend_groups(self.store, self.directory)
                 await asyncio.gather(
                     *(
                         self._call(fe, "install", g, data.get(g, GroupData()))
@@ -186,7 +180,7 @@ class FabricActor:
                 )
         reloads = [c for c in changes if isinstance(c, ReloadTask)]
         if reloads:
-            data = self._backend_groups()
+            data = backend_groups(self.store, self.directory)
             for task in reloads:
                 await self._call(task.fe, "install", task.group, data.get(task.group, GroupData()))
         for change in changes:
@@ -305,21 +299,6 @@ class FabricActor:
         with contextlib.suppress(Exception):
             ray.kill(handle)
 
-    def _backend_groups(self) -> dict[int, GroupData]:
-        """Every group's persistent data as the back-end store has it."""
-        out: dict[int, GroupData] = {}
-        directory = self.directory
-        for c in self.store.load_contacts():
-            g = directory.by_id(c.user_id).routing_group
-            out.setdefault(g, GroupData()).contacts[(c.user_id, c.contact_id)] = c
-        for p in self.store.load_presence():
-            g = directory.by_id(p.user_id).routing_group
-            out.setdefault(g, GroupData()).presence[p.user_id] = p
-        for r in self.store.load_conferences():
-            g = directory.by_id(r.organizer_id).routing_group
-            out.setdefault(g, GroupData()).conferences[r.conversation_id] = r
-        return out
-
     # --- failure detection ---
 
     async def _heartbeat_loop(self) -> None:
@@ -433,16 +412,7 @@ class FabricActor:
             self.store.add_cdr(time, record)
 
     async def backup(self, backups: list[Backup]) -> None:
-        for b in backups:
-            self.store.put_contacts(b.contacts)
-            for deleted in b.deleted:
-                self.store.delete_contact(deleted.user_id, deleted.contact_id)
-            for row in b.presence:
-                self.store.put_presence(row)
-            for conference in b.conferences:
-                self.store.put_conference(conference)
-            for ended in b.ended_conferences:
-                self.store.delete_conference(ended.conversation_id, 0)
+        write_backups(self.store, backups)
 
     async def call_detail_records(self, since: float) -> list[StoredRecord]:
         await asyncio.gather(*(self._call(fe, "flush_cdrs") for fe in list(self.handles)))
@@ -519,7 +489,7 @@ class FabricActor:
         survivors = {g: fe for g, fe in survivors.items() if fe}
         if not survivors:
             return {}
-        backup = self._backend_groups()
+        backup = backend_groups(self.store, self.directory)
         out: dict[int, int] = {}
         for g, fe in survivors.items():
             data = await self._call(fe, "group_data", g)
@@ -531,19 +501,7 @@ class FabricActor:
         lost = sum(lacking.values())
         self.last_recovery_lost = lost
         self.lost_in_recovery += lost
-        if kind is ResetType.FROM_REPLICAS:
-            log.warning("quorum-loss recovery from the surviving replicas: nothing lost")
-        elif lost:
-            groups = ", ".join(f"{g}: {n}" for g, n in sorted(lacking.items()) if n)
-            log.warning(
-                "quorum-loss recovery reloaded the back-end backup, which lacked %d "
-                "acknowledged writes that surviving replicas held (by group: %s); "
-                "QUORUM_LOSS_RECOVERY_FROM_REPLICAS would have kept them",
-                lost,
-                groups,
-            )
-        else:
-            log.warning("quorum-loss recovery: the backup held every surviving write")
+        log_recovery(kind, lacking)
 
     async def shutdown(self) -> None:
         """Stop every front end (signing users out, flushing records), then the store."""

@@ -30,7 +30,13 @@ OnReply = Callable[[str, Message, Reply], None]
 class Links:
     """The links of front end ``src`` (see the module docstring), and their counters."""
 
-    def __init__(self, transport: Transport, src: str, on_reply: OnReply) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        src: str,
+        on_reply: OnReply,
+        on_batch: Callable[[int], None] = lambda items: None,
+    ) -> None:
         self.transport = transport
         self.src = src
         self.on_reply = on_reply
@@ -40,8 +46,9 @@ class Links:
         self.dropped_posts = 0
         self.batches = 0
         self.batch_items = 0
-        #: called with the size of every batch answered (the metrics replace it)
-        self.observe_batch: Callable[[int], None] = self.count_batch
+        #: told the size of every batch answered, after the counters (the metrics' histogram)
+        self._on_batch = on_batch
+        self.observe_batch: Callable[[int], None] = self._batch_answered
 
     def to(self, dst: str) -> Link:
         link = self.main.get(dst)
@@ -55,6 +62,10 @@ class Links:
         if link is None:
             link = self.replicas[dst] = Link(self, dst)
         return link
+
+    def _batch_answered(self, items: int) -> None:
+        self.count_batch(items)
+        self._on_batch(items)
 
     def count_batch(self, items: int) -> None:
         self.batches += 1

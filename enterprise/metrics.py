@@ -42,11 +42,11 @@ _COUNTERS = {
 }
 
 
-class EnterpriseCollector(Collector):
-    def __init__(self, routing: Routing, links: Links, registry: CollectorRegistry) -> None:
-        self.routing = routing
-        self.links = links
-        self.counters: dict[str, int] = {}
+class CrossNodeHistograms:
+    """A front end's cross-node traffic: created before the node, which is handed ``batch``
+    and ``replication`` to tell them what it sends."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
         self.batch_sizes = Histogram(
             "poolsim_cross_node_batch_items",
             "Items (events, requests, replicated writes) per Ray call to another front end",
@@ -59,14 +59,22 @@ class EnterpriseCollector(Collector):
             registry=registry,
             buckets=_REPLICATION_BUCKETS,
         )
-        registry.register(self)
 
     def batch(self, items: int) -> None:
-        self.links.count_batch(items)
         self.batch_sizes.observe(items)
 
     def replication(self, seconds: float) -> None:
         self.replication_seconds.observe(seconds)
+
+
+class EnterpriseCollector(Collector):
+    """The pool as this front end's routing table shows it, and its links' counters."""
+
+    def __init__(self, routing: Routing, links: Links, registry: CollectorRegistry) -> None:
+        self.routing = routing
+        self.links = links
+        self.counters: dict[str, int] = {}
+        registry.register(self)
 
     def collect(self) -> Iterator[Metric]:
         table = self.routing.table

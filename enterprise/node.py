@@ -75,16 +75,29 @@ from pool.store import UserRow
 class FrontEndNode:
     """An Enterprise front end (see the module docstring)."""
 
-    def __init__(self, fe_id: str, engine: Engine, store: ReplicatingStore, transport: Transport):
+    def __init__(
+        self,
+        fe_id: str,
+        engine: Engine,
+        store: ReplicatingStore,
+        transport: Transport,
+        *,
+        observe_batch: Callable[[int], None] = lambda items: None,
+        observe_replication: Callable[[float], None] = lambda seconds: None,
+    ):
+        """``observe_batch`` is told the size of every cross-node batch answered,
+        ``observe_replication`` every wait for the secondaries (the metrics' histograms)."""
         self.fe_id = fe_id
         self.engine = engine
         self.store = store
         self.transport = transport
         self.routing = routing = Routing(fe_id)
-        self.hub = links = Links(transport, fe_id, self._replied)
+        self.hub = links = Links(transport, fe_id, self._replied, observe_batch)
         self.proxies = proxies = Proxies(engine, routing, links)
         self.memberships = memberships = Memberships()
-        self.replication = replication = Replication(engine, store, routing, links)
+        self.replication = replication = Replication(
+            engine, store, routing, links, observe_replication
+        )
         self.handover = Handover(engine, store, routing, links, proxies, memberships, replication)
         self.handlers = Handlers(engine, routing, links, proxies, memberships, replication)
         self.fabric = admin.FabricCalls(transport)

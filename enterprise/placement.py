@@ -412,3 +412,45 @@ def rebalance_primaries(
 
     out = tuple(GroupReplicas(m[0], tuple(m[1:])) for m in groups)
     return Placement(placement.front_ends, out), moves
+
+
+def spread(
+    placement: Placement, up: Sequence[str], skip: Collection[int] = ()
+) -> tuple[Placement, list[tuple[int, str, str]]]:
+    """Move secondaries from the fullest ``up`` FEs to the emptiest (an FE that joined or
+    came back) until replica counts differ by at most 1 or no move is possible; groups in
+    ``skip`` (lost ones) stay as they are. Returns the new placement and the moves
+    ``(group, from, to)``, in order; the moved replica goes last in promotion order (the
+    least up to date). Each move lowers the sum of squared loads, so this ends; at the
+    fixpoint it moves nothing."""
+    rank = {fe: i for i, fe in enumerate(up)}
+    members = [list(r.members) for r in placement.groups]
+    load = dict.fromkeys(up, 0)
+    for group, held in enumerate(members):
+        if group not in skip:
+            for fe in held:
+                load[fe] += 1
+
+    def next_move() -> tuple[int, str, str] | None:
+        for hi in sorted(up, key=lambda f: (-load[f], rank[f])):
+            for lo in sorted(up, key=lambda f: (load[f], rank[f])):
+                if load[hi] - load[lo] < 2:
+                    break
+                for group, held in enumerate(members):
+                    if group not in skip and hi in held[1:] and lo not in held:
+                        return group, hi, lo
+        return None
+
+    moves: list[tuple[int, str, str]] = []
+    while (move := next_move()) is not None:
+        group, hi, lo = move
+        held = members[group]
+        held.remove(hi)
+        held.append(lo)
+        load[hi] -= 1
+        load[lo] += 1
+        moves.append(move)
+    if not moves:
+        return placement, moves
+    groups = tuple(GroupReplicas(h[0], tuple(h[1:])) if h else GroupReplicas("") for h in members)
+    return Placement(placement.front_ends, groups), moves

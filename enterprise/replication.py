@@ -22,14 +22,19 @@ from pool.engine import Engine
 
 class Replication:
     def __init__(
-        self, engine: Engine, store: ReplicatingStore, routing: Routing, links: Links
+        self,
+        engine: Engine,
+        store: ReplicatingStore,
+        routing: Routing,
+        links: Links,
+        observe: Callable[[float], None] = lambda seconds: None,
     ) -> None:
         self.engine = engine
         self.store = store
         self.routing = routing
         self.links = links
-        #: called with every wait for the secondaries, in seconds (the metrics replace it)
-        self.observe: Callable[[float], None] = lambda seconds: None
+        #: told every wait for the secondaries, in seconds (the metrics' histogram)
+        self.observe = observe
         self._last_ship: asyncio.Future[None] | None = None
         self._ship_soon = False
         store.on_write = self._schedule_ship
