@@ -56,13 +56,13 @@ def _pickled(cls: type[_T]) -> type[_T]:
     get = operator.attrgetter(*names)
     if len(names) == 1:
 
-        def reduce_one(self: Any) -> tuple[type[_T], tuple[Any, ...]]:
+        def reduce_one(self: object) -> tuple[type[_T], tuple[object, ...]]:
             return cls, (get(self),)
 
         cls.__reduce__ = reduce_one  # type: ignore[method-assign]
     else:
 
-        def reduce(self: Any) -> tuple[type[_T], tuple[Any, ...]]:
+        def reduce(self: object) -> tuple[type[_T], tuple[object, ...]]:
             return cls, get(self)
 
         cls.__reduce__ = reduce  # type: ignore[method-assign]
