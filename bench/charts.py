@@ -285,34 +285,21 @@ def client_server(report: dict[str, Any]) -> Chart | None:
         return None
     names = [f"{r['operation']} ({r['rpc']})" for r in rows]
     fig = go.Figure()
-    fig.add_bar(
-        x=names,
-        y=[max(r["client_p99_ms"], 1e-3) for r in rows],
-        name="client p99",
-        marker_color=COLORS[0],
-        hovertemplate="%{x}: client p99 %{y:.2f} ms<extra></extra>",
+    bars = (  # (row key, legend name, colour, decimals on hover)
+        ("client_p99_ms", "client p99", COLORS[0], 2),
+        ("server_p99_ms", "pool p99 (its own histogram)", COLORS[2], 3),
+        ("client_p50_ms", "client p50", "#9ecae1", 2),
+        ("server_p50_ms", "pool p50", "#a1d99b", 3),
     )
-    fig.add_bar(
-        x=names,
-        y=[max(r["server_p99_ms"], 1e-3) for r in rows],
-        name="pool p99 (its own histogram)",
-        marker_color=COLORS[2],
-        hovertemplate="%{x}: pool p99 %{y:.3f} ms<extra></extra>",
-    )
-    fig.add_bar(
-        x=names,
-        y=[max(r["client_p50_ms"], 1e-3) for r in rows],
-        name="client p50",
-        marker_color="#9ecae1",
-        hovertemplate="%{x}: client p50 %{y:.2f} ms<extra></extra>",
-    )
-    fig.add_bar(
-        x=names,
-        y=[max(r["server_p50_ms"] or 0, 1e-3) for r in rows],
-        name="pool p50",
-        marker_color="#a1d99b",
-        hovertemplate="%{x}: pool p50 %{y:.3f} ms<extra></extra>",
-    )
+    for key, name, colour, decimals in bars:
+        label = name.split(" (")[0]
+        fig.add_bar(
+            x=names,
+            y=[max(r[key] or 0, 1e-3) for r in rows],
+            name=name,
+            marker_color=colour,
+            hovertemplate=f"%{{x}}: {label} %{{y:.{decimals}f}} ms<extra></extra>",
+        )
     fig.update_layout(barmode="group")
     chart = layout(fig, "operation (RPC)", "latency (ms)", log_y=True)
     chart.update_layout(hovermode="closest")
