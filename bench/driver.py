@@ -76,7 +76,9 @@ class Driver(Operations):
         recorder: Recorder | None = None,
         failover: Failover | None = None,
         metrics: DriverMetrics | None = None,
+        on_phase: Callable[[Phase, float], None] | None = None,
     ) -> None:
+        """``on_phase`` is called with each phase as it begins (and the run second)."""
         self.cfg = config
         self.model = model
         self.pop = pop
@@ -115,8 +117,7 @@ class Driver(Operations):
         self.t0 = 0.0
         self.stopping = False
         self.phase = Phase.PROVISIONING
-        #: called with each phase as it begins (and the run second)
-        self.on_phase: Callable[[Phase, float], None] | None = None
+        self.on_phase = on_phase
         self.health = Health(on_lag=metrics.lag if metrics is not None else None)
         self.calls_in_flight = 0
         self.sign_ins_answered = 0

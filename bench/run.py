@@ -354,6 +354,10 @@ async def _drive_here(
         server = MetricsServer(opts.metrics_port)
         ports.append(server.port)
         print(f"driver metrics: http://{server.host}:{server.port}/metrics", flush=True)
+
+    def phase_changed(phase: Phase, _at: float) -> None:
+        pending.append(asyncio.get_running_loop().create_task(on_phase(phase)))
+
     driver = Driver(
         cfg,
         model,
@@ -362,15 +366,11 @@ async def _drive_here(
         here.recorder,
         failover,
         metrics=server.metrics if server else None,
+        on_phase=phase_changed,
     )
     here.driver = driver
     if here.interrupts is not None:
         here.interrupts.stop = driver.stop
-
-    def phase_changed(phase: Phase, _at: float) -> None:
-        pending.append(asyncio.get_running_loop().create_task(on_phase(phase)))
-
-    driver.on_phase = phase_changed
     show = sys.stdout.isatty() if opts.progress is None else opts.progress
     progress = Progress(driver, opts.duration, show)
     progress.start()

@@ -28,7 +28,7 @@ from enterprise.local_store import LocalReplicaStore
 from enterprise.metrics import CrossNodeHistograms, EnterpriseCollector
 from enterprise.node import FrontEndNode
 from enterprise.options import PoolOptions as PoolOptions
-from enterprise.replica import GroupData, ReplicatingStore
+from enterprise.replica import GroupData
 from enterprise.routing_table import RoutingTable
 from enterprise.wire import Failure, Message, Packed, Reply, pack, unpack
 from pool.api.metrics import Metrics, serve_metrics
@@ -36,7 +36,6 @@ from pool.api.server import FrontEndServer, start_front_end
 from pool.cdr import RegistrationRecord
 from pool.clock import SystemClock
 from pool.directory import Directory
-from pool.engine import Engine
 from pool.errors import PoolError, Unavailable
 from pool.presence_service import BulkContact
 from pool.store import UserRow
@@ -138,7 +137,18 @@ class FrontEndActor:
             routing_groups=opts.groups_per_front_end * opts.front_ends,
         )
         directory = Directory(config.routing_groups, config.password_iterations)
-        store = ReplicatingStore(directory.group_of, local)
+        flow = CrossNodeHistograms(registry)
+        self.node = node = FrontEndNode(
+            self.fe_id,
+            config,
+            directory,
+            self.transport,
+            observer=metrics,
+            local=local,
+            observe_batch=flow.batch,
+            observe_replication=flow.replication,
+        )
+        engine, store = node.engine, node.store
         now = SystemClock().now()
         for endpoint_id, user_uri, device, registered_at in lost:
             record = RegistrationRecord(
@@ -152,16 +162,6 @@ class FrontEndActor:
                 FRONT_END_FAILURE,
             )
             store.add_cdr(noticed or now, record)
-        engine = Engine(config, store, SystemClock(), metrics, directory=directory)
-        flow = CrossNodeHistograms(registry)
-        self.node = node = FrontEndNode(
-            self.fe_id,
-            engine,
-            store,
-            self.transport,
-            observe_batch=flow.batch,
-            observe_replication=flow.replication,
-        )
         node.load_users(rows)
         self.collector = EnterpriseCollector(node.routing, node.hub, registry)
         self.server = await start_front_end(

@@ -30,6 +30,7 @@ from enterprise import admin
 from enterprise.handlers import Handlers
 from enterprise.handover import Handover
 from enterprise.link import Link, Links
+from enterprise.local_store import LocalReplicaStore
 from enterprise.memberships import Memberships, RemoteInvitation
 from enterprise.proxies import Proxies
 from enterprise.replica import Backup, GroupData, ReplicatingStore
@@ -60,10 +61,13 @@ from enterprise.wire import (
 )
 from enterprise.wire import Item as Item  # what a batch holds (older code and tests)
 from pool.cdr import StoredRecord
+from pool.clock import Clock, SystemClock
+from pool.config import EngineConfig
 from pool.conversation import REJOIN_REASONS, check_message
-from pool.directory import ProvisionResult, User
+from pool.directory import Directory, ProvisionResult, User
 from pool.engine import Engine
 from pool.events import ChatMessage, PresenceChanged
+from pool.observer import NULL_OBSERVER, Observer
 from pool.presence_service import BulkContact, ContactView, Publication
 from pool.privacy import PresenceView, Reach, reach
 from pool.registrar import Endpoint
@@ -78,18 +82,31 @@ class FrontEndNode:
     def __init__(
         self,
         fe_id: str,
-        engine: Engine,
-        store: ReplicatingStore,
+        config: EngineConfig,
+        directory: Directory,
         transport: Transport,
         *,
+        clock: Clock | None = None,
+        observer: Observer = NULL_OBSERVER,
+        local: LocalReplicaStore | None = None,
         observe_batch: Callable[[int], None] = lambda items: None,
         observe_replication: Callable[[float], None] = lambda seconds: None,
     ):
-        """``observe_batch`` is told the size of every cross-node batch answered,
-        ``observe_replication`` every wait for the secondaries (the metrics' histograms)."""
+        """The front end builds its engine over a ``ReplicatingStore`` (kept durable in
+        ``local``, when given) and tells both where to call back: the store after each write,
+        the engine before each sign-out. ``observe_batch`` is told the size of every
+        cross-node batch answered, ``observe_replication`` every wait for the secondaries
+        (the metrics' histograms)."""
         self.fe_id = fe_id
-        self.engine = engine
-        self.store = store
+        self.store = store = ReplicatingStore(directory.group_of, local, on_write=self._wrote)
+        self.engine = engine = Engine(
+            config,
+            store,
+            clock if clock is not None else SystemClock(),
+            observer,
+            directory=directory,
+            on_sign_out=self._signed_out,
+        )
         self.transport = transport
         self.routing = routing = Routing(fe_id)
         self.hub = links = Links(transport, fe_id, self._replied, observe_batch)
@@ -101,7 +118,6 @@ class FrontEndNode:
         self.handover = Handover(engine, store, routing, links, proxies, memberships, replication)
         self.handlers = Handlers(engine, routing, links, proxies, memberships, replication)
         self.fabric = admin.FabricCalls(transport)
-        engine.on_sign_out = self._signed_out
 
     # --- what the rest of the front end (actor, metrics, tests) reads ---
 
@@ -174,6 +190,10 @@ class FrontEndNode:
                 target = self.engine.directory.get(event.presence.user_uri)
                 if target is not None:
                     self.engine.unwatch(proxy, [target])
+
+    def _wrote(self) -> None:
+        """Store hook, after each write: ship it to the secondaries soon."""
+        self.replication.schedule_ship()
 
     def _signed_out(self, ep: Endpoint, reason: str) -> None:
         """Engine hook, before the sign-out: tell the front ends that hold stand-ins of ``ep``

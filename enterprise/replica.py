@@ -121,16 +121,21 @@ class ReplicatingStore:
     """
 
     def __init__(
-        self, group_of: Callable[[int], int], local: LocalReplicaStore | None = None
+        self,
+        group_of: Callable[[int], int],
+        local: LocalReplicaStore | None = None,
+        *,
+        on_write: Callable[[], None] = lambda: None,
     ) -> None:
+        """``on_write`` is called after every write (the front end ships it to the
+        secondaries soon)."""
         self._group_of = group_of
         self.local = local
         self.groups: dict[int, GroupData] = local.load() if local is not None else {}
         self._pending: dict[int, list[Write]] = {}
         self._dirty: dict[int, Dirty] = {}
         self.cdrs: list[tuple[float, CdrRecord]] = []
-        #: called after every write (the node ships it to the secondaries soon)
-        self.on_write: Callable[[], None] = lambda: None
+        self._on_write = on_write
         self.writes = 0  # writes taken so far (replicas applied from a primary do not count)
 
     def group(self, group: int) -> GroupData:
@@ -154,7 +159,7 @@ class ReplicatingStore:
             case ConferenceRow() | ConferenceEnded():
                 dirty.conferences.add(write.conversation_id)
         self.writes += 1
-        self.on_write()
+        self._on_write()
 
     @property
     def has_pending(self) -> bool:

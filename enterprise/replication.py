@@ -37,9 +37,8 @@ class Replication:
         self.observe = observe
         self._last_ship: asyncio.Future[None] | None = None
         self._ship_soon = False
-        store.on_write = self._schedule_ship
 
-    def _schedule_ship(self) -> None:
+    def schedule_ship(self) -> None:
         """The store took a write: ship it soon even if no call waits for it."""
         if not self._ship_soon:
             self._ship_soon = True

@@ -61,9 +61,11 @@ class Engine:
         observer: Observer = NULL_OBSERVER,
         *,
         directory: Directory | None = None,
+        on_sign_out: Callable[[Endpoint, str], None] | None = None,
     ) -> None:
         """``directory``: one made beforehand, for a store that needs it (Enterprise's store
-        files each write under its user's routing group)."""
+        files each write under its user's routing group). ``on_sign_out``: called first thing
+        when an endpoint signs out (an Enterprise front end tells the others)."""
         self.config = config
         self.store = store
         self.clock = clock
@@ -84,8 +86,7 @@ class Engine:
         self.closing = False
         self.address = config.address  # set to the bound address once the server listens
         self.metrics_address = ""
-        #: called first thing when an endpoint signs out (Enterprise tells other front ends)
-        self.on_sign_out: Callable[[Endpoint, str], None] | None = None
+        self._on_sign_out = on_sign_out
         self._schedule_flow_sweep()
 
     # --- start-up and records ---
@@ -204,8 +205,8 @@ class Engine:
     def sign_out(self, ep: Endpoint, reason: str = Reason.CLIENT) -> None:
         if ep.signed_out:
             return
-        if self.on_sign_out is not None:
-            self.on_sign_out(ep, reason)
+        if self._on_sign_out is not None:
+            self._on_sign_out(ep, reason)
         now = self.clock.now()
         self.immcu.leave_all(ep, reason)
         ep.signed_out = True

@@ -168,6 +168,39 @@ def test_enterprise_writes_no_domain_object() -> None:
     assert found == {}
 
 
+def hooks_attached(tree: ast.Module) -> list[str]:
+    """Callbacks attached to another object after its construction (``x.on_y = f``): a
+    construction cycle patched instead of broken. Hooks are constructor arguments."""
+    return [
+        f"line {node.lineno}: {ast.unparse(node)}"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        for target in node.targets
+        if isinstance(target, ast.Attribute)
+        and (target.attr.startswith("on_") or target.attr.startswith("observe"))
+        and isinstance(node.value, ast.Name | ast.Attribute | ast.Lambda)
+        and not (isinstance(target.value, ast.Name) and target.value.id == "self")
+    ]
+
+
+def test_the_hook_checker_finds_late_hooks() -> None:
+    code = (
+        "engine.on_sign_out = f\nself.on_write = g\nnode.replication.observe = h\n"
+        "states.on_phone = availability == 6500\n"
+    )
+    # self's own hooks and a field that merely starts with "on_" are fine
+    assert len(hooks_attached(ast.parse(code))) == 2
+
+
+def test_no_hook_is_attached_after_construction() -> None:
+    found = {
+        str(path.relative_to(ROOT)): hooks
+        for name, path in modules().items()
+        if not name.startswith("tests") and (hooks := hooks_attached(ast.parse(path.read_text())))
+    }
+    assert found == {}
+
+
 def every_import(tree: ast.Module) -> set[str]:
     """Every module ``tree`` imports: at the top, inside functions, under ``TYPE_CHECKING``."""
     out: set[str] = set()

@@ -10,12 +10,9 @@ import dataclasses
 from typing import Any
 
 from enterprise.node import FrontEndNode, Item
-from enterprise.replica import ReplicatingStore
 from enterprise.routing_table import RoutingTable
-from pool.clock import SystemClock
 from pool.config import EngineConfig
-from pool.directory import hash_password
-from pool.engine import Engine
+from pool.directory import Directory, hash_password
 from pool.events import ConversationEnded, Event, Invitation
 from pool.registrar import Endpoint
 from pool.store import UserRow
@@ -50,14 +47,9 @@ class Pool:
             for i, g in enumerate(user_groups)
         ]
         for fe in FES:
-            engines: list[Engine] = []
-            store = ReplicatingStore(
-                lambda uid, engines=engines: engines[0].directory.by_id(uid).routing_group
-            )
             config = dataclasses.replace(EngineConfig(), front_end_id=fe, routing_groups=3)
-            engine = Engine(config, store, SystemClock())
-            engines.append(engine)
-            node = FrontEndNode(fe, engine, store, self.transport)
+            directory = Directory(config.routing_groups, config.password_iterations)
+            node = FrontEndNode(fe, config, directory, self.transport)
             node.load_users(rows)
             self.transport.nodes[fe] = node
 
