@@ -71,7 +71,13 @@ async def test_one_message_carries_many_calls_and_their_replies_keep_their_ids(
     assert pool.metric("poolsim_session_calls_total", {"method": "SendMessage"}) == 6
     assert pool.metric("poolsim_session_streams_open") == 1
     labels = {"grpc_type": "bidi_stream", "grpc_service": "poolsim.v1.FrontEnd"}
-    assert pool.metric("grpc_server_started_total", {**labels, "grpc_method": "Session"}) == 1
+    session = {**labels, "grpc_method": "Session"}
+    assert pool.metric("grpc_server_started_total", session) == 1
+    # one SessionRequest read, as go-grpc-prometheus counts a stream's messages
+    assert pool.metric("grpc_server_msg_received_total", session) == 1
+    await call.write(pb.SessionRequest(calls=[pb.SessionCall(id=200)]))
+    await _until_reply(call, {200})
+    assert pool.metric("grpc_server_msg_received_total", session) == 2
     call.cancel()
 
 

@@ -171,6 +171,10 @@ class Metrics(Observer):
     def rpc_started(self, method: str) -> None:
         self.rpc.started(method)
 
+    def rpc_stream_received(self, method: str, count: int) -> None:
+        """Messages a client-streaming call read (the wrapper cannot see them)."""
+        self.rpc.stream_received(method, count)
+
     def rpc_stream_sent(self, method: str, count: int) -> None:
         """Messages a stream written with ``context.write`` sent (the wrapper cannot see them)."""
         self.rpc.stream_sent(method, count)
@@ -386,12 +390,13 @@ class _Latency:
 
 
 class _MethodStats:
-    __slots__ = ("kind", "latency", "sent", "service", "started")
+    __slots__ = ("kind", "latency", "received", "sent", "service", "started")
 
     def __init__(self, service: str, kind: str) -> None:
         self.service = service
         self.kind = kind
         self.started = 0
+        self.received = 0  # messages a client-streaming call read (others read one per call)
         self.sent = 0
         self.latency: dict[str, _Latency] = {}
 
@@ -431,6 +436,9 @@ class RpcMetrics(Collector):
     def stream_sent(self, method: str, count: int) -> None:
         self._of(method).sent += count
 
+    def stream_received(self, method: str, count: int) -> None:
+        self._of(method).received += count
+
     def collect(self) -> Iterator[Metric]:
         ident = ["grpc_type", "grpc_service", "grpc_method"]
         duration = HistogramMetricFamily(
@@ -469,7 +477,9 @@ class RpcMetrics(Collector):
                 total_sum += latency.sum
             handling.add_metric(key, _cumulative(total), total_sum)
             started.add_metric(key, stats.started)
-            received.add_metric(key, stats.started)  # each of these calls reads one request
+            streaming = stats.kind in ("client_stream", "bidi_stream")
+            # a unary or server-streaming call reads one request; a client stream, many
+            received.add_metric(key, stats.received if streaming else stats.started)
             sent.add_metric(key, stats.sent)
         yield from (duration, handling, started, handled, received, sent)
 

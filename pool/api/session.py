@@ -223,6 +223,7 @@ class SessionStream:
                     self.servicer.admit("Session", message)  # raises InvalidArgument
                 assert isinstance(message, pb.SessionRequest)
                 if metrics is not None:
+                    metrics.rpc_stream_received("Session", 1)
                     metrics.session.received(len(message.calls))
                 take = self._take
                 for call in message.calls:
