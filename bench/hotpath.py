@@ -13,7 +13,7 @@ measured moments apart on this machine, and reports the ratio against its target
     session        processor per routed message, presence        vs unary calls, a bare grpc.aio
                    notification and client message over            bidi echo, and ejabberd's
                    FrontEnd.Session streams (issue #15's workload)  figures (goal <= 2x)
-    memory         RSS per signed-in user (80 contacts), fresh   vs the 4 GiB / 80,000 budget
+    memory         RSS per signed-in user (80 contacts), fresh   vs 1 GiB for 80,000 on one FE
 
 ``enterprise`` (``bench.hotpath_enterprise``, ``bench.hotpath_link``) starts a pool of 3 front
 ends on Ray (the Ray cluster named by ``RAY_ADDRESS``, else a local instance that is stopped

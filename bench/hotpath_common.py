@@ -57,9 +57,11 @@ class Options:
     memory_fallback_users: int = 20_000
     memory_contacts: int = 80
     memory_subscriptions: int = 40
-    memory_timeout: float = 150.0
+    memory_timeout: float = 420.0  # 80,000 users x 80 contacts into SQLite: about 3 min
     memory_target_users: int = 80_000
-    memory_target_bytes: int = 4 * GIB
+    #: one Standard front end holding Lync's largest pool's users (the whole pool's budget,
+    #: 12 front ends, is 4 GiB)
+    memory_target_bytes: int = 1 * GIB
 
     @classmethod
     def quick_options(cls, seed: int = 1) -> Options:

@@ -41,10 +41,32 @@ def hash_password(password: str, salt: bytes, iterations: int) -> bytes:
     return hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ContactEntry:
-    access_level: int  # 0: the default by domain
+    """One contact in a user's list: the access level granted (0: the default by domain) and
+    the contact group. Immutable and shared (see ``contact_entry``)."""
+
+    access_level: int
     group: str
+
+
+#: ContactEntry values in use, shared: a pool holds millions of contacts but few distinct
+#: (level, group) pairs, so a list costs one dict slot per contact instead of an object
+_ENTRIES: dict[tuple[int, str], ContactEntry] = {}
+#: at most this many distinct pairs are shared; past it (group names are the clients' to
+#: choose) new pairs get their own object, so the table cannot grow without bound
+MAX_SHARED_ENTRIES = 4096
+
+
+def contact_entry(access_level: int, group: str) -> ContactEntry:
+    """The shared ContactEntry for ``(access_level, group)``."""
+    key = (access_level, group)
+    entry = _ENTRIES.get(key)
+    if entry is None:
+        entry = ContactEntry(access_level, group)
+        if len(_ENTRIES) < MAX_SHARED_ENTRIES:
+            _ENTRIES[key] = entry
+    return entry
 
 
 @dataclass(slots=True, eq=False)

@@ -20,10 +20,10 @@ from pool.config import EngineConfig
 from pool.conversation import Conversation, check_message
 from pool.directory import (
     MAX_PROVISION,
-    ContactEntry,
     Directory,
     ProvisionResult,
     User,
+    contact_entry,
     hash_password,
 )
 from pool.errors import InvalidArgument, ResourceExhausted, Unauthenticated, Unavailable
@@ -96,7 +96,7 @@ class Engine:
         for row in self.store.load_users():
             self.directory.load(row)
         for c in self.store.load_contacts():
-            self.directory.by_id(c.user_id).contacts[c.contact_id] = ContactEntry(
+            self.directory.by_id(c.user_id).contacts[c.contact_id] = contact_entry(
                 c.access_level, c.group
             )
         for p in self.store.load_presence():
@@ -408,7 +408,7 @@ class Engine:
             user.states.manual = None
             user.states.note = ""
         for row in contacts:
-            directory.by_id(row.user_id).contacts[row.contact_id] = ContactEntry(
+            directory.by_id(row.user_id).contacts[row.contact_id] = contact_entry(
                 row.access_level, row.group
             )
         for p in presence:

@@ -13,7 +13,7 @@ from typing import NamedTuple
 
 from pool.clock import Clock
 from pool.config import EngineConfig
-from pool.directory import ContactEntry, Directory, User
+from pool.directory import Directory, User, contact_entry
 from pool.errors import InvalidArgument, NotFound, ResourceExhausted
 from pool.events import Event, PresenceChanged
 from pool.observer import Observer
@@ -357,7 +357,7 @@ class PresenceService:
         rows = self.check_contacts(entries)
         self._store.put_contacts(rows)
         for row in rows:
-            self._dir.by_id(row.user_id).contacts[row.contact_id] = ContactEntry(
+            self._dir.by_id(row.user_id).contacts[row.contact_id] = contact_entry(
                 row.access_level, row.group
             )
         return len(rows)
@@ -391,7 +391,7 @@ class PresenceService:
             )
         before = user.level_for(contact)
         self._store.put_contact(ContactRow(user.id, contact.id, level, group))
-        user.contacts[contact.id] = ContactEntry(level, group)
+        user.contacts[contact.id] = contact_entry(level, group)
         if user.level_for(contact) != before:
             self._notify_watchers(user, [w for w in user.watchers if w.user is contact])
         return ContactView(contact.uri, user.level_for(contact), group)
