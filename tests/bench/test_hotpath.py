@@ -75,6 +75,10 @@ def test_latency_where_it_applies(quick_run: tuple[int, dict[str, Any], str]) ->
     rows = {r["name"] for b in doc["benchmarks"].values() for r in b["rows"]}
     assert {"grpc-e2e", "grpc-e2e/closed-loop", "fanout"} <= rows
     assert any(r.startswith("routing-core/conference-") for r in rows)
+    core = doc["benchmarks"]["routing-core"]["rows"][0]
+    # judged against the plain job; the dict-and-deque floor is beside it, far faster
+    assert core["details"]["baseline_is"].startswith("bench.hotpath_plain")
+    assert core["details"]["floor_msg_per_s"] > core["baseline"] > 0
 
 
 def test_memory(quick_run: tuple[int, dict[str, Any], str]) -> None:
