@@ -45,6 +45,7 @@ Rules this module chooses (SPEC leaves them open):
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from enterprise.changes import (
     CatchUpTask,
@@ -300,8 +301,10 @@ class Fabric(FabricCore):
         return [self._transition(fe_id, STARTING, "started by the operator")]
 
     def report_freshness(self, fe_id: str, sequences: Mapping[int, int]) -> None:
-        """FE ``fe_id`` holds group g's writes up to sequence ``sequences[g]``. On fail-over
-        the live secondary with the highest sequence is promoted (unreported: 0)."""
+        """FE ``fe_id`` holds group g's writes up to sequence ``sequences[g]``, without a gap
+        (its contiguous high-water mark). On fail-over the live secondary with the highest
+        is promoted (unreported: 0), never one still catching up (``catching_up``), whose
+        freshness stays where its catch-up started until it is acknowledged."""
         member = self._member(fe_id)
         if member.state is not UP:
             raise FailedPrecondition(
@@ -310,7 +313,44 @@ class Fabric(FabricCore):
             )
         self._check_sequences(fe_id, sequences)
         for group, seq in sequences.items():
-            self._freshness[(group, fe_id)] = seq
+            since = self._syncing.get((group, fe_id))
+            # catching up, a replica holds without a gap no more than where it started from
+            # (its own mark says so too; this keeps the fabric right whatever it is told)
+            self._freshness[(group, fe_id)] = seq if since is None else min(seq, max(since, 0))
+
+    def caught_up(self, group: int, fe_id: str) -> None:
+        """The copy or catch-up ordered for ``fe_id``'s replica of ``group`` was acknowledged
+        (``fe_id`` applied it): that replica holds every acknowledged write again, so it may
+        be promoted, and counts as healthy. A replica not catching up, or of a group in quorum
+        loss (its source is gone: the answer is stale), is left as it is."""
+        self._check_group(group)
+        if group not in self._lost:
+            self._syncing.pop((group, fe_id), None)
+
+    @property
+    def catching_up(self) -> Mapping[tuple[int, str], int]:
+        """Replicas with a copy or catch-up ordered and not yet acknowledged:
+        ``{(group, fe): the sequence it catches up from}`` (-1 for a whole copy). They are
+        never promoted nor made primaries by rebalancing, and a group with one is not
+        healthy."""
+        return MappingProxyType(self._syncing)
+
+    def unfinished(self) -> list[Change]:
+        """The copies and catch-ups to order again: those not acknowledged (their call
+        failed) whose replica is a secondary of a group served by a live primary."""
+        p = self._placement
+        if p is None:
+            return []
+        changes: list[Change] = []
+        for (group, fe), since in sorted(self._syncing.items()):
+            r = p[group]
+            if group in self._lost or fe not in r.secondaries:
+                continue
+            if since < 0:
+                changes.append(CopyTask(group, r.primary, fe))
+            else:
+                changes.append(CatchUpTask(group, r.primary, fe, since))
+        return changes
 
     # --- operator ---
 
@@ -390,6 +430,7 @@ class Fabric(FabricCore):
             self._started_at,
             self._table.version,
             self._counters,
+            frozenset(self._syncing),
         )
         return pool_status(
             snapshot,

@@ -21,7 +21,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from enterprise.actors import CONCURRENCY_GROUPS, FrontEndActor, Handle, answers, unwrap
-from enterprise.backend import backend_groups, log_recovery, user_row, write_backups
+from enterprise.backend import backend_groups, lacking, log_recovery, user_row, write_backups
 from enterprise.changes import (
     CatchUpTask,
     Change,
@@ -33,6 +33,7 @@ from enterprise.changes import (
     TableSwapped,
 )
 from enterprise.fabric import Fabric
+from enterprise.local_store import lost_with
 from enterprise.options import PoolOptions
 from enterprise.replica import Backup, GroupData
 from pool.cdr import CdrRecord, StoredRecord
@@ -67,7 +68,6 @@ class FabricActor:
         self.lock = asyncio.Lock()
         self.heartbeats: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[None]] = set()
-        self.started = False
         self.hold = ""  # why the pool does not serve yet though it could (see start)
         self.rebalances = 0  # times primaries were rebalanced once the pool was whole again
         self.stopping: set[str] = set()  # stopped by the operator: not restarted
@@ -195,25 +195,36 @@ class FabricActor:
                 ", ".join(f"{c.group} ({c.primary} serving)" for c in recovered),
             )
         for change in changes:
-            if isinstance(change, CopyTask):
-                await self._call(change.from_fe, "copy_group", change.group, change.to_fe)
-            elif isinstance(change, CatchUpTask):
-                sent = await self._call(
-                    change.from_fe, "catch_up", change.group, change.to_fe, change.since
-                )
-                self.caught_up += max(0, sent or 0)
+            if isinstance(change, CopyTask | CatchUpTask):
+                await self._bring_up(change)
             elif isinstance(change, ReplicaDropped):
                 await self._call(change.fe, "drop_group", change.group)
 
+    async def _bring_up(self, task: CopyTask | CatchUpTask) -> None:
+        """Copy or catch up a replica; once acknowledged, tell the fabric. A failed one is
+        ordered again by the heartbeat rounds (``Fabric.unfinished``)."""
+        if isinstance(task, CopyTask):
+            done, _ = await self._task(task.from_fe, "copy_group", task.group, task.to_fe)
+        else:
+            args = (task.group, task.to_fe, task.since)
+            done, sent = await self._task(task.from_fe, "catch_up", *args)
+            self.caught_up += max(0, sent) if done else 0
+        if done:
+            self.fabric.caught_up(task.group, task.to_fe)
+
     async def _call(self, fe: str, method: str, *args: Any) -> Any:
+        return (await self._task(fe, method, *args))[1]
+
+    async def _task(self, fe: str, method: str, *args: Any) -> tuple[bool, Any]:
+        """(whether ``fe`` carried out ``method``, what it answered)."""
         handle = self.handles.get(fe)
         if handle is None:
-            return None
+            return False, None
         try:
-            return await unwrap(getattr(handle, method).remote(*args))
+            return True, await unwrap(getattr(handle, method).remote(*args))
         except (ray.exceptions.RayActorError, PoolError) as exc:
             log.warning("%s.%s failed: %s", fe, method, exc)
-            return None
+            return False, None
 
     async def _push_table(self) -> None:
         table = self.fabric.routing_table
@@ -235,23 +246,24 @@ class FabricActor:
         Crashed: leave its actor to Ray's restart (forcing one if it hangs without having
         died) and start it again after ``restart_delay``."""
         delay = self.opts.restart_delay
-        self.noticed[fe_id] = self.clock.now()
-        if fe_id in self.stopping or delay < 0:
+        self.noticed[fe_id] = noticed = self.clock.now()
+        crashed = fe_id not in self.stopping
+        if not crashed or delay < 0:
             self.stopping.discard(fe_id)
             answer_first = fe_id in self.answer_first
             self.answer_first.discard(fe_id)
             await self._retire(fe_id, wait=not answer_first)
-            return
-        handle = self.handles.pop(fe_id, None)
-        self.endpoints.pop(fe_id, None)
-        self.signed_in.pop(fe_id, None)
-        if handle is None:
-            return
-        if not died:
-            with contextlib.suppress(Exception):
-                ray.kill(handle, no_restart=False)
-        self.restarting[fe_id] = (handle, self.clock.monotonic() + delay)
-        log.warning("%s crashed: Ray restarts it; it rejoins in %g s", fe_id, delay)
+        elif (handle := self.handles.pop(fe_id, None)) is not None:
+            self.endpoints.pop(fe_id, None)
+            self.signed_in.pop(fe_id, None)
+            if not died:
+                with contextlib.suppress(Exception):
+                    ray.kill(handle, no_restart=False)
+            self.restarting[fe_id] = (handle, self.clock.monotonic() + delay)
+            log.warning("%s crashed: Ray restarts it; it rejoins in %g s", fe_id, delay)
+        if crashed:  # its endpoints were lost with it, whether it comes back or not
+            for time, record in lost_with(fe_id, self.opts.data_dir, noticed):
+                self.store.add_cdr(time, record)
 
     def _restart_due(self) -> None:
         """Start again every crashed front end whose delay is over (one attempt at a time)."""
@@ -340,6 +352,9 @@ class FabricActor:
             changes += self.fabric.check(now)
             if changes:
                 await self._apply(changes, died=frozenset(died))
+            unfinished = self.fabric.unfinished()
+            if unfinished:
+                await self._apply(unfinished)
             self._restart_due()
 
     # --- what front ends ask (admin calls arrive at any front end and come here) ---
@@ -480,26 +495,14 @@ class FabricActor:
         return reloaded, self._status()
 
     async def _lacking_from_backup(self) -> dict[int, int]:
-        """For every group in quorum loss with a surviving replica: how many of the writes it
-        holds the back-end backup lacks (what reloading it from the backup loses)."""
+        """What reloading each lost group from the backup loses (``backend.lacking``)."""
         placement = self.fabric.placement
-        if placement is None:
-            return {}
-        survivors = {g: placement[g].primary for g in self.fabric.lost_groups}
-        survivors = {g: fe for g, fe in survivors.items() if fe}
-        if not survivors:
-            return {}
-        backup = backend_groups(self.store, self.directory)
-        out: dict[int, int] = {}
-        for g, fe in survivors.items():
-            data = await self._call(fe, "group_data", g)
-            if isinstance(data, GroupData):
-                out[g] = data.lacking_from(backup.get(g, GroupData()))
-        return out
+        survivors = {g: placement[g].primary for g in self.fabric.lost_groups} if placement else {}
+        replicas = {g: await self._call(fe, "group_data", g) for g, fe in survivors.items() if fe}
+        return lacking(self.store, self.directory, replicas)
 
     def _report_recovery(self, kind: ResetType, lacking: dict[int, int]) -> None:
-        lost = sum(lacking.values())
-        self.last_recovery_lost = lost
+        self.last_recovery_lost = lost = sum(lacking.values())
         self.lost_in_recovery += lost
         log_recovery(kind, lacking)
 

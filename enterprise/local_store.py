@@ -22,8 +22,11 @@ Contract:
   knows no history before it: ``changes_since`` answers ``None`` below that copy's ``seq``
   (its ``floor``), and the caller sends a whole copy instead.
 * It also holds the endpoints registered here (``register`` before a sign-in is answered,
-  ``deregister`` at a sign-out): those still there when the front end comes back were lost
-  with it (``take_registrations``), and get their call detail record then.
+  ``deregister`` at a sign-out): those still there when the front end crashed were lost with
+  it. The pool takes them when it notices the crash (``lost_with``, by the file's path: the
+  front end may never come back), and each gets its call detail record, dated then; taking is
+  one transaction, so a front end that comes back finds only those nobody took yet, and no
+  record is written twice.
 * One owner (the front end's event loop); no lock.
 """
 
@@ -38,10 +41,13 @@ from dataclasses import astuple
 from typing import Final
 
 from enterprise.replica import ConferenceEnded, ContactDeleted, GroupData, Write
+from pool.cdr import RegistrationRecord
 from pool.sqlite_store import DURABILITY
 from pool.store import ConferenceRow, ContactRow, PresenceRow
 
 SCHEMA_VERSION: Final = 1
+#: the de-registration reason of endpoints lost with their front end
+FRONT_END_FAILURE: Final = "front-end-failure"
 
 _SCHEMA: Final = """
 CREATE TABLE groups (
@@ -269,3 +275,40 @@ class LocalReplicaStore:
 def _key_value(write: Write, seq: int) -> tuple[str, str, int, str | None]:
     kind, key, value = _row(write)
     return kind, key, seq, value
+
+
+def store_path(data_dir: pathlib.Path, fe_id: str) -> pathlib.Path:
+    """Where front end ``fe_id`` keeps its local store, under the pool's data directory."""
+    return data_dir / fe_id / "replicas.db"
+
+
+def lost_with(
+    fe_id: str, data_dir: pathlib.Path, noticed: float
+) -> list[tuple[float, RegistrationRecord]]:
+    """The call detail records of the endpoints still registered in front end ``fe_id``'s
+    store (it crashed; the pool noticed at ``noticed``, wall clock), taken from it:
+    ``front-end-failure`` registration rows. None if it has no store."""
+    path = store_path(data_dir, fe_id)
+    if not path.exists():
+        return []
+    store = LocalReplicaStore(path)
+    try:
+        lost = store.take_registrations()
+    finally:
+        store.close()
+    return failure_records(fe_id, lost, noticed)
+
+
+def failure_records(
+    fe_id: str, lost: Iterable[tuple[str, str, str, float]], noticed: float
+) -> list[tuple[float, RegistrationRecord]]:
+    """``(time, record)`` of each endpoint in ``lost`` (``take_registrations``'s rows)."""
+    return [
+        (
+            noticed,
+            RegistrationRecord(
+                uri, endpoint_id, device, fe_id, True, at, noticed, FRONT_END_FAILURE
+            ),
+        )
+        for endpoint_id, uri, device, at in lost
+    ]

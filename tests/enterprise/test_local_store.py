@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from enterprise.local_store import LocalReplicaStore
+from enterprise.local_store import FRONT_END_FAILURE, LocalReplicaStore, lost_with, store_path
 from enterprise.replica import ConferenceEnded, ContactDeleted, GroupData, ReplicatingStore
 from pool.store import ConferenceRow, ContactRow, PresenceRow
 
@@ -152,3 +152,28 @@ def test_a_replica_promoted_past_a_gap_numbers_its_writes_after_all_it_holds() -
     batches = replica.take_pending()
     assert batches[GROUP][0] == 13  # never a number already used
     assert (data.seq, data.top) == (13, 13)
+
+
+def test_endpoints_lost_with_a_front_end_get_their_record_once(tmp_path: Path) -> None:
+    """The pool takes the lost endpoints when it notices the crash; the front end, back
+    later, finds none left: one ``front-end-failure`` row each, dated when it was noticed."""
+    local = LocalReplicaStore(store_path(tmp_path, "fe2"))
+    local.register("ep-1", "sip:a@x.com", "desktop", 10.0)
+    local.register("ep-2", "sip:b@x.com", "mobile", 11.0)
+    local.register("ep-3", "sip:c@x.com", "desktop", 12.0)
+    local.deregister("ep-3")  # signed out before the crash: its row was written then
+    local.close()  # crashed
+
+    records = lost_with("fe2", tmp_path, 50.0)
+
+    assert [(t, r.endpoint_id, r.deregister_reason, r.registrar) for t, r in records] == [
+        (50.0, "ep-1", FRONT_END_FAILURE, "fe2"),
+        (50.0, "ep-2", FRONT_END_FAILURE, "fe2"),
+    ]
+    assert records[1][1].register_time == 11.0
+    assert records[1][1].deregister_time == 50.0
+    assert lost_with("fe2", tmp_path, 60.0) == []  # nothing twice
+    back = LocalReplicaStore(store_path(tmp_path, "fe2"))
+    assert back.take_registrations() == []  # the front end, back, writes none either
+    back.close()
+    assert lost_with("fe9", tmp_path, 60.0) == []  # no store at all
