@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import logging
 import secrets
+from collections import Counter
 from typing import Any
 
 import ray
@@ -116,12 +117,10 @@ class FabricActor:
     def _ports(self, fe_id: str) -> tuple[int, int]:
         if fe_id in self.ports:
             return self.ports[fe_id]  # a restarted front end comes back where it was
-        index = int(fe_id[2:]) - 1
-        opts = self.opts
+        index, opts = int(fe_id[2:]) - 1, self.opts
         port = opts.base_port + index if opts.base_port else 0
         mport = opts.metrics_base_port
-        metrics_port = -1 if mport < 0 else (mport + index if mport else 0)
-        return port, metrics_port
+        return port, -1 if mport < 0 else (mport + index if mport else 0)
 
     async def _launch(self, fe_id: str) -> None:
         stopping = self.retiring.pop(fe_id, None)
@@ -135,14 +134,15 @@ class FabricActor:
         await self._join(fe_id, handle, port, metrics_port)
 
     async def _join(self, fe_id: str, handle: Handle, port: int, metrics_port: int) -> None:
-        """Start the front end on ``handle`` and register it with the replicas it brought."""
+        """Start the front end on ``handle`` and register it with the replicas it brought.
+        Restarted, it comes back on the ports it had, its metrics' too (what scrapes them)."""
         rows = [user_row(self.directory, u.id) for u in self.directory]
-        fresh = not self.fabric.started
-        noticed = self.noticed.pop(fe_id, 0.0)
+        fresh, noticed = not self.fabric.started, self.noticed.pop(fe_id, 0.0)
         address, metrics_address, held = await asyncio.wait_for(
             handle.start.remote(rows, port, metrics_port, fresh, noticed), START_TIMEOUT
         )
-        self.ports[fe_id] = (int(address.rpartition(":")[2]), metrics_port)
+        mport = int(metrics_address.rpartition(":")[2]) if metrics_port >= 0 else metrics_port
+        self.ports[fe_id] = (int(address.rpartition(":")[2]), mport)
         async with self.lock:
             self.handles[fe_id] = handle
             was_started = self.fabric.started
@@ -242,9 +242,9 @@ class FabricActor:
         )
 
     async def _down(self, fe_id: str, *, died: bool) -> None:
-        """``fe_id`` is down. Stopped by the operator (or self-healing off): retire it.
-        Crashed: leave its actor to Ray's restart (forcing one if it hangs without having
-        died) and start it again after ``restart_delay``."""
+        """``fe_id`` is down. Stopped by the operator (or self-healing off): retired. Crashed:
+        left to Ray's restart (forced if it hangs), started again after ``restart_delay``,
+        and the endpoints lost with it get their call detail records now."""
         delay = self.opts.restart_delay
         self.noticed[fe_id] = noticed = self.clock.now()
         crashed = fe_id not in self.stopping
@@ -290,10 +290,9 @@ class FabricActor:
             self.rejoining.discard(fe_id)
 
     async def _retire(self, fe_id: str, *, wait: bool = True) -> None:
-        """``fe_id`` is down: stop its actor if it still runs, and forget it. Without
-        ``wait`` the actor stops in the background: the call that asked (it may have come
-        through that very front end) is answered first, within its server's grace period;
-        starting it again waits for that stop."""
+        """``fe_id`` is down: stop its actor if it still runs, and forget it. Without ``wait``
+        it stops in the background: the call that asked (maybe through that very front end)
+        is answered first, within its server's grace period; a start waits for that stop."""
         handle = self.handles.pop(fe_id, None)
         self.endpoints.pop(fe_id, None)
         self.signed_in.pop(fe_id, None)
@@ -370,9 +369,7 @@ class FabricActor:
         return counters
 
     def _status(self) -> PoolStatusInfo:
-        users: dict[int, int] = {}
-        for u in self.directory:
-            users[u.routing_group] = users.get(u.routing_group, 0) + 1
+        users = Counter(u.routing_group for u in self.directory)
         known = set(self.fabric.front_ends())
         status = self.fabric.status(
             users,
@@ -382,6 +379,8 @@ class FabricActor:
             wall_now=self.clock.now(),
         )
         status.extra.update({k: str(v) for k, v in self._counters().items()})
+        status.extra["self_healing"] = "on" if self.opts.restart_delay >= 0 else "off"
+        status.extra["rebalance_when_whole"] = "on" if self.opts.rebalance_when_whole else "off"
         if self.hold:
             status.extra["starting"] = self.hold
             detail = f"starting, not serving yet: {self.hold}; {status.quorum_detail}"

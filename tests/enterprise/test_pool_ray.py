@@ -359,6 +359,7 @@ async def test_a_killed_front_end_restarts_by_itself_catches_up_and_gets_primari
 
         lost = {s.endpoint_id: s.user_uri for s in sessions if s.front_end_id == victim}
         assert lost
+        metrics_at = {f.id: f.metrics_address for f in status.front_ends}[victim]
         killed_at = SystemClock().now()
         os.kill(pid, signal.SIGKILL)
 
@@ -387,6 +388,8 @@ async def test_a_killed_front_end_restarts_by_itself_catches_up_and_gets_primari
         assert int(status.details["rebalances"]) >= 1
         assert int(status.details["reloads"]) == 0
         assert await handles[victim].pid.remote() != pid  # the same actor, a new process
+        # where it was: what scrapes its metrics (the run's probe and memory sampler) follows
+        assert {f.id: f.metrics_address for f in status.front_ends}[victim] == metrics_at
 
         await eventually(
             lambda: _count(failure_records(p), len(lost)), deadline=30, what="failure records"
