@@ -233,7 +233,7 @@ class Failover:
     async def _watch_pool(self, driver: Run, admin: AdminClient) -> None:
         victim = self.victim or ""
         caught_up_before: int | None = None
-        while not driver.stopping and self.rebalanced_at is None and self.heals:
+        while not driver.stopping and self.rebalanced_at is None:
             with contextlib.suppress(PoolError):
                 status = await admin.status()
                 now = driver.now()
@@ -252,8 +252,10 @@ class Failover:
                 if self.restarted_at is not None:
                     self._watch_healing(driver, status, victim, now)
                     self.writes_caught_up = caught - caught_up_before
-            if self.pool_failed_over_at is not None and not self.rebalances and self.healthy_at:
-                break  # no rebalance to wait for
+            if self.pool_failed_over_at is not None and (
+                not self.heals or (not self.rebalances and self.healthy_at is not None)
+            ):
+                break  # no restart, or no rebalance, to wait for
             await asyncio.sleep(STATUS_POLL_S)
 
     def _watch_healing(self, driver: Run, status: apb.PoolStatus, victim: str, now: float) -> None:

@@ -114,3 +114,26 @@ def test_a_pool_that_does_not_heal_closes_the_window_at_the_fail_over() -> None:
     fo = killed(run, heals=False)
     assert fo.window_end == 11.8
     assert fo.summary()["window_through"] == "the fail-over"
+
+
+class FakeAdmin:
+    def __init__(self, statuses: list[apb.PoolStatus]) -> None:
+        self.statuses = statuses
+
+    async def status(self) -> apb.PoolStatus:
+        return self.statuses.pop(0) if len(self.statuses) > 1 else self.statuses[0]
+
+
+def test_without_self_healing_the_watch_ends_at_the_fail_over() -> None:
+    run = FakeRun({1: [FakeSession("sip:user1@contoso.com", "fe3")]})
+    fo = Failover(KillPlan(10.0, "fe2", "token", ("a", "b", "c")))
+    fo.victim, fo.kill_at, fo.heals = "fe2", 10.0, False
+    before = status(["fe1", "fe2", "fe3"] * 2)
+    after = status(["fe1", "fe3", "fe3"] * 2, DEGRADED)
+    after.front_ends[1].state = apb.FRONT_END_STATE_DOWN
+    admin = FakeAdmin([before, after])
+
+    asyncio.run(asyncio.wait_for(fo._watch_pool(run, admin), 5.0))  # type: ignore[arg-type]
+
+    assert fo.pool_failed_over_at is not None
+    assert fo.restarted_at is None
