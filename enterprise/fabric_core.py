@@ -177,9 +177,11 @@ class FabricCore:
             g, new_primary = promotion.group, promotion.new
             self._lineage.begin(g, self._freshness.get((g, new_primary), 0))
             # the new primary brings its secondaries to its own state (a write in flight
-            # when the old one died, or a catch-up it never finished)
+            # when the old one died, or a catch-up or copy it never finished)
             changes += [
-                catch_up(g, new_primary, fe, lineage=self._lineage, freshness=self._freshness)
+                CopyTask(g, new_primary, fe)
+                if self._syncing.get((g, fe)) == -1
+                else catch_up(g, new_primary, fe, lineage=self._lineage, freshness=self._freshness)
                 for fe in after[g].secondaries
             ]
         self._count(changes)

@@ -239,3 +239,22 @@ def test_writes_during_a_catch_up_then_a_fail_over_lose_no_acknowledged_write(
             fabric.caught_up(g, task.to_fe)
     assert set(stores[last].groups[g].contacts.values()) == set(acknowledged.values())
     assert stores[last].groups[g].seq == stores[first].groups[g].seq
+
+
+def test_a_copy_cut_short_by_a_fail_over_is_made_again_from_the_new_primary() -> None:
+    fabric = started(3)
+    now, _ = crash(fabric, "fe-3", 0.0)
+    acknowledge(fabric)
+    changes = back(fabric, "fe-3", {}, now + 1.0)  # its disk is gone: whole copies
+    copied = {t.group for t in of(changes, CopyTask) if t.to_fe == "fe-3"}
+    assert copied
+    assert all(fabric.catching_up[(g, "fe-3")] == -1 for g in copied)
+    p = fabric.placement
+    assert p is not None
+    victims = [g for g in copied if p[g].primary == "fe-1"]
+
+    _, changes = crash(fabric, "fe-1", now + 1.0)
+
+    again = {(t.group, t.from_fe) for t in of(changes, CopyTask) if t.to_fe == "fe-3"}
+    assert {(g, "fe-2") for g in victims} <= again  # a whole copy still, never a catch-up
+    assert not any(t.to_fe == "fe-3" and t.group in victims for t in of(changes, CatchUpTask))
