@@ -36,6 +36,7 @@ from enterprise.changes import (
 from enterprise.fabric import Fabric
 from enterprise.local_store import lost_with
 from enterprise.options import PoolOptions
+from enterprise.placement import Promotion
 from enterprise.replica import Backup, GroupData
 from pool.cdr import CdrRecord, StoredRecord
 from pool.clock import SystemClock
@@ -149,12 +150,12 @@ class FabricActor:
             now = self.clock.monotonic()
             changes = self.fabric.register(fe_id, address, metrics_address, now, held)
             await self._apply(changes, first_start=not was_started and self.fabric.started)
-            if was_started and self.opts.rebalance_when_whole and self.fabric.whole:
-                moves = self.fabric.rebalance()
-                if moves:
-                    self.rebalances += 1
-                    log.warning("pool whole again: primaries rebalanced (%d moves)", len(moves))
-                    await self._apply(moves)
+            whole = was_started and self.opts.rebalance_when_whole and self.fabric.whole
+            if whole and (moves := self.fabric.rebalance()):
+                self.rebalances += 1
+                moved = sum(isinstance(m, Promotion) for m in moves)
+                log.warning("pool whole again: primaries rebalanced (%d moves)", moved)
+                await self._apply(moves)
 
     # --- carrying out changes ---
 
