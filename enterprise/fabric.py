@@ -28,6 +28,14 @@ Rules this module chooses (SPEC leaves them open):
   ``enterprise.returning``). ``reset(QUORUM_LOSS_RECOVERY)`` or ``reset(FULL_RESET)`` reloads
   it from the back-end store instead. A group that merely never had 2 replicas (a two-FE pool
   first started with one FE) is not lost: it gets its second copy when a spare FE comes.
+* **A replica catching up is not a candidate.** Every ``CopyTask`` and ``CatchUpTask`` makes
+  its target *catching up* (``catching_up``) until the caller says it was acknowledged
+  (``caught_up``): live writes reach it before its catch-up lands, so it may lack acknowledged
+  writes. Until then it is never promoted nor made primary by rebalancing, its freshness stays
+  where its catch-up started, and its group is not healthy; a group whose live replicas are
+  all catching up when its primary dies is lost (it waits for a caught-up one). A promotion
+  brings the new primary's secondaries level; a task whose call failed is ordered again
+  (``unfinished``).
 * **While the pool lacks quorum** replicas of FEs that go down are still dropped and
   secondaries promoted (that is where the data is), but nothing is copied and no group is
   served: the routing table has no home for any group.
