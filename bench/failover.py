@@ -12,18 +12,24 @@ The users homed there are the *affected* users. From then on it measures:
   after an Unavailable or a Redirect), first and last;
 * the first successful operation of an affected user at its new home front end, and per affected
   user the first one (the users served again);
-* the *fail-over window*, from the kill until the pool has failed over, every affected endpoint
-  has signed in again and an affected user has been served again. An operation that ends
-  inside the window, or that fails in a conversation the crash broke (hosted on the victim, or
-  with an affected participant), counts as caught in the fail-over: its errors are reported
-  apart and its latency is left out of the steady state. The verdict does not hold those errors
-  against the pool; it still fails the run when an acknowledged write was lost or no affected
-  user was served again.
+* the fail-over itself is over once the pool has failed over, every affected endpoint has
+  signed in again and an affected user has been served again.
 
 After the fail-over it keeps watching (self-healing, on by default): when the victim is up
 again (restarted by itself), when every group is healthy again (its replicas caught up, with
-how many writes), when primaries were rebalanced back onto it, and when a user homed there
-before the crash is served there again. The report's timeline lists them all.
+how many writes), when primaries were rebalanced back onto it, when the users of the groups
+handed back have signed in there again, and when a user homed there before the crash is
+served there again. The report's timeline lists them all.
+
+The *fail-over window* runs from the kill through all of that: until the pool is whole again
+(the victim restarted, every group healthy, primaries rebalanced and the users they moved
+signed in again), or the run ends; when the pool does not heal itself (its status says
+``self_healing`` off), until the fail-over is over. An operation that ends inside the window,
+or that fails in a conversation the crash broke (hosted on the victim, or with an affected
+participant), counts as caught in the fail-over: its errors are reported apart and its latency
+is left out of the steady state. The verdict does not hold those errors against the pool; it
+still fails the run when an acknowledged write was lost or no affected user was served
+again.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from typing import Any, Protocol
 
 from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool.client import AdminClient, PoolClient, Session
+from pool.directory import routing_group_of
 from pool.errors import PoolError
 from pool.immcu import group_of
 
@@ -91,7 +98,10 @@ class Failover:
         self.victim: str | None = None
         self.kill_at: float | None = None  # run seconds when the kill was asked for
         self.kill_answered_at: float | None = None
-        self.window_end = math.inf  # run seconds; known once the fail-over is over
+        self.window_end = math.inf  # run seconds; known once the pool is whole again
+        self.failed_over_by: float | None = None  # the fail-over over (see _close_window)
+        self.heals = True  # the pool restarts the victim by itself (its status says)
+        self.rebalances = True  # and rebalances primaries once whole again
         self.pool_failed_over_at: float | None = None
         self.affected_users: set[int] = set()
         self.victim_groups: set[int] = set()  # routing groups whose primary the victim held
@@ -104,6 +114,8 @@ class Failover:
         self.restarted_at: float | None = None  # the victim up again
         self.healthy_at: float | None = None  # every group healthy again (caught up)
         self.rebalanced_at: float | None = None  # primaries spread again, some on the victim
+        self.moved_back: list[Session] = []  # sessions of the groups the rebalance handed back
+        self.settled_at: float | None = None  # the pool whole again: the window's end
         self.home_again_at: float | None = None  # an affected user served on the victim again
         self.writes_caught_up = 0
         self.error = ""
@@ -144,17 +156,23 @@ class Failover:
             self._close_window()
 
     def _close_window(self) -> None:
-        """The window ends once the pool failed over, every affected endpoint signed in again
-        and an affected user was served again: when the last of those three happened."""
+        """The fail-over is over once the pool failed over, every affected endpoint signed in
+        again and an affected user was served again: when the last of those three happened.
+        The window ends then if the pool does not heal itself, else once it is whole again
+        (``settled_at``)."""
         if (
             self.pool_failed_over_at is None
             or self.all_reregistered_at is None
             or not self.served_again
         ):
             return
-        self.window_end = max(
+        self.failed_over_by = max(
             self.pool_failed_over_at, self.all_reregistered_at, min(self.served_again.values())
         )
+        if not self.heals:
+            self.window_end = self.failed_over_by
+        elif self.settled_at is not None:
+            self.window_end = max(self.failed_over_by, self.settled_at)
 
     # --- the kill ---
 
@@ -174,6 +192,8 @@ class Failover:
 
     async def _kill_and_watch(self, driver: Run, client: PoolClient) -> None:
         status = await self._status(client, None)
+        self.heals = status.details.get("self_healing", "on") != "off"
+        self.rebalances = status.details.get("rebalance_when_whole", "on") != "off"
         up = {f.id: f.address for f in status.front_ends if f.state == apb.FRONT_END_STATE_UP}
         homes = [ss[0].front_end_id for ss in driver.sessions.values()]
         victim = self.plan.front_end or choose_victim(up, homes)
@@ -195,6 +215,8 @@ class Failover:
         await admin.stop_front_end(victim, "crash")
         self.kill_answered_at = driver.now()
         await asyncio.gather(self._watch_pool(driver, admin), self._watch_sessions(driver))
+        if self.heals:
+            await self._watch_moved_back(driver)
 
     async def _status(self, client: PoolClient, avoid: str | None) -> apb.PoolStatus:
         """The pool's status from the first front end that answers."""
@@ -228,21 +250,45 @@ class Failover:
                 elif self.restarted_at is None and states.get(victim) == apb.FRONT_END_STATE_UP:
                     self.restarted_at = now
                 if self.restarted_at is not None:
-                    self._watch_healing(status, victim, now)
+                    self._watch_healing(driver, status, victim, now)
                     self.writes_caught_up = caught - caught_up_before
+            if self.pool_failed_over_at is not None and (
+                not self.heals or (not self.rebalances and self.healthy_at is not None)
+            ):
+                break  # no restart, or no rebalance, to wait for
             await asyncio.sleep(STATUS_POLL_S)
 
-    def _watch_healing(self, status: apb.PoolStatus, victim: str, now: float) -> None:
+    def _watch_healing(self, driver: Run, status: apb.PoolStatus, victim: str, now: float) -> None:
         healthy = all(g.state == apb.ROUTING_GROUP_STATE_HEALTHY for g in status.routing_groups)
         if healthy and self.healthy_at is None:
             self.healthy_at = now
         primaries = [f.primaries for f in status.front_ends]
-        on_victim = sum(1 for g in status.routing_groups if g.primary == victim)
+        on_victim = {g.id for g in status.routing_groups if g.primary == victim}
         if healthy and on_victim and max(primaries) - min(primaries) <= 1:
             self.rebalanced_at = now
             # the rebalance hands these groups back to the victim: their conversations end
             # (host-changed) as a consequence of the crash, like those of the fail-over
-            self.victim_groups |= {g.id for g in status.routing_groups if g.primary == victim}
+            self.victim_groups |= on_victim
+            groups = len(status.routing_groups)
+            self.moved_back = [
+                s
+                for u, ss in driver.sessions.items()
+                if routing_group_of(driver.uri(u).lower(), groups) in on_victim
+                for s in ss
+            ]
+
+    async def _watch_moved_back(self, driver: Run) -> None:
+        """Until the pool is whole again: restarted, healthy, rebalanced (when it does) and
+        every session of the groups handed back signed in there again; or the run ends."""
+        while not driver.stopping:
+            healed = self.healthy_at is not None and (
+                self.rebalanced_at is not None or not self.rebalances
+            )
+            if healed and all(s.front_end_id == self.victim for s in self.moved_back):
+                self.settled_at = driver.now()
+                self._close_window()
+                return
+            await asyncio.sleep(SESSION_POLL_S)
 
     async def _watch_sessions(self, driver: Run) -> None:
         sessions = self.affected_sessions
@@ -282,6 +328,9 @@ class Failover:
             "affected_served_median_after": recovery[len(recovery) // 2] if recovery else None,
             "affected_served_last_after": recovery[-1] if recovery else None,
             "window_end": None if math.isinf(self.window_end) else self.window_end,
+            "window_through": "the fail-over" if not self.heals else "the pool whole again",
+            "failed_over_by": self.failed_over_by,
+            "settled_after": after(self.settled_at),
             "signed_in_users_at_kill": self.signed_in_at_kill,
             "affected_users": len(self.affected_users),
             "affected_endpoints": len(self.affected_sessions),
@@ -309,5 +358,10 @@ class Failover:
             ),
             (self.rebalanced_at, f"primaries rebalanced: {victim} a home again"),
             (self.home_again_at, f"a user served on {victim} again"),
+            (
+                self.settled_at,
+                "pool whole again: the users of the groups handed back signed in there; "
+                "the fail-over window ends",
+            ),
         ]
         return sorted((t, what) for t, what in events if t is not None)

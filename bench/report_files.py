@@ -44,6 +44,7 @@ def failover_text(fo: dict[str, Any]) -> list[str]:
             if fo["window_end"] is not None
             else "the end of the run (it never closed)"
         )
+        + f", through {fo.get('window_through', 'the fail-over')}"
         + " (its errors and latencies are kept apart from the steady state)",
         f"  operations failed during the fail-over: {fo['operations_failed']} of "
         f"{fo['operations_caught']} caught in it"

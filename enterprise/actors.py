@@ -24,7 +24,7 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar
 import ray
 from prometheus_client import CollectorRegistry
 
-from enterprise.local_store import LocalReplicaStore
+from enterprise.local_store import LocalReplicaStore, failure_records, store_path
 from enterprise.metrics import CrossNodeHistograms, EnterpriseCollector
 from enterprise.node import FrontEndNode
 from enterprise.options import PoolOptions as PoolOptions
@@ -33,7 +33,6 @@ from enterprise.routing_table import RoutingTable
 from enterprise.wire import Failure, Message, Packed, Reply, pack, unpack
 from pool.api.metrics import Metrics, serve_metrics
 from pool.api.server import FrontEndServer, start_front_end
-from pool.cdr import RegistrationRecord
 from pool.clock import SystemClock
 from pool.directory import Directory
 from pool.errors import PoolError, Unavailable
@@ -49,7 +48,6 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 CDR_FLUSH_INTERVAL = 1.0  # seconds between a front end's call detail records reaching the store
-FRONT_END_FAILURE = "front-end-failure"  # the de-registration reason of endpoints lost in a crash
 HEALTH = "health"  # the concurrency group (its own thread) heartbeats are answered on
 CONCURRENCY_GROUPS = {HEALTH: 1}
 
@@ -119,11 +117,12 @@ class FrontEndActor:
     ) -> tuple[str, str, dict[int, int]]:
         """Serve; returns the addresses and the replicas brought back from the local store
         (``{group: sequence}``; none when ``fresh``: the pool's first start). Endpoints the
-        store still lists were lost when this front end went down (``noticed``: when the pool
-        noticed, wall clock; 0 if it never did): each gets its call detail record now."""
+        store still lists were lost when this front end went down and the pool did not take
+        them when it noticed (``noticed``: then, wall clock; 0 if it never did): each gets its
+        call detail record now."""
         opts = self.opts
         self.local = local = LocalReplicaStore(
-            opts.data_dir / self.fe_id / "replicas.db", durability=opts.durability
+            store_path(opts.data_dir, self.fe_id), durability=opts.durability
         )
         if fresh:
             local.clear()
@@ -149,19 +148,8 @@ class FrontEndActor:
             observe_replication=flow.replication,
         )
         engine, store = node.engine, node.store
-        now = SystemClock().now()
-        for endpoint_id, user_uri, device, registered_at in lost:
-            record = RegistrationRecord(
-                user_uri,
-                endpoint_id,
-                device,
-                self.fe_id,
-                True,
-                registered_at,
-                noticed or now,
-                FRONT_END_FAILURE,
-            )
-            store.add_cdr(noticed or now, record)
+        for time_, record in failure_records(self.fe_id, lost, noticed or SystemClock().now()):
+            store.add_cdr(time_, record)
         node.load_users(rows)
         self.collector = EnterpriseCollector(node.routing, node.hub, registry)
         self.server = await start_front_end(

@@ -6,6 +6,7 @@ and the ``pool.directory.Directory`` loaded from it; no Ray here."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from enterprise.replica import Backup, GroupData
 from pool.directory import Directory
@@ -34,6 +35,19 @@ def backend_groups(store: SqliteStore, directory: Directory) -> dict[int, GroupD
         g = directory.by_id(r.organizer_id).routing_group
         out.setdefault(g, GroupData()).conferences[r.conversation_id] = r
     return out
+
+
+def lacking(
+    store: SqliteStore, directory: Directory, replicas: Mapping[int, object]
+) -> dict[int, int]:
+    """For every group in quorum loss with a surviving replica (``replicas``: its
+    ``GroupData``, or anything else when the survivor did not answer): how many of the writes
+    it holds the back-end backup lacks (what reloading it from the backup loses)."""
+    held = {g: data for g, data in replicas.items() if isinstance(data, GroupData)}
+    if not held:
+        return {}
+    backup = backend_groups(store, directory)
+    return {g: data.lacking_from(backup.get(g, GroupData())) for g, data in held.items()}
 
 
 def write_backups(store: SqliteStore, backups: list[Backup]) -> None:

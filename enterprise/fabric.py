@@ -28,6 +28,14 @@ Rules this module chooses (SPEC leaves them open):
   ``enterprise.returning``). ``reset(QUORUM_LOSS_RECOVERY)`` or ``reset(FULL_RESET)`` reloads
   it from the back-end store instead. A group that merely never had 2 replicas (a two-FE pool
   first started with one FE) is not lost: it gets its second copy when a spare FE comes.
+* **A replica catching up is not a candidate.** Every ``CopyTask`` and ``CatchUpTask`` makes
+  its target *catching up* (``catching_up``) until the caller says it was acknowledged
+  (``caught_up``): live writes reach it before its catch-up lands, so it may lack acknowledged
+  writes. Until then it is never promoted nor made primary by rebalancing, its freshness stays
+  where its catch-up started, and its group is not healthy; a group whose live replicas are
+  all catching up when its primary dies is lost (it waits for a caught-up one). A promotion
+  brings the new primary's secondaries level; a task whose call failed is ordered again
+  (``unfinished``).
 * **While the pool lacks quorum** replicas of FEs that go down are still dropped and
   secondaries promoted (that is where the data is), but nothing is copied and no group is
   served: the routing table has no home for any group.
@@ -45,6 +53,7 @@ Rules this module chooses (SPEC leaves them open):
 from __future__ import annotations
 
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from enterprise.changes import (
     CatchUpTask,
@@ -300,8 +309,10 @@ class Fabric(FabricCore):
         return [self._transition(fe_id, STARTING, "started by the operator")]
 
     def report_freshness(self, fe_id: str, sequences: Mapping[int, int]) -> None:
-        """FE ``fe_id`` holds group g's writes up to sequence ``sequences[g]``. On fail-over
-        the live secondary with the highest sequence is promoted (unreported: 0)."""
+        """FE ``fe_id`` holds group g's writes up to sequence ``sequences[g]``, without a gap
+        (its contiguous high-water mark). On fail-over the live secondary with the highest
+        is promoted (unreported: 0), never one still catching up (``catching_up``), whose
+        freshness stays where its catch-up started until it is acknowledged."""
         member = self._member(fe_id)
         if member.state is not UP:
             raise FailedPrecondition(
@@ -310,7 +321,44 @@ class Fabric(FabricCore):
             )
         self._check_sequences(fe_id, sequences)
         for group, seq in sequences.items():
-            self._freshness[(group, fe_id)] = seq
+            since = self._syncing.get((group, fe_id))
+            # catching up, a replica holds without a gap no more than where it started from
+            # (its own mark says so too; this keeps the fabric right whatever it is told)
+            self._freshness[(group, fe_id)] = seq if since is None else min(seq, max(since, 0))
+
+    def caught_up(self, group: int, fe_id: str) -> None:
+        """The copy or catch-up ordered for ``fe_id``'s replica of ``group`` was acknowledged
+        (``fe_id`` applied it): that replica holds every acknowledged write again, so it may
+        be promoted, and counts as healthy. A replica not catching up, or of a group in quorum
+        loss (its source is gone: the answer is stale), is left as it is."""
+        self._check_group(group)
+        if group not in self._lost:
+            self._syncing.pop((group, fe_id), None)
+
+    @property
+    def catching_up(self) -> Mapping[tuple[int, str], int]:
+        """Replicas with a copy or catch-up ordered and not yet acknowledged:
+        ``{(group, fe): the sequence it catches up from}`` (-1 for a whole copy). They are
+        never promoted nor made primaries by rebalancing, and a group with one is not
+        healthy."""
+        return MappingProxyType(self._syncing)
+
+    def unfinished(self) -> list[Change]:
+        """The copies and catch-ups to order again: those not acknowledged (their call
+        failed) whose replica is a secondary of a group served by a live primary."""
+        p = self._placement
+        if p is None:
+            return []
+        changes: list[Change] = []
+        for (group, fe), since in sorted(self._syncing.items()):
+            r = p[group]
+            if group in self._lost or fe not in r.secondaries:
+                continue
+            if since < 0:
+                changes.append(CopyTask(group, r.primary, fe))
+            else:
+                changes.append(CatchUpTask(group, r.primary, fe, since))
+        return changes
 
     # --- operator ---
 
@@ -390,6 +438,7 @@ class Fabric(FabricCore):
             self._started_at,
             self._table.version,
             self._counters,
+            frozenset(self._syncing),
         )
         return pool_status(
             snapshot,

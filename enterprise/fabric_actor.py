@@ -15,13 +15,14 @@ import contextlib
 import dataclasses
 import logging
 import secrets
+from collections import Counter
 from typing import Any
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from enterprise.actors import CONCURRENCY_GROUPS, FrontEndActor, Handle, answers, unwrap
-from enterprise.backend import backend_groups, log_recovery, user_row, write_backups
+from enterprise.backend import backend_groups, lacking, log_recovery, user_row, write_backups
 from enterprise.changes import (
     CatchUpTask,
     Change,
@@ -33,7 +34,9 @@ from enterprise.changes import (
     TableSwapped,
 )
 from enterprise.fabric import Fabric
+from enterprise.local_store import lost_with
 from enterprise.options import PoolOptions
+from enterprise.placement import Promotion
 from enterprise.replica import Backup, GroupData
 from pool.cdr import CdrRecord, StoredRecord
 from pool.clock import SystemClock
@@ -67,7 +70,6 @@ class FabricActor:
         self.lock = asyncio.Lock()
         self.heartbeats: asyncio.Task[None] | None = None
         self.tasks: set[asyncio.Task[None]] = set()
-        self.started = False
         self.hold = ""  # why the pool does not serve yet though it could (see start)
         self.rebalances = 0  # times primaries were rebalanced once the pool was whole again
         self.stopping: set[str] = set()  # stopped by the operator: not restarted
@@ -116,12 +118,10 @@ class FabricActor:
     def _ports(self, fe_id: str) -> tuple[int, int]:
         if fe_id in self.ports:
             return self.ports[fe_id]  # a restarted front end comes back where it was
-        index = int(fe_id[2:]) - 1
-        opts = self.opts
+        index, opts = int(fe_id[2:]) - 1, self.opts
         port = opts.base_port + index if opts.base_port else 0
         mport = opts.metrics_base_port
-        metrics_port = -1 if mport < 0 else (mport + index if mport else 0)
-        return port, metrics_port
+        return port, -1 if mport < 0 else (mport + index if mport else 0)
 
     async def _launch(self, fe_id: str) -> None:
         stopping = self.retiring.pop(fe_id, None)
@@ -135,26 +135,27 @@ class FabricActor:
         await self._join(fe_id, handle, port, metrics_port)
 
     async def _join(self, fe_id: str, handle: Handle, port: int, metrics_port: int) -> None:
-        """Start the front end on ``handle`` and register it with the replicas it brought."""
+        """Start the front end on ``handle`` and register it with the replicas it brought.
+        Restarted, it comes back on the ports it had, its metrics' too (what scrapes them)."""
         rows = [user_row(self.directory, u.id) for u in self.directory]
-        fresh = not self.fabric.started
-        noticed = self.noticed.pop(fe_id, 0.0)
+        fresh, noticed = not self.fabric.started, self.noticed.pop(fe_id, 0.0)
         address, metrics_address, held = await asyncio.wait_for(
             handle.start.remote(rows, port, metrics_port, fresh, noticed), START_TIMEOUT
         )
-        self.ports[fe_id] = (int(address.rpartition(":")[2]), metrics_port)
+        mport = int(metrics_address.rpartition(":")[2]) if metrics_port >= 0 else metrics_port
+        self.ports[fe_id] = (int(address.rpartition(":")[2]), mport)
         async with self.lock:
             self.handles[fe_id] = handle
             was_started = self.fabric.started
             now = self.clock.monotonic()
             changes = self.fabric.register(fe_id, address, metrics_address, now, held)
             await self._apply(changes, first_start=not was_started and self.fabric.started)
-            if was_started and self.opts.rebalance_when_whole and self.fabric.whole:
-                moves = self.fabric.rebalance()
-                if moves:
-                    self.rebalances += 1
-                    log.warning("pool whole again: primaries rebalanced (%d moves)", len(moves))
-                    await self._apply(moves)
+            whole = was_started and self.opts.rebalance_when_whole and self.fabric.whole
+            if whole and (moves := self.fabric.rebalance()):
+                self.rebalances += 1
+                moved = sum(isinstance(m, Promotion) for m in moves)
+                log.warning("pool whole again: primaries rebalanced (%d moves)", moved)
+                await self._apply(moves)
 
     # --- carrying out changes ---
 
@@ -195,25 +196,36 @@ class FabricActor:
                 ", ".join(f"{c.group} ({c.primary} serving)" for c in recovered),
             )
         for change in changes:
-            if isinstance(change, CopyTask):
-                await self._call(change.from_fe, "copy_group", change.group, change.to_fe)
-            elif isinstance(change, CatchUpTask):
-                sent = await self._call(
-                    change.from_fe, "catch_up", change.group, change.to_fe, change.since
-                )
-                self.caught_up += max(0, sent or 0)
+            if isinstance(change, CopyTask | CatchUpTask):
+                await self._bring_up(change)
             elif isinstance(change, ReplicaDropped):
                 await self._call(change.fe, "drop_group", change.group)
 
+    async def _bring_up(self, task: CopyTask | CatchUpTask) -> None:
+        """Copy or catch up a replica; once acknowledged, tell the fabric. A failed one is
+        ordered again by the heartbeat rounds (``Fabric.unfinished``)."""
+        if isinstance(task, CopyTask):
+            done, _ = await self._task(task.from_fe, "copy_group", task.group, task.to_fe)
+        else:
+            args = (task.group, task.to_fe, task.since)
+            done, sent = await self._task(task.from_fe, "catch_up", *args)
+            self.caught_up += max(0, sent) if done else 0
+        if done:
+            self.fabric.caught_up(task.group, task.to_fe)
+
     async def _call(self, fe: str, method: str, *args: Any) -> Any:
+        return (await self._task(fe, method, *args))[1]
+
+    async def _task(self, fe: str, method: str, *args: Any) -> tuple[bool, Any]:
+        """(whether ``fe`` carried out ``method``, what it answered)."""
         handle = self.handles.get(fe)
         if handle is None:
-            return None
+            return False, None
         try:
-            return await unwrap(getattr(handle, method).remote(*args))
+            return True, await unwrap(getattr(handle, method).remote(*args))
         except (ray.exceptions.RayActorError, PoolError) as exc:
             log.warning("%s.%s failed: %s", fe, method, exc)
-            return None
+            return False, None
 
     async def _push_table(self) -> None:
         table = self.fabric.routing_table
@@ -231,27 +243,28 @@ class FabricActor:
         )
 
     async def _down(self, fe_id: str, *, died: bool) -> None:
-        """``fe_id`` is down. Stopped by the operator (or self-healing off): retire it.
-        Crashed: leave its actor to Ray's restart (forcing one if it hangs without having
-        died) and start it again after ``restart_delay``."""
+        """``fe_id`` is down. Stopped by the operator (or self-healing off): retired. Crashed:
+        left to Ray's restart (forced if it hangs), started again after ``restart_delay``,
+        and the endpoints lost with it get their call detail records now."""
         delay = self.opts.restart_delay
-        self.noticed[fe_id] = self.clock.now()
-        if fe_id in self.stopping or delay < 0:
+        self.noticed[fe_id] = noticed = self.clock.now()
+        crashed = fe_id not in self.stopping
+        if not crashed or delay < 0:
             self.stopping.discard(fe_id)
             answer_first = fe_id in self.answer_first
             self.answer_first.discard(fe_id)
             await self._retire(fe_id, wait=not answer_first)
-            return
-        handle = self.handles.pop(fe_id, None)
-        self.endpoints.pop(fe_id, None)
-        self.signed_in.pop(fe_id, None)
-        if handle is None:
-            return
-        if not died:
-            with contextlib.suppress(Exception):
-                ray.kill(handle, no_restart=False)
-        self.restarting[fe_id] = (handle, self.clock.monotonic() + delay)
-        log.warning("%s crashed: Ray restarts it; it rejoins in %g s", fe_id, delay)
+        elif (handle := self.handles.pop(fe_id, None)) is not None:
+            self.endpoints.pop(fe_id, None)
+            self.signed_in.pop(fe_id, None)
+            if not died:
+                with contextlib.suppress(Exception):
+                    ray.kill(handle, no_restart=False)
+            self.restarting[fe_id] = (handle, self.clock.monotonic() + delay)
+            log.warning("%s crashed: Ray restarts it; it rejoins in %g s", fe_id, delay)
+        if crashed:  # its endpoints were lost with it, whether it comes back or not
+            for time, record in lost_with(fe_id, self.opts.data_dir, noticed):
+                self.store.add_cdr(time, record)
 
     def _restart_due(self) -> None:
         """Start again every crashed front end whose delay is over (one attempt at a time)."""
@@ -278,10 +291,9 @@ class FabricActor:
             self.rejoining.discard(fe_id)
 
     async def _retire(self, fe_id: str, *, wait: bool = True) -> None:
-        """``fe_id`` is down: stop its actor if it still runs, and forget it. Without
-        ``wait`` the actor stops in the background: the call that asked (it may have come
-        through that very front end) is answered first, within its server's grace period;
-        starting it again waits for that stop."""
+        """``fe_id`` is down: stop its actor if it still runs, and forget it. Without ``wait``
+        it stops in the background: the call that asked (maybe through that very front end)
+        is answered first, within its server's grace period; a start waits for that stop."""
         handle = self.handles.pop(fe_id, None)
         self.endpoints.pop(fe_id, None)
         self.signed_in.pop(fe_id, None)
@@ -340,6 +352,9 @@ class FabricActor:
             changes += self.fabric.check(now)
             if changes:
                 await self._apply(changes, died=frozenset(died))
+            unfinished = self.fabric.unfinished()
+            if unfinished:
+                await self._apply(unfinished)
             self._restart_due()
 
     # --- what front ends ask (admin calls arrive at any front end and come here) ---
@@ -355,9 +370,7 @@ class FabricActor:
         return counters
 
     def _status(self) -> PoolStatusInfo:
-        users: dict[int, int] = {}
-        for u in self.directory:
-            users[u.routing_group] = users.get(u.routing_group, 0) + 1
+        users = Counter(u.routing_group for u in self.directory)
         known = set(self.fabric.front_ends())
         status = self.fabric.status(
             users,
@@ -367,6 +380,8 @@ class FabricActor:
             wall_now=self.clock.now(),
         )
         status.extra.update({k: str(v) for k, v in self._counters().items()})
+        status.extra["self_healing"] = "on" if self.opts.restart_delay >= 0 else "off"
+        status.extra["rebalance_when_whole"] = "on" if self.opts.rebalance_when_whole else "off"
         if self.hold:
             status.extra["starting"] = self.hold
             detail = f"starting, not serving yet: {self.hold}; {status.quorum_detail}"
@@ -480,26 +495,14 @@ class FabricActor:
         return reloaded, self._status()
 
     async def _lacking_from_backup(self) -> dict[int, int]:
-        """For every group in quorum loss with a surviving replica: how many of the writes it
-        holds the back-end backup lacks (what reloading it from the backup loses)."""
+        """What reloading each lost group from the backup loses (``backend.lacking``)."""
         placement = self.fabric.placement
-        if placement is None:
-            return {}
-        survivors = {g: placement[g].primary for g in self.fabric.lost_groups}
-        survivors = {g: fe for g, fe in survivors.items() if fe}
-        if not survivors:
-            return {}
-        backup = backend_groups(self.store, self.directory)
-        out: dict[int, int] = {}
-        for g, fe in survivors.items():
-            data = await self._call(fe, "group_data", g)
-            if isinstance(data, GroupData):
-                out[g] = data.lacking_from(backup.get(g, GroupData()))
-        return out
+        survivors = {g: placement[g].primary for g in self.fabric.lost_groups} if placement else {}
+        replicas = {g: await self._call(fe, "group_data", g) for g, fe in survivors.items() if fe}
+        return lacking(self.store, self.directory, replicas)
 
     def _report_recovery(self, kind: ResetType, lacking: dict[int, int]) -> None:
-        lost = sum(lacking.values())
-        self.last_recovery_lost = lost
+        self.last_recovery_lost = lost = sum(lacking.values())
         self.lost_in_recovery += lost
         log_recovery(kind, lacking)
 

@@ -15,12 +15,15 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from enterprise.changes import (
+    CatchUpTask,
     Change,
     CopyTask,
     FrontEndChanged,
     FrontEndRemoved,
     GroupQuorumLost,
+    GroupRecovered,
     QuorumChanged,
+    ReloadTask,
     ReplicaDropped,
     TableSwapped,
 )
@@ -32,6 +35,7 @@ from enterprise.placement import (
     MIN_REPLICAS_FOR_SERVICE,
     GroupReplicas,
     Placement,
+    Promotion,
     fail_over,
     place,
     rebalance_primaries,
@@ -41,7 +45,7 @@ from enterprise.placement import (
 from enterprise.quorum import MIN_POOL_SIZE, QuorumVerdict, evaluate
 from enterprise.quorum import TRANSITIONS as QUORUM_TRANSITIONS
 from enterprise.recovery import full_reset, recover_lost
-from enterprise.returning import Freshness, readmit
+from enterprise.returning import Freshness, catch_up, readmit
 from enterprise.routing_table import RoutingTable
 from pool.errors import FailedPrecondition, InvalidArgument, NotFound
 from pool.status import FrontEndState, ResetType
@@ -62,6 +66,9 @@ class FabricCore:
         self._placement: Placement | None = None
         self._lost: set[int] = set()
         self._freshness: Freshness = {}
+        #: replicas a copy or catch-up was ordered for and not yet acknowledged
+        #: (``caught_up``): ``{(group, fe): the sequence it catches up from, -1: a copy}``
+        self._syncing: dict[tuple[int, str], int] = {}
         self._verdict = evaluate(self._pool_size, (), (), ever_started=False)
         self._counters = FabricCounters()
         self._lineage = Lineage()
@@ -134,7 +141,7 @@ class FabricCore:
             group_total=self._group_total(),
             wait_for_recovery=bool(self._two_fe.wrong_order),
         )
-        self._counters = self._counters.plus(changes)
+        self._count(changes)
         return changes
 
     def _record_quorum(self, verdict: QuorumVerdict) -> list[Change]:
@@ -161,20 +168,30 @@ class FabricCore:
         for fe in gone:
             for group in before.replicas_on(fe):
                 self._lineage.left(group, fe)
-        after, promotions = fail_over(before, gone, freshness=self._freshness)
+        after, promotions = fail_over(
+            before, gone, freshness=self._freshness, catching_up=self._syncing
+        )
         self._placement = after
-        self._counters = self._counters.plus(promotions)
+        changes: list[Change] = list(promotions)
         for promotion in promotions:
-            self._lineage.begin(
-                promotion.group, self._freshness.get((promotion.group, promotion.new), 0)
-            )
+            g, new_primary = promotion.group, promotion.new
+            self._lineage.begin(g, self._freshness.get((g, new_primary), 0))
+            # the new primary brings its secondaries to its own state (a write in flight
+            # when the old one died, or a catch-up or copy it never finished)
+            changes += [
+                CopyTask(g, new_primary, fe)
+                if self._syncing.get((g, fe)) == -1
+                else catch_up(g, new_primary, fe, lineage=self._lineage, freshness=self._freshness)
+                for fe in after[g].secondaries
+            ]
+        self._count(changes)
         for fe in gone:
             self._forget_freshness(fe)
-        changes: list[Change] = list(promotions)
         for group, (old, new) in enumerate(zip(before.groups, after.groups, strict=True)):
             alive = new.replica_count
             fell = alive < old.replica_count and alive < MIN_REPLICAS_FOR_SERVICE
-            if fell and group not in self._lost:
+            stranded = old.primary in gone and (group, new.primary) in self._syncing
+            if (fell or stranded) and group not in self._lost:
                 self._lost.add(group)
                 changes.append(GroupQuorumLost(group, alive))
         return changes
@@ -186,7 +203,7 @@ class FabricCore:
         rebuilt, copies = rebuild(self._without_lost(current), self._up(), self._config.replicas)
         self._placement = self._with_lost(rebuilt, current)
         tasks: list[Change] = [CopyTask(group, rebuilt[group].primary, fe) for group, fe in copies]
-        self._counters = self._counters.plus(tasks)
+        self._count(tasks)
         return tasks
 
     def _spread(self) -> list[Change]:
@@ -200,7 +217,7 @@ class FabricCore:
             self._freshness.pop((group, hi), None)
             changes += [CopyTask(group, spread_out[group].primary, lo), ReplicaDropped(group, hi)]
         self._placement = spread_out
-        self._counters = self._counters.plus(changes)
+        self._count(changes)
         return changes
 
     def _rebalance(self) -> list[Change]:
@@ -209,9 +226,9 @@ class FabricCore:
             return []
         up = self._up()
         current = self._placement
-        balanced, moves = rebalance_primaries(self._without_lost(current), up)
+        balanced, moves = rebalance_primaries(self._without_lost(current), up, self._syncing)
         self._placement = self._with_lost(balanced, current)
-        self._counters = self._counters.plus(moves, moves=True)
+        self._count(moves, moves=True)
         for move in moves:
             self._lineage.begin(move.group, self._freshness.get((move.group, move.new), 0))
         return list(moves)
@@ -262,7 +279,7 @@ class FabricCore:
             freshness=self._freshness,
             lost=self._lost,
         )
-        self._counters = self._counters.plus(changes)
+        self._count(changes)
         return changes + self._settle(None)
 
     def _full_reset(self) -> list[Change]:
@@ -276,7 +293,8 @@ class FabricCore:
             freshness=self._freshness,
             lost=self._lost,
         )
-        self._counters = self._counters.plus(changes)
+        self._syncing.clear()
+        self._count(changes)
         return changes + self._settle(None)
 
     def _remove(self, fe_id: str) -> list[Change]:
@@ -346,6 +364,27 @@ class FabricCore:
     def _forget_freshness(self, fe_id: str) -> None:
         for key in [k for k in self._freshness if k[1] == fe_id]:
             del self._freshness[key]
+        for key in [k for k in self._syncing if k[1] == fe_id]:
+            del self._syncing[key]
+
+    def _count(self, changes: list[Change] | list[Promotion], *, moves: bool = False) -> None:
+        """Count ``changes`` and keep track of the replicas they leave catching up: a copy or
+        catch-up ordered makes its target one, until ``caught_up``; a replica dropped,
+        reloaded or made primary is none."""
+        self._counters = self._counters.plus(changes, moves=moves)
+        for change in changes:
+            match change:
+                case CatchUpTask(group=g, to_fe=fe, since=since):
+                    self._syncing[(g, fe)] = since
+                case CopyTask(group=g, to_fe=fe):
+                    self._syncing[(g, fe)] = -1
+                case ReplicaDropped(group=g, fe=fe) | GroupRecovered(group=g, primary=fe):
+                    self._syncing.pop((g, fe), None)
+                case Promotion(group=g, new=fe):
+                    self._syncing.pop((g, fe), None)
+                case ReloadTask(group=g):
+                    for key in [k for k in self._syncing if k[0] == g]:
+                        del self._syncing[key]
 
     def _check_room(self, fe_id: str) -> None:
         if len(self._members) >= self._pool_size:

@@ -4,13 +4,20 @@ holds; they change nothing."""
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
 from enterprise.changes import CatchUpTask, Change, CopyTask, GroupRecovered, ReloadTask
 from enterprise.front_ends import Member
-from enterprise.placement import MIN_REPLICAS_FOR_SERVICE, Placement, Promotion, group_state
+from enterprise.placement import (
+    MIN_REPLICAS_FOR_SERVICE,
+    GroupState,
+    Placement,
+    Promotion,
+    group_state,
+)
 from enterprise.quorum import QuorumVerdict
 from pool.errors import Unavailable
 from pool.status import FrontEndInfo, PoolStatusInfo, RoutingGroupInfo
@@ -42,8 +49,9 @@ class ServiceVerdict:
 class FabricCounters:
     """Totals since the fabric was created, for metrics: secondaries promoted after their
     primary's FE left, replica copies ordered, groups reloaded from the back-end store and
-    primaries moved by rebalancing; returning replicas caught up and groups recovered by
-    their replicas coming back."""
+    primaries moved by rebalancing; replicas caught up with only what they missed (returning
+    ones, and secondaries brought level by a new primary) and groups recovered by their
+    replicas coming back."""
 
     promotions: int = 0
     rebuilds: int = 0
@@ -95,11 +103,15 @@ def group_reason(
 
 
 def status_group_state(
-    group: int, placement: Placement | None, lost: set[int], group_total: int
+    group: int, placement: Placement | None, lost: set[int], group_total: int, syncing: int = 0
 ) -> StatusGroupState:
+    """``group``'s state; with ``syncing`` of its replicas still catching up it is not
+    healthy (degraded while it is served)."""
     if placement is None or group in lost:
         return StatusGroupState.QUORUM_LOSS
     state = group_state(placement[group].replica_count, group_total)
+    if syncing and state is GroupState.HEALTHY:
+        return StatusGroupState.DEGRADED
     return _GROUP_STATES[state.name]
 
 
@@ -120,6 +132,8 @@ class FabricSnapshot:
     started_at: float
     table_version: int
     counters: FabricCounters
+    #: (group, fe) of every replica still catching up
+    catching_up: frozenset[tuple[int, str]] = frozenset()
 
 
 def pool_status(
@@ -149,12 +163,13 @@ def pool_status(
         )
         for fe, member in fabric.members.items()
     )
+    syncing = Counter(g for g, _ in fabric.catching_up)
     groups = tuple(
         RoutingGroupInfo(
             g,
             p[g].primary if p else "",
             p[g].secondaries if p else (),
-            status_group_state(g, p, fabric.lost, fabric.group_total),
+            status_group_state(g, p, fabric.lost, fabric.group_total, syncing[g]),
             users_per_group.get(g, 0),
         )
         for g in range(fabric.groups)
@@ -190,5 +205,6 @@ def pool_status(
             "primary_moves": str(c.primary_moves),
             "catch_ups": str(c.catch_ups),
             "recoveries": str(c.recoveries),
+            "replicas_catching_up": str(len(fabric.catching_up)),
         },
     )

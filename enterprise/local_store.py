@@ -15,12 +15,18 @@ Contract:
   tombstone with its ``seq``, so ``changes_since(group, s)`` returns exactly what a replica at
   ``s`` missed, as writes to apply. Rows of a batch all carry the batch's last ``seq``: a
   replica at ``s`` may be sent a little more than it missed (a harmless rewrite), never less.
+* A group's own ``seq`` is the replica's *contiguous* mark (``GroupData.seq``): a secondary
+  that got live writes past a gap (back before its catch-up landed) keeps its mark where its
+  history has no hole, so after a restart it reports that, and catches up from there.
 * A whole copy (``replace_group``: a copy from the primary or a reload from the back end)
   knows no history before it: ``changes_since`` answers ``None`` below that copy's ``seq``
   (its ``floor``), and the caller sends a whole copy instead.
 * It also holds the endpoints registered here (``register`` before a sign-in is answered,
-  ``deregister`` at a sign-out): those still there when the front end comes back were lost
-  with it (``take_registrations``), and get their call detail record then.
+  ``deregister`` at a sign-out): those still there when the front end crashed were lost with
+  it. The pool takes them when it notices the crash (``lost_with``, by the file's path: the
+  front end may never come back), and each gets its call detail record, dated then; taking is
+  one transaction, so a front end that comes back finds only those nobody took yet, and no
+  record is written twice.
 * One owner (the front end's event loop); no lock.
 """
 
@@ -35,10 +41,13 @@ from dataclasses import astuple
 from typing import Final
 
 from enterprise.replica import ConferenceEnded, ContactDeleted, GroupData, Write
+from pool.cdr import RegistrationRecord
 from pool.sqlite_store import DURABILITY
 from pool.store import ConferenceRow, ContactRow, PresenceRow
 
 SCHEMA_VERSION: Final = 1
+#: the de-registration reason of endpoints lost with their front end
+FRONT_END_FAILURE: Final = "front-end-failure"
 
 _SCHEMA: Final = """
 CREATE TABLE groups (
@@ -150,8 +159,14 @@ class LocalReplicaStore:
 
     # --- writes ---
 
-    def write_batches(self, batches: Mapping[int, tuple[int, Iterable[Write]]]) -> None:
-        """Apply ``{group: (seq, writes)}`` in one transaction; every row written gets ``seq``."""
+    def write_batches(
+        self,
+        batches: Mapping[int, tuple[int, Iterable[Write]]],
+        *,
+        marks: Mapping[int, int] | None = None,
+    ) -> None:
+        """Apply ``{group: (seq, writes)}`` in one transaction; every row written gets ``seq``,
+        and the group's mark becomes ``marks[group]`` (a secondary past a gap), else ``seq``."""
         if not batches:
             return
         with self._transaction() as conn:
@@ -160,10 +175,11 @@ class LocalReplicaStore:
                     "INSERT OR REPLACE INTO rows (grp, kind, key, seq, value) VALUES (?,?,?,?,?)",
                     [(group, *_key_value(w, seq)) for w in writes],
                 )
+                mark = seq if marks is None else marks.get(group, seq)
                 conn.execute(
                     "INSERT INTO groups (grp, seq, floor) VALUES (?, ?, 0) "
                     "ON CONFLICT (grp) DO UPDATE SET seq = max(seq, excluded.seq)",
-                    (group, seq),
+                    (group, mark),
                 )
 
     def replace_group(self, group: int, data: GroupData) -> None:
@@ -221,8 +237,9 @@ class LocalReplicaStore:
         return {g: s for g, s in rows}
 
     def load(self) -> dict[int, GroupData]:
-        """Every replica held, as the front end serves it."""
-        out = {g: GroupData(seq) for g, seq in self.freshness().items()}
+        """Every replica held, as the front end serves it (``seq`` its contiguous mark,
+        ``top`` the highest sequence of a row it holds)."""
+        out = {g: GroupData(seq, top=max(seq, self._top(g))) for g, seq in self.freshness().items()}
         for group, kind, key, value in self._conn.execute(
             "SELECT grp, kind, key, value FROM rows WHERE value IS NOT NULL ORDER BY grp, key"
         ):
@@ -231,10 +248,14 @@ class LocalReplicaStore:
                 data.apply(_write_of(kind, key, value))
         return out
 
+    def _top(self, group: int) -> int:
+        row = self._conn.execute("SELECT max(seq) FROM rows WHERE grp = ?", (group,)).fetchone()
+        return int(row[0] or 0)
+
     def changes_since(self, group: int, seq: int) -> tuple[int, list[Write]] | None:
-        """``(group's seq, the writes a replica at seq missed)``, or ``None`` if this store
-        cannot tell (it does not hold the group, or ``seq`` is older than its last whole copy:
-        send a whole copy)."""
+        """``(the highest seq held, the writes a replica at seq missed)``, or ``None`` if
+        this store cannot tell (it does not hold the group, or ``seq`` is older than its last
+        whole copy: send a whole copy). A replica that applies them holds all this one does."""
         row = self._conn.execute("SELECT seq, floor FROM groups WHERE grp = ?", (group,)).fetchone()
         if row is None or seq < row[1]:
             return None
@@ -245,7 +266,7 @@ class LocalReplicaStore:
                 (group, seq),
             )
         ]
-        return int(row[0]), writes
+        return max(int(row[0]), self._top(group)), writes
 
     def close(self) -> None:
         self._conn.close()
@@ -254,3 +275,40 @@ class LocalReplicaStore:
 def _key_value(write: Write, seq: int) -> tuple[str, str, int, str | None]:
     kind, key, value = _row(write)
     return kind, key, seq, value
+
+
+def store_path(data_dir: pathlib.Path, fe_id: str) -> pathlib.Path:
+    """Where front end ``fe_id`` keeps its local store, under the pool's data directory."""
+    return data_dir / fe_id / "replicas.db"
+
+
+def lost_with(
+    fe_id: str, data_dir: pathlib.Path, noticed: float
+) -> list[tuple[float, RegistrationRecord]]:
+    """The call detail records of the endpoints still registered in front end ``fe_id``'s
+    store (it crashed; the pool noticed at ``noticed``, wall clock), taken from it:
+    ``front-end-failure`` registration rows. None if it has no store."""
+    path = store_path(data_dir, fe_id)
+    if not path.exists():
+        return []
+    store = LocalReplicaStore(path)
+    try:
+        lost = store.take_registrations()
+    finally:
+        store.close()
+    return failure_records(fe_id, lost, noticed)
+
+
+def failure_records(
+    fe_id: str, lost: Iterable[tuple[str, str, str, float]], noticed: float
+) -> list[tuple[float, RegistrationRecord]]:
+    """``(time, record)`` of each endpoint in ``lost`` (``take_registrations``'s rows)."""
+    return [
+        (
+            noticed,
+            RegistrationRecord(
+                uri, endpoint_id, device, fe_id, True, at, noticed, FRONT_END_FAILURE
+            ),
+        )
+        for endpoint_id, uri, device, at in lost
+    ]

@@ -276,16 +276,22 @@ def fail_over(
     dead: Collection[str],
     *,
     freshness: Mapping[tuple[int, str], int] | None = None,
+    catching_up: Collection[tuple[int, str]] = (),
 ) -> tuple[Placement, list[Promotion]]:
     """Drop the replicas on ``dead`` FEs and promote a secondary where a primary died.
 
-    The promoted secondary is the live one with the highest ``freshness[(group, fe)]`` (e.g.
-    the last replicated write it holds; a missing entry counts as 0), ties going to the one
-    listed first. A group with no live replica left keeps an empty primary (quorum loss).
-    Returns the new placement and the promotions in group order. ValueError for unknown FEs.
+    The promoted secondary is the live one with the highest ``freshness[(group, fe)]`` (its
+    contiguous high-water mark: every write up to it, without a gap; a missing entry counts
+    as 0), ties going to the one listed first; never one still ``catching_up`` (``(group,
+    fe)``: a copy or catch-up not yet acknowledged, so it may lack acknowledged writes). A
+    group whose live secondaries are all still catching up gets no promotion: the freshest of
+    them is kept first, as the survivor of a group the caller holds in quorum loss. A group
+    with no live replica left keeps an empty primary (quorum loss). Returns the new placement
+    and the promotions in group order. ValueError for unknown FEs.
     """
     gone = set(placement.check_known(dead, "dead"))
     fresh: Mapping[tuple[int, str], int] = freshness or {}
+    syncing = set(catching_up)
     out: list[GroupReplicas] = []
     promotions: list[Promotion] = []
     for group, replicas in enumerate(placement.groups):
@@ -293,9 +299,14 @@ def fail_over(
         if replicas.primary and replicas.primary not in gone:
             out.append(GroupReplicas(replicas.primary, tuple(alive)))
         elif alive:
-            best = max(range(len(alive)), key=lambda i: (fresh.get((group, alive[i]), 0), -i))
-            new = alive.pop(best)
-            promotions.append(Promotion(group, replicas.primary, new))
+
+            def rank(i: int, group: int = group, alive: list[str] = alive) -> tuple[bool, int, int]:
+                fe = alive[i]
+                return (group, fe) not in syncing, fresh.get((group, fe), 0), -i
+
+            new = alive.pop(max(range(len(alive)), key=rank))
+            if (group, new) not in syncing:
+                promotions.append(Promotion(group, replicas.primary, new))
             out.append(GroupReplicas(new, tuple(alive)))
         else:
             out.append(GroupReplicas(""))
@@ -350,12 +361,15 @@ def rebuild(
 
 
 def rebalance_primaries(
-    placement: Placement, live: Sequence[str]
+    placement: Placement,
+    live: Sequence[str],
+    catching_up: Collection[tuple[int, str]] = (),
 ) -> tuple[Placement, list[Promotion]]:
     """Move primaries so they are spread as evenly as possible over the ``live`` FEs.
 
     For use when an FE has come back and ``rebuild``'s copies onto it have completed. Only a
-    primary and a secondary of the same group swap roles (no data moves). Works by shifting
+    primary and a secondary of the same group swap roles (no data moves), never onto a
+    secondary still ``catching_up`` (``(group, fe)``). Works by shifting
     primaries along the shortest chain from the most loaded FE to one with at least 2 fewer,
     until no such chain exists: then the spread is the best the replicas allow (max - min <= 1
     whenever that is reachable). Returns the new placement and the moves, in the order made.
@@ -363,6 +377,7 @@ def rebalance_primaries(
     """
     up = placement.check_known(live, "live")
     _check_all_live(placement, up)
+    syncing = set(catching_up)
     rank = {fe: i for i, fe in enumerate(up)}
     all_counts = placement.primary_counts()
     counts = {fe: all_counts[fe] for fe in up}
@@ -380,7 +395,7 @@ def rebalance_primaries(
                 if members[0] != fe:
                     continue
                 for other in members[1:]:
-                    if other in seen:
+                    if other in seen or (group, other) in syncing:
                         continue
                     seen.add(other)
                     parent[other] = (group, fe)

@@ -56,10 +56,17 @@ Write: TypeAlias = ContactRow | ContactDeleted | PresenceRow | ConferenceRow | C
 
 @dataclass(slots=True)
 class GroupData:
+    """One replica of a group. ``seq`` is its *contiguous* high-water mark: it holds every
+    write of the primary's stream up to ``seq``, without a gap (what it reports as its
+    freshness, and what a catch-up starts from). ``top`` is the highest sequence it applied:
+    above ``seq`` when writes arrived past a gap (a returning replica gets live writes before
+    its catch-up lands)."""
+
     seq: int = 0
     contacts: dict[tuple[int, int], ContactRow] = field(default_factory=dict)
     presence: dict[int, PresenceRow] = field(default_factory=dict)
     conferences: dict[str, ConferenceRow] = field(default_factory=dict)
+    top: int = 0
 
     def apply(self, write: Write) -> None:
         match write:
@@ -75,7 +82,26 @@ class GroupData:
                 self.conferences.pop(write.conversation_id, None)
 
     def snapshot(self) -> GroupData:
-        return GroupData(self.seq, dict(self.contacts), dict(self.presence), dict(self.conferences))
+        """A copy, as a whole copy from this replica: its holder has nothing before it, so
+        it is contiguous up to everything this replica applied."""
+        seq = max(self.seq, self.top)
+        return GroupData(seq, dict(self.contacts), dict(self.presence), dict(self.conferences), seq)
+
+    def receive(self, since: int, seq: int, writes: Iterable[Write]) -> None:
+        """Apply a batch from the primary holding its writes after ``since`` up to ``seq``:
+        the mark rises only when the batch starts at or below it (no gap)."""
+        for write in writes:
+            self.apply(write)
+        if since <= self.seq:
+            self.seq = max(self.seq, seq)
+        self.top = max(self.top, self.seq, seq)
+
+    def next_seq(self) -> int:
+        """Number the next write made here (this is the primary): after everything held, so
+        no number is used twice even when this replica was promoted with a gap."""
+        self.seq = max(self.seq, self.top) + 1
+        self.top = self.seq
+        return self.seq
 
     def lacking_from(self, backup: GroupData) -> int:
         """Rows (contact entries, presence rows, conference rosters) this replica holds that
@@ -148,7 +174,7 @@ class ReplicatingStore:
         g = self._group_of(user_id)
         data = self.group(g)
         data.apply(write)
-        data.seq += 1
+        data.next_seq()
         self._pending.setdefault(g, []).append(write)
         dirty = self._dirty.setdefault(g, Dirty())
         match write:
@@ -166,23 +192,23 @@ class ReplicatingStore:
         return bool(self._pending)
 
     def take_pending(self) -> dict[int, tuple[int, list[Write]]]:
-        """Writes not yet shipped to secondaries, by group, with the group's sequence."""
+        """Writes not yet shipped to secondaries, by group, with the group's sequence (the
+        batch starts after ``seq - len(writes)``: each write takes the next number)."""
         pending, self._pending = self._pending, {}
         batches = {g: (self.groups[g].seq, writes) for g, writes in pending.items()}
         if self.local is not None:
             self.local.write_batches(batches)
         return batches
 
-    def apply_replicated(self, group: int, seq: int, writes: Iterable[Write]) -> None:
-        """Writes from ``group``'s primary, up to its ``seq`` (this is a secondary): durable
-        here before this returns."""
+    def apply_replicated(self, group: int, since: int, seq: int, writes: Iterable[Write]) -> None:
+        """Writes from ``group``'s primary after ``since`` up to its ``seq`` (this is a
+        secondary): durable here before this returns. The replica's mark (``GroupData.seq``)
+        rises only if it held everything up to ``since`` (``GroupData.receive``)."""
         writes = tuple(writes)
         data = self.group(group)
-        for write in writes:
-            data.apply(write)
-        data.seq = max(data.seq, seq)
+        data.receive(since, seq, writes)
         if self.local is not None:
-            self.local.write_batches({group: (data.seq, writes)})
+            self.local.write_batches({group: (seq, writes)}, marks={group: data.seq})
 
     def install(self, group: int, data: GroupData) -> None:
         """Hold ``data`` as the whole of ``group`` (a copy or a reload)."""

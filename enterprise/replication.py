@@ -69,7 +69,7 @@ class Replication:
         futures = []
         if table is not None:
             for g, (seq, writes) in pending.items():
-                message = Replicate(g, seq, tuple(writes))
+                message = Replicate(g, seq, tuple(writes), seq - len(writes))
                 for secondary in table.secondaries[g]:
                     if secondary != fe_id and secondary in table.addresses:
                         futures.append(self.links.replicas_to(secondary).request(message))
@@ -82,7 +82,7 @@ class Replication:
 
     def apply(self, message: Replicate) -> None:
         """Writes from ``message.group``'s primary (this is a secondary)."""
-        self.store.apply_replicated(message.group, message.seq, message.writes)
+        self.store.apply_replicated(message.group, message.since, message.seq, message.writes)
 
     # --- replicas, directed by the fabric ---
 
@@ -115,7 +115,8 @@ class Replication:
             return -1
         seq, writes = missed
         if writes or seq > since:
-            await self.links.replicas_to(to_fe).request(Replicate(group, seq, tuple(writes)))
+            message = Replicate(group, seq, tuple(writes), since)
+            await self.links.replicas_to(to_fe).request(message)
         return len(writes)
 
     def drop_group(self, group: int) -> None:

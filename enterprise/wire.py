@@ -190,9 +190,12 @@ class DropProxy:
 @_pickled
 @dataclass(frozen=True, slots=True)
 class Replicate:
+    """``group``'s writes after ``since`` up to ``seq`` (a live batch, or a catch-up)."""
+
     group: int
     seq: int
     writes: tuple[Write, ...]
+    since: int
 
 
 @_pickled

@@ -64,7 +64,10 @@ def test_a_crash_mid_run_is_reported_and_loses_no_acknowledged_write(
         <= fo["affected_served_median_after"]
         <= fo["affected_served_last_after"]
     )
-    assert fo["window_end"] >= fo["killed_at"]
+    # the window runs through the restart and the rebalance: it may outlast a short run
+    assert fo["failed_over_by"] >= fo["killed_at"]
+    assert fo["window_end"] is None or fo["window_end"] >= fo["failed_over_by"]
+    assert fo["window_through"] == "the pool whole again"
     assert fo["sessions_reconnected"] >= fo["affected_endpoints"]
     assert fo["session_reconnections"] >= fo["sessions_reconnected"]
     assert fo["operations_failed"] == sum(fo["failed_by_operation"].values())

@@ -145,6 +145,7 @@ async def test_a_crash_under_load_promotes_secondaries_and_loses_no_acknowledged
     # not the front end that answers admin calls: a crash ends the calls it is serving
     victim = max((fe for fe in by_fe if fe != admin_fe), key=lambda fe: len(by_fe[fe]))
     affected = by_fe[victim]
+    lost = sorted(s.endpoint_id for s in affected)
     acked: dict[str, str] = {}
     stop = asyncio.Event()
     writers = [asyncio.create_task(_writer(s, acked, stop)) for s in sessions]
@@ -181,6 +182,24 @@ async def test_a_crash_under_load_promotes_secondaries_and_loses_no_acknowledged
     # every acknowledged write is readable, from a user on a surviving front end
     views = await a.get_presence([s.user_uri for s in sessions])
     assert {v.user_uri: v.note for v in views} == acked
+    # the victim never comes back (self-healing off): the pool wrote its endpoints' rows
+    await eventually(
+        lambda: _count(failure_records(pool), len(lost)), deadline=30, what="failure records"
+    )
+    records = await failure_records(pool)
+    assert sorted(r.endpoint_id for r in records) == lost
+    assert all(r.registrar == victim for r in records)
+
+
+async def failure_records(pool: RayPool) -> list[Any]:
+    """The registration rows of endpoints lost with a crashed front end."""
+    stored = await pool.pool.call("call_detail_records", 0.0)
+    return [
+        r.record
+        for r in stored
+        if isinstance(r.record, RegistrationRecord)
+        and r.record.deregister_reason == "front-end-failure"
+    ]
 
 
 async def _backup(pool: RayPool) -> None:
@@ -340,6 +359,7 @@ async def test_a_killed_front_end_restarts_by_itself_catches_up_and_gets_primari
 
         lost = {s.endpoint_id: s.user_uri for s in sessions if s.front_end_id == victim}
         assert lost
+        metrics_at = {f.id: f.metrics_address for f in status.front_ends}[victim]
         killed_at = SystemClock().now()
         os.kill(pid, signal.SIGKILL)
 
@@ -368,20 +388,14 @@ async def test_a_killed_front_end_restarts_by_itself_catches_up_and_gets_primari
         assert int(status.details["rebalances"]) >= 1
         assert int(status.details["reloads"]) == 0
         assert await handles[victim].pid.remote() != pid  # the same actor, a new process
-
-        async def failure_records() -> list[Any]:
-            stored = await p.pool.call("call_detail_records", 0.0)
-            return [
-                r.record
-                for r in stored
-                if isinstance(r.record, RegistrationRecord)
-                and r.record.deregister_reason == "front-end-failure"
-            ]
+        # where it was: what scrapes its metrics (the run's probe and memory sampler) follows
+        assert {f.id: f.metrics_address for f in status.front_ends}[victim] == metrics_at
 
         await eventually(
-            lambda: _count(failure_records(), len(lost)), deadline=30, what="failure records"
+            lambda: _count(failure_records(p), len(lost)), deadline=30, what="failure records"
         )
-        records = await failure_records()
+        records = await failure_records(p)
+        assert sorted(r.endpoint_id for r in records) == sorted(lost)  # once each
         assert {r.endpoint_id: r.user_uri for r in records} == lost
         assert all(r.registrar == victim and r.deregister_time >= killed_at for r in records)
         async with PoolClient(p.addresses, options=[LOCAL_SUBCHANNELS]) as later:

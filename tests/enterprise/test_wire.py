@@ -73,7 +73,7 @@ def test_messages_and_replies_survive_pickling() -> None:
         wire.Send("c-g1-x", "ep-1", 7, "hi", "text/plain"),
         wire.Invite("c-g1-x", "ep-1", 7, 8, Reach.OK),
         wire.Typing("c-g1-x", "ep-1", 7, True),
-        wire.Replicate(1, 5, (ContactDeleted(7, 8),)),
+        wire.Replicate(1, 5, (ContactDeleted(7, 8),), 4),
         wire.Install(1, GroupData()),
         wire.Sent("c-g1-x:1", 1),
         Failure.of(errors.Redirect("", "h:1", "fe2")),
