@@ -7,6 +7,8 @@ poolsim run [--users N] ...        the user model against a pool, with a capacit
 poolsim plan [--target-users U]    capacity planning: users per front end, N-1 sizing
 poolsim bench [--quick]            the hot routing path against bare baselines, as ratios
 poolsim status [--address A]       what GetPoolStatus says, as a table
+poolsim stop-front-end FE [--crash] | start-front-end FE | reset-registrar TYPE
+                                   the pool's administration, as Lync's cmdlets do it
 poolsim monitoring [--out DIR]     Prometheus config (every front end), rules, Grafana dashboard
 """
 
@@ -15,11 +17,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pool import logs, serve_options
+from pool import admin_cli, logs, serve_options
 from pool.commands import Command, editions, installed_commands
 from pool.config import ConfigError
 from pool.errors import PoolError
@@ -160,6 +162,20 @@ def _serve_arguments(p: argparse.ArgumentParser) -> None:
     serve_options.add_arguments(p, list(editions()) or ["standard", "enterprise"])
 
 
+def _admin_command(
+    order: int,
+    name: str,
+    text: str,
+    arguments: Callable[[argparse.ArgumentParser], None],
+    action: Callable[[argparse.Namespace, admin_cli.Access], int],
+) -> Command:
+    def add(p: argparse.ArgumentParser) -> None:
+        arguments(p)
+        _admin_args(p)
+
+    return Command(name, text, order, add, lambda a: action(a, _admin_access))
+
+
 #: the core's own commands; the others come from the entry points (``pool.commands``)
 CORE = (
     Command(
@@ -179,6 +195,7 @@ CORE = (
         _monitoring_args,
         cmd_monitoring,
     ),
+    *(_admin_command(51 + k, *command) for k, command in enumerate(admin_cli.COMMANDS)),
 )
 
 

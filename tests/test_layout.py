@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import ast
 import dataclasses
+import subprocess
+import sys
 from pathlib import Path
 
 from pool.conversation import Conversation
@@ -253,5 +255,23 @@ def test_the_entry_points_give_every_command_and_edition() -> None:
     assert list(editions()) == ["standard", "enterprise"]
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     assert list(sub.choices) == [
-        "serve", "run", "plan", "bench", "report", "status", "monitoring"
+        "serve", "run", "plan", "bench", "report", "status",
+        "stop-front-end", "start-front-end", "reset-registrar", "monitoring",
     ]  # fmt: skip
+
+
+def test_the_cli_spells_every_reset_type_the_client_knows() -> None:
+    from pool.admin_cli import RESET_TYPE_NAMES
+    from pool.client.admin import RESET_TYPES
+
+    assert list(RESET_TYPE_NAMES) == list(RESET_TYPES)
+
+
+def test_building_the_parser_imports_no_grpc() -> None:
+    """``pool.logs`` sets grpc's verbosity before grpc's first import: a parser that imported
+    it first would let grpc's C core print its own lines beside poolsim's one-line errors."""
+    code = (
+        "import sys; from pool.cli import build_parser; build_parser(); "
+        "sys.exit(1 if 'grpc' in sys.modules else 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0

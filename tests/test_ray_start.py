@@ -413,3 +413,73 @@ def _query(port: int, promql: str) -> list[Any]:
         return []
     result: list[Any] = answer.get("data", {}).get("result", [])
     return result
+
+
+def test_an_operator_crashes_a_front_end_from_the_cli_and_the_pool_heals_itself(
+    cluster: RayStartCluster, served: ServedPool
+) -> None:
+    """`poolsim stop-front-end --crash` (a drill), the pool restarting it by itself, then a
+    drain and `poolsim start-front-end`: each answers with the pool's status, and the pool is
+    whole again after each, with no reset. Last in this file: it changes the shared pool."""
+    crashed = _admin_cli(cluster, served, "stop-front-end", "fe3", "--crash")
+    assert crashed.returncode == 0, crashed.stdout + crashed.stderr
+    assert crashed.stdout.startswith("fe3 crashed"), crashed.stdout
+    wait_for("fe3 restarted and every group healthy", lambda: _whole(cluster, served))
+    drained = _admin_cli(cluster, served, "stop-front-end", "fe3")
+    assert drained.returncode == 0, drained.stdout + drained.stderr
+    assert drained.stdout.startswith("fe3 draining"), drained.stdout
+    wait_for("fe3 down after its drain", lambda: _state(cluster, served, "fe3") == "down")
+    started = _admin_cli(cluster, served, "start-front-end", "fe3")
+    assert started.returncode == 0, started.stdout + started.stderr
+    assert started.stdout.startswith("fe3 started"), started.stdout
+    wait_for("fe3 back and every group healthy", lambda: _whole(cluster, served))
+    reset = _admin_cli(cluster, served, "reset-registrar", "no-such-type")
+    assert reset.returncode == 2
+    assert "invalid choice" in reset.stderr
+
+
+def _admin_cli(
+    cluster: RayStartCluster, served: ServedPool, *args: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(POOLSIM),
+            *args,
+            "--address",
+            served.addresses[0],
+            "--admin-token-file",
+            str(served.data_dir / "admin.token"),
+        ],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _status(cluster: RayStartCluster, served: ServedPool) -> str:
+    done = _admin_cli(cluster, served, "status")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def _state(cluster: RayStartCluster, served: ServedPool, fe: str) -> str:
+    found = re.search(rf"^{fe}\s+(\S+)", _status(cluster, served), re.M)
+    return found.group(1) if found else ""
+
+
+def _whole(cluster: RayStartCluster, served: ServedPool) -> bool:
+    """Every front end up, every routing group healthy and the primaries balanced (within
+    one), as `poolsim status` prints them."""
+    out = _status(cluster, served)
+    rows = re.findall(r"^(fe\d+)\s+(\S+)\s+\S+\s+\S+\s+(\d+)\s+\d+\s+\d+$", out, re.M)
+    groups = re.findall(r"^\s*\d+\s+(healthy|degraded|quorum-loss)\s", out, re.M)
+    primaries = [int(p) for _, _, p in rows]
+    return (
+        sorted((fe, state) for fe, state, _ in rows)
+        == [("fe1", "up"), ("fe2", "up"), ("fe3", "up")]
+        and max(primaries) - min(primaries) <= 1
+        and bool(groups)
+        and set(groups) == {"healthy"}
+    )
