@@ -78,8 +78,8 @@ class Throttling:
     retry_after: float = 10.0  # what a refused request is told to wait (assumed)
 
     def __post_init__(self) -> None:
-        _check_range("store_latency_limit", self.store_latency_limit, 0.001, 3600)
-        _check_range("holding_time_limit", self.holding_time_limit, 0.001, 3600)
+        _check_range("store_latency_limit", self.store_latency_limit, 1e-6, 3600)
+        _check_range("holding_time_limit", self.holding_time_limit, 1e-6, 3600)
         _check_range("holding_time_release", self.holding_time_release, 0, 3600)
         _check_range("outstanding_limit", self.outstanding_limit, 1, 10_000)
         _check_range("flow_controlled_outstanding", self.flow_controlled_outstanding, 1, 10_000)

@@ -48,6 +48,7 @@ TIERS = {
     "tests/enterprise": "fast",
     "tests/test_layout.py": "fast",
     "tests/bench/test_capacity.py": "fast",
+    "tests/bench/test_throttled.py": "fast",
     "tests/bench/test_report.py": "fast",
     "tests/bench/test_schedule.py": "fast",
     "tests/bench/test_run_enterprise.py": "fast",
