@@ -172,6 +172,7 @@ def add_throttling_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--store-latency-limit",
         type=parse_duration,
+        metavar="DURATION",
         default=d.store_latency_limit,
         help="a store write this slow makes the front end answer new requests 'server too "
         "busy' (UNAVAILABLE, retry-after) (default %(default)gs)",
@@ -179,6 +180,7 @@ def add_throttling_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--holding-time-limit",
         type=parse_duration,
+        metavar="DURATION",
         default=d.holding_time_limit,
         help="average holding time of requests above which each endpoint gets "
         "--flow-controlled-outstanding requests under way (default %(default)gs)",
@@ -186,24 +188,28 @@ def add_throttling_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--holding-time-release",
         type=parse_duration,
+        metavar="DURATION",
         default=d.holding_time_release,
         help="average holding time below which flow control ends (default %(default)gs)",
     )
     t.add_argument(
         "--outstanding-limit",
         type=int,
+        metavar="N",
         default=d.outstanding_limit,
         help="requests under way per endpoint; more wait (default %(default)s)",
     )
     t.add_argument(
         "--flow-controlled-outstanding",
         type=int,
+        metavar="N",
         default=d.flow_controlled_outstanding,
         help="the same under flow control (default %(default)s)",
     )
     t.add_argument(
         "--held-request-limit",
         type=parse_duration,
+        metavar="DURATION",
         default=d.held_request_limit,
         help="a request waiting this long behind its endpoint's is answered 'server too busy' "
         "(default %(default)gs)",
@@ -211,6 +217,7 @@ def add_throttling_arguments(p: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--retry-after",
         type=parse_duration,
+        metavar="DURATION",
         default=d.retry_after,
         help="what a refused request is told to wait, and how long a slow store write keeps "
         "the front end too busy (default %(default)gs)",

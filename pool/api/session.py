@@ -413,6 +413,8 @@ class SessionStream:
             key, call, arrived = held.calls.popleft()
             field = call.WhichOneof("request")
             name = ROUTES[field][0] if field is not None else "Session"
+            if self.metrics is not None:
+                self.metrics.rpc_started(name)
             self._failed(call.id, name, error(arrived), arrived)
             lane = self.lanes.get(key)
             if lane:
