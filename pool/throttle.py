@@ -114,7 +114,7 @@ class Throttle:
         self.refused += 1
         s = self.settings
         return ServerTooBusy(
-            f"server too busy: a store write took {self.store_latency:.1f} s (the limit is "
+            f"server too busy: a store write took {self.store_latency:.3g} s (the limit is "
             f"{s.store_latency_limit:g} s); nothing was done, try again in {s.retry_after:g} s",
             s.retry_after,
             SERVER_TOO_BUSY,

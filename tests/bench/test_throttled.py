@@ -33,3 +33,29 @@ def test_throttling_past_the_knee_is_the_pools_limit_not_the_drivers() -> None:
     assert kind == plan.POOL
     assert limit.startswith("the pool throttled: 30 of 1000 calls answered 'server too busy'")
     assert note.startswith("the driver was saturated too")
+
+
+def test_the_overload_settings_reach_the_pool_a_run_starts() -> None:
+    import argparse
+
+    from bench.run_options import RunOptions, pool_settings
+    from pool.config import Throttling
+    from pool.serve_options import add_arguments, engine_config
+
+    opts = RunOptions(throttling=Throttling(store_latency_limit=0.5, retry_after=1.0))
+    got = pool_settings(opts)
+    assert got["settings"]["store_latency_limit"] == 0.5
+    assert got["settings"]["retry_after"] == 1.0
+    assert "holding_time_limit" not in got["settings"]  # Lync's: not passed
+    assert {d["setting"] for d in got["differ_from_serve"]} >= {"store_latency_limit"}
+    # as `poolsim run` passes them to `poolsim serve`
+    p = argparse.ArgumentParser()
+    add_arguments(p, ["standard"])
+    args = [
+        arg
+        for key, value in got["settings"].items()
+        for arg in (f"--{key.replace('_', '-')}", str(value))
+    ]
+    config = engine_config(p.parse_args(args))
+    assert config.throttling == opts.throttling
+    assert engine_config(p.parse_args([])).throttling == Throttling()  # Lync's by default
