@@ -11,12 +11,14 @@ from pathlib import Path
 from bench.workers import workers_option
 from pool.commands import Command
 from pool.durations import parse_duration
+from pool.serve_options import add_throttling_arguments
 
 
 def _run(a: argparse.Namespace) -> int:
     from bench.report import Thresholds
     from bench.run import main
     from bench.run_options import RunOptions
+    from pool.serve_options import throttling
 
     opts = RunOptions(
         users=a.users,
@@ -41,6 +43,7 @@ def _run(a: argparse.Namespace) -> int:
         out=a.out,
         thresholds=Thresholds(cpu_percent=a.cpu_target, p99_ms=a.p99_target_ms),
         progress=False if a.quiet else None,
+        throttling=throttling(a),
     )
     return main(opts, exit_zero=a.exit_zero)
 
@@ -119,6 +122,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         help="the pool to start: standard (one front end, its own process) or enterprise "
         "(front ends on Ray, in this process); default %(default)s",
     )
+    add_throttling_arguments(p)  # the pool's overload settings, as `poolsim serve` has them
     e = p.add_argument_group("enterprise edition")
     e.add_argument("--front-ends", type=int, default=3, help="front ends in the pool, 2..12")
     e.add_argument(

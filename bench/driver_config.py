@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 from bench.model import UserModel
 from bench.schedule import Kind
+from bench.stats import THROTTLED
 from pool.api.status import code_of as status_code_of
 from pool.client import TransportError
-from pool.errors import PoolError
+from pool.errors import PoolError, ServerTooBusy
 
 DRAIN_S = 10.0  # at the end, in-flight operations get this long to finish
 ACCEPT_WAIT_S = 15.0  # the Lync client accepts an unanswered IM invitation after 15 s
@@ -32,7 +33,10 @@ SWEEP_S = 10.0  # how often the driver forgets what it no longer needs
 
 
 def code_of(exc: BaseException) -> str:
-    """A status name for the stress tool's 'responses by status code'."""
+    """A status name for the stress tool's 'responses by status code'; the pool's "server
+    too busy" (UNAVAILABLE with a retry-after) is ``THROTTLED``, counted apart from errors."""
+    if isinstance(exc, ServerTooBusy):
+        return THROTTLED
     if isinstance(exc, TransportError):
         return exc.code.name
     if isinstance(exc, PoolError):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.stats import is_error
+from bench.stats import THROTTLED, is_error
 
 #: what limited a point
 POOL, DRIVER, RAMP, MACHINE, NONE = "pool", "driver", "ramp", "machine", "none"
@@ -65,8 +65,10 @@ CLIENT_SIDE_CODES = frozenset({"DEADLINE_EXCEEDED", "CANCELLED"})
 def pool_side_failures(result: dict[str, Any]) -> list[str]:
     """The pool's own figures in the measurement window that broke a target, in words:
     the busiest front end's processor, the pool's own p99 of an RPC (its histogram), the store
-    queue's p99, and errors the pool returned (not deadlines or cancellations, which a slow
-    client produces alone). Empty when the window never opened: there are no figures then."""
+    queue's p99, errors the pool returned (not deadlines or cancellations, which a slow
+    client produces alone), and its throttling (any "server too busy" answer: the pool
+    reached the limit it defends itself at, which is a pool limit, not driver trouble).
+    Empty when the window never opened: there are no figures then."""
     window = result.get("window", {})
     if not float(window.get("seconds") or 0.0) > 0:
         return []
@@ -109,6 +111,14 @@ def pool_side_failures(result: dict[str, Any]) -> list[str]:
         found.append(
             f"errors the pool returned: {returned} of {calls} ({returned / calls:.2%}) "
             f">= {ratio_target:.0%}"
+        )
+    throttled = sum(
+        int(o.get("window", {}).get("codes", {}).get(THROTTLED, 0)) for o in ops.values()
+    )
+    if throttled:  # Lync's own limit: its store fell behind, or requests were held too long
+        found.append(
+            f"the pool throttled: {throttled} of {calls} calls answered 'server too busy' "
+            "(store queue latency or average holding time past Lync's limit)"
         )
     return found
 

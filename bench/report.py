@@ -22,6 +22,7 @@ from bench.selfcheck import SATURATED_CPU, SATURATED_LAG_MS
 from bench.server_latency import STORE, Buckets, compare
 from bench.stats import (
     REFUSALS,
+    THROTTLED,
     OpStats,
     Phase,
     Recorder,
@@ -365,6 +366,16 @@ def build(
             undecided or _status(ratio < thresholds.error_ratio),
         )
     )
+    w_throttled = sum(o["window"]["codes"].get(THROTTLED, 0) for o in ops.values())
+    if w_throttled or any(o["codes"].get(THROTTLED) for o in ops.values()):
+        checks.append(
+            _check(
+                "throttled in the window (the pool answered 'server too busy': past its limit)",
+                f"{w_throttled} of {w_total}",
+                "0",
+                undecided or _status(w_throttled == 0),
+            )
+        )
     lost = counters.get("ledger_lost", 0)
     unreadable = counters.get("ledger_unreadable", 0)
     if fo is None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from bench import charts, memory
 from bench.report import FAIL, INCONCLUSIVE, OK
-from bench.stats import PERCENTILES, REFUSALS
+from bench.stats import PERCENTILES, REFUSALS, THROTTLED
 
 
 def _s(value: float | None) -> str:
@@ -130,7 +130,8 @@ def text(report: dict[str, Any]) -> str:
     errs = {n: c for n, c in errs.items() if c}
     if errs:
         lines.append(
-            "not OK by status code (refusals are answers, not errors): "
+            f"not OK by status code (refusals are answers, not errors; {THROTTLED}: the pool's "
+            "'server too busy', apart from errors): "
             + "; ".join(
                 f"{n} " + ", ".join(f"{c} {k}" for c, k in sorted(cs.items()))
                 for n, cs in errs.items()
@@ -256,7 +257,8 @@ def html_page(report: dict[str, Any]) -> str:
         + [f"{o['errors']:,}", f"{o['window']['errors']:,}"]
         for n, o in ops.items()
     ]
-    errors = _table(["operation", *codes, "errors (run)", "errors (window)"], error_rows)
+    heads = [f"{c} (server too busy)" if c == THROTTLED else c for c in codes]
+    errors = _table(["operation", *heads, "errors (run)", "errors (window)"], error_rows)
     srv = report.get("server_latency", {})
     server = ""
     if srv.get("rows"):
@@ -287,7 +289,9 @@ def html_page(report: dict[str, Any]) -> str:
     reasons = "".join(f"<p class='reason'>{e(r)}</p>" for r in v["reasons"])
     refusal = (
         "* a refusal (offline or Do Not Disturb invitee, a conversation that ended first): "
-        "an answer, not an error"
+        f"an answer, not an error. {THROTTLED}: the pool throttled (UNAVAILABLE with a "
+        "retry-after: its store fell behind, or a request waited too long under flow "
+        "control), counted apart from errors"
     )
     server = server or (
         "<p>no server histograms (the window did not open, or the pool's metrics did not "

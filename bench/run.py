@@ -399,6 +399,7 @@ async def run_enterprise(opts: RunOptions, interrupts: Interrupts | None = None)
             engine=EngineConfig(
                 password_iterations=opts.password_iterations,
                 limits=Limits(max_users_per_registrar=max(12_000, opts.users)),
+                throttling=opts.throttling,
             ),
         )
         pool_opts.fabric_config()  # settings errors now, before Ray starts

@@ -11,6 +11,7 @@ from typing import Any
 
 from bench import report
 from bench.workers import auto_workers
+from pool.config import Throttling
 
 #: ``poolsim serve``'s defaults, and what ``poolsim run`` starts its own pool with instead
 SERVE_DEFAULTS = {"password_iterations": 50_000, "max_users_per_registrar": 12_000}
@@ -45,6 +46,8 @@ class RunOptions:
     transport: str = "session"  # the driver's: "session" streams or "unary" RPCs
     thresholds: report.Thresholds = field(default_factory=report.Thresholds)
     progress: bool | None = None  # None: when stdout is a terminal
+    #: the overload settings of the pool this run starts (Lync's by default)
+    throttling: Throttling = field(default_factory=Throttling)
 
 
 def check(opts: RunOptions) -> None:
@@ -81,10 +84,16 @@ def pool_settings(opts: RunOptions) -> dict[str, Any]:
         ),
         "max_users_per_registrar": f"--users {opts.users} is more than Lync's 12,000 per registrar",
     }
+    serve = dict(SERVE_DEFAULTS)
+    for name in Throttling.__dataclass_fields__:  # overload settings given: passed on
+        value = serve[name] = getattr(Throttling(), name)  # Lync's, serve's default
+        if getattr(opts.throttling, name) != value:
+            settings[name] = getattr(opts.throttling, name)
+            why[name] = f"--{name.replace('_', '-')} given (Lync's value is {value:g})"
     differ = [
-        {"setting": k, "run": v, "serve": SERVE_DEFAULTS[k], "why": why[k]}
+        {"setting": k, "run": v, "serve": serve[k], "why": why[k]}
         for k, v in settings.items()
-        if v != SERVE_DEFAULTS[k]
+        if v != serve[k]
     ]
     return {"settings": settings, "differ_from_serve": differ}
 

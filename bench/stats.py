@@ -47,10 +47,15 @@ REFUSALS = frozenset(
 )
 
 
+#: the code the driver counts the pool's "server too busy" answers under (UNAVAILABLE with a
+#: retry-after: the pool throttling at its limit, as Lync does): counted apart, not an error
+THROTTLED = "THROTTLED"
+
+
 def is_error(name: str, code: str) -> bool:
     """Whether operation ``name`` answered with ``code`` counts as an error (the same rule for
     the progress line, the time series and the report)."""
-    return code != "OK" and (name, code) not in REFUSALS
+    return code != "OK" and code != THROTTLED and (name, code) not in REFUSALS
 
 
 class Phase(Enum):
@@ -106,6 +111,10 @@ class OpStats:
 
     def errors(self, name: str) -> int:
         return sum(n for c, n in self.codes.items() if is_error(name, c))
+
+    @property
+    def throttled(self) -> int:
+        return self.codes.get(THROTTLED, 0)
 
     @property
     def calls(self) -> int:

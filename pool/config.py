@@ -66,6 +66,38 @@ class Timers:
 
 
 @dataclass(frozen=True, slots=True)
+class Throttling:
+    """Lync's overload thresholds (``pool.throttle``): seconds, and requests per endpoint."""
+
+    store_latency_limit: float = 12.0  # a store write this slow: "server too busy"
+    holding_time_limit: float = 6.0  # average holding time above it: flow control
+    holding_time_release: float = 3.0  # flow control ends once the average is below it
+    outstanding_limit: int = 20  # requests under way per endpoint
+    flow_controlled_outstanding: int = 1  # the same, under flow control
+    held_request_limit: float = 60.0  # a request held longer is answered "too busy"
+    retry_after: float = 10.0  # what a refused request is told to wait (assumed)
+
+    def __post_init__(self) -> None:
+        _check_range("store_latency_limit", self.store_latency_limit, 1e-6, 3600)
+        _check_range("holding_time_limit", self.holding_time_limit, 1e-6, 3600)
+        _check_range("holding_time_release", self.holding_time_release, 0, 3600)
+        _check_range("outstanding_limit", self.outstanding_limit, 1, 10_000)
+        _check_range("flow_controlled_outstanding", self.flow_controlled_outstanding, 1, 10_000)
+        _check_range("held_request_limit", self.held_request_limit, 0.001, 86_400)
+        _check_range("retry_after", self.retry_after, 0, 3600)
+        if self.holding_time_release >= self.holding_time_limit:
+            raise ConfigError(
+                f"holding_time_release={self.holding_time_release!r} must be below "
+                f"holding_time_limit={self.holding_time_limit!r} (Lync: 3 s and 6 s)"
+            )
+        if self.flow_controlled_outstanding > self.outstanding_limit:
+            raise ConfigError(
+                f"flow_controlled_outstanding={self.flow_controlled_outstanding!r} is more than "
+                f"outstanding_limit={self.outstanding_limit!r}: expected at most it"
+            )
+
+
+@dataclass(frozen=True, slots=True)
 class EngineConfig:
     """What one front end's engine needs to know."""
 
@@ -78,6 +110,7 @@ class EngineConfig:
     password_iterations: int = 50_000  # PBKDF2-SHA256
     limits: Limits = Limits()
     timers: Timers = Timers()
+    throttling: Throttling = Throttling()
 
     def __post_init__(self) -> None:
         if not self.front_end_id:

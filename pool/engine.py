@@ -34,7 +34,8 @@ from pool.presence import OFFLINE_AGGREGATE, MachineState, PresenceStates
 from pool.presence_service import BulkContact, ContactView, PresenceService, Publication
 from pool.privacy import PresenceView, Reach
 from pool.registrar import Endpoint, Registrar, StandIn
-from pool.store import ConferenceRow, ContactRow, PresenceRow, Store
+from pool.store import ConferenceRow, ContactRow, PresenceRow, Store, TimedStore
+from pool.throttle import SAMPLE_S, Throttle
 from pool.timers import TimerHeap
 from pool.uri import parse_uri
 
@@ -71,6 +72,10 @@ class Engine:
         self.clock = clock
         self.observer = observer
         self.timers = TimerHeap()
+        #: overload: "server too busy" and flow control (read by the transport)
+        self.throttle = Throttle(config.throttling)
+        # every write the engine makes is timed: the store queue latency
+        store = self._writes = TimedStore(store, clock.monotonic, self._store_write)
         if directory is None:
             directory = Directory(config.routing_groups, config.password_iterations)
         self.directory = directory
@@ -88,6 +93,7 @@ class Engine:
         self.metrics_address = ""
         self._on_sign_out = on_sign_out
         self._schedule_flow_sweep()
+        self._schedule_throttle_sample()
 
     # --- start-up and records ---
 
@@ -104,13 +110,15 @@ class Engine:
         # a (re)started server holds no conference: nobody is signed in to rejoin one, and a
         # single server has no other front end to restore rosters on. Forget what a crash left.
         for conference in list(self.store.load_conferences()):
-            self.store.delete_conference(conference.conversation_id, conference.organizer_id)
+            self._writes.delete_conference(conference.conversation_id, conference.organizer_id)
         return len(self.directory)
 
     def record(self, record: CdrRecord) -> None:
-        start = self.clock.monotonic()
-        self.store.add_cdr(self.clock.now(), record)
-        self.observer.store_write(self.clock.monotonic() - start)
+        self._writes.add_cdr(self.clock.now(), record)
+
+    def _store_write(self, seconds: float) -> None:
+        self.observer.store_write(seconds)
+        self.throttle.store_write(seconds, self.clock.monotonic())
 
     def deliver(self, ep: Endpoint, event: Event) -> None:
         queue = ep.queue
@@ -489,6 +497,13 @@ class Engine:
             if ep.streams and since is not None and since <= limit:
                 self.sign_out(ep, Reason.FLOW_CONTROLLED)
         self._schedule_flow_sweep()
+
+    def _schedule_throttle_sample(self) -> None:
+        self.timers.schedule(self.clock.monotonic() + SAMPLE_S, self._throttle_sample)
+
+    def _throttle_sample(self) -> None:
+        self.throttle.sample(self.clock.monotonic())
+        self._schedule_throttle_sample()
 
     def shutdown(self) -> None:
         """Sign every endpoint out (with records); refuse new work."""

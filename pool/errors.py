@@ -9,6 +9,7 @@
     ├── FailedPrecondition   valid, but not in the current state (DND, redirect, ...)
     ├── ResourceExhausted    a limit of SPEC reached (contacts, subscriptions, endpoints, ...)
     └── Unavailable          shutting down, quorum lost, front end down
+        └── ServerTooBusy    overloaded (Lync's 503): try again after ``retry_after`` seconds
 
 Messages say what was wrong and what to do about it.
 """
@@ -56,6 +57,23 @@ class ResourceExhausted(PoolError):
 
 class Unavailable(PoolError):
     pass
+
+
+#: trailing metadata (and a Session reply's ``CallStatus.metadata``) of a ``ServerTooBusy``:
+#: milliseconds the client should wait before it tries again
+RETRY_AFTER_KEY = "retry-after-ms"
+
+
+class ServerTooBusy(Unavailable):
+    """The front end is overloaded and refused the request before running it, so the request
+    changed nothing: try again after ``retry_after`` seconds. ``reason`` is the ErrorInfo
+    reason (``SERVER_TOO_BUSY``: the store falls behind; ``HELD_TOO_LONG``: the request
+    waited at the front end's door for longer than the limit)."""
+
+    def __init__(self, message: str, retry_after: float, reason: str) -> None:
+        super().__init__(message, metadata={RETRY_AFTER_KEY: str(round(retry_after * 1000))})
+        self.retry_after = retry_after
+        self.reason = reason
 
 
 class Redirect(FailedPrecondition):

@@ -20,8 +20,11 @@ from pool.presence import MachineState
 from pool.timers import Timer
 
 if TYPE_CHECKING:
+    from collections import deque
+
     from pool.conversation import Conversation
     from pool.directory import User
+    from pool.throttle import Waiter
 
 
 @dataclass(slots=True, eq=False)
@@ -42,6 +45,8 @@ class Endpoint:
     streams: int = 0  # open Events streams: flow control applies while one is
     signed_out: bool = False
     timer: Timer | None = None  # the endpoint's one housekeeping timer
+    outstanding: int = 0  # its requests under way (``pool.throttle``: at most the limit)
+    waiters: deque[Waiter] | None = None  # its requests waiting at the door, first come first
 
     @property
     def uri(self) -> str:

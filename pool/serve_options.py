@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pool.config import EngineConfig, Limits, Timers
+from pool.config import EngineConfig, Limits, Throttling, Timers
 from pool.durations import parse_duration
 
 if TYPE_CHECKING:
@@ -161,6 +161,80 @@ def add_arguments(p: argparse.ArgumentParser, editions: Sequence[str]) -> None:
         "--max-users-per-registrar", type=int, default=12_000, help="signed-in users per front end"
     )
     g.add_argument("--password-iterations", type=int, default=50_000, help="PBKDF2-SHA256")
+    add_throttling_arguments(p)
+
+
+def add_throttling_arguments(p: argparse.ArgumentParser) -> None:
+    """The overload settings (``pool.throttle``), Lync's values by default; ``poolsim run``
+    offers the same ones for the pool it starts."""
+    d = Throttling()
+    t = p.add_argument_group("overload (Lync's thresholds by default)")
+    t.add_argument(
+        "--store-latency-limit",
+        type=parse_duration,
+        metavar="DURATION",
+        default=d.store_latency_limit,
+        help="a store write this slow makes the front end answer new requests 'server too "
+        "busy' (UNAVAILABLE, retry-after) (default %(default)gs)",
+    )
+    t.add_argument(
+        "--holding-time-limit",
+        type=parse_duration,
+        metavar="DURATION",
+        default=d.holding_time_limit,
+        help="average holding time of requests above which each endpoint gets "
+        "--flow-controlled-outstanding requests under way (default %(default)gs)",
+    )
+    t.add_argument(
+        "--holding-time-release",
+        type=parse_duration,
+        metavar="DURATION",
+        default=d.holding_time_release,
+        help="average holding time below which flow control ends (default %(default)gs)",
+    )
+    t.add_argument(
+        "--outstanding-limit",
+        type=int,
+        metavar="N",
+        default=d.outstanding_limit,
+        help="requests under way per endpoint; more wait (default %(default)s)",
+    )
+    t.add_argument(
+        "--flow-controlled-outstanding",
+        type=int,
+        metavar="N",
+        default=d.flow_controlled_outstanding,
+        help="the same under flow control (default %(default)s)",
+    )
+    t.add_argument(
+        "--held-request-limit",
+        type=parse_duration,
+        metavar="DURATION",
+        default=d.held_request_limit,
+        help="a request waiting this long behind its endpoint's is answered 'server too busy' "
+        "(default %(default)gs)",
+    )
+    t.add_argument(
+        "--retry-after",
+        type=parse_duration,
+        metavar="DURATION",
+        default=d.retry_after,
+        help="what a refused request is told to wait, and how long a slow store write keeps "
+        "the front end too busy (default %(default)gs)",
+    )
+
+
+def throttling(a: argparse.Namespace) -> Throttling:
+    """The overload settings given (ConfigError names a bad one)."""
+    return Throttling(
+        store_latency_limit=a.store_latency_limit,
+        holding_time_limit=a.holding_time_limit,
+        holding_time_release=a.holding_time_release,
+        outstanding_limit=a.outstanding_limit,
+        flow_controlled_outstanding=a.flow_controlled_outstanding,
+        held_request_limit=a.held_request_limit,
+        retry_after=a.retry_after,
+    )
 
 
 def user_password(a: argparse.Namespace) -> str:
@@ -192,6 +266,7 @@ def engine_config(a: argparse.Namespace) -> EngineConfig:
             max_contacts=a.max_contacts, max_users_per_registrar=a.max_users_per_registrar
         ),
         timers=Timers(registration_expiry=a.registration_expiry, idle_inactive=a.idle_timeout),
+        throttling=throttling(a),
     )
 
 

@@ -8,11 +8,13 @@ writes here *before* it changes memory and acknowledges, so a failed write chang
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from pool.cdr import CdrRecord, StoredRecord
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,3 +157,66 @@ class MemoryStore:
 
     def close(self) -> None:
         pass
+
+
+class TimedStore:
+    """A Store whose writes are timed: ``on_write(seconds)`` after each one, even one that
+    raised (the store queue latency of Lync's health figures). Reads pass through, and so do
+    the bulk writes of provisioning (users, contact lists): the operator's, made before the
+    load, they would read as a queue of many seconds."""
+
+    def __init__(
+        self, store: Store, monotonic: Callable[[], float], on_write: Callable[[float], None]
+    ) -> None:
+        self.inner = store
+        self._monotonic = monotonic
+        self._on_write = on_write
+
+    def _timed(self, write: Callable[[], T]) -> T:
+        start = self._monotonic()
+        try:
+            return write()
+        finally:
+            self._on_write(self._monotonic() - start)
+
+    def load_users(self) -> Iterator[UserRow]:
+        return self.inner.load_users()
+
+    def load_contacts(self) -> Iterator[ContactRow]:
+        return self.inner.load_contacts()
+
+    def load_presence(self) -> Iterator[PresenceRow]:
+        return self.inner.load_presence()
+
+    def load_conferences(self) -> Iterator[ConferenceRow]:
+        return self.inner.load_conferences()
+
+    def list_cdr(self, since: float) -> Iterator[StoredRecord]:
+        return self.inner.list_cdr(since)
+
+    def add_users(self, rows: Iterable[UserRow]) -> None:
+        self.inner.add_users(rows)
+
+    def put_contact(self, row: ContactRow) -> None:
+        self._timed(lambda: self.inner.put_contact(row))
+
+    def put_contacts(self, rows: Iterable[ContactRow]) -> None:
+        self.inner.put_contacts(rows)
+
+    def delete_contact(self, user_id: int, contact_id: int) -> None:
+        self._timed(lambda: self.inner.delete_contact(user_id, contact_id))
+
+    def put_presence(self, row: PresenceRow) -> None:
+        self._timed(lambda: self.inner.put_presence(row))
+
+    def put_conference(self, row: ConferenceRow) -> None:
+        self._timed(lambda: self.inner.put_conference(row))
+
+    def delete_conference(self, conversation_id: str, organizer_id: int) -> None:
+        self._timed(lambda: self.inner.delete_conference(conversation_id, organizer_id))
+
+    def add_cdr(self, time: float, record: CdrRecord) -> int:
+        return self._timed(lambda: self.inner.add_cdr(time, record))
+
+    def close(self) -> None:
+        self.inner.close()

@@ -29,7 +29,9 @@ from pool.client import PoolClient, Session
 from pool.clock import FakeClock
 from pool.config import EngineConfig
 from pool.engine import Engine
+from pool.service import PoolService
 from pool.sqlite_store import SqliteStore
+from pool.store import Store
 from tests.pki import OPENSSL, Pki, make_pki
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -46,6 +48,7 @@ TIERS = {
     "tests/enterprise": "fast",
     "tests/test_layout.py": "fast",
     "tests/bench/test_capacity.py": "fast",
+    "tests/bench/test_throttled.py": "fast",
     "tests/bench/test_report.py": "fast",
     "tests/bench/test_schedule.py": "fast",
     "tests/bench/test_run_enterprise.py": "fast",
@@ -123,6 +126,7 @@ class StandardPool:
     client: PoolClient
     address: str
     admin_token: str = ADMIN_TOKEN
+    service: PoolService | None = None  # the one ``start_standard`` was given, if any
 
     async def sign_in(self, i: int, device: str = "desktop", domain: str = DOMAIN) -> Session:
         return await self.client.sign_in(uri(i, domain), PASSWORD, device)
@@ -143,23 +147,32 @@ class StandardPool:
 
 
 async def start_standard(
-    tmp_path: Path, config: EngineConfig | None = None, users: int = 10
+    tmp_path: Path,
+    config: EngineConfig | None = None,
+    users: int = 10,
+    *,
+    store: Callable[[Path, FakeClock], Store] | None = None,
+    service: Callable[[Engine], PoolService] | None = None,
 ) -> StandardPool:
+    """``store``: makes the store from its file's path and the clock (a slow one, say);
+    ``service``: answers the RPCs instead of the engine alone."""
     config = config or EngineConfig(password_iterations=1)
     clock = FakeClock()
     registry = CollectorRegistry()
     metrics = Metrics(registry)
-    store = SqliteStore(tmp_path / "pool.db")
-    engine = Engine(config, store, clock, metrics)
+    path = tmp_path / "pool.db"
+    engine = Engine(config, store(path, clock) if store else SqliteStore(path), clock, metrics)
     engine.load()
     engine.provision("user", DOMAIN, users, 0, PASSWORD)
     engine.provision("user", "fabrikam.com", 3, 0, PASSWORD)
     metrics.watch(engine, "standard")
+    answers = service(engine) if service else None
     server = await start_front_end(
-        engine, host="127.0.0.1", port=0, admin_token=ADMIN_TOKEN, metrics=metrics
+        engine, host="127.0.0.1", port=0, admin_token=ADMIN_TOKEN, metrics=metrics, service=answers
     )
     address = f"127.0.0.1:{server.port}"
-    return StandardPool(engine, server, clock, registry, PoolClient(address), address)
+    client = PoolClient(address)
+    return StandardPool(engine, server, clock, registry, client, address, service=answers)
 
 
 @pytest.fixture

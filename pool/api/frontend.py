@@ -1,4 +1,10 @@
-"""The FrontEnd service: read the request once, make one domain call, build the reply."""
+"""The FrontEnd service: read the request once, make one domain call, build the reply.
+
+An endpoint's calls (``pool.api.calls``) pass the front end's door first (``pool.throttle``):
+refused while the front end is too busy (but SignOut), held while the endpoint has as many
+requests under way as the limit allows; the time from there to the answer is the request's
+holding time.
+"""
 
 from __future__ import annotations
 
@@ -15,10 +21,76 @@ from pool.api.feed import STREAM_BATCH, Feed
 from pool.api.metrics import Metrics
 from pool.api.rpc import Handler, bearer, bidi, unary
 from pool.api.session import SessionStream
+from pool.errors import PoolError
 from pool.registrar import Endpoint
 from pool.service import PoolService
+from pool.throttle import Throttle
 
 Ctx = grpc.aio.ServicerContext[Any, Any]
+
+
+class _Held:
+    """A unary call waiting at the door (``pool.throttle.Waiter``): ``future`` is done once
+    it holds a slot of its endpoint, or with the error it is answered with."""
+
+    __slots__ = ("arrived", "ep", "future")
+
+    def __init__(self, ep: Endpoint, arrived: float) -> None:
+        self.ep = ep
+        self.arrived = arrived
+        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def admit(self) -> None:
+        if not self.future.done():  # else cancelled, and about to leave
+            self.ep.outstanding += 1
+            self.future.set_result(None)
+
+    def expire(self, cutoff: float, error: Callable[[float], PoolError]) -> None:
+        if not self.future.done():
+            self.future.set_exception(error(self.arrived))
+
+
+async def _wait_turn(throttle: Throttle, ep: Endpoint, now: float) -> None:
+    """Wait at the door until ``ep`` holds a slot (or raise what the held call is answered)."""
+    held = _Held(ep, now)
+    throttle.hold(ep, held)
+    try:
+        await held.future
+    except asyncio.CancelledError:
+        throttle.forget(ep, held)
+        if held.future.done() and not held.future.cancelled() and not held.future.exception():
+            ep.outstanding -= 1  # let in, then cancelled before it ran: give the slot back
+            throttle.release(ep)
+        raise
+
+
+def _endpoint_call(name: str) -> Any:
+    """The unary RPC ``name`` of a signed-in endpoint: the door, then its call."""
+    run = calls.CALLS[name]
+    signing_out = name == "SignOut"
+
+    async def method(self: FrontEndServicer, request: Any, context: Ctx) -> Any:
+        throttle = self.throttle
+        now = self.monotonic()
+        if now < throttle.busy_until and not signing_out:
+            raise throttle.too_busy()
+        ep = self._endpoint(context)
+        if ep.outstanding >= throttle.limit or ep.waiters:
+            await _wait_turn(throttle, ep, now)
+            now = self.monotonic()
+        else:
+            ep.outstanding += 1
+        throttle.started(now)
+        try:
+            return await run(self.service, ep, request)
+        finally:
+            throttle.finished(now, self.monotonic())
+            ep.outstanding -= 1
+            if ep.waiters:
+                throttle.release(ep)
+
+    method.__name__ = method.__qualname__ = name
+    return unary(method)
 
 
 class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
@@ -32,6 +104,7 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
     ) -> None:
         self.service = service
         self.engine = service.engine
+        self.throttle = service.engine.throttle
         self.metrics = metrics
         self.monotonic = monotonic or service.engine.clock.monotonic
 
@@ -41,7 +114,15 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
     @unary
     async def SignIn(self, request: pb.SignInRequest, context: Ctx) -> pb.SignInResponse:
         engine = self.engine
-        ep = await self.service.sign_in(request.user_uri, request.password, request.device)
+        throttle = self.throttle
+        start = self.monotonic()
+        if start < throttle.busy_until:
+            raise throttle.too_busy()
+        throttle.started(start)
+        try:
+            ep = await self.service.sign_in(request.user_uri, request.password, request.device)
+        finally:
+            throttle.finished(start, self.monotonic())
         return pb.SignInResponse(
             token=ep.token,
             endpoint_id=ep.id,
@@ -50,10 +131,6 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
             routing_group=ep.user.routing_group,
             registration_expires_seconds=int(engine.config.timers.registration_expiry),
         )
-
-    @unary
-    async def SignOut(self, request: pb.SignOutRequest, context: Ctx) -> pb.SignOutResponse:
-        return await calls.sign_out(self.service, self._endpoint(context), request)
 
     @unary
     async def Events(  # type: ignore[override]  # the stubs know only generator handlers
@@ -94,84 +171,20 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
         ep = self._endpoint(context)
         await SessionStream(self, ep, bearer(context), context).run(requests)
 
-    @unary
-    async def PublishPresence(
-        self, request: pb.PublishPresenceRequest, context: Ctx
-    ) -> pb.PublishPresenceResponse:
-        return await calls.publish_presence(self.service, self._endpoint(context), request)
-
-    @unary
-    async def ResetPresence(
-        self, request: pb.ResetPresenceRequest, context: Ctx
-    ) -> pb.ResetPresenceResponse:
-        return await calls.reset_presence(self.service, self._endpoint(context), request)
-
-    @unary
-    async def GetPresence(
-        self, request: pb.GetPresenceRequest, context: Ctx
-    ) -> pb.GetPresenceResponse:
-        return await calls.get_presence(self.service, self._endpoint(context), request)
-
-    @unary
-    async def Subscribe(self, request: pb.SubscribeRequest, context: Ctx) -> pb.SubscribeResponse:
-        return await calls.subscribe(self.service, self._endpoint(context), request)
-
-    @unary
-    async def Unsubscribe(
-        self, request: pb.UnsubscribeRequest, context: Ctx
-    ) -> pb.UnsubscribeResponse:
-        return await calls.unsubscribe(self.service, self._endpoint(context), request)
-
-    @unary
-    async def AddContact(
-        self, request: pb.AddContactRequest, context: Ctx
-    ) -> pb.AddContactResponse:
-        return await calls.add_contact(self.service, self._endpoint(context), request)
-
-    @unary
-    async def RemoveContact(
-        self, request: pb.RemoveContactRequest, context: Ctx
-    ) -> pb.RemoveContactResponse:
-        return await calls.remove_contact(self.service, self._endpoint(context), request)
-
-    @unary
-    async def ListContacts(
-        self, request: pb.ListContactsRequest, context: Ctx
-    ) -> pb.ListContactsResponse:
-        return await calls.list_contacts(self.service, self._endpoint(context), request)
-
-    @unary
-    async def CreateConversation(
-        self, request: pb.CreateConversationRequest, context: Ctx
-    ) -> pb.CreateConversationResponse:
-        return await calls.create_conversation(self.service, self._endpoint(context), request)
-
-    @unary
-    async def Invite(self, request: pb.InviteRequest, context: Ctx) -> pb.InviteResponse:
-        return await calls.invite(self.service, self._endpoint(context), request)
-
-    @unary
-    async def AcceptInvitation(
-        self, request: pb.AcceptInvitationRequest, context: Ctx
-    ) -> pb.AcceptInvitationResponse:
-        return await calls.accept_invitation(self.service, self._endpoint(context), request)
-
-    @unary
-    async def DeclineInvitation(
-        self, request: pb.DeclineInvitationRequest, context: Ctx
-    ) -> pb.DeclineInvitationResponse:
-        return await calls.decline_invitation(self.service, self._endpoint(context), request)
-
-    @unary
-    async def SendMessage(
-        self, request: pb.SendMessageRequest, context: Ctx
-    ) -> pb.SendMessageResponse:
-        return await calls.send_message(self.service, self._endpoint(context), request)
-
-    @unary
-    async def SetTyping(self, request: pb.SetTypingRequest, context: Ctx) -> pb.SetTypingResponse:
-        return await calls.set_typing(self.service, self._endpoint(context), request)
-
-    @unary
-    async def Leave(self, request: pb.LeaveRequest, context: Ctx) -> pb.LeaveResponse:
-        return await calls.leave(self.service, self._endpoint(context), request)
+    # an endpoint's calls (``pool.api.calls``), each behind the door
+    SignOut = _endpoint_call("SignOut")
+    PublishPresence = _endpoint_call("PublishPresence")
+    ResetPresence = _endpoint_call("ResetPresence")
+    GetPresence = _endpoint_call("GetPresence")
+    Subscribe = _endpoint_call("Subscribe")
+    Unsubscribe = _endpoint_call("Unsubscribe")
+    AddContact = _endpoint_call("AddContact")
+    RemoveContact = _endpoint_call("RemoveContact")
+    ListContacts = _endpoint_call("ListContacts")
+    CreateConversation = _endpoint_call("CreateConversation")
+    Invite = _endpoint_call("Invite")
+    AcceptInvitation = _endpoint_call("AcceptInvitation")
+    DeclineInvitation = _endpoint_call("DeclineInvitation")
+    SendMessage = _endpoint_call("SendMessage")
+    SetTyping = _endpoint_call("SetTyping")
+    Leave = _endpoint_call("Leave")

@@ -42,6 +42,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from pool._proto.poolsim.v1 import admin_pb2, frontend_pb2
+from pool.api.throttle_metrics import ThrottleCollector
 from pool.observer import Observer
 
 if TYPE_CHECKING:
@@ -166,6 +167,7 @@ class Metrics(Observer):
     def watch(self, engine: Engine, edition: str) -> None:
         """Export the engine's gauges (read at scrape time) and this front end's identity."""
         self.registry.register(_EngineCollector(engine))
+        self.registry.register(ThrottleCollector(engine))
         self.info.labels(engine.config.front_end_id, edition, engine.config.pool_name).set(1)
 
     def rpc_started(self, method: str) -> None:

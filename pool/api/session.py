@@ -16,6 +16,11 @@ behind a few bytes of framing, and an event's bytes are made once for all the st
 to. Replies not yet written are bounded (``MAX_BACKLOG``): beyond that the stream stops reading
 requests until the client reads.
 
+Each call passes the front end's door (``pool.throttle``) as a unary call does: refused while
+the front end is too busy (but SignOut), and held while the endpoint has as many calls under way
+as the limit allows (a call that waits for nothing is never under way across a turn); held
+calls wait in the order they came (``_HeldCalls``) and one held too long is answered.
+
 The stream ends when the endpoint's registration ends, after the SignedOut event: OK after the
 endpoint's own SignOut, else with the status a unary call gets then. A client that half-closes
 gets its outstanding replies, then OK (the endpoint stays signed in, as when Events closes).
@@ -27,7 +32,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -43,7 +48,7 @@ from pool.api.framing import field_key, message_type, varint
 from pool.api.rpc import status_of
 from pool.api.status import DETAILS_KEY
 from pool.engine import Reason
-from pool.errors import InvalidArgument, Unauthenticated, Unavailable
+from pool.errors import InvalidArgument, PoolError, Unauthenticated, Unavailable
 from pool.registrar import Endpoint
 
 if TYPE_CHECKING:
@@ -121,10 +126,42 @@ class _Resume:
                     return stop.value
 
 
+class _HeldCalls:
+    """A stream's calls waiting at the door, as one ``pool.throttle.Waiter``."""
+
+    __slots__ = ("arrived", "calls", "stream", "waiting")
+
+    def __init__(self, stream: SessionStream) -> None:
+        self.stream = stream
+        self.calls: deque[tuple[str, pb.SessionCall, float]] = deque()  # key, call, arrived
+        self.arrived = 0.0
+        self.waiting = False  # in its endpoint's waiters
+
+    def wait(self, calls: int) -> None:
+        """Wait at the door (again) for the calls held, counting ``calls`` new ones."""
+        throttle = self.stream.throttle
+        if self.waiting:
+            throttle.held += calls
+            return
+        self.arrived = self.calls[0][2]
+        self.waiting = True
+        throttle.hold(self.stream.ep, self, calls)
+
+    def admit(self) -> None:
+        self.waiting = False
+        self.stream._admit_held()
+
+    def expire(self, cutoff: float, error: Callable[[float], PoolError]) -> None:
+        self.waiting = False
+        self.stream._expire_held(cutoff, error)
+
+
 class SessionStream:
     def __init__(self, servicer: FrontEndServicer, ep: Endpoint, token: str, context: Any) -> None:
         self.servicer = servicer
         self.service = servicer.service
+        self.throttle = servicer.throttle
+        self.held = _HeldCalls(self)
         self.metrics = servicer.metrics
         self.monotonic = servicer.monotonic
         self.ep = ep
@@ -158,6 +195,10 @@ class SessionStream:
             reader.cancel()
             for task in list(self.tasks):
                 task.cancel()
+            if self.held.calls:  # never run, never answered: a client sends them again
+                self.held.calls.clear()
+                self.held.waiting = False
+                self.throttle.forget(self.ep, self.held)
             feed.close()
             if metrics is not None:
                 metrics.session.closed()
@@ -254,12 +295,20 @@ class SessionStream:
         else:
             self._run(key, call)
 
-    def _run(self, key: str, call: pb.SessionCall) -> None:
-        """Start ``call`` and, while calls end at once, the ones waiting behind it on ``key``."""
+    def _run(self, key: str, call: pb.SessionCall, admitted: bool = False) -> None:
+        """Start ``call`` and, while calls end at once, the ones waiting behind it on ``key``
+        (``admitted``: ``call`` comes from the door, which let it in)."""
+        ep, throttle = self.ep, self.throttle
         while True:
+            if not admitted and (ep.outstanding >= throttle.limit or self.held.calls):
+                self._hold(key, call)
+                return
+            admitted = False
             pending = self._start(call)
             if pending is not None:
                 self.lanes.setdefault(key, deque())
+                ep.outstanding += 1
+                throttle.started(pending[1])
                 task = asyncio.get_running_loop().create_task(self._finish(key, call, *pending))
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
@@ -281,6 +330,9 @@ class SessionStream:
         name, run, _ = ROUTES[field]
         if self.metrics is not None:
             self.metrics.rpc_started(name)
+        if start < self.throttle.busy_until and field != "sign_out":
+            self._failed(call.id, name, self.throttle.too_busy(), start)
+            return None
         try:
             request = getattr(call, field)
             self.servicer.admit(name, request)
@@ -288,10 +340,10 @@ class SessionStream:
             try:
                 pending = coro.send(None)
             except StopIteration as stop:
-                self._ok(call, field, stop.value, start)
+                self.throttle.took(self._ok(call, field, stop.value, start))
                 return None
         except Exception as exc:
-            self._failed(call.id, name, exc, start)
+            self.throttle.took(self._failed(call.id, name, exc, start))
             return None
         return _Resume(coro, pending), start
 
@@ -304,6 +356,12 @@ class SessionStream:
             self._failed(call.id, ROUTES[field][0], exc, start)
         else:
             self._ok(call, field, answer, start)
+        finally:
+            ep, throttle = self.ep, self.throttle
+            throttle.finished(start, self.monotonic())
+            ep.outstanding -= 1
+            if ep.waiters:
+                throttle.release(ep)
         lane = self.lanes.get(key)
         if lane:
             self._run(key, lane.popleft())
@@ -311,16 +369,59 @@ class SessionStream:
             self.lanes.pop(key, None)
         self._poke()
 
-    def _ok(self, call: pb.SessionCall, field: str, answer: Message, start: float) -> None:
+    def _ok(self, call: pb.SessionCall, field: str, answer: Message, start: float) -> float:
+        """Reply ``answer``; returns the call's duration."""
         name, _, out = ROUTES[field]
         self.replies.append(reply_bytes(call.id, out, answer))
+        took = self.monotonic() - start
         if self.metrics is not None:
-            self.metrics.rpc_done(name, "OK", self.monotonic() - start)
+            self.metrics.rpc_done(name, "OK", took)
             self.metrics.session.call(name)
+        return took
 
-    def _failed(self, call_id: int, name: str, exc: BaseException, start: float) -> None:
+    def _failed(self, call_id: int, name: str, exc: BaseException, start: float) -> float:
+        """Reply the status of ``exc``; returns the call's duration."""
         code, message, trailers = status_of(name, exc)
         self.replies.append(error_bytes(call_id, code, message, trailers))
+        took = self.monotonic() - start
         if self.metrics is not None:
-            self.metrics.rpc_done(name, code.name, self.monotonic() - start)
+            self.metrics.rpc_done(name, code.name, took)
             self.metrics.session.call(name)
+        return took
+
+    # --- the door ---
+
+    def _hold(self, key: str, call: pb.SessionCall) -> None:
+        """``call`` waits at the door; calls of ``key`` that come later wait behind it."""
+        self.lanes.setdefault(key, deque())
+        self.held.calls.append((key, call, self.monotonic()))
+        self.held.wait(1)
+
+    def _admit_held(self) -> None:
+        """The endpoint is under its limit: run held calls while it stays so."""
+        held, ep, throttle = self.held, self.ep, self.throttle
+        while held.calls and ep.outstanding < throttle.limit:
+            key, call, _ = held.calls.popleft()
+            self._run(key, call, admitted=True)
+        if held.calls:
+            held.wait(0)
+        self._poke()
+
+    def _expire_held(self, cutoff: float, error: Callable[[float], PoolError]) -> None:
+        """Answer the held calls that came at or before ``cutoff``; their lanes go on."""
+        held = self.held
+        while held.calls and held.calls[0][2] <= cutoff:
+            key, call, arrived = held.calls.popleft()
+            field = call.WhichOneof("request")
+            name = ROUTES[field][0] if field is not None else "Session"
+            if self.metrics is not None:
+                self.metrics.rpc_started(name)
+            self._failed(call.id, name, error(arrived), arrived)
+            lane = self.lanes.get(key)
+            if lane:
+                self._run(key, lane.popleft())
+            elif not any(k == key for k, _, _ in held.calls):
+                self.lanes.pop(key, None)
+        if held.calls:
+            held.wait(0)
+        self._poke()

@@ -5,12 +5,18 @@ A redirect to the user's home front end also travels as standard rich error deta
 ``google.rpc.ErrorInfo`` (reason ``USER_HOMED_ELSEWHERE``, domain ``poolsim.v1``, metadata
 ``homeAddress`` and ``frontEndId``), which every language's gRPC library can read; the
 ``poolsim-home-address`` trailer stays for the clients that read it.
+
+"Server too busy" (``errors.ServerTooBusy``, UNAVAILABLE) travels the same way: a
+``google.rpc.RetryInfo`` (``retry_delay``) and an ``ErrorInfo`` (reason ``SERVER_TOO_BUSY`` or
+``HELD_TOO_LONG``), beside the ``retry-after-ms`` trailer (milliseconds, as text).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from pool import errors
@@ -35,6 +41,7 @@ ERROR_DOMAIN = "poolsim.v1"
 HOMED_ELSEWHERE = pb.ErrorReason.Name(pb.ERROR_REASON_USER_HOMED_ELSEWHERE).removeprefix(
     "ERROR_REASON_"
 )
+TOO_BUSY = pb.ErrorReason.Name(pb.ERROR_REASON_SERVER_TOO_BUSY).removeprefix("ERROR_REASON_")
 
 
 def code_of(error: errors.PoolError) -> grpc.StatusCode:
@@ -45,18 +52,35 @@ def code_of(error: errors.PoolError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+def _packed(*messages: error_details_pb2.ErrorInfo | error_details_pb2.RetryInfo) -> list[Any]:
+    out = []
+    for message in messages:
+        detail = any_pb2.Any()
+        detail.Pack(message)
+        out.append(detail)
+    return out
+
+
 def rich_details(error: errors.PoolError, code: grpc.StatusCode) -> tuple[str, bytes] | None:
     """The ``grpc-status-details-bin`` trailer for ``error``, when it has details to give."""
-    if not isinstance(error, errors.Redirect):
+    if isinstance(error, errors.Redirect):
+        details = _packed(
+            error_details_pb2.ErrorInfo(
+                reason=HOMED_ELSEWHERE,
+                domain=ERROR_DOMAIN,
+                metadata={"homeAddress": error.home_address, "frontEndId": error.front_end_id},
+            )
+        )
+    elif isinstance(error, errors.ServerTooBusy):
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(round(error.retry_after * 1e9))
+        details = _packed(
+            error_details_pb2.RetryInfo(retry_delay=delay),
+            error_details_pb2.ErrorInfo(reason=error.reason, domain=ERROR_DOMAIN),
+        )
+    else:
         return None
-    info = error_details_pb2.ErrorInfo(
-        reason=HOMED_ELSEWHERE,
-        domain=ERROR_DOMAIN,
-        metadata={"homeAddress": error.home_address, "frontEndId": error.front_end_id},
-    )
-    detail = any_pb2.Any()
-    detail.Pack(info)
-    status = status_pb2.Status(code=code.value[0], message=error.message, details=[detail])
+    status = status_pb2.Status(code=code.value[0], message=error.message, details=details)
     return DETAILS_KEY, status.SerializeToString()
 
 
@@ -92,5 +116,13 @@ def error_of(
     home = metadata.get(HOME_ADDRESS_KEY)
     if code == grpc.StatusCode.FAILED_PRECONDITION and home:
         return errors.Redirect("", home, metadata.get(FRONT_END_KEY, ""), message)
+    retry_ms = metadata.get(errors.RETRY_AFTER_KEY)
+    if code == grpc.StatusCode.UNAVAILABLE and retry_ms is not None:
+        reason = info.reason if info is not None and info.domain == ERROR_DOMAIN else ""
+        try:
+            retry_after = max(0.0, float(retry_ms) / 1000)
+        except ValueError:
+            retry_after = 0.0
+        return errors.ServerTooBusy(message, retry_after, reason or TOO_BUSY)
     cls = _ERRORS.get(code, errors.PoolError)
     return cls(message, metadata=metadata)

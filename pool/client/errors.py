@@ -8,7 +8,7 @@ from typing import TypeVar, cast
 import grpc
 
 from pool.api.status import DETAILS_KEY, error_of
-from pool.errors import PoolError, Redirect, Unavailable
+from pool.errors import PoolError, Redirect, ServerTooBusy, Unavailable
 
 T = TypeVar("T")
 
@@ -41,7 +41,11 @@ async def _call(awaitable: Awaitable[T]) -> T:
 
 
 def _unavailable(error: BaseException) -> bool:
-    """The front end is down, stopping or without quorum: worth trying elsewhere."""
+    """The front end is down, stopping or without quorum: worth trying elsewhere. Not when
+    it is only too busy (``ServerTooBusy``): signing in again would add to its load; the
+    caller gets the error, with its ``retry_after``."""
+    if isinstance(error, ServerTooBusy):
+        return False
     return isinstance(error, Unavailable) or (
         isinstance(error, TransportError) and error.code == grpc.StatusCode.UNAVAILABLE
     )

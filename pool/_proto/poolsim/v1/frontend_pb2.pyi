@@ -175,6 +175,16 @@ class _ErrorReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ErrorReas
     "homeAddress" (host:port to sign in at) and "frontEndId". The same address is also in the
     `poolsim-home-address` trailing metadata.
     """
+    ERROR_REASON_SERVER_TOO_BUSY: _ErrorReason.ValueType  # 2
+    """UNAVAILABLE: the front end is overloaded (Lync's "503 server too busy"): a store write took
+    longer than its limit (12 s). The request was not run. A google.rpc.RetryInfo detail and
+    the `retry-after-ms` trailing metadata say when to try again.
+    """
+    ERROR_REASON_HELD_TOO_LONG: _ErrorReason.ValueType  # 3
+    """UNAVAILABLE: the request waited longer than its limit (60 s) behind its endpoint's one
+    outstanding request while the front end was flow-controlled (the average holding time of
+    requests went over 6 s). The request was not run; RetryInfo and `retry-after-ms` as above.
+    """
 
 class ErrorReason(_ErrorReason, metaclass=_ErrorReasonEnumTypeWrapper):
     """The reasons a call fails with a google.rpc.ErrorInfo in its status details (the
@@ -187,6 +197,16 @@ ERROR_REASON_USER_HOMED_ELSEWHERE: ErrorReason.ValueType  # 1
 """FAILED_PRECONDITION: the user is homed on another front end. ErrorInfo.metadata:
 "homeAddress" (host:port to sign in at) and "frontEndId". The same address is also in the
 `poolsim-home-address` trailing metadata.
+"""
+ERROR_REASON_SERVER_TOO_BUSY: ErrorReason.ValueType  # 2
+"""UNAVAILABLE: the front end is overloaded (Lync's "503 server too busy"): a store write took
+longer than its limit (12 s). The request was not run. A google.rpc.RetryInfo detail and
+the `retry-after-ms` trailing metadata say when to try again.
+"""
+ERROR_REASON_HELD_TOO_LONG: ErrorReason.ValueType  # 3
+"""UNAVAILABLE: the request waited longer than its limit (60 s) behind its endpoint's one
+outstanding request while the front end was flow-controlled (the average holding time of
+requests went over 6 s). The request was not run; RetryInfo and `retry-after-ms` as above.
 """
 Global___ErrorReason: _TypeAlias = ErrorReason  # noqa: Y015
 
