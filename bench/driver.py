@@ -25,10 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 from bench.driver_config import (
     DRAIN_S,
@@ -52,6 +54,7 @@ from bench.model import UserModel
 from bench.schedule import Kind, Planned, Population
 from bench.selfcheck import LATE_S, Health, Readiness, WindowGate
 from bench.stats import Phase, Recorder
+from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool.client import PoolClient, Session
 from pool.errors import PoolError
 
@@ -64,6 +67,43 @@ __all__ = [
     "offered_calls_per_s",
     "steady_conferences",
 ]
+
+
+#: the collector's thresholds while a driver runs: its young objects are mostly short-lived
+#: (calls, futures, replies), and what lives on (users, sessions, schedules) is frozen
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+_quiet: list[tuple[int, ...]] = []  # the thresholds before the outermost ``quiet_gc``
+
+
+@contextmanager
+def quiet_gc() -> Iterator[None]:
+    """Collect less while driving: freeze what exists (the population, the schedule, and
+    later the signed-in sessions: ``freeze_heap``) out of the collector's scans and raise
+    its thresholds; restored when the last driver of the process ends. Measured with py-spy
+    at 16,380 users per front end, the collector took about a tenth of the driver's
+    processor with the defaults."""
+    if not _quiet:
+        _quiet.append(gc.get_threshold())
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLDS)
+    else:
+        _quiet.append(_quiet[0])
+    try:
+        yield
+    finally:
+        old = _quiet.pop()
+        if not _quiet:
+            gc.set_threshold(*old)
+            gc.unfreeze()
+
+
+def freeze_heap() -> None:
+    """Move what lives now out of the collector's scans (only inside ``quiet_gc``)."""
+    if _quiet:
+        gc.freeze()
 
 
 class Driver(Operations):
@@ -91,6 +131,7 @@ class Driver(Operations):
         if metrics is not None:
             self.rec.listener = metrics
         self.ledger = Ledger()
+        self._uris: dict[int, str] = {}  # user -> SIP URI, made once
         self.rng = random.Random(config.seed)
         self.clients = [
             PoolClient(config.start_addresses(k), transport=config.transport)
@@ -129,11 +170,22 @@ class Driver(Operations):
         self.end_at = config.duration
         self._schedule: asyncio.Task[None] | None = None
         self.progress: Callable[[Driver], None] | None = None
+        #: what runs each kind of planned operation
+        self._runs: dict[Kind, Callable[[Planned], Awaitable[None]]] = {
+            Kind.PUBLISH: self._publish,
+            Kind.POLL: self._poll,
+            Kind.SUBSCRIBE: self._subscribe,
+            Kind.IM_SESSION: self._im_session,
+            Kind.CONFERENCE: self._conference,
+        }
 
     # --- time ---
 
     def uri(self, user: int) -> str:
-        return self.cfg.uri(user)
+        uri = self._uris.get(user)
+        if uri is None:
+            uri = self._uris[user] = self.cfg.uri(user)
+        return uri
 
     def now(self) -> float:
         """Seconds since the run started."""
@@ -167,8 +219,9 @@ class Driver(Operations):
         while self.phase in (Phase.RAMP, Phase.SETTLING):
             await asyncio.sleep(1.0)
             pending = len(self.users) - self.sign_ins_answered
-            if not pending:
+            if not pending and self.phase is Phase.RAMP:
                 self.enter(Phase.SETTLING)
+                freeze_heap()  # the signed-in sessions live to the end
             now = (self._started, self._late, self._skipped)
             ready = self.gate.ready(
                 Readiness(
@@ -207,6 +260,10 @@ class Driver(Operations):
         await self.until(self.end_at)
 
     async def run(self) -> Recorder:
+        with quiet_gc():
+            return await self._run()
+
+    async def _run(self) -> Recorder:
         self.t0 = time.perf_counter()
         self.enter(Phase.RAMP)
         self.health.start(self.now, self.rec.in_window, lambda: self.calls_in_flight)
@@ -297,14 +354,7 @@ class Driver(Operations):
         if self.now() - op.at > LATE_S:
             self._late += 1
             self.rec.late(name, op.at)
-        run = {
-            Kind.PUBLISH: self._publish,
-            Kind.POLL: self._poll,
-            Kind.SUBSCRIBE: self._subscribe,
-            Kind.IM_SESSION: self._im_session,
-            Kind.CONFERENCE: self._conference,
-        }[op.kind]
-        self._spawn(run(op))
+        self._spawn(self._runs[op.kind](op))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -399,7 +449,7 @@ class Driver(Operations):
                 "sign-in",
                 at,
                 client.sign_in(
-                    self.cfg.uri(user), self.cfg.password, "desktop" if e == 0 else f"device{e}"
+                    self.uri(user), self.cfg.password, "desktop" if e == 0 else f"device{e}"
                 ),
             )
             if isinstance(s, Session) and self.failover is not None:
@@ -417,7 +467,9 @@ class Driver(Operations):
             await self._timed(
                 "batch-subscribe",
                 self.now(),
-                sessions[0].subscribe([self.cfg.uri(c) for c in contacts]),
+                sessions[0].call(
+                    "Subscribe", pb.SubscribeRequest(user_uris=[self.uri(c) for c in contacts])
+                ),
                 sessions[0],
             )
 
