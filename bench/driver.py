@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
-from contextlib import contextmanager
 
+from bench.collector import freeze_heap, quiet_gc
 from bench.driver_config import (
     DRAIN_S,
     OP_NAME,
@@ -67,43 +66,6 @@ __all__ = [
     "offered_calls_per_s",
     "steady_conferences",
 ]
-
-
-#: the collector's thresholds while a driver runs: its young objects are mostly short-lived
-#: (calls, futures, replies), and what lives on (users, sessions, schedules) is frozen
-GC_THRESHOLDS = (20_000, 20, 20)
-
-
-_quiet: list[tuple[int, ...]] = []  # the thresholds before the outermost ``quiet_gc``
-
-
-@contextmanager
-def quiet_gc() -> Iterator[None]:
-    """Collect less while driving: freeze what exists (the population, the schedule, and
-    later the signed-in sessions: ``freeze_heap``) out of the collector's scans and raise
-    its thresholds; restored when the last driver of the process ends. Measured with py-spy
-    at 16,380 users per front end, the collector took about a tenth of the driver's
-    processor with the defaults."""
-    if not _quiet:
-        _quiet.append(gc.get_threshold())
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLDS)
-    else:
-        _quiet.append(_quiet[0])
-    try:
-        yield
-    finally:
-        old = _quiet.pop()
-        if not _quiet:
-            gc.set_threshold(*old)
-            gc.unfreeze()
-
-
-def freeze_heap() -> None:
-    """Move what lives now out of the collector's scans (only inside ``quiet_gc``)."""
-    if _quiet:
-        gc.freeze()
 
 
 class Driver(Operations):

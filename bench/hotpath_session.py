@@ -35,7 +35,7 @@ from typing import Any
 
 import grpc
 
-from bench.driver import freeze_heap, quiet_gc
+from bench.collector import freeze_heap, quiet_gc
 from bench.hotpath_common import Options, Result, make_comparison, make_row, median
 from bench.hotpath_grpc import _pinned
 from bench.hotpath_servers import DOMAIN, PASSWORD, ServerProcess, start_server
@@ -335,7 +335,7 @@ def run_session(opts: Options) -> Result:
         "process; client: this process's process_time), medians of alternating rounds; the "
         "first three rows' baseline is ejabberd's figure from the issue (goal: at most 2x); "
         "the client runs with the load driver's garbage-collector settings "
-        "(bench.driver.quiet_gc: signed-in endpoints frozen, higher thresholds), the servers "
+        "(bench.collector.quiet_gc: signed-in endpoints frozen, higher thresholds), the servers "
         "with Python's defaults"
     )
     return result

@@ -156,7 +156,7 @@ def test_the_probe_reads_its_four_figures_as_the_prometheus_parser_does() -> Non
 def test_the_driver_collects_less_while_it_runs_and_restores_the_collector() -> None:
     import gc
 
-    from bench.driver import GC_THRESHOLDS, freeze_heap, quiet_gc
+    from bench.collector import GC_THRESHOLDS, freeze_heap, quiet_gc
 
     before = gc.get_threshold()
     with quiet_gc():
