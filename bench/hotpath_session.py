@@ -35,7 +35,6 @@ from typing import Any
 
 import grpc
 
-from bench.collector import freeze_heap, quiet_gc
 from bench.hotpath_common import Options, Result, make_comparison, make_row, median
 from bench.hotpath_grpc import _pinned
 from bench.hotpath_servers import DOMAIN, PASSWORD, ServerProcess, start_server
@@ -219,7 +218,6 @@ async def _one_round(
             if kind == "bare"
             else await _poolsim_side(server.address, kind, counts)
         )
-        freeze_heap()  # the signed-in endpoints live to the end, as in the driver
         try:
             await _messages(side, counts, PAIRS * 20)  # warm up
             await _presence(side, counts, 2, "w")
@@ -248,11 +246,7 @@ async def _measure(rounds: int, messages: int, changes: int) -> dict[str, Any]:
     cpus = sorted(os.sched_getaffinity(0))
     pinned = len(cpus) >= 2
     out: dict[str, Any] = {kind: [] for kind in SIDES}
-    with (
-        tempfile.TemporaryDirectory(prefix="poolsim-bench-") as tmp,
-        _pinned(cpus[:1], pinned),
-        quiet_gc(),  # the client collects as the load driver does
-    ):
+    with tempfile.TemporaryDirectory(prefix="poolsim-bench-") as tmp, _pinned(cpus[:1], pinned):
         for _ in range(rounds):
             for kind in SIDES:  # alternately
                 out[kind].append(
@@ -333,9 +327,6 @@ def run_session(opts: Options) -> Result:
     result.notes.append(
         "processor per operation from the processes' own counters (server: /proc stat of its "
         "process; client: this process's process_time), medians of alternating rounds; the "
-        "first three rows' baseline is ejabberd's figure from the issue (goal: at most 2x); "
-        "the client runs with the load driver's garbage-collector settings "
-        "(bench.collector.quiet_gc: signed-in endpoints frozen, higher thresholds), the servers "
-        "with Python's defaults"
+        "first three rows' baseline is ejabberd's figure from the issue (goal: at most 2x)"
     )
     return result
