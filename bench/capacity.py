@@ -210,7 +210,8 @@ class UslConfidence:
     """95% confidence intervals of a USL fit, from the fit's own asymptotic covariance
     (s^2 (J^T J)^-1, J the model's Jacobian at the fitted parameters, s^2 the residual
     variance, Student's t with n - 3 degrees of freedom): each a (low, high) pair, None where
-    the points leave it undetermined (fewer than 4 points, or a singular covariance).
+    the points leave it undetermined (fewer than 4 points, or a singular covariance): then
+    ``missing`` says why there are none (empty when there are).
     ``peak_n``: the knee's interval, from the corners of the sigma and kappa intervals (the
     peak falls as either grows); None when kappa's interval reaches 0 (the knee may be at
     infinity). ``band``: per users value (x, low, high), the fitted curve plus or minus t
@@ -221,6 +222,7 @@ class UslConfidence:
     kappa: tuple[float, float] | None
     peak_n: tuple[float, float] | None
     band: list[tuple[float, float, float]]
+    missing: str = ""
 
 
 def _jacobian(n: Any, lam: float, sigma: float, kappa: float) -> Any:
@@ -242,20 +244,26 @@ def usl_confidence(
     n = np.array([p[0] for p in points], dtype=float)
     x = np.array([p[1] for p in points], dtype=float)
     dof = len(points) - 3
-    none = UslConfidence(None, None, None, None, [])
+
+    def none(why: str) -> UslConfidence:
+        return UslConfidence(None, None, None, None, [], why)
+
     if dof < 1:
-        return none
+        return none(
+            f"{len(points)} points fit the 3 parameters exactly: intervals need at least 4 "
+            "runs at different user counts with a driver that kept up"
+        )
     params = np.array([fit.lam, fit.sigma, fit.kappa])
     residual = x - np.array([fit.throughput(v) for v in n])
     s2 = float(residual @ residual) / dof
     jac = _jacobian(n, fit.lam, fit.sigma, fit.kappa)
     scale = np.linalg.norm(jac, axis=0)  # the parameters differ by 10 orders of magnitude
     if not np.all(scale > 0):
-        return none
+        return none("a parameter does not move the curve at these points")
     scaled = jac / scale
     normal = scaled.T @ scaled
     if not np.isfinite(normal).all() or np.linalg.cond(normal) > 1e12:
-        return none
+        return none("these points cannot tell lambda, sigma and kappa apart (singular covariance)")
     cov = s2 * np.linalg.inv(normal) / np.outer(scale, scale)
     t = float(stats.t.ppf(0.975, dof))
     err = np.sqrt(np.maximum(np.diag(cov), 0.0))

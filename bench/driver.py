@@ -30,6 +30,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 
+from bench.collector import freeze_heap, quiet_gc
 from bench.driver_config import (
     DRAIN_S,
     OP_NAME,
@@ -52,6 +53,7 @@ from bench.model import UserModel
 from bench.schedule import Kind, Planned, Population
 from bench.selfcheck import LATE_S, Health, Readiness, WindowGate
 from bench.stats import Phase, Recorder
+from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool.client import PoolClient, Session
 from pool.errors import PoolError
 
@@ -93,6 +95,7 @@ class Driver(Operations):
         if metrics is not None:
             self.rec.listener = metrics
         self.ledger = Ledger()
+        self._uris: dict[int, str] = {}  # user -> SIP URI, made once
         self.rng = random.Random(config.seed)
         self.clients = [
             PoolClient(config.start_addresses(k), transport=config.transport)
@@ -130,11 +133,22 @@ class Driver(Operations):
         self.end_at = config.duration
         self._schedule: asyncio.Task[None] | None = None
         self.progress: Callable[[Driver], None] | None = None
+        #: what runs each kind of planned operation
+        self._runs: dict[Kind, Callable[[Planned], Awaitable[None]]] = {
+            Kind.PUBLISH: self._publish,
+            Kind.POLL: self._poll,
+            Kind.SUBSCRIBE: self._subscribe,
+            Kind.IM_SESSION: self._im_session,
+            Kind.CONFERENCE: self._conference,
+        }
 
     # --- time ---
 
     def uri(self, user: int) -> str:
-        return self.cfg.uri(user)
+        uri = self._uris.get(user)
+        if uri is None:
+            uri = self._uris[user] = self.cfg.uri(user)
+        return uri
 
     def now(self) -> float:
         """Seconds since the run started."""
@@ -168,8 +182,9 @@ class Driver(Operations):
         while self.phase in (Phase.RAMP, Phase.SETTLING):
             await asyncio.sleep(1.0)
             pending = len(self.users) - self.sign_ins_answered
-            if not pending:
+            if not pending and self.phase is Phase.RAMP:
                 self.enter(Phase.SETTLING)
+                freeze_heap()  # the signed-in sessions live to the end
             now = (self._started, self._late, self._skipped)
             ready = self.gate.ready(
                 Readiness(
@@ -208,6 +223,10 @@ class Driver(Operations):
         await self.until(self.end_at)
 
     async def run(self) -> Recorder:
+        with quiet_gc():
+            return await self._run()
+
+    async def _run(self) -> Recorder:
         self.t0 = time.perf_counter()
         self.enter(Phase.RAMP)
         self.health.start(self.now, self.rec.in_window, lambda: self.calls_in_flight)
@@ -298,14 +317,7 @@ class Driver(Operations):
         if self.now() - op.at > LATE_S:
             self._late += 1
             self.rec.late(name, op.at)
-        run = {
-            Kind.PUBLISH: self._publish,
-            Kind.POLL: self._poll,
-            Kind.SUBSCRIBE: self._subscribe,
-            Kind.IM_SESSION: self._im_session,
-            Kind.CONFERENCE: self._conference,
-        }[op.kind]
-        self._spawn(run(op))
+        self._spawn(self._runs[op.kind](op))
 
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -400,7 +412,7 @@ class Driver(Operations):
                 "sign-in",
                 at,
                 client.sign_in(
-                    self.cfg.uri(user), self.cfg.password, "desktop" if e == 0 else f"device{e}"
+                    self.uri(user), self.cfg.password, "desktop" if e == 0 else f"device{e}"
                 ),
             )
             if isinstance(s, Session) and self.failover is not None:
@@ -418,7 +430,9 @@ class Driver(Operations):
             await self._timed(
                 "batch-subscribe",
                 self.now(),
-                sessions[0].subscribe([self.cfg.uri(c) for c in contacts]),
+                sessions[0].call(
+                    "Subscribe", pb.SubscribeRequest(user_uris=[self.uri(c) for c in contacts])
+                ),
                 sessions[0],
             )
 

@@ -26,6 +26,7 @@ from bench.driver_config import (
 from bench.model import UserModel
 from bench.schedule import Planned, Population, pick_size
 from bench.stats import Recorder
+from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool.client import Session
 from pool.errors import PoolError
 
@@ -56,6 +57,9 @@ class Operations:
     def now(self) -> float:
         raise NotImplementedError
 
+    def uri(self, user: int) -> str:
+        raise NotImplementedError
+
     async def until(self, at: float) -> None:
         raise NotImplementedError
 
@@ -84,7 +88,10 @@ class Operations:
                 availability = value
                 break
         note = f"note {self.rng.randrange(1000)}"
-        call = s.publish_presence(availability, note=note)
+        request = pb.PublishPresenceRequest(
+            source=pb.PRESENCE_SOURCE_USER, availability=availability, note=note
+        )
+        call = s.call("PublishPresence", request)  # the reply is not read: not converted
         if await self._timed("publish", op.at, call, s) is not None:
             self.ledger.acknowledged(op.user, (availability, note))
         else:
@@ -96,21 +103,29 @@ class Operations:
             picks = self.rng.sample(contacts, n)
         else:
             picks = [self.rng.randrange(self.pop.users) for _ in range(n)]
-        return [self.cfg.uri(p) for p in picks]
+        return [self.uri(p) for p in picks]
 
     async def _poll(self, op: Planned) -> None:
         s = self.sessions[op.user][0]
         await self._timed(
             "poll",
             op.at,
-            s.get_presence(self._some_users(op.user, self._choose(self.model.poll_sizes))),
+            s.call(  # the presences are not read: not converted
+                "GetPresence",
+                pb.GetPresenceRequest(
+                    user_uris=self._some_users(op.user, self._choose(self.model.poll_sizes))
+                ),
+            ),
             s,
         )
 
     async def _subscribe(self, op: Planned) -> None:
         s = self.sessions[op.user][0]
         expires = max(1, int(self.model.short_subscription_s / self.cfg.speedup))
-        call = s.subscribe(self._some_users(op.user, 1), expires)
+        request = pb.SubscribeRequest(
+            user_uris=self._some_users(op.user, 1), expires_seconds=expires
+        )
+        call = s.call("Subscribe", request)
         await self._timed("subscribe", op.at, call, s)
 
     # --- conversations ---
@@ -166,7 +181,7 @@ class Operations:
         conv = await self._timed(
             "im-invite",
             op.at,
-            caller.create_conversation([self.cfg.uri(partners[0])], first_message=body),
+            caller.create_conversation([self.uri(partners[0])], first_message=body),
             caller,
         )
         if conv is None or not hasattr(conv, "conversation_id"):
@@ -218,7 +233,7 @@ class Operations:
         conv = await self._timed(
             "conference-create",
             op.at,
-            organizer.create_conversation([self.cfg.uri(u) for u in others], subject="group IM"),
+            organizer.create_conversation([self.uri(u) for u in others], subject="group IM"),
             organizer,
         )
         if conv is None or not hasattr(conv, "conversation_id"):
@@ -280,7 +295,7 @@ class Operations:
             me = None
             for attempt in range(LEDGER_TRIES):
                 try:
-                    me = (await sessions[0].get_presence([self.cfg.uri(user)]))[0]
+                    me = (await sessions[0].get_presence([self.uri(user)]))[0]
                     break
                 except PoolError:
                     if not self.enterprise or attempt == LEDGER_TRIES - 1:

@@ -82,7 +82,7 @@ class _Counts:
             self.done.set()
 
     def presence(self, note: str) -> None:
-        if note.startswith(self.tag):
+        if self.tag and note.startswith(self.tag):  # no tag yet: the bare side's hello
             self.notifications += 1
             if self.notifications >= self.expect:
                 self.done.set()
@@ -154,7 +154,13 @@ async def _bare_side(address: str, counts: _Counts) -> _Side:
                 _on_event(counts, pair_of, event)
 
     readers = [asyncio.get_running_loop().create_task(read(s)) for s in streams]
-    await asyncio.sleep(0.5)  # every stream registered with the server before anything is sent
+    # every stream registered with the server before anything is sent (the server drops an
+    # event for a stream it does not know yet): it answers a call only once its stream is
+    # registered, so one answered call per stream tells (a fixed pause did not, under load)
+    hello = pb.PublishPresenceRequest(availability=0, note="hello")
+    await asyncio.wait_for(
+        asyncio.gather(*(s.call("PublishPresence", hello) for s in streams)), STEP_TIMEOUT
+    )
 
     def send(pair: int, body: str) -> Awaitable[Any]:
         request = pb.SendMessageRequest(conversation_id=f"c-{pair}", body=body)

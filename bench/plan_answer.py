@@ -153,11 +153,15 @@ def summary(
             def band(v: tuple[float, float] | None) -> str:
                 return "" if v is None else f" [{v[0]:.3g}, {v[1]:.3g}]"
 
+            missing = "no confidence interval was computed" if ci is None else ci.missing
             lines.append(
-                f"USL fit (95% intervals): lambda {fit.lam:.4g}{band(ci.lam if ci else None)} "
+                f"USL fit{'' if missing else ' (95% intervals)'}: lambda {fit.lam:.4g}"
+                f"{band(ci.lam if ci else None)} "
                 f"calls/s per user, sigma {fit.sigma:.3g}{band(ci.sigma if ci else None)}, "
                 f"kappa {fit.kappa:.3g}{band(ci.kappa if ci else None)}, R^2 {fit.r2:.4f}; {where}"
             )
+            if missing:
+                lines.append(f"  no 95% intervals: {missing}")
             if (
                 ci is not None
                 and ci.kappa is not None
@@ -288,7 +292,13 @@ def plan_document(
             "peak_users": _finite(fit.peak_n()),
             "interval_95": None
             if ci is None
-            else {"lambda": ci.lam, "sigma": ci.sigma, "kappa": ci.kappa, "peak_users": ci.peak_n},
+            else {
+                "lambda": ci.lam,
+                "sigma": ci.sigma,
+                "kappa": ci.kappa,
+                "peak_users": ci.peak_n,
+                "missing": ci.missing or None,
+            },
             "band": [list(b) for b in ci.band] if ci is not None else [],
         },
         "fit_note": findings.fit_note if findings is not None else None,

@@ -9,32 +9,42 @@ round of samples also gives the pool's total: the sum over the front ends that a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import urllib.request
 from dataclasses import dataclass, field
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from bench.samples import Samples, weighted_mean
 
+#: sample name (as on the exposition's lines) -> figure; each is one unlabelled sample
 WANTED = {
-    "process_cpu_seconds": "cpu_seconds",
+    "process_cpu_seconds_total": "cpu_seconds",
     "process_resident_memory_bytes": "rss_bytes",
     "poolsim_endpoints_active": "endpoints",
     "poolsim_event_queue_depth": "queue_depth",
 }
 
 
+def wanted_figures(text: str) -> dict[str, float]:
+    """The figures of WANTED in a Prometheus text exposition (the first sample of each).
+
+    Only the lines of those names are read: a front end's exposition is mostly histogram
+    buckets, and parsing all of it once a second (in a thread, holding the interpreter) cost
+    the driver processor and event-loop lag."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, rest = line.partition(" ")
+        key = WANTED.get(name)
+        if key is not None and key not in out:
+            with contextlib.suppress(ValueError, IndexError):
+                out[key] = float(rest.split()[0])
+    return out
+
+
 def scrape(address: str, timeout: float = 2.0) -> dict[str, float]:
     """The figures of WANTED from one front end's /metrics."""
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as resp:
-        text = resp.read().decode()
-    out: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        key = WANTED.get(family.name)
-        if key is not None and family.samples:
-            out[key] = family.samples[0].value
-    return out
+        return wanted_figures(resp.read().decode())
 
 
 @dataclass

@@ -99,6 +99,15 @@ class WindowGate:
         return not why
 
 
+def quantile_us(values: list[int], q: float) -> int:
+    """The ``q`` quantile of ``values`` (the smallest value with at least ``q`` of them at or
+    below it, as an HdrHistogram reads a percentile); 0 for none."""
+    if not values:
+        return 0
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
 class Health:
     """One driver's processor use and loop lag, sampled while it runs.
 
@@ -114,7 +123,9 @@ class Health:
         self.window_cpu: tuple[float, int, float] = (0.0, 0, 0.0)  # sum, seconds, max
         self.samples = Samples(keep_fresh=False)
         self.blocked: list[str] = []  # what kept the window shut, if it never opened
-        self._second = new_histogram()
+        #: this second's lags (microseconds): a list, not a histogram, because resetting an
+        #: HdrHistogram walks its every bucket (about 2 ms, which the next tick measured)
+        self._second: list[int] = []
         self._task: asyncio.Task[None] | None = None
 
     def start(
@@ -140,7 +151,7 @@ class Health:
             after = time.perf_counter()
             lag = max(0.0, after - before - TICK_S)
             record_us(self.lag, lag)
-            record_us(self._second, lag)
+            self._second.append(int(lag * 1e6))
             if self.on_lag is not None:
                 self.on_lag(lag)
             t = now()
@@ -151,8 +162,8 @@ class Health:
                 pct = 100.0 * (cpu - last_cpu) / max(after - last_wall, 1e-9)
                 last_wall, last_cpu = after, cpu
                 next_sample = after + 1.0
-                p99 = self._second.get_value_at_percentile(99) / 1000
-                self._second.reset()
+                p99 = quantile_us(self._second, 0.99) / 1000
+                self._second.clear()
                 self.samples.append((t, pct, p99, float(in_flight())))
                 if in_window(t):
                     total, n, most = self.window_cpu

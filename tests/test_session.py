@@ -135,6 +135,12 @@ async def test_the_client_transport_session_reads_events_and_answers_calls(
         )
         assert uri(0) in joined.participants
         assert presence[0].user_uri == uri(0)
+        # the raw call by method name answers the response message, over either transport
+        request = pb.GetPresenceRequest(user_uris=[uri(1)])
+        for who in (bob, alice):
+            raw = await who.call("GetPresence", request)
+            assert isinstance(raw, pb.GetPresenceResponse)
+            assert raw.presences[0].user_uri == uri(1)
     finally:
         await client.close()
 

@@ -154,6 +154,12 @@ class Session:
                 raise
         return await self._send(method, reply_type, request)
 
+    async def call(self, method: str, request: Message) -> Message:
+        """Any FrontEnd call by its method name (``"GetPresence"``), answered with its raw
+        response message, unconverted: for a caller that does not read the values (a load
+        driver). The same transport, errors and reconnection as the typed methods."""
+        return await self._invoke(method, Message, request)
+
     async def sign_out(self) -> None:
         """End this endpoint; the session no longer reconnects by itself."""
         self.auto_reconnect = False
@@ -178,8 +184,10 @@ class Session:
         while True:
             generation = self._generation
             ended_by: PoolError | None = None
+            stream = self.stream  # over a Session stream its events, with no layer between
+            source = stream.next_events() if stream is not None else self._events_stream()
             try:
-                async for event in self._event_source():
+                async for event in source:
                     ended_by = None
                     if (
                         event.WhichOneof("kind") == "signed_out"
@@ -200,12 +208,8 @@ class Session:
             if ended_by is None or not await self._recover_stream(generation, ended_by, reconnect):
                 return
 
-    async def _event_source(self) -> AsyncGenerator[pb.Event, None]:
-        stream = self.stream
-        if stream is not None:
-            async for event in stream.next_events():
-                yield event
-            return
+    async def _events_stream(self) -> AsyncGenerator[pb.Event, None]:
+        """The events over unary: the ``Events`` stream."""
         call = self._stub.Events(pb.EventsRequest(), metadata=self._md)
         try:
             async for event in call:

@@ -76,13 +76,14 @@ class CallStream:
         #: how the stream ended: None while open, else the error (or a PoolError-free end)
         self.ended: PoolError | None = None
         self.done = False
-        loop = asyncio.get_running_loop()
+        #: the loop, kept: asking asyncio for the running loop costs a system call per ask
+        self._loop = loop = asyncio.get_running_loop()
         self._writer = loop.create_task(self._write())
         self._reader = loop.create_task(self._read())
 
     def call(self, method: str, request: Message) -> asyncio.Future[Any]:
         """Send one call; the future gets the reply's response message (or its error)."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = self._loop.create_future()
         if self.done:
             future.set_exception(self.ended or TransportError(grpc.StatusCode.CANCELLED, "closed"))
             return future
@@ -102,7 +103,7 @@ class CallStream:
         with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError, Exception):
             while True:
                 if not self._outbox:
-                    self._wake = asyncio.get_running_loop().create_future()
+                    self._wake = self._loop.create_future()
                     await self._wake
                     self._wake = None
                 batch, self._outbox = self._outbox, []
@@ -159,7 +160,7 @@ class CallStream:
                 if self.ended is not None:
                     raise self.ended
                 return
-            self._event_waiter = asyncio.get_running_loop().create_future()
+            self._event_waiter = self._loop.create_future()
             try:
                 await self._event_waiter
             finally:

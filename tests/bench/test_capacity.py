@@ -533,6 +533,40 @@ def test_the_band_lies_around_the_fitted_curve_over_the_whole_range() -> None:
     assert ci.peak_n is None  # kappa may be 0: the knee may be anywhere past the points
 
 
+def test_a_fit_without_intervals_says_why(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three fitted points (as when the plan's last run was the driver's limit) fit the three
+    parameters exactly: the answer says there are no intervals and why, never just omits them."""
+    from bench.capacity import usl_confidence
+
+    three = usl_points(1.0, 1e-4, 1e-8, [1000, 2000, 4000])
+    ci = usl_confidence(three, fit_usl(three))
+    assert ci.sigma is None
+    assert "at least 4 runs" in ci.missing
+    wobble = [
+        (n, x * w)
+        for (n, x), w in zip(usl_points(2.0, 0, 0, [1, 2, 3, 4]), [1, 1, 1, 1.01], strict=True)
+    ]
+    assert usl_confidence(wobble, fit_usl(wobble)).missing == ""
+
+    def fake_measure(args: argparse.Namespace, out: Path) -> tuple[list[plan.Point], str]:
+        points = []
+        for users, x in three:
+            r = fake_report(int(users), round(x * 10.0), 20.0, 50.0, True)
+            points.append(plan.point_from_report(r, int(users), 120.0, out / f"run-{users}"))
+        return points, "--max-runs 3 reached with every run passing"
+
+    monkeypatch.setattr(plan, "measure", fake_measure)
+    out = tmp_path / "p"
+    plan.main(parse(["--out", str(out)]))
+    text = capsys.readouterr().out
+    assert "95% intervals" not in text.split("no 95% intervals")[0]
+    assert "no 95% intervals: 3 points fit the 3 parameters exactly" in text
+    doc = json.loads((out / "plan.json").read_text())
+    assert "at least 4 runs" in doc["fit"]["interval_95"]["missing"]
+
+
 def test_no_knee_and_no_answer_marker_without_a_meaningful_figure(tmp_path: Path) -> None:
     from bench.plan_chart import plan_chart
 

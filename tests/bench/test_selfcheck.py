@@ -125,3 +125,45 @@ def test_driver_metrics_names() -> None:
     ):
         assert line in text
     assert "process_cpu_seconds_total" in text
+
+
+def test_the_probe_reads_its_four_figures_as_the_prometheus_parser_does() -> None:
+    from prometheus_client import CollectorRegistry, Gauge, Histogram
+    from prometheus_client.parser import text_string_to_metric_families
+    from prometheus_client.process_collector import ProcessCollector
+
+    from bench.probe import WANTED, wanted_figures
+
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    Gauge("poolsim_endpoints_active", "endpoints", registry=registry).set(123)
+    Gauge("poolsim_event_queue_depth", "queued", registry=registry).set(7)
+    # a longer name that starts with a wanted one, and labelled samples, are not taken
+    h = Histogram("poolsim_endpoints_active_seconds", "x", ["m"], registry=registry)
+    h.labels("a").observe(0.5)
+    text = generate_latest(registry).decode()
+    parsed = {
+        WANTED[s.name]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples[:1]
+        if s.name in WANTED
+    }
+    assert set(parsed) == {"cpu_seconds", "rss_bytes", "endpoints", "queue_depth"}
+    assert wanted_figures(text) == parsed
+    assert wanted_figures("") == {}
+
+
+def test_the_driver_collects_less_while_it_runs_and_restores_the_collector() -> None:
+    import gc
+
+    from bench.collector import GC_THRESHOLDS, freeze_heap, quiet_gc
+
+    before = gc.get_threshold()
+    with quiet_gc():
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+        with quiet_gc():  # a second driver in the same process
+            freeze_heap()
+        assert gc.get_threshold() == GC_THRESHOLDS  # still driving
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
