@@ -74,8 +74,16 @@ __all__ = [  # the command, and what it is made of, for one import
     "plan_html",
     "point_from_report",
     "pool_side_failures",
+    "run_duration",
     "summary",
 ]
+
+
+def run_duration(users: int, steady: float, ramp: float) -> float:
+    """How long a plan run of ``users`` lasts: its sign-in ramp (``users / ramp`` seconds) and
+    then ``steady`` seconds, so every run, however large, has as long a steady part to measure
+    its window in (a fixed length would leave the largest runs no window)."""
+    return steady + users / ramp
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -108,7 +116,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-runs", type=int, default=7, help="at most this many runs (default %(default)s)"
     )
     parser.add_argument(
-        "--duration", type=parse_duration, default="45s", help="per run (default %(default)s)"
+        "--duration",
+        type=parse_duration,
+        default="45s",
+        help="per run, besides its sign-in ramp: a run of U users lasts this plus U / --ramp "
+        "seconds, so a larger run keeps as long a steady part (default %(default)s)",
     )
     parser.add_argument(
         "--min-window",
@@ -200,15 +212,16 @@ def measure(args: argparse.Namespace, out: Path) -> tuple[list[Point], str]:
         if users is None:
             break
         folder = out / f"run-{users}"
+        duration = run_duration(users, args.duration, args.ramp)
         print(
             f"plan run {i + 1}/{args.max_runs}: {users:,} users x speedup {args.speedup:g} "
-            f"(stands for {users * args.speedup:,.0f}), {args.duration:g} s, "
+            f"(stands for {users * args.speedup:,.0f}), {duration:.0f} s, "
             f"ramp {args.ramp:g}/s",
             flush=True,
         )
         opts = RunOptions(
             users=users,
-            duration=args.duration,
+            duration=duration,
             speedup=args.speedup,
             ramp=args.ramp,
             seed=args.seed,

@@ -591,3 +591,12 @@ def test_no_knee_and_no_answer_marker_without_a_meaningful_figure(tmp_path: Path
     notes = [a.text for a in chart.figure.layout.annotations]
     assert not any("answer" in t for t in notes)
     assert any("Lync" in t for t in notes)
+
+
+def test_every_plan_run_keeps_the_same_steady_part_after_its_ramp() -> None:
+    """A larger run signs in for longer; its run grows by that, so its window does not shrink
+    below the minimum (45 s at 1,703 users and 100 sign-ins/s left a 15 s window)."""
+    assert plan.run_duration(200, 45.0, 100.0) == pytest.approx(47.0)
+    assert plan.run_duration(1_703, 45.0, 100.0) == pytest.approx(62.03)
+    steady = [plan.run_duration(u, 45.0, 100.0) - u / 100.0 for u in (200, 819, 2_096)]
+    assert steady == pytest.approx([45.0, 45.0, 45.0])
