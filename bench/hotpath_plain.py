@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from pool.clock import SystemClock
 from pool.registrar import Endpoint
@@ -94,7 +93,7 @@ def plain_send(
     return msg
 
 
-def plain_op(table: PlainTable, body: str, content_type: str) -> Any:
+def plain_op(table: PlainTable, body: str, content_type: str) -> Callable[[int], None]:
     """One route's message and its delivery, for per-call latency: ``op(i)`` routes on route i."""
     conversations, routes = table.conversations, table.routes
 
