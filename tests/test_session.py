@@ -12,9 +12,11 @@ import grpc
 import pytest
 from google.rpc import status_pb2
 
+from pool import errors
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
 from pool.client import PoolClient
+from pool.client.stream import CallStream, Unanswered
 from tests.conftest import PASSWORD, StandardPool, eventually, start_standard, uri
 from tests.test_backpressure import endpoint, flood, step
 from tests.test_backpressure import pool as pool  # the fixture: a small event queue
@@ -216,3 +218,70 @@ async def test_a_session_that_stops_reading_is_flow_controlled(pool: StandardPoo
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
     finally:
         await channel.close(None)
+
+
+async def test_after_its_own_sign_out_a_session_writes_nothing_more_to_its_stream(
+    pool: StandardPool,
+) -> None:
+    """The server ends the stream after SignOut; a call written to it then would make grpc's
+    client lose the server's status ("Internal error from Core"): the call goes on a new stream
+    and gets what a unary call gets."""
+    client = PoolClient(pool.address, transport="session")
+    try:
+        alice = await client.sign_in(uri(0), PASSWORD, "desktop")
+        first = alice.stream
+        assert first is not None
+        await alice.sign_out()
+        assert first.spent
+        for _ in range(5):
+            with pytest.raises(errors.Unauthenticated):
+                await alice.list_contacts()
+            assert alice.stream is not first
+    finally:
+        await client.close()
+
+
+class _EndedByCore:
+    """A Session call whose write failed after the server ended it: grpc reports INTERNAL."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.release = asyncio.Event()
+
+    async def write(self, data: bytes) -> None:
+        self.written.append(data)
+        self.release.set()
+
+    def __aiter__(self) -> _EndedByCore:
+        return self
+
+    async def __anext__(self) -> pb.SessionResponse:
+        await self.release.wait()
+        raise grpc.aio.AioRpcError(
+            grpc.StatusCode.INTERNAL,
+            grpc.aio.Metadata(),
+            grpc.aio.Metadata(),
+            details="Internal error from Core",
+        )
+
+    def cancel(self) -> None:
+        pass
+
+
+class _Channel:
+    def __init__(self, call: _EndedByCore) -> None:
+        self.call = call
+
+    def stream_stream(self, *_: Any, **__: Any) -> Any:
+        return lambda metadata: self.call
+
+
+async def test_a_status_lost_by_grpc_core_leaves_the_waiting_calls_unanswered_not_failed() -> None:
+    call = _EndedByCore()
+    stream = CallStream(_Channel(call), ())  # type: ignore[arg-type]
+    with pytest.raises(Unanswered):
+        await asyncio.wait_for(stream.call("ListContacts", pb.ListContactsRequest()), WAIT)
+    assert call.written  # it was sent
+    assert stream.done
+    assert stream.spent
+    assert stream.ended is None

@@ -121,7 +121,7 @@ class Session:
     async def _send(self, method: str, reply_type: type[T], request: Message) -> T:
         stream = self.stream
         if stream is not None:
-            if stream.done:  # it ended (e.g. signed out): a new one answers as unary would
+            if stream.spent:  # it ended (e.g. signed out): a new one answers as unary would
                 stream = self.stream = CallStream(self.client.channel(self.address), self._md)
             try:
                 answer = await stream.call(method, request)
@@ -141,7 +141,7 @@ class Session:
         generation = self._generation
         try:
             stream = self.stream
-            if stream is not None and not stream.done:  # the hot path: one await, no layer
+            if stream is not None and not stream.spent:  # the hot path: one await, no layer
                 try:
                     answer = await stream.call(method, request)
                 except Unanswered:  # not run: the stream was ending (``_send`` opens another)
@@ -166,6 +166,8 @@ class Session:
         async with self._lock:  # after a reconnect under way: sign out its endpoint
             self._signed_out = True
             await self._send("SignOut", pb.SignOutResponse, pb.SignOutRequest())
+            if self.stream is not None:  # the server ends it now: write nothing more to it
+                self.stream.retire()
 
     def close(self) -> None:
         """Close this endpoint's Session stream, if it has one (the endpoint stays signed in

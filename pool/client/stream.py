@@ -53,6 +53,16 @@ class Unanswered(TransportError):
     """The stream ended (OK) before the server ran this call: send it again on a new one."""
 
 
+#: what grpc's client reports when its write fails because the server has already ended the
+#: stream: the server's own status is lost (grpc core), and the server runs no call that comes
+#: once its stream is ending, so the calls still waiting were not run
+_CORE_LOST_STATUS = "Internal error from Core"
+
+
+def _lost_status(exc: grpc.aio.AioRpcError) -> bool:
+    return exc.code() == grpc.StatusCode.INTERNAL and exc.details() == _CORE_LOST_STATUS
+
+
 class CallStream:
     def __init__(
         self,
@@ -76,6 +86,8 @@ class CallStream:
         #: how the stream ended: None while open, else the error (or a PoolError-free end)
         self.ended: PoolError | None = None
         self.done = False
+        #: takes no more calls: it ended, or it is ending (after its endpoint's SignOut)
+        self.spent = False
         #: the loop, kept: asking asyncio for the running loop costs a system call per ask
         self._loop = loop = asyncio.get_running_loop()
         self._writer = loop.create_task(self._write())
@@ -84,8 +96,10 @@ class CallStream:
     def call(self, method: str, request: Message) -> asyncio.Future[Any]:
         """Send one call; the future gets the reply's response message (or its error)."""
         future: asyncio.Future[Any] = self._loop.create_future()
-        if self.done:
-            future.set_exception(self.ended or TransportError(grpc.StatusCode.CANCELLED, "closed"))
+        if self.spent:
+            future.set_exception(
+                self.ended or Unanswered(grpc.StatusCode.CANCELLED, "the session stream is ending")
+            )
             return future
         self._next += 1
         call_id = self._next
@@ -131,11 +145,11 @@ class CallStream:
                         self.discarded += 1
                     self._notify()
         except grpc.aio.AioRpcError as exc:
-            ended = translate(exc)
+            ended = None if _lost_status(exc) else translate(exc)
         except asyncio.CancelledError:
             ended = TransportError(grpc.StatusCode.CANCELLED, "the session stream was closed")
         self.ended = ended
-        self.done = True
+        self.done = self.spent = True
         self._writer.cancel()
         failure = ended or Unanswered(
             grpc.StatusCode.CANCELLED, "the session stream ended before the call was run"
@@ -165,6 +179,11 @@ class CallStream:
                 await self._event_waiter
             finally:
                 self._event_waiter = None
+
+    def retire(self) -> None:
+        """Take no more calls (its endpoint signed out: the server is ending it); the events
+        still coming are read to its end."""
+        self.spent = True
 
     def close(self) -> None:
         self._call.cancel()
