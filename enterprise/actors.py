@@ -111,6 +111,8 @@ class FrontEndActor:
         self.metrics_server: Any = None
         self.loops: list[asyncio.Task[None]] = []
         self.local: LocalReplicaStore | None = None
+        self.heartbeat_delay = 0.0  # a failure drill's (slow_heartbeat)
+        self.late_heartbeats = 0  # answered late for a drill
 
     async def start(
         self, rows: list[UserRow], port: int, metrics_port: int, fresh: bool, noticed: float
@@ -204,6 +206,10 @@ class FrontEndActor:
         is not taken for a dead one. Reads only (copies taken under the GIL)."""
         if self.server is None:
             return None
+        if self.heartbeat_delay:
+            delay, self.heartbeat_delay = self.heartbeat_delay, 0.0
+            await asyncio.sleep(delay)
+            self.late_heartbeats += 1
         engine = self.node.engine
         groups = dict(self.node.store.groups)
         freshness = {g: data.seq for g, data in groups.items()}
@@ -213,6 +219,16 @@ class FrontEndActor:
     async def pid(self) -> int:
         """This actor's process id (a failure drill kills it)."""
         return os.getpid()
+
+    @ray.method(concurrency_group=HEALTH)
+    async def slow_heartbeat(self, seconds: float) -> None:
+        """For failure drills: the next heartbeat answers ``seconds`` late, as on a machine
+        too busy to schedule this process in time."""
+        self.heartbeat_delay = seconds
+
+    @ray.method(concurrency_group=HEALTH)
+    async def late_heartbeats_answered(self) -> int:
+        return self.late_heartbeats
 
     async def freeze_loop(self, seconds: float) -> None:
         """For failure drills: block this front end's event loop for ``seconds``, as a

@@ -78,6 +78,8 @@ class FabricActor:
         self.restarting: dict[str, tuple[Handle, float]] = {}
         self.rejoining: set[str] = set()
         self.noticed: dict[str, float] = {}  # when each front end was last noticed down
+        #: heartbeat rounds in a row each front end left unanswered (see _heartbeat_round)
+        self.missed: dict[str, int] = {}
         self.retiring: dict[str, asyncio.Future[None]] = {}  # actors stopping in the background
         self.restarts = 0  # crashed front ends started again by themselves
         self.caught_up = 0  # writes sent to returning replicas by catch-ups
@@ -248,6 +250,7 @@ class FabricActor:
         and the endpoints lost with it get their call detail records now."""
         delay = self.opts.restart_delay
         self.noticed[fe_id] = noticed = self.clock.now()
+        self.missed.pop(fe_id, None)
         crashed = fe_id not in self.stopping
         if not crashed or delay < 0:
             self.stopping.discard(fe_id)
@@ -342,6 +345,7 @@ class FabricActor:
                     died.add(fe)
                     changes += self.fabric.mark_dead(fe, "its Ray actor was restarted")
                 elif not isinstance(result, BaseException):
+                    self.missed.pop(fe, None)
                     freshness, endpoints, signed_in = result
                     self.endpoints[fe] = endpoints
                     self.signed_in[fe] = signed_in
@@ -349,6 +353,11 @@ class FabricActor:
                         self.fabric.heartbeat(fe, now)
                         if self.fabric.state_of(fe) is FrontEndState.UP:
                             self.fabric.report_freshness(fe, freshness)
+                elif self._late(fe) and self.fabric.state_of(fe) in (
+                    FrontEndState.UP,
+                    FrontEndState.DRAINING,
+                ):
+                    self.fabric.heartbeat(fe, now)  # late, not yet missed: see _late
             changes += self.fabric.check(now)
             if changes:
                 await self._apply(changes, died=frozenset(died))
@@ -356,6 +365,15 @@ class FabricActor:
             if unfinished:
                 await self._apply(unfinished)
             self._restart_due()
+
+    def _late(self, fe: str) -> bool:
+        """``fe`` left this round unanswered: True while that is fewer than
+        ``heartbeat_misses`` rounds in a row. A round waits up to two intervals, so on a
+        starved machine one slow answer would outlast the fabric's timeout by itself; the
+        setting's promise is that only so many heartbeats *missed* mark a front end down
+        (an actor that died is noticed at once, from Ray)."""
+        missed = self.missed[fe] = self.missed.get(fe, 0) + 1
+        return missed < self.opts.heartbeat_misses
 
     # --- what front ends ask (admin calls arrive at any front end and come here) ---
 

@@ -353,6 +353,14 @@ async def test_a_killed_front_end_restarts_by_itself_catches_up_and_gets_primari
         # a front end whose loop is blocked for 3 s (heartbeats time out after 1.5 s) is
         # busy, not dead: its heartbeats answer on their own thread
         await handles[victim].freeze_loop.remote(3.0)
+        # a heartbeat answered late (a round waits 1 s; on a starved machine one answer
+        # can take longer) is one missed, not three
+        await handles[victim].slow_heartbeat.remote(1.3)
+
+        async def answered_late() -> bool:
+            return bool(await handles[victim].late_heartbeats_answered.remote())
+
+        await eventually(answered_late, what="the late heartbeat")
         status = await admin(p).status()
         assert {f.id: f.state for f in status.front_ends}[victim] == apb.FRONT_END_STATE_UP
         assert status.details["promotions"] == "0"
