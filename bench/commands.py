@@ -8,10 +8,31 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.presets import PRESETS, Given, apply, help_text
 from bench.workers import workers_option
 from pool.commands import Command
 from pool.durations import parse_duration
 from pool.serve_options import add_throttling_arguments
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a fraction, 0 < x <= 1")
+    return value
+
+
+def endpoints_per_user(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 1 <= value <= 8:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected 1 to 8 endpoints per user")
+    return value
 
 
 def _run(a: argparse.Namespace) -> int:
@@ -20,6 +41,7 @@ def _run(a: argparse.Namespace) -> int:
     from bench.run_options import RunOptions
     from pool.serve_options import throttling
 
+    a = apply(a)
     opts = RunOptions(
         users=a.users,
         level=a.level,
@@ -27,6 +49,9 @@ def _run(a: argparse.Namespace) -> int:
         duration=a.duration,
         ramp=a.ramp,
         speedup=a.speedup,
+        signed_in_fraction=a.signed_in_fraction,
+        endpoints_per_user=a.endpoints_per_user,
+        preset=a.preset,
         seed=a.seed,
         transport=a.transport,
         workers=a.workers,
@@ -57,24 +82,47 @@ def _report(a: argparse.Namespace) -> int:
 def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--users",
+        action=Given,
         type=int,
         default=3000,
         help="enabled users; 80%% of them sign in (default %(default)s)",
     )
     p.add_argument(
         "--level",
+        action=Given,
         choices=["high", "medium", "low", "custom"],
         default="high",
         help="stress-tool load level: high = the user model, medium 60%%, low 30%%",
     )
     p.add_argument("--model", type=Path, help="TOML file of explicit rates (--level custom)")
-    p.add_argument("--duration", type=parse_duration, default="60s", help="of the run")
+    p.add_argument(
+        "--duration", action=Given, type=parse_duration, default="60s", help="of the run"
+    )
     p.add_argument(
         "--ramp",
+        action=Given,
         type=float,
         default=120.0,
         help="sign-ins per second during the ramp (default %(default)s; Lync's pool peak is "
         "about 12)",
+    )
+    p.add_argument(
+        "--signed-in-fraction",
+        action=Given,
+        type=fraction,
+        help="of the enabled users, those who sign in (default: the model's, 0.8)",
+    )
+    p.add_argument(
+        "--endpoints-per-user",
+        action=Given,
+        type=endpoints_per_user,
+        help="endpoints each signed-in user signs in, on average, 1..8 (default: the "
+        "model's, 1.5; 1.9 with mobile)",
+    )
+    p.add_argument(
+        "--preset",
+        choices=sorted(PRESETS),
+        help="a whole scenario; options given beside it keep their values. " + help_text(),
     )
     p.add_argument(
         "--speedup",
@@ -105,6 +153,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--min-window",
+        action=Given,
         type=parse_duration,
         default="10s",
         help="steady state the run must measure, else INCONCLUSIVE (default %(default)s)",
@@ -117,6 +166,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--edition",
+        action=Given,
         choices=["standard", "enterprise"],
         default="standard",
         help="the pool to start: standard (one front end, its own process) or enterprise "
@@ -124,7 +174,9 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     )
     add_throttling_arguments(p)  # the pool's overload settings, as `poolsim serve` has them
     e = p.add_argument_group("enterprise edition")
-    e.add_argument("--front-ends", type=int, default=3, help="front ends in the pool, 2..12")
+    e.add_argument(
+        "--front-ends", action=Given, type=int, default=3, help="front ends in the pool, 2..12"
+    )
     e.add_argument(
         "--ray-address",
         help="the Ray cluster for the pool and --workers (host:port, or auto for the one `ray "

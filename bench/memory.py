@@ -7,6 +7,13 @@ so an Enterprise front end on a Ray worker is measured in its own process. Sampl
 ``report["memory"]["samples"]`` as ``{"t": run seconds, "driver": bytes, "front_ends":
 {fe: bytes}}``; the pool's figure is the sum over its front ends.
 
+A sum of resident sets counts every shared page (Python, grpc, Ray's libraries) once per
+process. When the pool runs on this machine as this process's children (the Standard server
+``poolsim run`` starts, or a local Ray instance with its front ends, fabric and Ray's own
+processes), each sample also has ``"machine"``: the proportional set size of all of them but
+the driver's own workers (``pool_pss``), which counts a shared page once: what the whole pool
+takes of this machine's memory.
+
 Growth is the least-squares slope of RSS against time over the samples after the warm-up,
 per hour, in percent of the mean RSS there: a leak shows as a steady slope, the noise of the
 allocator as none. A run with too little time after its warm-up (``MIN_SPAN_S``) is not
@@ -69,6 +76,9 @@ class MemorySampler:
         got = await asyncio.gather(*(self._rss(a) for a in self.front_ends.values()))
         fes = {fe: v for fe, v in zip(self.front_ends, got, strict=True) if v is not None}
         s: Sample = {"t": round(t, 3), "driver": self._me.memory_info().rss, "front_ends": fes}
+        machine = await asyncio.to_thread(pool_pss, self._me)
+        if machine is not None:
+            s["machine"] = machine
         self.add(s)
         return s
 
@@ -99,6 +109,25 @@ class MemorySampler:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
         await self.sample()  # the figure at the end
+
+
+#: a process of this name is the driver's, not the pool's (``bench.workers``)
+DRIVER_WORKER = "DriverWorker"
+
+
+def pool_pss(me: psutil.Process) -> int | None:
+    """The proportional set size of every process ``me`` started (recursively) but the
+    driver's workers; None when it started none (the pool runs elsewhere)."""
+    total, found = 0, False
+    for child in me.children(recursive=True):
+        try:
+            if DRIVER_WORKER in " ".join(child.cmdline()):
+                continue
+            total += child.memory_full_info().pss
+            found = True
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue  # gone, or not ours to read
+    return total if found else None
 
 
 def slope(points: Sequence[tuple[float, float]]) -> float:
@@ -172,6 +201,9 @@ def section(
         "pool": growth(pool, threshold),
         "front_ends": fes,
     }
+    machine = [int(s["machine"]) for s in samples if "machine" in s]
+    if machine:
+        g["machine"] = {"max_mib": max(machine) / MIB, "last_mib": machine[-1] / MIB}
     g["ok"] = bool(g["driver"]["ok"] and g["pool"]["ok"] is not False) if g["judged"] else None
     return {"samples": list(samples), "growth": g}
 
@@ -263,4 +295,10 @@ def text(mem: Mapping[str, Any]) -> list[str]:
         + ("; ".join(parts) or "no samples after it")
     )
     lines.append(f"  {judged}")
+    if "machine" in g:
+        m = g["machine"]
+        lines.append(
+            f"the whole pool on this machine (proportional set size of its processes, shared "
+            f"pages counted once): max {m['max_mib']:.0f} MiB, last {m['last_mib']:.0f} MiB"
+        )
     return lines

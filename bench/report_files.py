@@ -89,6 +89,13 @@ def text(report: dict[str, Any]) -> str:
                 f"  differs from poolsim serve: {d['setting'].replace('_', ' ')} {d['run']:,} "
                 f"(serve {d['serve']:,}): {d['why']}"
             )
+    took = cfg.get("provisioning")
+    if took:
+        lines.append(
+            f"provisioned {took['users']:,} users in {took['users_seconds']:.1f} s and "
+            f"{took['contact_entries']:,} contact entries in {took['contacts_seconds']:.1f} s, "
+            "before the run's clock starts"
+        )
     phases = report.get("phases", {})
     lines.append(
         "phases: "

@@ -115,17 +115,26 @@ async def _provision_contacts(admin: AdminClient, entries: list[tuple[str, str, 
 
 async def _prepare(
     opts: RunOptions, address: str, token: str, pop: Population
-) -> tuple[apb.PoolStatus, int]:
-    """Provision users and contact lists; returns the pool's status and how many users'
-    contact lists could not be provisioned (a limit: see ``_provision_contacts``)."""
+) -> tuple[apb.PoolStatus, int, dict[str, float]]:
+    """Provision users and contact lists; returns the pool's status, how many users'
+    contact lists could not be provisioned (a limit: see ``_provision_contacts``) and how
+    long each took (the report's ``provisioning``)."""
     async with PoolClient(address) as client:
         admin = AdminClient(client.channel(), token)
+        t0 = time.perf_counter()
         await admin.provision_users(opts.prefix, opts.domain, opts.users, opts.password)
+        t1 = time.perf_counter()
         entries = contact_entries(opts, pop, POPULATION_SEED)
         kept = 0
         for i in range(0, len(entries), CONTACT_CHUNK):
             kept += await _provision_contacts(admin, entries[i : i + CONTACT_CHUNK])
-        return await admin.status(), kept
+        took = {
+            "users": opts.users,
+            "users_seconds": t1 - t0,
+            "contact_entries": len(entries),
+            "contacts_seconds": time.perf_counter() - t1,
+        }
+        return await admin.status(), kept, took
 
 
 def _addresses(address: str, status: apb.PoolStatus) -> tuple[str, ...]:
@@ -154,6 +163,17 @@ def _kill_plan(
     return KillPlan(opts.kill_at, opts.kill_front_end, token, addresses)
 
 
+def run_model(opts: RunOptions) -> UserModel:
+    """The user model of this run: its level's, scaled by --speedup, with the population
+    settings given (--signed-in-fraction, --endpoints-per-user)."""
+    model = level_model(opts.level, opts.model_file).scaled(opts.speedup)
+    if opts.signed_in_fraction is not None:
+        model = dataclasses.replace(model, signed_in_fraction=opts.signed_in_fraction)
+    if opts.endpoints_per_user is not None:
+        model = dataclasses.replace(model, endpoints_per_user=opts.endpoints_per_user)
+    return model
+
+
 async def drive(
     opts: RunOptions,
     address: str,
@@ -163,13 +183,13 @@ async def drive(
 ) -> dict[str, Any]:
     """Provision, run the load, and build the report (the pool is already running;
     ``pool``: the settings this run started it with, see ``pool_settings``)."""
-    model: UserModel = level_model(opts.level, opts.model_file).scaled(opts.speedup)
+    model: UserModel = run_model(opts)
     signed_in = max(2, round(opts.users * model.signed_in_fraction))
     pop = population(model, signed_in, opts.ramp, POPULATION_SEED)
     schedule = Schedule(model, pop, opts.duration, opts.seed)
     check(opts)
     workers = resolve_workers(opts)
-    status, kept = await _prepare(opts, address, token, pop)
+    status, kept, provisioning = await _prepare(opts, address, token, pop)
     metrics = {f.id: f.metrics_address for f in status.front_ends}
     addresses = _addresses(address, status)
     kill = _kill_plan(opts, status, addresses, token)
@@ -195,6 +215,7 @@ async def drive(
         "users": opts.users,
         "signed_in": signed_in,
         "level": opts.level,
+        "preset": opts.preset,
         "duration": opts.duration,
         "ramp": opts.ramp,
         "lync_peak_sign_ins_per_s": LYNC_SIGN_INS_PER_S,
@@ -213,6 +234,7 @@ async def drive(
         "thresholds": asdict(opts.thresholds),
         "min_window": opts.min_window,
         "contact_lists_kept": kept,
+        "provisioning": provisioning,
     }
     if pool is not None:
         config["pool"] = pool

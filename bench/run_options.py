@@ -25,6 +25,10 @@ class RunOptions:
     duration: float = 60.0
     ramp: float = 120.0  # sign-ins (users) per second
     speedup: float = 1.0
+    #: the model's, unless given (of the enabled users, those who sign in; their endpoints)
+    signed_in_fraction: float | None = None
+    endpoints_per_user: float | None = None
+    preset: str | None = None  # the --preset these options came from, for the report
     seed: int = 1
     workers: int = 1  # 0: auto (the cores the pool leaves free)
     metrics_port: int | None = None  # the driver's Prometheus endpoint (0: a free port)

@@ -188,7 +188,7 @@ class FabricActor:
                 await self._call(task.fe, "install", task.group, data.get(task.group, GroupData()))
         for change in changes:
             if isinstance(change, FrontEndChanged) and change.new is FrontEndState.DOWN:
-                await self._down(change.fe, died=change.fe in died)
+                await self._down(change.fe, died=change.fe in died, reason=change.reason)
         if any(isinstance(c, TableSwapped) for c in changes) or first_start:
             await self._push_table()
         recovered = [c for c in changes if isinstance(c, GroupRecovered)]
@@ -244,7 +244,7 @@ class FabricActor:
             )
         )
 
-    async def _down(self, fe_id: str, *, died: bool) -> None:
+    async def _down(self, fe_id: str, *, died: bool, reason: str = "") -> None:
         """``fe_id`` is down. Stopped by the operator (or self-healing off): retired. Crashed:
         left to Ray's restart (forced if it hangs), started again after ``restart_delay``,
         and the endpoints lost with it get their call detail records now."""
@@ -264,7 +264,9 @@ class FabricActor:
                 with contextlib.suppress(Exception):
                     ray.kill(handle, no_restart=False)
             self.restarting[fe_id] = (handle, self.clock.monotonic() + delay)
-            log.warning("%s crashed: Ray restarts it; it rejoins in %g s", fe_id, delay)
+            log.warning(
+                "%s crashed (%s): Ray restarts it; it rejoins in %g s", fe_id, reason, delay
+            )
         if crashed:  # its endpoints were lost with it, whether it comes back or not
             for time, record in lost_with(fe_id, self.opts.data_dir, noticed):
                 self.store.add_cdr(time, record)

@@ -51,6 +51,7 @@ TIERS = {
     "tests/bench/test_throttled.py": "fast",
     "tests/bench/test_report.py": "fast",
     "tests/bench/test_schedule.py": "fast",
+    "tests/bench/test_presets.py": "fast",
     "tests/bench/test_run_enterprise.py": "fast",
     "tests/bench/test_run.py": "process",
     "tests/bench/test_lifeline.py": "process",

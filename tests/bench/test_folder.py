@@ -4,8 +4,11 @@ last line cut short) still rebuilds into a report of what it measured."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
+import psutil  # type: ignore[import-untyped]
 import pytest
 
 from bench import memory
@@ -161,3 +164,28 @@ def test_a_rebuild_says_which_parts_a_folder_lacks(tmp_path: Path) -> None:
     from bench.report_files import text
 
     assert "not in this report: driver health" in text(r)
+
+
+def test_the_whole_pool_is_its_processes_proportional_set_not_the_driver_workers() -> None:
+    me = psutil.Process()
+    assert memory.pool_pss(me) is None or me.children()  # nothing started: no figure
+    sleep = [sys.executable, "-c", "import time; print('up', flush=True); time.sleep(60)"]
+    pool = subprocess.Popen(sleep, stdout=subprocess.PIPE, text=True)
+    worker = subprocess.Popen([*sleep, memory.DRIVER_WORKER], stdout=subprocess.PIPE, text=True)
+    try:
+        for p in (pool, worker):
+            assert p.stdout is not None
+            assert p.stdout.readline() == "up\n"  # started: its memory is what it will be
+        only_pool = psutil.Process(pool.pid).memory_full_info().pss
+        assert memory.pool_pss(me) == pytest.approx(only_pool, rel=0.2)
+    finally:
+        for p in (pool, worker):
+            p.kill()
+            p.communicate()
+    samples = [
+        {"t": 0.0, "driver": 1, "front_ends": {}, "machine": 300 * memory.MIB},
+        {"t": 10.0, "driver": 1, "front_ends": {}, "machine": 200 * memory.MIB},
+    ]
+    mem = memory.section(samples, warm_up_s=0.0)
+    assert mem["growth"]["machine"] == {"max_mib": 300.0, "last_mib": 200.0}
+    assert "max 300 MiB, last 200 MiB" in memory.text(mem)[-1]

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from bench import report_files
 from bench.pool_process import start_standard
 from bench.run import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, exit_code, main, run
 from bench.run_options import RunOptions, pool_settings
@@ -115,6 +116,12 @@ async def test_a_running_pool_can_be_driven_again_with_another_seed(tmp_path: Pa
     assert [r["config"]["transport"] for r in results] == ["session", "unary", "session"]
     assert results[0]["config"]["contact_lists_kept"] == 0
     assert results[1]["config"]["contact_lists_kept"] == 0  # the same lists again
+    took = results[2]["config"]["provisioning"]
+    assert took["users"] == 50
+    assert took["contact_entries"] > 0
+    assert took["users_seconds"] > 0
+    assert took["contacts_seconds"] > 0
+    assert "provisioned 50 users in" in report_files.text(results[2])
 
 
 @pytest.mark.usefixtures("ray_cluster")
