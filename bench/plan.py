@@ -55,6 +55,7 @@ from bench.plan_points import (
 )
 from bench.workers import workers_option
 from pool.durations import parse_duration
+from pool.serve_options import add_throttling_arguments, throttling
 
 __all__ = [  # the command, and what it is made of, for one import
     "DRIVER",
@@ -172,6 +173,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=1, help="the schedules' seed")
     parser.add_argument("--out", type=Path, help="plan folder (default reports/plan-<time>)")
+    add_throttling_arguments(parser)  # of the pools the plan's runs start, as `poolsim run`
 
 
 def _check(args: argparse.Namespace) -> str | None:
@@ -234,6 +236,7 @@ def measure(args: argparse.Namespace, out: Path) -> tuple[list[Point], str]:
             thresholds=thresholds,
             out=folder,
             progress=False,
+            throttling=throttling(args),
         )
         try:
             result = asyncio.run(run(opts))

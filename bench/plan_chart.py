@@ -44,8 +44,18 @@ def plan_chart(doc: dict[str, Any]) -> Chart | None:
         yaxis="y2",
         hovertemplate="%{x:,.0f} users per FE: p99 %{y:.1f} ms<extra></extra>",
     )
+    throttled = [p.get("throttled", 0) / (p.get("window_s") or p["duration"]) for p in points]
+    if any(throttled):  # Lync's own defence past the knee: "server too busy" answers
+        fig.add_bar(
+            x=per_fe,
+            y=throttled,
+            name="throttled ('server too busy' / s)",
+            marker={"color": COLORS[1], "opacity": 0.5},
+            width=[max(per_fe) * 0.03] * len(per_fe),
+            hovertemplate="%{x:,.0f} users per FE: %{y:,.1f} throttled / s<extra></extra>",
+        )
     fit = doc.get("fit")
-    shown = [p["throughput"] for p in points]  # what the throughput axis must hold
+    shown = [p["throughput"] for p in points] + throttled  # what the throughput axis holds
     if fit:
         top = max(per_fe) * 1.3
         xs = [top * i / 100 for i in range(1, 101)]
@@ -76,21 +86,31 @@ def plan_chart(doc: dict[str, Any]) -> Chart | None:
             )
     figure = doc.get("users_per_fe") or {}
     answer = figure.get("largest_passing")
+    lync = doc.get("lync_users_per_fe", 6660)
+    # each label on the side of its line away from the other's, so they never overlap
+    answer_side, lync_side = (
+        ("top right", "top left")
+        if answer and answer > lync
+        else (
+            "top left",
+            "top right",
+        )
+    )
     if answer and figure.get("capacity_figure"):  # the same figure the text gives, or none
         bound = "at least " if figure.get("lower_bound") else ""
         fig.add_vline(
             x=answer,
             line_color=COLORS[2],
             annotation_text=f"answer: {bound}{answer:,.0f} per FE",
-            annotation_position="top left",
+            annotation_position=answer_side,
             annotation_font_size=11,
         )
     fig.add_vline(
-        x=doc.get("lync_users_per_fe", 6660),
+        x=lync,
         line_dash="dot",
         line_color="#555",
         annotation_text="Lync 6,660 per FE",
-        annotation_position="top right",
+        annotation_position=lync_side,
         annotation_font_size=11,
     )
     target = (doc.get("options") or {}).get("p99_target_ms")

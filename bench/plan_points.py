@@ -47,6 +47,7 @@ class Point:
     limit: str = ""  # in words
     note: str = ""  # what else the run showed (the clients' p99 was the machine's, say)
     driver_saturated: bool = False  # it delivered less than the load asked: kept out of the fit
+    throttled: int = 0  # calls the pool answered "server too busy" in the window
 
     @property
     def effective_users(self) -> float:
@@ -231,6 +232,9 @@ def point_from_report(
         limit=limit if not passed else "",
         note=note,
         driver_saturated=bool(result.get("driver", {}).get("saturated")),
+        throttled=sum(
+            int(o.get("window", {}).get("codes", {}).get(THROTTLED, 0)) for o in ops.values()
+        ),
     )
 
 

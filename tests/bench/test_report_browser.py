@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from bench import charts, memory, plan, report, report_files
+from bench.plan_chart import plan_chart
 from bench.probe import FrontEndSeries
 from bench.server_latency import Buckets
 from bench.stats import Phase, Recorder
@@ -175,12 +176,19 @@ def test_the_plan_chart_is_drawn(tmp_path: Path) -> None:
                 passed=ok,
                 speedup=20.0,
                 limit_kind=plan.NONE if ok else plan.POOL,
+                throttled=0 if ok else 900,  # past the knee the pool throttles
+                window_s=30.0,
             )
         )
     findings = plan.analyse(points, "bisected")
     doc = plan.plan_document(
         __import__("argparse").Namespace(p99_target_ms=100.0), points, findings, None, None
     )
+    chart = plan_chart(doc)
+    assert chart is not None
+    bars = [t for t in chart.figure.data if t.type == "bar"]
+    assert [b.name for b in bars] == ["throttled ('server too busy' / s)"]
+    assert list(bars[0].y) == [0.0, 0.0, 0.0, 30.0]
     out = tmp_path / "plan.html"
     out.write_text(plan.plan_html(doc, "summary"))
     assert rendered(dump_dom(out)) == {"plan"}
