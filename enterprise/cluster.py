@@ -12,6 +12,13 @@ with ``RAY_AUTH_MODE`` unset. Ray's driver presents the token only when joining 
 with an explicit address it connects without one and is refused ("InvalidAuthToken"). Here
 both present it, as `ray start --head` decides: ``RAY_AUTH_MODE`` when set, else token mode
 whenever a token is at hand. A cluster without authentication ignores the token.
+
+Priority: Ray runs its workers at niceness 15 by default (``RAY_worker_niceness``), below the
+driver. A pool's front ends are its servers: on a busy machine they would lose the processor
+to the load driver and to anything else at normal priority, as a Standard server (a plain
+process) does not. A local instance started here runs its workers at this process's own
+niceness; a cluster made with `ray start` keeps its own setting (start it with
+``RAY_worker_niceness=0`` in its environment for the same).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from pool import logs
 log = logging.getLogger("poolsim.ray")
 
 AUTH_MODE = "RAY_AUTH_MODE"
+NICENESS = "RAY_worker_niceness"
 TOKEN_HINT = (
     "a cluster with token authentication (Ray turns it on when ~/.ray/auth_token exists) needs "
     "its token here: copy the head's ~/.ray/auth_token, or set RAY_AUTH_TOKEN or "
@@ -50,6 +58,8 @@ def connect(
         return
     address = ray_address or os.environ.get("RAY_ADDRESS") or "local"
     token = address != "local" and use_cluster_token()
+    if address == "local":  # the raylet started now reads it: front ends at our priority
+        os.environ.setdefault(NICENESS, "0")  # an increment on our own niceness
     try:
         ray.init(
             address=address,

@@ -15,6 +15,7 @@ Every test gets exactly one tier marker (``pytest -m fast``, ``-m grpc``, ``-m p
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,6 +58,7 @@ TIERS = {
     "tests/bench/test_lifeline.py": "process",
     "tests/bench/test_interrupt_workers.py": "ray",
     "tests/test_process.py": "process",
+    "tests/test_ray_priority.py": "process",
     "tests/test_codegen.py": "process",
     "tests/test_sqlite_store.py": "process",
 }
@@ -193,6 +195,9 @@ def ray_cluster() -> Iterator[Any]:
     import ray
     from ray.cluster_utils import Cluster
 
+    from enterprise.cluster import NICENESS
+
+    os.environ.setdefault(NICENESS, "0")  # front ends at the tests' priority, as poolsim's own
     cluster = Cluster(
         initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False}
     )

@@ -1,0 +1,44 @@
+"""A local Ray instance started for a pool runs its workers (the front ends) at the priority
+of the process that started it, not at Ray's default niceness of 15 below it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+PROBE = """
+import os
+import ray
+from enterprise.cluster import connect
+
+connect(None, forward_logs=False)
+
+@ray.remote(num_cpus=0)
+def niceness() -> int:
+    return os.nice(0)
+
+print("driver", os.nice(0), "worker", ray.get(niceness.remote(), timeout=120), flush=True)
+ray.shutdown()
+"""
+
+
+def test_a_local_instances_workers_run_at_the_starting_processs_priority() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        preexec_fn=lambda: os.nice(3),  # not 0: the default would be 15 either way
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("driver"))
+    driver, worker = int(line.split()[1]), int(line.split()[3])
+    assert worker == driver >= 3
