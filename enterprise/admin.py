@@ -3,6 +3,7 @@ except bulk contacts, which every owner's home checks and then writes."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 
 from enterprise.routing import Routing
@@ -68,9 +69,12 @@ async def provision_contacts(
         if not home:
             raise Unavailable(table.reasons[owner.routing_group])
         parts.setdefault(home, []).append(entry)
-    for home, part in parts.items():
-        await transport.front_end(home, "check_contacts", part)
-    written = 0
-    for home, part in parts.items():
-        written += await transport.front_end(home, "provision_contacts", part)
-    return written
+    # the homes check their parts at once, then write them at once (each waits for its
+    # secondaries): one round trip each way, not one per home
+    await asyncio.gather(
+        *(transport.front_end(home, "check_contacts", part) for home, part in parts.items())
+    )
+    written = await asyncio.gather(
+        *(transport.front_end(home, "provision_contacts", part) for home, part in parts.items())
+    )
+    return sum(written)

@@ -9,6 +9,7 @@ import pytest
 from pool import errors
 from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool.client import AdminClient
+from tests.conftest import uri
 
 
 @pytest.mark.one_transport
@@ -52,3 +53,24 @@ async def test_admin_calls_need_the_admin_token(pool: Any) -> None:
         await AdminClient(pool.client.channel(), "").status()
     with pytest.raises(errors.Unauthenticated):
         await AdminClient(pool.client.channel(), "x" * 40).call_detail_records()
+
+
+@pytest.mark.one_transport
+async def test_bulk_contacts_reach_every_owners_home_or_none_do(pool: Any) -> None:
+    """Owners homed on different front ends get their lists in one call; one bad entry
+    anywhere refuses the whole call before anything is written."""
+    admin = AdminClient(pool.client.channel(), pool.admin_token)
+    owners = [uri(i) for i in range(8)]  # spread over the pool's front ends
+    entries = [(o, uri(9), 400, "Friends") for o in owners]
+    assert await admin.provision_contacts(entries) == len(owners)
+    for i in range(8):
+        me = await pool.sign_in(i)
+        assert [c.user_uri for c in await me.list_contacts()] == [uri(9)]
+    bad = [(o, uri(8), 400, "Friends") for o in owners[1:]] + [
+        (uri(0), "sip:nobody@x.com", 400, "")
+    ]
+    with pytest.raises(errors.NotFound, match="nobody"):
+        await admin.provision_contacts(bad)
+    for i in range(8):
+        me = await pool.sign_in(i)
+        assert [c.user_uri for c in await me.list_contacts()] == [uri(9)]  # nothing written
