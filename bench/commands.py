@@ -60,6 +60,7 @@ def _run(a: argparse.Namespace) -> int:
         min_window=a.min_window,
         edition=a.edition,
         front_ends=a.front_ends,
+        heartbeat_interval=a.heartbeat_interval,
         ray_address=a.ray_address,
         kill_at=a.kill_front_end_at,
         kill_front_end=a.kill_front_end,
@@ -176,6 +177,14 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     e = p.add_argument_group("enterprise edition")
     e.add_argument(
         "--front-ends", action=Given, type=int, default=3, help="front ends in the pool, 2..12"
+    )
+    e.add_argument(
+        "--heartbeat-interval",
+        action=Given,
+        type=parse_duration,
+        default="0.5s",
+        help="of the pool this run starts: between heartbeats, 3 missed mark a front end down; "
+        "longer on a machine with fewer cores than front ends (default %(default)s)",
     )
     e.add_argument(
         "--ray-address",

@@ -38,6 +38,9 @@ LARGEST_POOL = Preset(
     {
         "edition": "enterprise",
         "front_ends": 12,
+        # 12 front ends on a machine of a few cores: a 0.5 s heartbeat (1.5 s to be declared
+        # down) takes a front end starved for a moment for a dead one
+        "heartbeat_interval": 2.0,
         "users": 80_000,
         "signed_in_fraction": 1.0,
         "endpoints_per_user": 1.9,
@@ -95,7 +98,7 @@ def help_text() -> str:
     )
 
 
-DURATIONS = ("duration", "min_window")
+DURATIONS = ("duration", "min_window", "heartbeat_interval")
 
 
 def _shown(key: str, value: Any) -> str:

@@ -242,6 +242,8 @@ async def drive(
         config["driver_metrics_ports"] = (
             [opts.metrics_port + k for k in range(workers)] if opts.metrics_port else "free ports"
         )
+    if opts.edition == "enterprise" and pool is not None:
+        config["heartbeat_interval"] = opts.heartbeat_interval
     if addresses:
         config["front_ends"] = len(status.front_ends)
         config["addresses"] = list(addresses)
@@ -418,6 +420,7 @@ async def run_enterprise(opts: RunOptions, interrupts: Interrupts | None = None)
             front_ends=opts.front_ends,
             data_dir=Path(tmp),
             metrics_base_port=0,
+            heartbeat_interval=opts.heartbeat_interval,
             engine=EngineConfig(
                 password_iterations=opts.password_iterations,
                 limits=Limits(max_users_per_registrar=max(12_000, opts.users)),

@@ -37,6 +37,7 @@ class RunOptions:
     window_at: float | None = None  # open the window by then at the latest (tests)
     edition: str = "standard"
     front_ends: int = 3  # enterprise: front ends in the pool
+    heartbeat_interval: float = 0.5  # enterprise: of the pool this run starts
     ray_address: str | None = None  # enterprise: an existing Ray cluster; None: a local one
     kill_at: float | None = None  # enterprise: crash a front end this far into the run
     kill_front_end: str | None = None  # which; None: the most signed-in users (not fe1)
