@@ -256,6 +256,13 @@ def table(samples: Sequence[Sample], every_s: float) -> list[Sample]:
     return out
 
 
+def natural(name: str) -> tuple[str, int]:
+    """Sort key putting fe2 before fe10."""
+    stem = name.rstrip("0123456789")
+    digits = name[len(stem) :]
+    return stem, int(digits) if digits else -1
+
+
 def text(mem: Mapping[str, Any]) -> list[str]:
     """The memory section as a terminal reads it: a table, then the growth."""
     samples = mem["samples"]
@@ -263,7 +270,7 @@ def text(mem: Mapping[str, Any]) -> list[str]:
         return []
     end = samples[-1]["t"]
     every = 600.0 if end >= 1800 else max(10.0, round(end / 6, -1))
-    ids = sorted({fe for s in samples for fe in s.get("front_ends", {})})
+    ids = sorted({fe for s in samples for fe in s.get("front_ends", {})}, key=natural)
     head = f"{'t (s)':>8} {'driver MiB':>11} {'pool MiB':>9}" + "".join(
         f" {fe + ' MiB':>11}" for fe in ids
     )

@@ -306,7 +306,11 @@ def html_page(report: dict[str, Any]) -> str:
     )
     mem = ""
     if "memory" in report:
-        mem = "<h2>Memory</h2><pre>" + e("\n".join(memory.text(report["memory"]))) + "</pre>"
+        mem = (
+            '<h2>Memory</h2><pre class="table">'
+            + e("\n".join(memory.text(report["memory"])))
+            + "</pre>"
+        )
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>poolsim run report: {result}</title>
 {charts.head()}
@@ -316,6 +320,7 @@ td,th{{border:1px solid #ccc;padding:2px 8px;text-align:right}}
 td:first-child,th:first-child{{text-align:left}}th{{background:#f4f4f4}}
 .pass{{color:#2a2}}.fail{{color:#c22}}.inconclusive{{color:#c80}}.note,.reason{{color:#555}}
 section.chart{{margin:1.5em 0}}pre{{background:#f8f8f8;padding:0.5em;white-space:pre-wrap}}
+pre.table{{white-space:pre;overflow-x:auto}}
 table.checks td:nth-child(2){{text-align:left}}</style></head><body>
 <h1>poolsim run: <span class="{result.lower()}">{result}</span></h1>{reasons}
 <pre>{summary_lines}</pre>

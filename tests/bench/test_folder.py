@@ -189,3 +189,4 @@ def test_the_whole_pool_is_its_processes_proportional_set_not_the_driver_workers
     mem = memory.section(samples, warm_up_s=0.0)
     assert mem["growth"]["machine"] == {"max_mib": 300.0, "last_mib": 200.0}
     assert "max 300 MiB, last 200 MiB" in memory.text(mem)[-1]
+    assert sorted(["fe10", "fe2", "fe1"], key=memory.natural) == ["fe1", "fe2", "fe10"]
