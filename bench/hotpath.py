@@ -17,10 +17,11 @@ measured moments apart on this machine, and reports the ratio against its target
 
 ``enterprise`` (``bench.hotpath_enterprise``, ``bench.hotpath_link``) starts a pool of 3 front
 ends on Ray (the Ray cluster named by ``RAY_ADDRESS``, else a local instance that is stopped
-afterwards) and a Standard server in its own process. Besides its target row it reports figure
-rows, never judged: same-node delivery in the pool against the same Standard baseline, and the
-batched calls against bare Ray calls (both with a ratio, no target given); the mean items per
-Ray call between the pool's front ends (``poolsim_cross_node_batch_items``); and the fail-over
+afterwards) and a Standard server in its own process. Besides its two target rows (throughput,
+and processor per message of every process of each side) it reports figure rows, never judged:
+same-node delivery in the pool against the same Standard baseline, and the batched calls
+against bare Ray calls (both with a ratio, no target given); the mean items per batch between
+the pool's front ends (``poolsim_cross_node_batch_items``); and the fail-over
 time (a front end holding primaries is crashed; seconds until a user homed there has a
 successful call again).
 

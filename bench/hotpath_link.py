@@ -19,9 +19,11 @@ is ``n`` over the time until the last answer. No target is given for this compar
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from typing import Any, cast
 
+from bench.hotpath_common import Options, Row, latency_summary, make_comparison, median
 from enterprise.actors import Handle, RayTransport
 from enterprise.link import Links
 from enterprise.wire import Deliver, Message, Packed, Reply, pack
@@ -150,3 +152,32 @@ async def measure_link(n: int, warmup: int, concurrency: int, rounds: int) -> di
         ray.kill(sender)
         ray.kill(peer)
     return out
+
+
+def batched_calls_row(opts: Options, link: dict[str, Any]) -> Row:
+    """Batched calls through ``Link`` against a bare Ray call per message: a figure row."""
+    batched, bare = link["batched"], link["bare"]
+    calls = sum(r["ray_calls"] for r in batched["rounds"])
+    items = sum(r["items"] for r in batched["rounds"])
+    return make_comparison(
+        "enterprise/batched-calls",
+        "msg/s",
+        median([r["throughput"] for r in batched["rounds"]]),
+        median([r["throughput"] for r in bare["rounds"]]),
+        latency_us={
+            **latency_summary("poolsim", batched["latencies"]),
+            **latency_summary("baseline", bare["latencies"]),
+        },
+        details={
+            "batched_throughput_by_round": [r["throughput"] for r in batched["rounds"]],
+            "bare_throughput_by_round": [r["throughput"] for r in bare["rounds"]],
+            "messages_per_round": opts.ent_link_messages,
+            "in_flight": opts.ent_concurrency,
+            "batched_ray_calls": calls,
+            "batched_items": items,
+            "mean_batch_items": items / calls if calls else math.nan,
+            "max_batch_items": max(r["max_batch_items"] for r in batched["rounds"]),
+            "bare_ray_calls": sum(r["ray_calls"] for r in bare["rounds"]),
+            "peer_received": link["peer_received"],
+        },
+    )

@@ -124,9 +124,8 @@ class Link:
                 items, futures = self.items, self.futures
                 self.items, self.futures = [], []
                 try:
-                    replies = await asyncio.wait_for(
-                        links.transport.exchange(self.dst, links.src, items), LINK_TIMEOUT
-                    )
+                    async with asyncio.timeout(LINK_TIMEOUT):  # no task of its own per batch
+                        replies = await links.transport.exchange(self.dst, links.src, items)
                 except Exception as exc:  # the far front end died or hangs
                     error = Unavailable(
                         f"front end {self.dst} did not answer ({type(exc).__name__}): it may "
