@@ -11,7 +11,10 @@ message, per presence notification, and the client's per message.
 Sides, each with a fresh server process, rounds alternating:
 
 * ``session``: ``PoolClient(transport="session")``, one FrontEnd.Session stream per endpoint;
-* ``unary``: ``PoolClient(transport="unary")``, one RPC per call and an Events stream;
+  messages sent with ``Session.start`` (a future per call, no task), presence published with
+  the typed ``publish_presence``, events read with ``Session.events``;
+* ``unary``: ``PoolClient(transport="unary")``, one RPC per call (``start`` makes it a task)
+  and an Events stream;
 * ``bare``: ``bench.bare_session`` (parse each request, answer it, forward one event per
   recipient), driven through the same client stream class as ``session`` (futures per call).
 
@@ -128,8 +131,11 @@ async def _poolsim_side(address: str, transport: str, counts: _Counts) -> _Side:
 
     readers = [asyncio.get_running_loop().create_task(read(s)) for s in sessions]
 
-    async def send(pair: int, body: str) -> Any:
-        return await sessions[2 * pair].send_message(convs[pair], body)
+    def send(pair: int, body: str) -> Awaitable[Any]:  # a future per call, as bare's
+        request = pb.SendMessageRequest(
+            conversation_id=convs[pair], body=body, content_type="text/plain"
+        )
+        return sessions[2 * pair].start("SendMessage", request)
 
     async def publish(user: int, availability: int, note: str) -> Any:
         return await sessions[user].publish_presence(availability, note=note)

@@ -285,3 +285,66 @@ async def test_a_status_lost_by_grpc_core_leaves_the_waiting_calls_unanswered_no
     assert stream.done
     assert stream.spent
     assert stream.ended is None
+
+
+async def test_a_call_with_an_error_handler_gives_it_the_error_instead_of_the_future() -> None:
+    stream = CallStream(_Channel(_EndedByCore()), ())  # type: ignore[arg-type]
+    handled: list[tuple[asyncio.Future[Any], Exception]] = []
+    future = stream.call(
+        "ListContacts", pb.ListContactsRequest(), lambda f, e: handled.append((f, e))
+    )
+    await eventually(lambda: bool(handled), what="the handler was called")
+    assert handled[0][0] is future
+    assert isinstance(handled[0][1], Unanswered)
+    assert not future.done()  # the handler's to settle
+    late = stream.call(
+        "ListContacts", pb.ListContactsRequest(), lambda f, e: handled.append((f, e))
+    )
+    assert isinstance(handled[1][1], Unanswered)
+    assert handled[1][0] is late
+
+
+async def test_start_answers_as_call_does_over_either_transport(pool: StandardPool) -> None:
+    """``Session.start``: the same reply and errors as ``call``, a future begun at once."""
+    bob = await pool.sign_in(1)
+    for transport in ("session", "unary"):
+        client = PoolClient(pool.address, transport=transport)
+        try:
+            alice = await client.sign_in(uri(0), PASSWORD, "desktop")
+            conv = await alice.create_conversation([uri(1)])
+            await bob.accept(conv.conversation_id)
+            request = pb.SendMessageRequest(conversation_id=conv.conversation_id, body="hi")
+            replies = await asyncio.gather(*(alice.start("SendMessage", request) for _ in range(3)))
+            assert all(isinstance(r, pb.SendMessageResponse) for r in replies)
+            assert sorted(r.sequence for r in replies) == [1, 2, 3]  # type: ignore[attr-defined]
+            unknown = pb.SendMessageRequest(conversation_id="c-nope", body="x")
+            with pytest.raises(errors.NotFound) as by_call:
+                await alice.call("SendMessage", unknown)
+            with pytest.raises(errors.NotFound) as by_start:
+                await alice.start("SendMessage", unknown)
+            assert str(by_start.value) == str(by_call.value)
+            await alice.sign_out()
+            with pytest.raises(errors.Unauthenticated):
+                await alice.start("ListContacts", pb.ListContactsRequest())
+        finally:
+            await client.close()
+
+
+async def test_a_started_call_left_unanswered_goes_again_on_a_new_stream(
+    pool: StandardPool,
+) -> None:
+    client = PoolClient(pool.address, transport="session")
+    try:
+        alice = await client.sign_in(uri(0), PASSWORD, "desktop")
+        real = alice.stream
+        assert real is not None
+        ended = _EndedByCore()  # this stream ends with its status lost: the call was not run
+        alice.stream = CallStream(_Channel(ended), ())  # type: ignore[arg-type]
+        real.close()
+        reply = await asyncio.wait_for(alice.start("ListContacts", pb.ListContactsRequest()), WAIT)
+        assert isinstance(reply, pb.ListContactsResponse)
+        assert ended.written  # tried there first
+        assert alice.stream is not None
+        assert not alice.stream.spent
+    finally:
+        await client.close()

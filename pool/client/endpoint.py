@@ -12,7 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, TypeVar
+from functools import partial
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.protobuf.message import Message
@@ -32,6 +33,18 @@ T = TypeVar("T")
 Metadata = tuple[tuple[str, str], ...]
 #: SignedOut reasons after which ``Session.events`` signs in again (when reconnecting)
 RECONNECT_REASONS = frozenset({pb.END_REASON_HOME_SERVER_CHANGED})
+
+
+def _settle(answer: asyncio.Future[Message], retry: asyncio.Future[Message]) -> None:
+    """Give ``answer`` the outcome of ``retry`` (unless the caller cancelled it)."""
+    if answer.done():
+        return
+    if retry.cancelled():
+        answer.cancel()
+    elif (error := retry.exception()) is not None:
+        answer.set_exception(error)
+    else:
+        answer.set_result(retry.result())
 
 
 class Session:
@@ -139,26 +152,61 @@ class Session:
         """One call with this session's token; on Unavailable or Redirect, sign in again (once
         for concurrent failures) and retry the call once."""
         generation = self._generation
+        stream = self.stream
+        if stream is not None and not stream.spent:  # the hot path: one await, no layer
+            try:
+                answer = await stream.call(method, request)
+            except PoolError as error:
+                answer = await self._after(generation, method, request, error)
+        else:
+            answer = await self._after(generation, method, request, None)
+        assert isinstance(answer, reply_type)
+        return answer
+
+    async def _after(
+        self, generation: int, method: str, request: Message, error: BaseException | None
+    ) -> Message:
+        """The rest of ``_invoke`` once its stream's call failed with ``error`` (None: no
+        stream to try): a call not run goes again on a new stream; Unavailable or Redirect
+        signs in again and retries."""
         try:
-            stream = self.stream
-            if stream is not None and not stream.spent:  # the hot path: one await, no layer
-                try:
-                    answer = await stream.call(method, request)
-                except Unanswered:  # not run: the stream was ending (``_send`` opens another)
-                    answer = await self._send(method, reply_type, request)
-                assert isinstance(answer, reply_type)
-                return answer
-            return await self._send(method, reply_type, request)
-        except PoolError as error:
-            if not await self._recover(generation, error, None):
+            if error is None or isinstance(error, Unanswered):
+                return await self._send(method, Message, request)
+            raise error
+        except PoolError as failed:
+            if not await self._recover(generation, failed, None):
                 raise
-        return await self._send(method, reply_type, request)
+        return await self._send(method, Message, request)
 
     async def call(self, method: str, request: Message) -> Message:
         """Any FrontEnd call by its method name (``"GetPresence"``), answered with its raw
         response message, unconverted: for a caller that does not read the values (a load
         driver). The same transport, errors and reconnection as the typed methods."""
         return await self._invoke(method, Message, request)
+
+    def start(self, method: str, request: Message) -> asyncio.Future[Message]:
+        """``call``, begun now, its answer a future: on a Session stream no task nor coroutine
+        per call, for a caller with many calls in flight. The same errors and reconnection
+        (a call that fails in a way ``call`` would retry is retried in a task of its own).
+        Cancelling the future abandons the call (the server may still run it, as with a
+        cancelled ``call``)."""
+        stream = self.stream
+        if stream is None or stream.spent:
+            return asyncio.ensure_future(self._invoke(method, Message, request))
+        return stream.call(method, request, partial(self._retry, self._generation, method, request))
+
+    def _retry(
+        self,
+        generation: int,
+        method: str,
+        request: Message,
+        answer: asyncio.Future[Any],
+        error: PoolError,
+    ) -> None:
+        """A call of ``start`` failed with ``error``: the rest of ``_invoke``, in a task, its
+        outcome given to ``answer``."""
+        retry = asyncio.ensure_future(self._after(generation, method, request, error))
+        retry.add_done_callback(partial(_settle, answer))
 
     async def sign_out(self) -> None:
         """End this endpoint; the session no longer reconnects by itself."""

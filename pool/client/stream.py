@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -63,6 +63,17 @@ def _lost_status(exc: grpc.aio.AioRpcError) -> bool:
     return exc.code() == grpc.StatusCode.INTERNAL and exc.details() == _CORE_LOST_STATUS
 
 
+#: takes a call's future and its error instead of the future taking the error
+ErrorHandler = Callable[[asyncio.Future[Any], PoolError], None]
+
+
+def _fail(future: asyncio.Future[Any], error: PoolError, handler: ErrorHandler | None) -> None:
+    if handler is None:
+        future.set_exception(error)
+    else:
+        handler(future, error)
+
+
 class CallStream:
     def __init__(
         self,
@@ -77,6 +88,8 @@ class CallStream:
         )
         self._call: Any = rpc(metadata=metadata)  # type: ignore[call-arg]  # written to
         self._futures: dict[int, asyncio.Future[Any]] = {}
+        #: the calls whose failure goes to a handler instead of their future, by id
+        self._on_error: dict[int, ErrorHandler] = {}
         self._next = 0
         self._outbox: list[bytes] = []
         self._wake: asyncio.Future[None] | None = None
@@ -89,21 +102,27 @@ class CallStream:
         #: takes no more calls: it ended, or it is ending (after its endpoint's SignOut)
         self.spent = False
         #: the loop, kept: asking asyncio for the running loop costs a system call per ask
-        self._loop = loop = asyncio.get_running_loop()
+        self.loop = loop = asyncio.get_running_loop()
         self._writer = loop.create_task(self._write())
         self._reader = loop.create_task(self._read())
 
-    def call(self, method: str, request: Message) -> asyncio.Future[Any]:
-        """Send one call; the future gets the reply's response message (or its error)."""
-        future: asyncio.Future[Any] = self._loop.create_future()
+    def call(
+        self, method: str, request: Message, on_error: ErrorHandler | None = None
+    ) -> asyncio.Future[Any]:
+        """Send one call; the future gets the reply's response message, or its error (given
+        instead, with the future, to ``on_error`` when there is one)."""
+        future: asyncio.Future[Any] = self.loop.create_future()
         if self.spent:
-            future.set_exception(
-                self.ended or Unanswered(grpc.StatusCode.CANCELLED, "the session stream is ending")
+            ended = self.ended or Unanswered(
+                grpc.StatusCode.CANCELLED, "the session stream is ending"
             )
+            _fail(future, ended, on_error)
             return future
         self._next += 1
         call_id = self._next
         self._futures[call_id] = future
+        if on_error is not None:
+            self._on_error[call_id] = on_error
         body = request.SerializeToString()
         item = b"\x08" + varint(call_id) + _CALL_TAG[method] + varint(len(body)) + body
         self._outbox.append(_CALLS_TAG + varint(len(item)) + item)
@@ -117,7 +136,7 @@ class CallStream:
         with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError, Exception):
             while True:
                 if not self._outbox:
-                    self._wake = self._loop.create_future()
+                    self._wake = self.loop.create_future()
                     await self._wake
                     self._wake = None
                 batch, self._outbox = self._outbox, []
@@ -126,14 +145,15 @@ class CallStream:
     async def _read(self) -> None:
         ended: PoolError | None = None
         try:
-            futures = self._futures
+            futures, on_error = self._futures, self._on_error
             async for response in self._call:
                 for reply in response.replies:
                     future = futures.pop(reply.id, None)
+                    handler = on_error.pop(reply.id, None) if on_error else None
                     if future is None or future.done():
                         continue
                     if reply.HasField("error"):
-                        future.set_exception(error_of_reply(reply.error))
+                        _fail(future, error_of_reply(reply.error), handler)
                     else:
                         field = reply.WhichOneof("response")
                         future.set_result(getattr(reply, field) if field else None)
@@ -154,10 +174,11 @@ class CallStream:
         failure = ended or Unanswered(
             grpc.StatusCode.CANCELLED, "the session stream ended before the call was run"
         )
-        for future in self._futures.values():
+        for call_id, future in self._futures.items():
             if not future.done():
-                future.set_exception(failure)
+                _fail(future, failure, self._on_error.get(call_id))
         self._futures.clear()
+        self._on_error.clear()
         self._notify()
 
     def _notify(self) -> None:
@@ -174,7 +195,7 @@ class CallStream:
                 if self.ended is not None:
                     raise self.ended
                 return
-            self._event_waiter = self._loop.create_future()
+            self._event_waiter = self.loop.create_future()
             try:
                 await self._event_waiter
             finally:
