@@ -230,7 +230,10 @@ class Immcu:
             raise PermissionDenied(f"{ep.uri} has no pending invitation to conversation {conv.id}")
         self._refuse(conv, ep.user, 603, "declined")
 
-    def send(self, ep: Endpoint, conversation_id: str, message: ChatMessage) -> MessageReceived:
+    def send(
+        self, ep: Endpoint, conversation_id: str, message: ChatMessage, mono: float | None = None
+    ) -> MessageReceived:
+        """Route ``message`` from ``ep`` (at monotonic ``mono``, or now) to the conversation."""
         conv = self.conversations.get(conversation_id)
         part = None if conv is None else conv.participants.get(ep.user.id)
         if conv is None or part is None or part.endpoint is not ep:
@@ -245,7 +248,7 @@ class Immcu:
                 f"{conv.session_to.uri} has not accepted yet and {len(conv.buffer)} messages are "
                 "waiting: wait for the invitation to be accepted"
             )
-        return self._post(conv, part, message)
+        return self._post(conv, part, message, mono)
 
     def set_typing(self, ep: Endpoint, conversation_id: str, typing: bool) -> None:
         conv, _ = self._participant(ep, conversation_id)
@@ -359,10 +362,13 @@ class Immcu:
         )
         self._record(ConferenceMessageCountRecord(conv.conference_uri, uri, part.messages))
 
-    def _post(self, conv: Conversation, part: Participant, message: ChatMessage) -> MessageReceived:
+    def _post(
+        self, conv: Conversation, part: Participant, message: ChatMessage, mono: float | None = None
+    ) -> MessageReceived:
         # the routing path: every message of every conversation, so names are read once
         clock = self._clock
-        mono = clock.monotonic()
+        if mono is None:
+            mono = clock.monotonic()
         seq = conv.sequence = conv.sequence + 1
         cid = conv.id
         sender = part.endpoint
@@ -386,13 +392,19 @@ class Immcu:
             counts = conv.session_counts
             uid = sender.user.id
             counts[uid] = counts.get(uid, 0) + 1
-        deliver = self._deliver
-        delivered = 0
+        # The fan-out pushes straight to the recipients' queues with the clock read once,
+        # as ``Engine.deliver`` does one at a time (a stand-in's queue forwards the event).
+        delivered = dropped = 0
         for other in conv.participants.values():
-            if other.endpoint is not sender:
-                deliver(other.endpoint, msg)
+            ep = other.endpoint
+            if ep is not sender:
+                queue = ep.queue
+                if not queue.push(msg, mono) and not queue.closed:
+                    dropped += 1
                 delivered += 1
         obs = self._obs
+        if dropped:
+            obs.events_dropped(dropped)
         obs.message_sent(delivered)
         obs.routed(clock.monotonic() - mono)
         return msg

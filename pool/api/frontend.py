@@ -94,7 +94,9 @@ def _endpoint_call(name: str) -> Any:
 
 
 class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
-    RAW_RESPONSES = ("Session",)  # written as bytes built by ``pool.api.session``
+    # written as bytes: Events' serialized once per event for all its readers (a fan-out),
+    # Session's built by ``pool.api.session``
+    RAW_RESPONSES = ("Events", "Session")
 
     def __init__(
         self,
@@ -140,17 +142,18 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
         that stopped reading is awaited here, where dropping that reader can end the call."""
         feed = Feed(self.engine, self._endpoint(context))
         ep, queue = feed.ep, feed.queue
-        write, shared_event, drain = context.write, convert.shared_event, self.engine.drain
+        write, wire, drain = context.write, convert.shared_event_bytes, self.engine.drain
         metrics = self.metrics
         try:
             while feed.attached:
                 batch = drain(ep, STREAM_BATCH)
                 if batch:
                     for item in batch:
-                        await write(shared_event(item))
+                        await write(wire(item))  # serialized once for all its readers
                     if metrics is not None:
                         metrics.rpc_stream_sent("Events", len(batch))
-                    continue
+                    if len(queue) or not feed.attached:
+                        continue  # more arrived while writing (or a newer stream took over)
                 if queue.closed:
                     return
                 await feed.sleep()
