@@ -80,9 +80,7 @@ class Engine:
             directory = Directory(config.routing_groups, config.password_iterations)
         self.directory = directory
         self.registrar = Registrar()
-        self.presence = PresenceService(
-            config, self.directory, store, clock, self.timers, self.deliver, observer
-        )
+        self.presence = PresenceService(config, self.directory, store, clock, self.timers, observer)
         self.immcu = Immcu(
             config, clock, self.timers, self.deliver, self.record, observer, rosters=store
         )
