@@ -152,11 +152,11 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
                         await write(wire(item))  # serialized once for all its readers
                     if metrics is not None:
                         metrics.rpc_stream_sent("Events", len(batch))
-                    if len(queue) or not feed.attached:
-                        continue  # more arrived while writing (or a newer stream took over)
-                if queue.closed:
+                    if len(batch) == STREAM_BATCH:
+                        continue  # there may be more than one batch held
+                elif queue.closed:
                     return
-                await feed.sleep()
+                await feed.sleep()  # at once if anything happened while it wrote
         except asyncio.CancelledError:
             if not queue.hard_close:
                 raise  # the client went away
