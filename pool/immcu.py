@@ -405,8 +405,7 @@ class Immcu:
         obs = self._obs
         if dropped:
             obs.events_dropped(dropped)
-        obs.message_sent(delivered)
-        obs.routed(clock.monotonic() - mono)
+        obs.message_routed(delivered, clock.monotonic() - mono)
         return msg
 
     def _start_conference(self, conv: Conversation, now: float) -> None:
