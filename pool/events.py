@@ -222,27 +222,12 @@ class EventQueue:
             self.waker()
         return True
 
-    def take_all(self, limit: int) -> list[Event] | None:
-        """Everything queued, if that is at most ``limit`` events and none was dropped among
-        them (the usual case, which needs no clock); None otherwise (use ``drain``)."""
-        items = self._items
-        n = len(items)
-        if self._marks or n > limit:
-            return None
-        self.pending_since = None
-        if n == 1:  # most often one event: cheaper than copying the deque
-            return [items.popleft()]  # type: ignore[list-item]  # no markers among them
-        out: list[Event] = list(items)  # type: ignore[arg-type]  # no markers among them
-        items.clear()
-        return out
-
     def drain(self, limit: int, mono: float) -> list[Event]:
-        """Take up to ``limit`` events, oldest first."""
-        out = self.take_all(limit)
-        if out is not None:
-            return out
+        """Take up to ``limit`` events, oldest first (a count of those dropped where they
+        were). ``Engine.drain`` takes the usual case itself, with no clock: nothing dropped
+        among at most ``limit`` events."""
         items = self._items
-        out = []
+        out: list[Event] = []
         while items and len(out) < limit:
             item = items.popleft()
             if isinstance(item, _Dropped):
