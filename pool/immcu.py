@@ -239,7 +239,7 @@ class Immcu:
         if conv is None or part is None or part.endpoint is not ep:
             conv, part = self._participant(ep, conversation_id)  # raises the reason
         if (
-            not conv.is_conference
+            not conv.conference_uri  # not ``is_conference``: a property call on every message
             and conv.session_to is not None
             and conv.response_code == 0
             and len(conv.buffer) >= self._config.immcu_buffer_messages
@@ -373,12 +373,18 @@ class Immcu:
         cid = conv.id
         sender = part.endpoint
         msg = MessageReceived(
-            cid, sender.uri, seq, f"{cid}:{seq}", message.body, message.content_type, clock.now()
+            cid,
+            sender.user.uri,  # not ``sender.uri``: a property call on every message
+            seq,
+            f"{cid}:{seq}",
+            message.body,
+            message.content_type,
+            clock.now(),
         )
         first = conv.first_message_mono
         if first is None:
             first = conv.first_message_mono = mono
-        conference = conv.is_conference
+        conference = bool(conv.conference_uri)  # ``is_conference`` without a property call
         buffer = conv.buffer
         if mono - first <= self._config.timers.immcu_buffer_window or (
             conv.pending and not conference
