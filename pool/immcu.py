@@ -29,22 +29,11 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from pool.cdr import (
-    CdrRecord,
-    ConferenceJoinRecord,
-    ConferenceMessageCountRecord,
-    ConferenceRecord,
-)
+from pool.cdr import CdrRecord, ConferenceJoinRecord, ConferenceMessageCountRecord, ConferenceRecord
 from pool.clock import Clock
 from pool.config import EngineConfig
 from pool.conversation import REJOIN_REASONS as REJOIN_REASONS
-from pool.conversation import (
-    Conversation,
-    Participant,
-    PendingInvite,
-    check_reach,
-    session_record,
-)
+from pool.conversation import Conversation, Participant, PendingInvite, check_reach, session_record
 from pool.conversation import check_message as check_message
 from pool.conversation import group_of as group_of
 from pool.directory import User
@@ -233,7 +222,6 @@ class Immcu:
     def send(
         self, ep: Endpoint, conversation_id: str, message: ChatMessage, mono: float | None = None
     ) -> MessageReceived:
-        """Route ``message`` from ``ep`` (at monotonic ``mono``, or now) to the conversation."""
         conv = self.conversations.get(conversation_id)
         part = None if conv is None else conv.participants.get(ep.user.id)
         if conv is None or part is None or part.endpoint is not ep:
@@ -367,19 +355,13 @@ class Immcu:
     ) -> MessageReceived:
         # the routing path: every message of every conversation, so names are read once
         clock = self._clock
-        if mono is None:
-            mono = clock.monotonic()
+        mono = clock.monotonic() if mono is None else mono
         seq = conv.sequence = conv.sequence + 1
         cid = conv.id
         sender = part.endpoint
+        now = clock.now()  # (below: ``sender.user.uri``, not the property ``sender.uri``)
         msg = MessageReceived(
-            cid,
-            sender.user.uri,  # not ``sender.uri``: a property call on every message
-            seq,
-            f"{cid}:{seq}",
-            message.body,
-            message.content_type,
-            clock.now(),
+            cid, sender.user.uri, seq, f"{cid}:{seq}", message.body, message.content_type, now
         )
         first = conv.first_message_mono
         if first is None:
@@ -398,8 +380,7 @@ class Immcu:
             counts = conv.session_counts
             uid = sender.user.id
             counts[uid] = counts.get(uid, 0) + 1
-        # The fan-out pushes straight to the recipients' queues with the clock read once,
-        # as ``Engine.deliver`` does one at a time (a stand-in's queue forwards the event).
+        # straight to the recipients' queues, as ``Engine.deliver`` pushes one at a time
         delivered = dropped = 0
         for other in conv.participants.values():
             ep = other.endpoint
