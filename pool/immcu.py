@@ -29,22 +29,11 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from pool.cdr import (
-    CdrRecord,
-    ConferenceJoinRecord,
-    ConferenceMessageCountRecord,
-    ConferenceRecord,
-)
+from pool.cdr import CdrRecord, ConferenceJoinRecord, ConferenceMessageCountRecord, ConferenceRecord
 from pool.clock import Clock
 from pool.config import EngineConfig
 from pool.conversation import REJOIN_REASONS as REJOIN_REASONS
-from pool.conversation import (
-    Conversation,
-    Participant,
-    PendingInvite,
-    check_reach,
-    session_record,
-)
+from pool.conversation import Conversation, Participant, PendingInvite, check_reach, session_record
 from pool.conversation import check_message as check_message
 from pool.conversation import group_of as group_of
 from pool.directory import User
@@ -230,13 +219,15 @@ class Immcu:
             raise PermissionDenied(f"{ep.uri} has no pending invitation to conversation {conv.id}")
         self._refuse(conv, ep.user, 603, "declined")
 
-    def send(self, ep: Endpoint, conversation_id: str, message: ChatMessage) -> MessageReceived:
+    def send(
+        self, ep: Endpoint, conversation_id: str, message: ChatMessage, mono: float | None = None
+    ) -> MessageReceived:
         conv = self.conversations.get(conversation_id)
         part = None if conv is None else conv.participants.get(ep.user.id)
         if conv is None or part is None or part.endpoint is not ep:
             conv, part = self._participant(ep, conversation_id)  # raises the reason
         if (
-            not conv.is_conference
+            not conv.conference_uri  # not ``is_conference``: a property call on every message
             and conv.session_to is not None
             and conv.response_code == 0
             and len(conv.buffer) >= self._config.immcu_buffer_messages
@@ -245,7 +236,7 @@ class Immcu:
                 f"{conv.session_to.uri} has not accepted yet and {len(conv.buffer)} messages are "
                 "waiting: wait for the invitation to be accepted"
             )
-        return self._post(conv, part, message)
+        return self._post(conv, part, message, mono)
 
     def set_typing(self, ep: Endpoint, conversation_id: str, typing: bool) -> None:
         conv, _ = self._participant(ep, conversation_id)
@@ -359,20 +350,23 @@ class Immcu:
         )
         self._record(ConferenceMessageCountRecord(conv.conference_uri, uri, part.messages))
 
-    def _post(self, conv: Conversation, part: Participant, message: ChatMessage) -> MessageReceived:
+    def _post(
+        self, conv: Conversation, part: Participant, message: ChatMessage, mono: float | None = None
+    ) -> MessageReceived:
         # the routing path: every message of every conversation, so names are read once
         clock = self._clock
-        mono = clock.monotonic()
+        mono = clock.monotonic() if mono is None else mono
         seq = conv.sequence = conv.sequence + 1
         cid = conv.id
         sender = part.endpoint
+        now = clock.now()  # (below: ``sender.user.uri``, not the property ``sender.uri``)
         msg = MessageReceived(
-            cid, sender.uri, seq, f"{cid}:{seq}", message.body, message.content_type, clock.now()
+            cid, sender.user.uri, seq, f"{cid}:{seq}", message.body, message.content_type, now
         )
         first = conv.first_message_mono
         if first is None:
             first = conv.first_message_mono = mono
-        conference = conv.is_conference
+        conference = bool(conv.conference_uri)  # ``is_conference`` without a property call
         buffer = conv.buffer
         if mono - first <= self._config.timers.immcu_buffer_window or (
             conv.pending and not conference
@@ -386,15 +380,19 @@ class Immcu:
             counts = conv.session_counts
             uid = sender.user.id
             counts[uid] = counts.get(uid, 0) + 1
-        deliver = self._deliver
-        delivered = 0
+        # straight to the recipients' queues, as ``Engine.deliver`` pushes one at a time
+        delivered = dropped = 0
         for other in conv.participants.values():
-            if other.endpoint is not sender:
-                deliver(other.endpoint, msg)
+            ep = other.endpoint
+            if ep is not sender:
+                queue = ep.queue
+                if not queue.push(msg, mono) and not queue.closed:
+                    dropped += 1
                 delivered += 1
         obs = self._obs
-        obs.message_sent(delivered)
-        obs.routed(clock.monotonic() - mono)
+        if dropped:
+            obs.events_dropped(dropped)
+        obs.message_routed(delivered, clock.monotonic() - mono)
         return msg
 
     def _start_conference(self, conv: Conversation, now: float) -> None:

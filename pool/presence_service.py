@@ -7,7 +7,7 @@ change, however many watchers share that level).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -15,7 +15,7 @@ from pool.clock import Clock
 from pool.config import EngineConfig
 from pool.directory import Directory, User, contact_entry
 from pool.errors import InvalidArgument, NotFound, ResourceExhausted
-from pool.events import Event, PresenceChanged
+from pool.events import PresenceChanged
 from pool.observer import Observer
 from pool.presence import (
     CALENDAR_AVAILABILITIES,
@@ -84,7 +84,6 @@ class PresenceService:
         store: Store,
         clock: Clock,
         timers: TimerHeap,
-        deliver: Callable[[Endpoint, Event], None],
         observer: Observer,
     ) -> None:
         self._config = config
@@ -93,7 +92,6 @@ class PresenceService:
         self._store = store
         self._clock = clock
         self._timers = timers
-        self._deliver = deliver
         self._obs = observer
 
     # --- aggregation and fan-out ---
@@ -133,8 +131,9 @@ class PresenceService:
         if not watchers:
             return
         now = self._clock.now()
+        mono = self._clock.monotonic()  # read once for the whole fan-out
         events: dict[AccessLevel, PresenceChanged] = {}
-        sent = 0
+        sent = dropped = 0
         for w in watchers:
             level = user.level_for(w.user)
             if level is AccessLevel.BLOCKED and only is None:
@@ -143,8 +142,13 @@ class PresenceService:
             if event is None:
                 event = PresenceChanged(view(user.uri, user.current, level), now)
                 events[level] = event
-            self._deliver(w, event)
+            # straight to the watcher's queue, as ``Engine.deliver`` pushes one event
+            queue = w.queue
+            if not queue.push(event, mono) and not queue.closed:
+                dropped += 1
             sent += 1
+        if dropped:
+            self._obs.events_dropped(dropped)
         self._obs.presence_notified(sent)
 
     def view_for(self, watcher: User, user: User) -> PresenceView:

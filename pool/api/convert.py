@@ -124,36 +124,21 @@ def _message(m: events.ChatMessage | None) -> pb.Message | None:
     return pb.Message(body=m.body, content_type=m.content_type) if m else None
 
 
-_SHARED: OrderedDict[int, tuple[events.Event, pb.Event]] = OrderedDict()
 SHARED_CACHE = 4096
+_SHARED_BYTES: OrderedDict[int, tuple[events.Event, bytes]] = OrderedDict()
 
 
-def shared_event(e: events.Event) -> pb.Event:
-    """``event(e)``, converted once however many endpoints it was queued for.
+def shared_event_bytes(e: events.Event) -> bytes:
+    """``event(e)`` serialized, once however many streams it is written to.
 
     The engine queues one event object for every recipient of a fan-out (a presence change to
     80 watchers, a conference message); each stream asks for its wire form. The cache keeps
     the event itself, so its id cannot be reused while the entry lives.
     """
-    hit = _SHARED.get(id(e))
-    if hit is not None and hit[0] is e:
-        return hit[1]
-    msg = event(e)
-    _SHARED[id(e)] = (e, msg)
-    if len(_SHARED) > SHARED_CACHE:
-        _SHARED.popitem(last=False)
-    return msg
-
-
-_SHARED_BYTES: OrderedDict[int, tuple[events.Event, bytes]] = OrderedDict()
-
-
-def shared_event_bytes(e: events.Event) -> bytes:
-    """``event(e)`` serialized, once however many session streams it is written to."""
     hit = _SHARED_BYTES.get(id(e))
     if hit is not None and hit[0] is e:
         return hit[1]
-    data = shared_event(e).SerializeToString()
+    data = event(e).SerializeToString()
     _SHARED_BYTES[id(e)] = (e, data)
     if len(_SHARED_BYTES) > SHARED_CACHE:
         _SHARED_BYTES.popitem(last=False)

@@ -2,9 +2,10 @@
 
 A stream attaches by setting the queue's ``waker`` (an older stream of the endpoint sees it was
 replaced and ends); it sleeps on one future while it has nothing to write, woken once however
-many events arrive before it runs again. When the engine drops the reader for not reading
-(flow control, a hard close), the waker cancels the stream's task, so a write blocked by that
-reader ends there and the stream answers ``FlowControlled``.
+many events arrive before it runs again (a wake while it writes makes its next sleep return at
+once, so it need not look at the queue again after every write). When the engine drops the
+reader for not reading (flow control, a hard close), the waker cancels the stream's task, so a
+write blocked by that reader ends there and the stream answers ``FlowControlled``.
 """
 
 from __future__ import annotations
@@ -34,13 +35,16 @@ class Feed:
         self._task = asyncio.current_task()
         # The future this stream sleeps on while it has nothing to write (None while it works)
         self._idle: asyncio.Future[None] | None = None
+        self._woken = False  # woken while it worked: its next sleep returns at once
         self.waker = self._wake  # one bound method, compared by identity
         queue.waker = self.waker
         engine.open_stream(ep)
 
     def _wake(self) -> None:
         idle = self._idle
-        if idle is not None and not idle.done():
+        if idle is None:
+            self._woken = True
+        elif not idle.done():
             idle.set_result(None)
         if self.queue.hard_close and self._task is not None:
             self._task.cancel()  # the reader stopped reading: do not wait for its writes
@@ -57,6 +61,11 @@ class Feed:
         return self.queue.waker is self.waker
 
     async def sleep(self) -> None:
+        """Until woken; at once if it was woken since it last slept (an event arrived, the
+        queue closed or a newer stream took it while this one was writing)."""
+        if self._woken:
+            self._woken = False
+            return
         self._idle = self._loop.create_future()
         try:
             await self._idle

@@ -19,7 +19,7 @@ from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
 from pool.api import calls, convert
 from pool.api.feed import STREAM_BATCH, Feed
 from pool.api.metrics import Metrics
-from pool.api.rpc import Handler, bearer, bidi, unary
+from pool.api.rpc import Handler, abort, bearer, bidi, code_after, unary
 from pool.api.session import SessionStream
 from pool.errors import PoolError
 from pool.registrar import Endpoint
@@ -65,36 +65,59 @@ async def _wait_turn(throttle: Throttle, ep: Endpoint, now: float) -> None:
 
 
 def _endpoint_call(name: str) -> Any:
-    """The unary RPC ``name`` of a signed-in endpoint: the door, then its call."""
+    """The unary RPC ``name`` of a signed-in endpoint: the door, then its call.
+
+    What ``pool.api.rpc.unary`` does for a handler (the request admitted, the outcome counted
+    by method and code, a failure answered as one status) is done here in the same coroutine
+    as the door, with one clock reading for both: one layer fewer on every call.
+    """
     run = calls.CALLS[name]
     signing_out = name == "SignOut"
 
     async def method(self: FrontEndServicer, request: Any, context: Ctx) -> Any:
-        throttle = self.throttle
-        now = self.monotonic()
-        if now < throttle.busy_until and not signing_out:
-            raise throttle.too_busy()
-        ep = self._endpoint(context)
-        if ep.outstanding >= throttle.limit or ep.waiters:
-            await _wait_turn(throttle, ep, now)
-            now = self.monotonic()
-        else:
-            ep.outstanding += 1
-        throttle.started(now)
+        now = start = self.monotonic()
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.rpc_started(name)
+        failure: BaseException | None = None
         try:
-            return await run(self.service, ep, request)
+            self.admit(name, request)
+            throttle = self.throttle
+            if now < throttle.busy_until and not signing_out:
+                raise throttle.too_busy()
+            ep = self._endpoint(context)
+            if ep.outstanding >= throttle.limit or ep.waiters:
+                await _wait_turn(throttle, ep, now)
+                now = self.monotonic()
+            else:
+                ep.outstanding += 1
+            throttle.started(now)
+            try:
+                return await run(self.service, ep, request)
+            finally:
+                throttle.finished(now, self.monotonic())
+                ep.outstanding -= 1
+                if ep.waiters:
+                    throttle.release(ep)
+        except grpc.aio.AbortError as exc:  # already a status
+            failure = exc
+            raise
+        except Exception as exc:  # domain errors and bugs alike become one status
+            failure = exc
+            await abort(context, name, exc)
+            raise
         finally:
-            throttle.finished(now, self.monotonic())
-            ep.outstanding -= 1
-            if ep.waiters:
-                throttle.release(ep)
+            if metrics is not None:
+                metrics.rpc_done(name, code_after(context, failure), self.monotonic() - start)
 
     method.__name__ = method.__qualname__ = name
-    return unary(method)
+    return method
 
 
 class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
-    RAW_RESPONSES = ("Session",)  # written as bytes built by ``pool.api.session``
+    # written as bytes: Events' serialized once per event for all its readers (a fan-out),
+    # Session's built by ``pool.api.session``
+    RAW_RESPONSES = ("Events", "Session")
 
     def __init__(
         self,
@@ -140,20 +163,21 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
         that stopped reading is awaited here, where dropping that reader can end the call."""
         feed = Feed(self.engine, self._endpoint(context))
         ep, queue = feed.ep, feed.queue
-        write, shared_event, drain = context.write, convert.shared_event, self.engine.drain
+        write, wire, drain = context.write, convert.shared_event_bytes, self.engine.drain
         metrics = self.metrics
         try:
             while feed.attached:
                 batch = drain(ep, STREAM_BATCH)
                 if batch:
                     for item in batch:
-                        await write(shared_event(item))
+                        await write(wire(item))  # serialized once for all its readers
                     if metrics is not None:
                         metrics.rpc_stream_sent("Events", len(batch))
-                    continue
-                if queue.closed:
+                    if len(batch) == STREAM_BATCH:
+                        continue  # there may be more than one batch held
+                elif queue.closed:
                     return
-                await feed.sleep()
+                await feed.sleep()  # at once if anything happened while it wrote
         except asyncio.CancelledError:
             if not queue.hard_close:
                 raise  # the client went away

@@ -212,13 +212,10 @@ class Metrics(Observer):
     def im_session_established(self) -> None:
         self.sessions_established.inc()
 
-    def message_sent(self, recipients: int) -> None:
+    def message_routed(self, recipients: int, seconds: float) -> None:
         hot = self.hot
         hot.sent += 1
         hot.delivered += recipients
-
-    def routed(self, seconds: float) -> None:
-        hot = self.hot
         hot.routing_counts[bisect_left(_ROUTING_BUCKETS, seconds)] += 1
         hot.routing_sum += seconds
 

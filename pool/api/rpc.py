@@ -70,7 +70,7 @@ def status_of(
     return grpc.StatusCode.INTERNAL, f"internal error in {method}: {type(exc).__name__}", ()
 
 
-async def _abort(
+async def abort(
     context: grpc.aio.ServicerContext[Any, Any], method: str, exc: BaseException
 ) -> grpc.StatusCode:
     code, message, trailers = status_of(method, exc)
@@ -78,7 +78,7 @@ async def _abort(
     raise AssertionError("unreachable")  # abort raises
 
 
-def _code_after(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException | None) -> str:
+def code_after(context: grpc.aio.ServicerContext[Any, Any], exc: BaseException | None) -> str:
     if exc is None:
         return "OK"
     if isinstance(exc, PoolError):
@@ -132,11 +132,11 @@ def _handler(
             raise
         except Exception as exc:  # domain errors and bugs alike become one status (abort raises)
             failure = exc
-            await _abort(context, name, exc)
+            await abort(context, name, exc)
             raise
         finally:
             if self.metrics is not None:
-                self.metrics.rpc_done(name, _code_after(context, failure), self.monotonic() - start)
+                self.metrics.rpc_done(name, code_after(context, failure), self.monotonic() - start)
 
     return wrapper
 
@@ -165,13 +165,13 @@ def streaming(
             raise
         except Exception as exc:  # domain errors and bugs alike become one status
             failure = exc
-            await _abort(context, name, exc)
+            await abort(context, name, exc)
         except BaseException as exc:  # cancelled: the client went away
             failure = exc
             raise
         finally:
             if self.metrics is not None:
-                code = _code_after(context, failure)
+                code = code_after(context, failure)
                 self.metrics.rpc_done(name, code, self.monotonic() - start, sent)
 
     return wrapper
