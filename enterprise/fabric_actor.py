@@ -34,6 +34,7 @@ from enterprise.changes import (
     TableSwapped,
 )
 from enterprise.fabric import Fabric
+from enterprise.heartbeats import MissedRounds, judge_round
 from enterprise.local_store import lost_with
 from enterprise.options import PoolOptions
 from enterprise.placement import Promotion
@@ -78,8 +79,7 @@ class FabricActor:
         self.restarting: dict[str, tuple[Handle, float]] = {}
         self.rejoining: set[str] = set()
         self.noticed: dict[str, float] = {}  # when each front end was last noticed down
-        #: heartbeat rounds in a row each front end left unanswered (see _heartbeat_round)
-        self.missed: dict[str, int] = {}
+        self.missed = MissedRounds(opts.heartbeat_misses)  # rounds unanswered in a row
         self.retiring: dict[str, asyncio.Future[None]] = {}  # actors stopping in the background
         self.restarts = 0  # crashed front ends started again by themselves
         self.caught_up = 0  # writes sent to returning replicas by catch-ups
@@ -250,7 +250,7 @@ class FabricActor:
         and the endpoints lost with it get their call detail records now."""
         delay = self.opts.restart_delay
         self.noticed[fe_id] = noticed = self.clock.now()
-        self.missed.pop(fe_id, None)
+        self.missed.forget(fe_id)
         crashed = fe_id not in self.stopping
         if not crashed or delay < 0:
             self.stopping.discard(fe_id)
@@ -335,47 +335,20 @@ class FabricActor:
         )
         async with self.lock:
             now = self.clock.monotonic()
-            changes: list[Change] = []
-            died: set[str] = set()
-            for fe, result in zip(handles, results, strict=True):
-                if self.handles.get(fe) is not handles[fe]:
-                    continue  # stopped, or started again since: this answer is stale
-                if isinstance(result, ray.exceptions.RayActorError):
-                    died.add(fe)
-                    changes += self.fabric.mark_dead(fe, "its Ray actor is gone")
-                elif result is None:
-                    died.add(fe)
-                    changes += self.fabric.mark_dead(fe, "its Ray actor was restarted")
-                elif not isinstance(result, BaseException):
-                    self.missed.pop(fe, None)
-                    freshness, endpoints, signed_in = result
-                    self.endpoints[fe] = endpoints
-                    self.signed_in[fe] = signed_in
-                    if self.fabric.state_of(fe) in (FrontEndState.UP, FrontEndState.DRAINING):
-                        self.fabric.heartbeat(fe, now)
-                        if self.fabric.state_of(fe) is FrontEndState.UP:
-                            self.fabric.report_freshness(fe, freshness)
-                elif self._late(fe) and self.fabric.state_of(fe) in (
-                    FrontEndState.UP,
-                    FrontEndState.DRAINING,
-                ):
-                    self.fabric.heartbeat(fe, now)  # late, not yet missed: see _late
-            changes += self.fabric.check(now)
-            if changes:
-                await self._apply(changes, died=frozenset(died))
+            current = {
+                fe: result
+                for fe, result in zip(handles, results, strict=True)
+                if self.handles.get(fe) is handles[fe]  # else stopped or started again since
+            }
+            judged = judge_round(self.fabric, self.missed, current, now)
+            for fe, (endpoints, signed_in) in judged.answers.items():
+                self.endpoints[fe], self.signed_in[fe] = endpoints, signed_in
+            if judged.changes:
+                await self._apply(judged.changes, died=judged.died)
             unfinished = self.fabric.unfinished()
             if unfinished:
                 await self._apply(unfinished)
             self._restart_due()
-
-    def _late(self, fe: str) -> bool:
-        """``fe`` left this round unanswered: True while that is fewer than
-        ``heartbeat_misses`` rounds in a row. A round waits up to two intervals, so on a
-        starved machine one slow answer would outlast the fabric's timeout by itself; the
-        setting's promise is that only so many heartbeats *missed* mark a front end down
-        (an actor that died is noticed at once, from Ray)."""
-        missed = self.missed[fe] = self.missed.get(fe, 0) + 1
-        return missed < self.opts.heartbeat_misses
 
     # --- what front ends ask (admin calls arrive at any front end and come here) ---
 

@@ -173,8 +173,8 @@ class FrontEndServicer(pb_grpc.FrontEndServicer, Handler):
                         await write(wire(item))  # serialized once for all its readers
                     if metrics is not None:
                         metrics.rpc_stream_sent("Events", len(batch))
-                    if len(batch) == STREAM_BATCH:
-                        continue  # there may be more than one batch held
+                    if len(batch) == STREAM_BATCH or queue.closed:
+                        continue  # more may be held; or it closed: end after what is left
                 elif queue.closed:
                     return
                 await feed.sleep()  # at once if anything happened while it wrote
