@@ -263,20 +263,10 @@ class Engine:
             self._arm(ep)
 
     def drain(self, ep: Endpoint, limit: int = 256) -> list[Event]:
-        # The usual case (nothing dropped among at most ``limit`` events) is taken here, with
-        # no clock: this runs once per recipient of every message. ``EventQueue.drain`` does
-        # the rest.
+        # once per recipient of every message: the usual case reads no clock (``take``)
         queue = ep.queue
-        items = queue._items
-        n = len(items)
-        if queue._marks or n > limit:
-            return queue.drain(limit, self.clock.monotonic())
-        queue.pending_since = None
-        if n == 1:
-            return [items.popleft()]  # type: ignore[list-item]  # no markers among them
-        out: list[Event] = list(items)  # type: ignore[arg-type]  # no markers among them
-        items.clear()
-        return out
+        taken = queue.take(limit)
+        return taken if taken is not None else queue.drain(limit, self.clock.monotonic())
 
     # --- presence and contacts ---
 
