@@ -222,23 +222,10 @@ class EventQueue:
             self.waker()
         return True
 
-    def take(self, limit: int) -> list[Event] | None:
-        """The usual case of ``drain``, which needs no clock: every event, when nothing was
-        dropped among at most ``limit`` of them; else None (``drain`` then)."""
-        items = self._items
-        n = len(items)
-        if self._marks or n > limit:
-            return None
-        self.pending_since = None
-        if n == 1:
-            return [items.popleft()]  # type: ignore[list-item]  # no markers among them
-        out: list[Event] = list(items)  # type: ignore[arg-type]  # no markers among them
-        items.clear()
-        return out
-
     def drain(self, limit: int, mono: float) -> list[Event]:
         """Take up to ``limit`` events, oldest first (a count of those dropped where they
-        were)."""
+        were). ``Engine.drain`` takes the usual case itself, with no clock: nothing dropped
+        among at most ``limit`` events."""
         items = self._items
         out: list[Event] = []
         while items and len(out) < limit:
