@@ -111,6 +111,23 @@ class EjabberdProcess:
         shutil.rmtree(self.home, ignore_errors=True)
 
 
+def _answers(port: int, domain: str) -> bool:
+    """Whether ejabberd answers a stream's opening with its features: it accepts connections
+    before its hosts are ready, and a stream opened then may never be answered."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=2) as s:
+            s.sendall(OPEN.format(to=quoteattr(domain)).encode())
+            got = b""
+            while b"</stream:features>" not in got:
+                chunk = s.recv(4096)
+                if not chunk:
+                    return False
+                got += chunk
+            return b"iq-register" in got  # its modules, too, are up (XEP-0077)
+    except OSError:
+        return False
+
+
 def start_ejabberd(domain: str, pin: list[int]) -> EjabberdProcess:
     """A fresh ejabberd serving ``domain`` on a free loopback port, once it accepts clients."""
     ctl = ejabberdctl()
@@ -142,12 +159,8 @@ def start_ejabberd(domain: str, pin: list[int]) -> EjabberdProcess:
             log = (home / "log" / "ejabberd.log").read_text(errors="replace")[-2000:]
             raise RuntimeError(f"ejabberd exited ({proc.returncode}): {log}")
         beam = _beam_pid(proc.pid)
-        if beam is not None:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                return EjabberdProcess(proc, beam, port, home)
-            except OSError:
-                pass
+        if beam is not None and _answers(port, domain):
+            return EjabberdProcess(proc, beam, port, home)
         time.sleep(0.2)
     proc.kill()
     raise RuntimeError(f"ejabberd did not listen on port {port} within {START_TIMEOUT:g}s")
