@@ -113,6 +113,7 @@ class FrontEndActor:
         self.local: LocalReplicaStore | None = None
         self.heartbeat_delay = 0.0  # a failure drill's (slow_heartbeat)
         self.late_heartbeats = 0  # answered late for a drill
+        self.starting: asyncio.Task[tuple[str, str, dict[int, int]]] | None = None
 
     async def start(
         self, rows: list[UserRow], port: int, metrics_port: int, fresh: bool, noticed: float
@@ -121,14 +122,50 @@ class FrontEndActor:
         (``{group: sequence}``; none when ``fresh``: the pool's first start). Endpoints the
         store still lists were lost when this front end went down and the pool did not take
         them when it noticed (``noticed``: then, wall clock; 0 if it never did): each gets its
-        call detail record now."""
+        call detail record now.
+
+        Once per actor: a call while a start runs (the fabric gave up waiting on a loaded
+        machine and asks again) waits for that start, not a second one binding the same
+        ports; a start that failed is undone, so the next call starts afresh."""
+        if self.starting is None:
+            self.starting = asyncio.get_running_loop().create_task(
+                self._start(rows, port, metrics_port, fresh, noticed)
+            )
+        starting = self.starting
+        try:
+            return await asyncio.shield(starting)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            if self.starting is starting:
+                self.starting = None
+                await self._undo_start()
+            raise
+
+    async def _undo_start(self) -> None:
+        for task in self.loops:
+            task.cancel()
+        self.loops = []
+        if self.server is not None:
+            await self.server.stop(grace=0)
+            self.server = None
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+            self.metrics_server = None
+        if self.local is not None:
+            self.local.close()
+            self.local = None
+
+    async def _start(
+        self, rows: list[UserRow], port: int, metrics_port: int, fresh: bool, noticed: float
+    ) -> tuple[str, str, dict[int, int]]:
         opts = self.opts
         self.local = local = LocalReplicaStore(
             store_path(opts.data_dir, self.fe_id), durability=opts.durability
         )
         if fresh:
             local.clear()
-        lost = local.take_registrations()
         registry = CollectorRegistry()
         metrics = Metrics(registry)
         config = dataclasses.replace(
@@ -149,9 +186,7 @@ class FrontEndActor:
             observe_batch=flow.batch,
             observe_replication=flow.replication,
         )
-        engine, store = node.engine, node.store
-        for time_, record in failure_records(self.fe_id, lost, noticed or SystemClock().now()):
-            store.add_cdr(time_, record)
+        engine = node.engine
         node.load_users(rows)
         self.collector = EnterpriseCollector(node.routing, node.hub, registry)
         self.server = await start_front_end(
@@ -175,6 +210,10 @@ class FrontEndActor:
                 mhost = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
             engine.metrics_address = f"{mhost}:{self.metrics_server.server_port}"
         metrics.watch(engine, "enterprise")
+        # taken once both ports are bound: a start that fails there loses no records
+        lost = local.take_registrations()
+        for time_, record in failure_records(self.fe_id, lost, noticed or SystemClock().now()):
+            node.store.add_cdr(time_, record)
         loop = asyncio.get_running_loop()
         self.loops = [
             loop.create_task(self._every(CDR_FLUSH_INTERVAL, self.flush_cdrs)),

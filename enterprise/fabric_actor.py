@@ -136,9 +136,12 @@ class FabricActor:
         port, metrics_port = self._ports(fe_id)
         await self._join(fe_id, handle, port, metrics_port)
 
-    async def _join(self, fe_id: str, handle: Handle, port: int, metrics_port: int) -> None:
+    async def _join(
+        self, fe_id: str, handle: Handle, port: int, metrics_port: int, *, restarted: bool = False
+    ) -> None:
         """Start the front end on ``handle`` and register it with the replicas it brought.
-        Restarted, it comes back on the ports it had, its metrics' too (what scrapes them)."""
+        Restarted, it comes back on the ports it had, its metrics' too (what scrapes them),
+        and is counted before the table that says so is pushed (with the counters)."""
         rows = [user_row(self.directory, u.id) for u in self.directory]
         fresh, noticed = not self.fabric.started, self.noticed.pop(fe_id, 0.0)
         address, metrics_address, held = await asyncio.wait_for(
@@ -148,6 +151,7 @@ class FabricActor:
         self.ports[fe_id] = (int(address.rpartition(":")[2]), mport)
         async with self.lock:
             self.handles[fe_id] = handle
+            self.restarts += restarted
             was_started = self.fabric.started
             now = self.clock.monotonic()
             changes = self.fabric.register(fe_id, address, metrics_address, now, held)
@@ -285,8 +289,7 @@ class FabricActor:
     async def _rejoin(self, fe_id: str, handle: Handle) -> None:
         try:
             port, metrics_port = self._ports(fe_id)
-            await self._join(fe_id, handle, port, metrics_port)
-            self.restarts += 1
+            await self._join(fe_id, handle, port, metrics_port, restarted=True)
             log.warning("%s restarted by itself and rejoined with its replicas", fe_id)
         except Exception as exc:  # still restarting, or gone: try again next round
             log.warning("%s: not restarted yet (%s); trying again", fe_id, exc)
