@@ -39,6 +39,7 @@ from bench.hotpath_common import cpu_seconds
 CTL_CANDIDATES = ("ejabberdctl", "/usr/sbin/ejabberdctl")
 USER = "ejabberd"  # the system user Debian's ejabberdctl runs the server as
 START_TIMEOUT = 60.0
+START_ATTEMPTS = 3  # starts tried when one exits while starting
 RESOURCE = "bench"
 
 CONFIG = """\
@@ -129,7 +130,20 @@ def _answers(port: int, domain: str) -> bool:
 
 
 def start_ejabberd(domain: str, pin: list[int]) -> EjabberdProcess:
-    """A fresh ejabberd serving ``domain`` on a free loopback port, once it accepts clients."""
+    """A fresh ejabberd serving ``domain`` on a free loopback port, once it accepts clients.
+    One that exits while starting is tried again (the first start on a machine fresh from
+    ``apt install ejabberd`` has been seen to exit at once, the next to start)."""
+    failures: list[str] = []
+    for _ in range(START_ATTEMPTS):
+        started = _start_once(domain, pin)
+        if isinstance(started, EjabberdProcess):
+            return started
+        failures.append(started)
+    raise RuntimeError(f"ejabberd did not start ({START_ATTEMPTS} attempts): {failures[-1]}")
+
+
+def _start_once(domain: str, pin: list[int]) -> EjabberdProcess | str:
+    """The server, or why it exited while starting (its console and log)."""
     ctl = ejabberdctl()
     if ctl is None:
         raise RuntimeError("ejabberd is not installed (apt install ejabberd)")
@@ -145,24 +159,30 @@ def start_ejabberd(domain: str, pin: list[int]) -> EjabberdProcess:
     node = f"poolsim-bench-{port}@localhost"
     argv = [ctl, "--config-dir", str(home), "--config", str(home / "ejabberd.yml")]
     argv += ["--spool", str(home / "db"), "--logs", str(home / "log"), "--node", node]
-    proc = subprocess.Popen(
-        [*argv, "foreground"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        stdin=subprocess.DEVNULL,
-        cwd=home,
-        preexec_fn=(lambda: os.sched_setaffinity(0, pin)) if pin else None,
-    )
+    with (home / "console.log").open("wb") as console:
+        proc = subprocess.Popen(
+            [*argv, "foreground"],
+            stdout=console,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            cwd=home,
+            preexec_fn=(lambda: os.sched_setaffinity(0, pin)) if pin else None,
+        )
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            log = (home / "log" / "ejabberd.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"ejabberd exited ({proc.returncode}): {log}")
+            said = [
+                f.read_text(errors="replace")[-1000:]
+                for f in (home / "console.log", home / "log" / "ejabberd.log")
+                if f.exists()
+            ]
+            shutil.rmtree(home, ignore_errors=True)
+            return f"exited ({proc.returncode}): " + " | ".join(said).strip()
         beam = _beam_pid(proc.pid)
         if beam is not None and _answers(port, domain):
             return EjabberdProcess(proc, beam, port, home)
         time.sleep(0.2)
-    proc.kill()
+    EjabberdProcess(proc, _beam_pid(proc.pid) or proc.pid, port, home).stop()
     raise RuntimeError(f"ejabberd did not listen on port {port} within {START_TIMEOUT:g}s")
 
 

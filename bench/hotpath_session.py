@@ -284,7 +284,7 @@ async def _one_round(
     counts = _Counts([asyncio.Semaphore(WINDOW) for _ in range(PAIRS)])
     server: ServerProcess | EjabberdProcess
     if kind == EJABBERD:
-        server = start_ejabberd(DOMAIN, pin)
+        server = await asyncio.to_thread(start_ejabberd, DOMAIN, pin)
     else:
         d = Path(tempfile.mkdtemp(dir=tmp))
         server = start_server(

@@ -5,11 +5,14 @@ machine has one (CI installs Debian's package)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import shlex
 import time
 from pathlib import Path
 
 import pytest
 
+from bench import ejabberd
 from bench.ejabberd import Stanza, XmppClient, _Parse, ejabberdctl, start_ejabberd
 
 DOMAIN = "contoso.com"
@@ -53,6 +56,52 @@ def test_raw_xmpp_clients_register_subscribe_and_exchange_messages_and_presence(
     while server.proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)
     assert server.proc.poll() is not None
+
+
+def _flaky_ctl(tmp_path: Path, failures: int) -> str:
+    """An ``ejabberdctl`` that exits at once, saying so, its first ``failures`` times, then is
+    the real one."""
+    real, count = ejabberdctl(), tmp_path / "count"
+    assert real is not None
+    count.write_text("0")
+    script = tmp_path / "ejabberdctl"
+    script.write_text(
+        "#!/bin/sh\n"
+        f"n=$(cat {count}); echo $((n + 1)) > {count}\n"
+        f'if [ "$n" -lt {failures} ]; then echo "no epmd yet (attempt $n)"; exit 3; fi\n'
+        f'exec {shlex.quote(real)} "$@"\n'
+    )
+    script.chmod(0o755)
+    os.chmod(tmp_path, 0o755)
+    return str(script)
+
+
+@pytest.mark.skipif(
+    ejabberdctl() is None, reason="ejabberd is not installed (apt install ejabberd)"
+)
+def test_an_ejabberd_that_exits_while_starting_is_started_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctl = _flaky_ctl(tmp_path, 1)
+    monkeypatch.setattr(ejabberd, "ejabberdctl", lambda: ctl)
+    server = start_ejabberd(DOMAIN, [])
+    try:
+        assert (tmp_path / "count").read_text().strip() == "2"
+        assert server.cpu() > 0
+    finally:
+        server.stop()
+
+
+def test_an_ejabberd_that_never_starts_says_what_it_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    script = tmp_path / "ejabberdctl"
+    script.write_text('#!/bin/sh\necho "epmd: cannot bind"; exit 3\n')
+    script.chmod(0o755)
+    monkeypatch.setattr(ejabberd, "ejabberdctl", lambda: str(script))
+    monkeypatch.setattr(ejabberd, "USER", os.environ.get("USER", "root"), raising=True)
+    with pytest.raises(RuntimeError, match=r"3 attempts\): exited \(3\): epmd: cannot bind"):
+        start_ejabberd(DOMAIN, [])
 
 
 async def _exchange(address: tuple[str, int]) -> None:
