@@ -10,8 +10,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import itertools
 import json
 import math
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +25,7 @@ import pytest
 from bench import hotpath
 from bench.ejabberd import ejabberdctl
 from bench.hotpath_common import (
+    cpu_seconds,
     latency_summary,
     make_comparison,
     make_figure,
@@ -287,3 +293,31 @@ def test_session(quick_run: tuple[int, dict[str, Any], str]) -> None:
             rows["session: server CPU per routed message"]["details"][f"{side}_message_server_us"]
         )
     assert session["params"]["pairs"] == 50
+
+
+def test_cpu_seconds_of_another_process_to_below_a_clock_tick() -> None:
+    """A child working in short bursts (as a server does): its processor time is what
+    /proc/<pid>/stat says (to its 10 ms ticks), read finer than a tick."""
+    burst = "import time\nwhile 1:\n    t = time.perf_counter()\n"
+    burst += "    while time.perf_counter() - t < 0.002: pass\n    time.sleep(0.001)\n"
+    child = subprocess.Popen([sys.executable, "-c", burst])
+    try:
+        deadline = time.monotonic() + 60
+        while cpu_seconds(child.pid) < 0.2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        readings = []
+        for _ in range(200):
+            readings.append(cpu_seconds(child.pid))
+            time.sleep(0.001)
+        raw = Path(f"/proc/{child.pid}/stat").read_text()
+        fields = raw[raw.rindex(")") + 2 :].split()
+        ticks = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        assert cpu_seconds(child.pid) == pytest.approx(ticks, abs=0.05)
+        steps = [b - a for a, b in itertools.pairwise(readings) if b > a]
+        assert steps, "the child's clock did not move"
+        assert min(steps) < 0.005  # finer than one tick
+    finally:
+        child.kill()
+        child.wait()
+    with pytest.raises(FileNotFoundError):
+        cpu_seconds(child.pid)  # gone
