@@ -199,6 +199,7 @@ async def _ejabberd_side(server: EjabberdProcess, counts: _Counts) -> _Side:
         w: {f"user{t}@{DOMAIN}" for t in range(PRESENCE_USERS) if w in _watchers_of(t)}
         for w in range(users)
     }
+    waiting_watchers = [sum(1 for targets in unseen.values() if targets)]
     subscribed = asyncio.Event()
 
     def on_message(attrs: dict[str, str], texts: dict[str, str]) -> None:
@@ -214,8 +215,10 @@ async def _ejabberd_side(server: EjabberdProcess, counts: _Counts) -> _Side:
             waiting = unseen[w]
             if waiting:
                 waiting.discard(sender.partition("/")[0])
-                if not any(unseen.values()):
-                    subscribed.set()
+                if not waiting:
+                    waiting_watchers[0] -= 1
+                    if not waiting_watchers[0]:
+                        subscribed.set()
             counts.presence(texts.get("status", ""))
 
         return on_presence

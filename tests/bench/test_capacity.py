@@ -20,6 +20,7 @@ from bench.capacity import (
     front_ends_for,
     lync_figure,
 )
+from bench.plan_answer import point_line
 
 
 def usl_points(
@@ -339,9 +340,12 @@ def test_slow_clients_with_a_fast_pool_are_not_the_pools_limit() -> None:
     assert p.passed is True  # for the pool
     assert p.limit_kind == plan.NONE
     assert p.note.startswith("machine: clients saw p99 of publish")
+    # the table says so, beside the run's own verdict, as the answer under it counts it
+    assert point_line(p).split("\n")[0].endswith("PASS for the pool (the run: FAIL)")
     r["server_latency"]["rows"][0]["server_p99_ms"] = 150.0  # the pool itself is slow
     q = plan.point_from_report(r, 2000, 100.0, Path("x"))
     assert (q.passed, q.limit_kind) == (False, plan.POOL)
+    assert "FAIL (pool: " in point_line(q)
     assert "pool-side 150.0 ms" in q.limit
 
 
