@@ -3,7 +3,9 @@
 ``connect(None)`` starts a new local instance unless ``RAY_ADDRESS`` names a cluster (never,
 silently, a cluster that merely runs on this machine: Ray's own default would join it).
 ``connect("auto")`` joins the cluster `ray start --head` made on this machine;
-``connect("host:port")`` the one at that address.
+``connect("host:port")`` the one at that address. A local instance whose node times out while
+starting (Ray's "timed out during startup") is stopped, what it started with it, and started
+once more; a failure to start or join is a ``RayUnreachable`` saying which.
 
 Token authentication: since Ray 2.52 a cluster can require a token, and `ray start --head`
 turns it on by itself whenever a token is at hand (``RAY_AUTH_TOKEN``, the file
@@ -33,6 +35,9 @@ log = logging.getLogger("poolsim.ray")
 
 AUTH_MODE = "RAY_AUTH_MODE"
 NICENESS = "RAY_worker_niceness"
+#: a local instance whose node timed out while starting is stopped and started again (seen
+#: now and then on a 2-core machine, the next start fine)
+LOCAL_START_ATTEMPTS = 2
 TOKEN_HINT = (
     "a cluster with token authentication (Ray turns it on when ~/.ray/auth_token exists) needs "
     "its token here: copy the head's ~/.ray/auth_token, or set RAY_AUTH_TOKEN or "
@@ -60,18 +65,33 @@ def connect(
     token = address != "local" and use_cluster_token()
     if address == "local":  # the raylet started now reads it: front ends at our priority
         os.environ.setdefault(NICENESS, "0")  # an increment on our own niceness
+    attempts = LOCAL_START_ATTEMPTS if address == "local" else 1
     try:
-        ray.init(
-            address=address,
-            namespace=namespace,
-            include_dashboard=False,
-            logging_level=logs.ray_level(),
-            log_to_driver=forward_logs,
-            configure_logging=False,
-        )
-    except (ConnectionError, RuntimeError) as exc:
-        hint = "" if token else f"; {TOKEN_HINT}"
-        raise RayUnreachable(f"cannot join the Ray cluster at {address}: {exc}{hint}") from exc
+        for attempt in range(1, attempts + 1):
+            try:
+                ray.init(
+                    address=address,
+                    namespace=namespace,
+                    include_dashboard=False,
+                    logging_level=logs.ray_level(),
+                    log_to_driver=forward_logs,
+                    configure_logging=False,
+                )
+                break
+            except (ConnectionError, RuntimeError) as exc:
+                if address == "local":
+                    raise RayUnreachable(f"cannot start a local Ray instance: {exc}") from exc
+                hint = "" if token else f"; {TOKEN_HINT}"
+                raise RayUnreachable(
+                    f"cannot join the Ray cluster at {address}: {exc}{hint}"
+                ) from exc
+            except Exception as exc:  # Ray's own "timed out during startup" is a bare Exception
+                ray.shutdown()  # what it started (its GCS, monitors) goes with it
+                if attempt == attempts:
+                    raise RayUnreachable(
+                        f"cannot start a local Ray instance ({attempts} attempts): {exc}"
+                    ) from exc
+                log.warning("a local Ray instance did not start (%s): starting another", exc)
     finally:
         logs.quiet_ray()
     if forward_logs and not logs.ray_verbose():

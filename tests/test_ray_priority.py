@@ -42,3 +42,40 @@ def test_a_local_instances_workers_run_at_the_starting_processs_priority() -> No
     line = next(x for x in done.stdout.splitlines() if x.startswith("driver"))
     driver, worker = int(line.split()[1]), int(line.split()[3])
     assert worker == driver >= 3
+
+
+RETRY = """
+import logging
+import ray
+from enterprise import cluster
+
+logging.basicConfig(level=logging.WARNING)
+real, calls = ray.init, []
+
+def init(**kwargs):
+    calls.append(kwargs["address"])
+    if len(calls) == 1:  # what Ray raises when its raylet does not register in time
+        raise Exception("The current node timed out during startup.")
+    return real(**kwargs)
+
+ray.init = init
+cluster.connect(None, forward_logs=False)
+print("attempts", len(calls), "initialized", ray.is_initialized(), flush=True)
+ray.shutdown()
+"""
+
+
+def test_a_local_instance_that_times_out_while_starting_is_started_again() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    done = subprocess.run(
+        [sys.executable, "-c", RETRY],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "attempts 2 initialized True" in done.stdout, done.stdout + done.stderr
+    assert "a local Ray instance did not start (The current node timed out" in done.stderr
