@@ -11,7 +11,9 @@ Two figures, with Lync's thresholds by default (``pool.config.Throttling``):
   measures again). Counted as Lync's "Local 503 Responses".
 * **Average holding time of incoming requests**: every ``SAMPLE_S``, the mean time from a
   request's admission to its answer, over the requests answered since the last sample and
-  those still under way (at their age so far). Above ``holding_time_limit`` (6 s) the front
+  those still under way (at their age so far), plus the front end's lag: how late its event
+  loop ran a timer since the last sample (``lagged``), which is how long a request that came in
+  then waited before any handler saw it. Above ``holding_time_limit`` (6 s) the front
   end goes into *flow control*: each endpoint may have ``flow_controlled_outstanding`` (1)
   request under way, later ones wait at the door; below ``holding_time_release`` (3 s) it
   leaves, and ``outstanding_limit`` (20) applies again. A request that waited at the door
@@ -85,6 +87,7 @@ class Throttle:
         #: requests an endpoint may have under way now
         self.limit = settings.outstanding_limit
         self.average = 0.0  # the last sample's average holding time
+        self.lag = 0.0  # the loop's worst lateness in the current sample, seconds
         # the current sample: requests answered, their holding time; requests under way and
         # the sum of their admission times (their ages are ``in_flight * now - since_sum``)
         self.done = 0
@@ -137,13 +140,19 @@ class Throttle:
         self.done += 1
         self.done_sum += seconds
 
+    def lagged(self, seconds: float) -> None:
+        """The event loop ran a timer ``seconds`` late: requests that came meanwhile waited
+        that long before a handler took them (time the handlers cannot see)."""
+        if seconds > self.lag:
+            self.lag = seconds
+
     def sample(self, now: float) -> float:
-        """Close the current sample: the average holding time, the flow-control state, and
-        held requests past the limit answered. Returns the average."""
+        """Close the current sample: the average holding time (with the loop's lag), the
+        flow-control state, and held requests past the limit answered. Returns the average."""
         n = self.done + self.in_flight
         total = self.done_sum + self.in_flight * now - self.since_sum
-        self.average = max(0.0, total / n) if n else 0.0
-        self.done, self.done_sum = 0, 0.0
+        self.average = max(0.0, total / n) + self.lag if n else 0.0
+        self.done, self.done_sum, self.lag = 0, 0.0, 0.0
         state = next_state(self.state, self.average, self.settings)
         if state is not self.state:
             self._enter(state)

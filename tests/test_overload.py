@@ -9,6 +9,7 @@ held under way by a gate in the service (``GatedService``), so nothing here wait
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
+from pool.api.server import TICK_MAX
 from pool.api.status import DETAILS_KEY
 from pool.client import PoolClient, Session
 from pool.clock import FakeClock
@@ -289,3 +291,12 @@ async def test_a_request_held_over_a_minute_is_answered_too_busy(
     finally:
         service.gate.set()
         await client.close()
+
+
+async def test_the_front_ends_loop_lag_reaches_its_throttle(gated: StandardPool) -> None:
+    """The loop blocked longer than the timer task ever sleeps: its wake-up is late by at least
+    the difference, and the throttle's current sample holds it (requests that came meanwhile
+    waited that long before a handler saw them)."""
+    throttle = gated.engine.throttle
+    time.sleep(TICK_MAX + 0.3)  # noqa: ASYNC251  # blocks the loop, as a saturated backlog does
+    await eventually(lambda: throttle.lag >= 0.3)

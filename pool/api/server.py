@@ -92,7 +92,9 @@ class FrontEndServer:
         self._ticker = asyncio.get_running_loop().create_task(self._tick_loop())
 
     async def _tick_loop(self) -> None:
+        """The engine's timers; how late each wake-up is (the loop's lag) goes to its throttle."""
         engine = self.engine
+        loop = asyncio.get_running_loop()
         while True:
             try:
                 deadline = engine.tick()
@@ -100,7 +102,10 @@ class FrontEndServer:
                 log.exception("engine timer failed")
                 deadline = None
             delay = TICK_MAX if deadline is None else deadline - engine.clock.monotonic()
-            await asyncio.sleep(min(max(delay, 0.001), TICK_MAX))
+            delay = min(max(delay, 0.001), TICK_MAX)
+            due = loop.time() + delay
+            await asyncio.sleep(delay)
+            engine.throttle.lagged(loop.time() - due)
 
     async def set_serving(self, serving: bool) -> None:
         """What the health service answers for the server and each of its services."""

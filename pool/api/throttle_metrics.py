@@ -49,8 +49,8 @@ class ThrottleCollector(Collector):
         )
         yield GaugeMetricFamily(
             "poolsim_average_holding_time_seconds",
-            "Average holding time of incoming requests over the last sample (Lync: Average "
-            "Holding Time For Incoming Messages)",
+            "Average holding time of incoming requests over the last sample, the front end's "
+            "loop lag included (Lync: Average Holding Time For Incoming Messages)",
             value=t.average,
         )
         yield GaugeMetricFamily(

@@ -91,6 +91,27 @@ def test_the_average_counts_answered_requests_and_those_under_way() -> None:
     assert t.flow_controlled(7) == 0
 
 
+def test_the_loops_lag_counts_into_the_average_while_requests_come() -> None:
+    """A request that came while the loop ran late waited that long before any handler saw
+    it: the sample's worst lag is added to its average (not when no request came), once."""
+    t = Throttle(Throttling(holding_time_limit=0.5, holding_time_release=0.25))
+    t.lagged(0.2)
+    t.lagged(0.4)
+    t.lagged(0.1)  # the worst counts
+    t.took(0.05)
+    assert t.sample(1.0) == pytest.approx(0.45)
+    assert t.state is N  # not over 0.5
+    t.lagged(0.6)
+    t.took(0.05)
+    assert t.sample(2.0) == pytest.approx(0.65)
+    assert t.state is F
+    t.took(0.05)
+    assert t.sample(3.0) == pytest.approx(0.05)  # the lag is per sample
+    assert t.state is N
+    t.lagged(9.0)
+    assert t.sample(4.0) == 0.0  # no request: no holding time
+
+
 class FakeWaiter:
     def __init__(self, ep: Endpoint, arrived: float) -> None:
         self.ep = ep
