@@ -119,7 +119,7 @@ def pool_side_failures(result: dict[str, Any]) -> list[str]:
     if throttled:  # Lync's own limit: its store fell behind, or requests were held too long
         found.append(
             f"the pool throttled: {throttled} of {calls} calls answered 'server too busy' "
-            "(store queue latency or average holding time past Lync's limit)"
+            "(store queue latency or average holding time past the pool's limit)"
         )
     return found
 
