@@ -133,13 +133,13 @@ def start_ejabberd(domain: str, pin: list[int]) -> EjabberdProcess:
     """A fresh ejabberd serving ``domain`` on a free loopback port, once it accepts clients.
     One that exits while starting is tried again (the first start on a machine fresh from
     ``apt install ejabberd`` has been seen to exit at once, the next to start)."""
-    failures: list[str] = []
+    why = ""
     for _ in range(START_ATTEMPTS):
         started = _start_once(domain, pin)
         if isinstance(started, EjabberdProcess):
             return started
-        failures.append(started)
-    raise RuntimeError(f"ejabberd did not start ({START_ATTEMPTS} attempts): {failures[-1]}")
+        why = started
+    raise RuntimeError(f"ejabberd did not start ({START_ATTEMPTS} attempts): {why}")
 
 
 def _start_once(domain: str, pin: list[int]) -> EjabberdProcess | str:

@@ -199,7 +199,7 @@ async def _ejabberd_side(server: EjabberdProcess, counts: _Counts) -> _Side:
         w: {f"user{t}@{DOMAIN}" for t in range(PRESENCE_USERS) if w in _watchers_of(t)}
         for w in range(users)
     }
-    waiting_watchers = [sum(1 for targets in unseen.values() if targets)]
+    waiting_watchers = sum(1 for targets in unseen.values() if targets)
     subscribed = asyncio.Event()
 
     def on_message(attrs: dict[str, str], texts: dict[str, str]) -> None:
@@ -209,6 +209,7 @@ async def _ejabberd_side(server: EjabberdProcess, counts: _Counts) -> _Side:
         own = f"user{w}@{DOMAIN}/"
 
         def on_presence(attrs: dict[str, str], texts: dict[str, str]) -> None:
+            nonlocal waiting_watchers
             sender = attrs.get("from", "")
             if sender.startswith(own) or "type" in attrs:  # its own, or a subscription's
                 return
@@ -216,8 +217,8 @@ async def _ejabberd_side(server: EjabberdProcess, counts: _Counts) -> _Side:
             if waiting:
                 waiting.discard(sender.partition("/")[0])
                 if not waiting:
-                    waiting_watchers[0] -= 1
-                    if not waiting_watchers[0]:
+                    waiting_watchers -= 1
+                    if not waiting_watchers:
                         subscribed.set()
             counts.presence(texts.get("status", ""))
 

@@ -149,6 +149,9 @@ class FrontEndActor:
         if self.server is not None:
             await self.server.stop(grace=0)
             self.server = None
+        self._close_metrics_and_store()
+
+    def _close_metrics_and_store(self) -> None:
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
@@ -337,8 +340,4 @@ class FrontEndActor:
         with contextlib.suppress(Exception):
             await self.flush_cdrs()
             await self.backup()
-        if self.metrics_server is not None:
-            self.metrics_server.shutdown()
-            self.metrics_server.server_close()
-        if self.local is not None:
-            self.local.close()
+        self._close_metrics_and_store()

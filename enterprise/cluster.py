@@ -79,23 +79,26 @@ def connect(
                 )
                 break
             except (ConnectionError, RuntimeError) as exc:
-                if address == "local":
-                    raise RayUnreachable(f"cannot start a local Ray instance: {exc}") from exc
-                hint = "" if token else f"; {TOKEN_HINT}"
-                raise RayUnreachable(
-                    f"cannot join the Ray cluster at {address}: {exc}{hint}"
-                ) from exc
+                raise _unreachable(address, exc, token) from exc
             except Exception as exc:  # Ray's own "timed out during startup" is a bare Exception
                 ray.shutdown()  # what it started (its GCS, monitors) goes with it
                 if attempt == attempts:
-                    raise RayUnreachable(
-                        f"cannot start a local Ray instance ({attempts} attempts): {exc}"
-                    ) from exc
+                    raise _unreachable(address, exc, token, attempts) from exc
                 log.warning("a local Ray instance did not start (%s): starting another", exc)
     finally:
         logs.quiet_ray()
     if forward_logs and not logs.ray_verbose():
         _forward_actor_logs_only()
+
+
+def _unreachable(
+    address: str, exc: BaseException, token: bool, attempts: int = 1
+) -> RayUnreachable:
+    tries = f" ({attempts} attempts)" if attempts > 1 else ""
+    if address == "local":
+        return RayUnreachable(f"cannot start a local Ray instance{tries}: {exc}")
+    hint = "" if token else f"; {TOKEN_HINT}"
+    return RayUnreachable(f"cannot join the Ray cluster at {address}: {exc}{hint}")
 
 
 def _forward_actor_logs_only() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -26,18 +27,24 @@ ray.shutdown()
 """
 
 
-def test_a_local_instances_workers_run_at_the_starting_processs_priority() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE],
+def _run(
+    script: str, preexec_fn: Callable[[], None] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``script`` in a fresh Python, with no RAY_ settings of ours."""
+    return subprocess.run(
+        [sys.executable, "-c", script],
         cwd=REPO,
-        env=env,
+        env={k: v for k, v in os.environ.items() if not k.startswith("RAY_")},
         capture_output=True,
         text=True,
         timeout=180,
-        preexec_fn=lambda: os.nice(3),  # not 0: the default would be 15 either way
+        preexec_fn=preexec_fn,
         check=False,
     )
+
+
+def test_a_local_instances_workers_run_at_the_starting_processs_priority() -> None:
+    done = _run(PROBE, preexec_fn=lambda: os.nice(3))  # not 0: the default would be 15 anyway
     assert done.returncode == 0, done.stderr[-2000:]
     line = next(x for x in done.stdout.splitlines() if x.startswith("driver"))
     driver, worker = int(line.split()[1]), int(line.split()[3])
@@ -66,16 +73,7 @@ ray.shutdown()
 
 
 def test_a_local_instance_that_times_out_while_starting_is_started_again() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
-    done = subprocess.run(
-        [sys.executable, "-c", RETRY],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
+    done = _run(RETRY)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "attempts 2 initialized True" in done.stdout, done.stdout + done.stderr
     assert "a local Ray instance did not start (The current node timed out" in done.stderr
