@@ -111,7 +111,7 @@ def _write_of(kind: str, key: str, value: str | None) -> Write:
 
 
 def _writes_of(data: GroupData) -> Iterator[Write]:
-    yield from data.contacts.values()
+    yield from data.contacts.rows()
     yield from data.presence.values()
     yield from data.conferences.values()
 

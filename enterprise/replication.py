@@ -91,7 +91,7 @@ class Replication:
         directory = self.engine.directory
         data = self.store.group(group)
         users = [directory.by_id(uid) for uid in self.routing.users_of(group)]
-        self.engine.load_persistent(users, data.contacts.values(), data.presence.values())
+        self.engine.load_persistent(users, data.contacts.rows(), data.presence.values())
 
     def install(self, group: int, data: GroupData) -> None:
         """Hold ``data`` as this front end's copy of ``group`` (a copy or a reload)."""

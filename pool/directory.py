@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -69,6 +70,10 @@ def contact_entry(access_level: int, group: str) -> ContactEntry:
     return entry
 
 
+NO_WATCHERS: frozenset[Endpoint] = frozenset()
+NO_INVITATIONS: frozenset[str] = frozenset()
+
+
 @dataclass(slots=True, eq=False)
 class User:
     """A provisioned user and the state the front end keeps for them while it serves them."""
@@ -86,12 +91,12 @@ class User:
     states: PresenceStates = field(default_factory=PresenceStates)
     current: Aggregate = OFFLINE_AGGREGATE
     endpoints: list[Endpoint] = field(default_factory=list)
-    #: endpoints of other users subscribed to this user's presence
-    watchers: set[Endpoint] = field(default_factory=set)
+    #: endpoints of other users subscribed to this user's presence (``watch``, ``unwatch``)
+    watchers: set[Endpoint] | frozenset[Endpoint] = NO_WATCHERS
     subscriptions: int = 0
     conversations: int = 0
-    #: conversations this user is invited to and has not answered
-    invitations: set[str] = field(default_factory=set)
+    #: conversations this user is invited to and has not answered (``invite``, ``uninvite``)
+    invitations: set[str] | frozenset[str] = NO_INVITATIONS
 
     def level_for(self, watcher: User) -> AccessLevel:
         """The access level this user gives ``watcher``: as set, or the default by domain."""
@@ -99,6 +104,30 @@ class User:
         if entry is not None and entry.access_level:
             return AccessLevel(entry.access_level)
         return default_level(self.domain, watcher.domain)
+
+    # An empty set is 216 bytes, and most of a pool's users (every user on a front end that
+    # is not their home) never have a watcher or an invitation: both start as one shared
+    # empty frozenset, and become a set of their own at their first member.
+
+    def watch(self, ep: Endpoint) -> None:
+        watchers = self.watchers
+        if not isinstance(watchers, set):
+            watchers = self.watchers = set()
+        watchers.add(ep)
+
+    def unwatch(self, ep: Endpoint) -> None:
+        if isinstance(self.watchers, set):
+            self.watchers.discard(ep)
+
+    def invite(self, conversation_id: str) -> None:
+        invitations = self.invitations
+        if not isinstance(invitations, set):
+            invitations = self.invitations = set()
+        invitations.add(conversation_id)
+
+    def uninvite(self, conversation_id: str) -> None:
+        if isinstance(self.invitations, set):
+            self.invitations.discard(conversation_id)
 
     def check_password(self, password: str) -> bool:
         candidate = hash_password(password, self.salt, self.iterations)
@@ -150,7 +179,7 @@ class Directory:
         user = User(
             row.id,
             row.uri,
-            domain_of(row.uri),
+            sys.intern(domain_of(row.uri)),  # one string per domain, not per user
             row.display_name,
             row.routing_group,
             row.salt,

@@ -388,13 +388,13 @@ class Engine:
         """Subscribe a remote endpoint's stand-in to ``users`` (served here; its own front end
         keeps the subscription's limits and expiry); their views for it now."""
         for user in users:
-            user.watchers.add(stand_in)
+            user.watch(stand_in)
             stand_in.subscriptions[user.id] = 0.0
         return [self.presence.view_for(stand_in.user, u) for u in users]
 
     def unwatch(self, stand_in: StandIn, users: Iterable[User]) -> None:
         for user in users:
-            user.watchers.discard(stand_in)
+            user.unwatch(stand_in)
             stand_in.subscriptions.pop(user.id, None)
 
     def drop_stand_in(self, stand_in: StandIn, reason: str) -> None:
@@ -409,12 +409,12 @@ class Engine:
 
     def invited_elsewhere(self, user: User, conversation_id: str) -> None:
         """``user`` (served here) is invited to a conversation hosted on another front end."""
-        user.invitations.add(conversation_id)
+        user.invite(conversation_id)
 
     def invitation_closed(self, user: User, conversation_id: str) -> bool:
         """``user`` no longer has the invitation (answered, ended); whether it was open."""
         was_open = conversation_id in user.invitations
-        user.invitations.discard(conversation_id)
+        user.uninvite(conversation_id)
         return was_open
 
     def load_persistent(
@@ -440,7 +440,7 @@ class Engine:
         presence."""
         for watcher in list(user.watchers):
             if isinstance(watcher, StandIn):
-                user.watchers.discard(watcher)
+                user.unwatch(watcher)
                 watcher.subscriptions.pop(user.id, None)
         user.contacts = {}
         user.states = PresenceStates()

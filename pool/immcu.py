@@ -185,7 +185,7 @@ class Immcu:
             raise PermissionDenied(f"{user.uri} was not invited to conversation {conv.id}")
         self._check_room(user)
         del conv.pending[user.id]
-        user.invitations.discard(conv.id)
+        user.uninvite(conv.id)
         invite.timer.cancel()
         now = self._clock.now()
         if not conv.is_conference:
@@ -305,7 +305,7 @@ class Immcu:
             conv.id, inviter.uri, first, conv.subject, conv.conference_uri, conv.uris(), now
         )
         conv.pending[target.id] = PendingInvite(target, inviter, carried_seq, timer, event)
-        target.invitations.add(conv.id)
+        target.invite(conv.id)
         for target_ep in target.endpoints:
             self._deliver(target_ep, event)
 
@@ -315,7 +315,7 @@ class Immcu:
 
     def _refuse(self, conv: Conversation, target: User, code: int, reason: str) -> None:
         invite = conv.pending.pop(target.id)
-        target.invitations.discard(conv.id)
+        target.uninvite(conv.id)
         invite.timer.cancel()
         now = self._clock.now()
         if not conv.is_conference:
@@ -427,7 +427,7 @@ class Immcu:
         del self.conversations[conv.id]
         for invite in list(conv.pending.values()):
             invite.timer.cancel()
-            invite.user.invitations.discard(conv.id)
+            invite.user.uninvite(conv.id)
             for target_ep in invite.user.endpoints:
                 self._deliver(target_ep, ConversationEnded(conv.id, "cancelled", now))
         conv.pending.clear()
@@ -509,7 +509,7 @@ class Immcu:
             ended = ConversationEnded(conv.id, reason, now)
             for invite in conv.pending.values():
                 invite.timer.cancel()
-                invite.user.invitations.discard(conv.id)
+                invite.user.uninvite(conv.id)
                 for target_ep in invite.user.endpoints:
                     self._deliver(target_ep, ended)
             for part in conv.participants.values():

@@ -311,7 +311,7 @@ class PresenceService:
         deadline = self._clock.monotonic() + expires if expires else 0.0
         for target in users:
             ep.subscriptions[target.id] = deadline
-            target.watchers.add(ep)
+            target.watch(ep)
         user.subscriptions += len(new)
         if deadline:
             self._timers.schedule(deadline, lambda: self._expire_subscriptions(ep, deadline))
@@ -330,7 +330,7 @@ class PresenceService:
         dropped = 0
         for uid in user_ids:
             if ep.subscriptions.pop(uid, None) is not None:
-                self._dir.by_id(uid).watchers.discard(ep)
+                self._dir.by_id(uid).unwatch(ep)
                 dropped += 1
         ep.user.subscriptions -= dropped
 

@@ -8,7 +8,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from enterprise.local_store import FRONT_END_FAILURE, LocalReplicaStore, lost_with, store_path
-from enterprise.replica import ConferenceEnded, ContactDeleted, GroupData, ReplicatingStore
+from enterprise.replica import (
+    ConferenceEnded,
+    ContactDeleted,
+    ContactTable,
+    GroupData,
+    ReplicatingStore,
+)
 from pool.store import ConferenceRow, ContactRow, PresenceRow
 
 GROUP = 3
@@ -81,7 +87,7 @@ def test_a_returning_secondary_catches_up_with_only_what_it_missed(tmp_path: Pat
 
 def test_below_a_whole_copy_only_a_whole_copy_will_do(tmp_path: Path) -> None:
     local = LocalReplicaStore(tmp_path / "r.db")
-    local.replace_group(GROUP, GroupData(40, {(1, 2): ContactRow(1, 2, 0, "Friends")}))
+    local.replace_group(GROUP, GroupData(40, ContactTable([ContactRow(1, 2, 0, "Friends")])))
     assert local.changes_since(GROUP, 39) is None
     assert local.changes_since(GROUP, 40) == (40, [])
     assert local.changes_since(GROUP + 1, 0) is None
