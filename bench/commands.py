@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from bench.cpus import add_pool_cpus_argument
 from bench.presets import PRESETS, Given, apply, help_text
 from bench.workers import workers_option
 from pool.commands import Command
@@ -55,6 +56,7 @@ def _run(a: argparse.Namespace) -> int:
         seed=a.seed,
         transport=a.transport,
         workers=a.workers,
+        pool_cpus=a.pool_cpus,
         metrics_port=a.metrics_port,
         password_iterations=a.password_iterations,
         min_window=a.min_window,
@@ -146,6 +148,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         help="driver processes (Ray actors beyond one), or auto: one per core the pool leaves "
         "free (default %(default)s)",
     )
+    add_pool_cpus_argument(p)
     p.add_argument(
         "--metrics-port",
         type=int,

@@ -39,6 +39,7 @@ from datetime import datetime
 from pathlib import Path
 
 from bench.capacity import front_ends_for, lync_figure
+from bench.cpus import add_pool_cpus_argument
 from bench.plan_answer import Findings, analyse, plan_document, plan_html, point_line, summary
 from bench.plan_points import (
     DRIVER,
@@ -171,6 +172,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="1",
         help="driver processes per run, or auto (default %(default)s)",
     )
+    add_pool_cpus_argument(parser)
     parser.add_argument("--seed", type=int, default=1, help="the schedules' seed")
     parser.add_argument("--out", type=Path, help="plan folder (default reports/plan-<time>)")
     add_throttling_arguments(parser)  # of the pools the plan's runs start, as `poolsim run`
@@ -198,6 +200,8 @@ def _check(args: argparse.Namespace) -> str | None:
         return f"--resolution {args.resolution}: expected 0 < x < 1"
     if args.target is not None and args.admin_token_file is None:
         return "--target needs --admin-token-file (the pool's admin token)"
+    if args.target is not None and args.pool_cpus is not None:
+        return "--pool-cpus pins the pools the plan starts: not one at --target"
     return None
 
 
@@ -228,6 +232,7 @@ def measure(args: argparse.Namespace, out: Path) -> tuple[list[Point], str]:
             ramp=args.ramp,
             seed=args.seed,
             workers=args.workers,
+            pool_cpus=args.pool_cpus,
             edition=args.edition,
             front_ends=args.front_ends,
             target=args.target,

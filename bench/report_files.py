@@ -80,6 +80,11 @@ def text(report: dict[str, Any]) -> str:
         f"{cfg.get('ramp', 0):g}/s, {cfg.get('workers')} driver process(es) on "
         f"{cfg.get('cores')} cores",
     ]
+    if cfg.get("pool_cpus") is not None:
+        lines.append(
+            f"pool pinned to processor(s) {cfg['pool_cpus']}, the driver to "
+            f"{cfg['driver_cpus']} (--pool-cpus)"
+        )
     pool = cfg.get("pool")
     if pool is not None:
         settings = ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in pool["settings"].items())

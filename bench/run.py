@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import memory, report, report_files
+from bench.cpus import driver_cpus, pool_started_on, show
 from bench.driver import Driver, DriverConfig
 from bench.failover import Failover, KillPlan
 from bench.folder import RunFolder
@@ -156,6 +157,8 @@ async def drive(
         "workers": workers,
         "workers_requested": "auto" if opts.workers == 0 else opts.workers,
         "cores": os.cpu_count(),
+        "pool_cpus": show(opts.pool_cpus) if opts.pool_cpus is not None else None,
+        "driver_cpus": show(driver_cpus(opts.pool_cpus)) if opts.pool_cpus is not None else None,
         "target": address,
         "driven_pool": "started by this run" if pool is not None else "a running pool (--target)",
         "planned_operations_expected": round(schedule.expected_operations()),
@@ -229,6 +232,7 @@ async def drive(
                 on_phase=on_phase,
                 ray_address=opts.ray_address,
                 stop=stop,
+                cpus=driver_cpus(opts.pool_cpus) if opts.pool_cpus is not None else None,
             )
             for bucket in recorder.series.buckets():  # the workers' series, merged
                 folder.series(bucket)
@@ -362,7 +366,8 @@ async def run_enterprise(opts: RunOptions, interrupts: Interrupts | None = None)
         if started_ray:
             where = opts.ray_address or "a new local Ray instance"
         print(f"starting an Enterprise pool of {opts.front_ends} front ends on {where}", flush=True)
-        pool = await EnterprisePool.start(pool_opts, opts.ray_address)
+        with pool_started_on(opts.pool_cpus):  # Ray's processes inherit the pool's processors
+            pool = await EnterprisePool.start(pool_opts, opts.ray_address)
         try:
             for fe in pool.status.front_ends:
                 print(
@@ -398,15 +403,16 @@ async def _run(opts: RunOptions, interrupts: Interrupts) -> dict[str, Any]:
     if opts.edition == "enterprise":
         return await run_enterprise(opts, interrupts)
     with tempfile.TemporaryDirectory(prefix="poolsim-run-") as tmp:
-        pool: PoolProcess = await asyncio.to_thread(
-            start_standard,
-            Path(tmp),
-            *(
-                arg
-                for key, value in pool_settings(opts)["settings"].items()
-                for arg in (f"--{key.replace('_', '-')}", str(value))
-            ),
-        )
+        with pool_started_on(opts.pool_cpus):  # the server inherits the pool's processors
+            pool: PoolProcess = await asyncio.to_thread(
+                start_standard,
+                Path(tmp),
+                *(
+                    arg
+                    for key, value in pool_settings(opts)["settings"].items()
+                    for arg in (f"--{key.replace('_', '-')}", str(value))
+                ),
+            )
         try:
             print(
                 f"started a Standard pool at {pool.address} (metrics {pool.metrics_address})",

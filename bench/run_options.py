@@ -31,6 +31,8 @@ class RunOptions:
     preset: str | None = None  # the --preset these options came from, for the report
     seed: int = 1
     workers: int = 1  # 0: auto (the cores the pool leaves free)
+    #: the processors of the pool this run starts (the driver keeps the others); None: all
+    pool_cpus: frozenset[int] | None = None
     metrics_port: int | None = None  # the driver's Prometheus endpoint (0: a free port)
     password_iterations: int = 1000  # of the pool this run starts (serve: 50,000)
     min_window: float = 10.0  # a shorter measurement window is INCONCLUSIVE
@@ -57,6 +59,11 @@ class RunOptions:
 
 def check(opts: RunOptions) -> None:
     """Raise ValueError for options that do not go together (before any pool starts)."""
+    if opts.pool_cpus is not None and (opts.target is not None or opts.ray_address):
+        raise ValueError(
+            "--pool-cpus pins a pool this run starts on this machine: not one at --target or "
+            "on --ray-address's cluster"
+        )
     if opts.kill_front_end is not None and opts.kill_at is None:
         raise ValueError("--kill-front-end needs --kill-front-end-at (when to kill it)")
     if opts.kill_at is None:
@@ -107,6 +114,8 @@ def resolve_workers(opts: RunOptions) -> int:
     """``--workers`` (0: auto, one per core the pool leaves free)."""
     if opts.workers > 0:
         return opts.workers
+    if opts.pool_cpus is not None:  # the pool keeps to its own processors
+        return max(1, len(os.sched_getaffinity(0) - opts.pool_cpus))
     if opts.target is not None:
         busy = 0  # the pool runs elsewhere (or its processes are not ours to count)
     elif opts.edition == "enterprise":

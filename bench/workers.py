@@ -60,8 +60,14 @@ class DriverWorker:
         pop: Population,
         schedule: Iterable[Planned],
         metrics_port: int | None = None,
+        cpus: frozenset[int] | None = None,
     ) -> dict[str, Any]:
         from bench.driver import Driver
+
+        if cpus is not None:  # --pool-cpus: the driver's processors, not the pool's
+            from bench.cpus import pin_process
+
+            pin_process(cpus)
 
         server = None
         if metrics_port is not None:
@@ -110,12 +116,14 @@ async def run_workers(
     on_phase: Callable[[Phase], Awaitable[None]] | None = None,
     ray_address: str | None = None,
     stop: asyncio.Event | None = None,
+    cpus: frozenset[int] | None = None,
 ) -> tuple[Recorder, dict[str, Health]]:
     """Run the workers; their recorders combined, and each one's health by name.
 
     ``metrics_port``: worker k serves its metrics on that port + k (0: each on a free
     port); ``on_phase`` is awaited when every worker is in the window, then in the wind-down;
-    when ``stop`` is set (the first Ctrl-C), every worker ends its load as at its planned end.
+    when ``stop`` is set (the first Ctrl-C), every worker ends its load as at its planned end;
+    ``cpus``: the processors each worker runs on (``--pool-cpus``: the driver's).
     """
     import ray  # only the multi-process harness needs Ray
 
@@ -130,7 +138,7 @@ async def run_workers(
     for k, users in enumerate(slices(pop.users, workers)):
         part = dataclasses.replace(cfg, user_indices=users, seed=cfg.seed + k)
         port = None if metrics_port is None else (metrics_port + k if metrics_port else 0)
-        refs.append(actors[k].run.remote(part, model, pop, schedule, port))
+        refs.append(actors[k].run.remote(part, model, pop, schedule, port, cpus))
     watch = asyncio.create_task(_watch(actors, on_phase)) if on_phase is not None else None
     stopper = asyncio.create_task(_stop_on(stop, actors)) if stop is not None else None
     try:
