@@ -52,6 +52,11 @@ def plan_chart(doc: dict[str, Any]) -> Chart | None:
             name="throttled ('server too busy' / s)",
             marker={"color": COLORS[1], "opacity": 0.5},
             width=[max(per_fe) * 0.03] * len(per_fe),
+            # labelled: a few throttled answers a second beside thousands of calls would be a
+            # bar too low to see
+            text=[f"{t:,.1f} throttled/s" if t else "" for t in throttled],
+            textposition="outside",
+            cliponaxis=False,
             hovertemplate="%{x:,.0f} users per FE: %{y:,.1f} throttled / s<extra></extra>",
         )
     fit = doc.get("fit")

@@ -189,6 +189,7 @@ def test_the_plan_chart_is_drawn(tmp_path: Path) -> None:
     bars = [t for t in chart.figure.data if t.type == "bar"]
     assert [b.name for b in bars] == ["throttled ('server too busy' / s)"]
     assert list(bars[0].y) == [0.0, 0.0, 0.0, 30.0]
+    assert list(bars[0].text) == ["", "", "", "30.0 throttled/s"]  # seen however low
     out = tmp_path / "plan.html"
     out.write_text(plan.plan_html(doc, "summary"))
     assert rendered(dump_dom(out)) == {"plan"}
