@@ -23,6 +23,7 @@ from bench.capacity import (
     format_sizing,
     usl_confidence,
 )
+from bench.cpus import show
 from bench.plan_points import DRIVER, MACHINE, NONE, POOL, RAMP, Point
 
 
@@ -265,6 +266,15 @@ def _sizing_dict(s: Sizing | None) -> dict[str, Any] | None:
     return {**asdict(s), "total_front_ends": s.total_front_ends}
 
 
+def _option(value: Any) -> Any:
+    """An option's value as plan.json holds it (a path or a processor list as written)."""
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, frozenset):  # --pool-cpus
+        return show(value)
+    return value
+
+
 def plan_document(
     args: argparse.Namespace,
     points: list[Point],
@@ -273,9 +283,7 @@ def plan_document(
     measured: Sizing | None,
 ) -> dict[str, Any]:
     """What plan.json holds (strict JSON: no infinities)."""
-    options = {
-        k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if not callable(v)
-    }
+    options = {k: _option(v) for k, v in vars(args).items() if not callable(v)}
     fit = findings.fit if findings is not None else None
     ci = findings.confidence if findings is not None else None
     return {

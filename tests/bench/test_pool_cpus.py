@@ -119,3 +119,12 @@ def test_a_pinned_run_reports_where_the_pool_and_the_driver_ran(tmp_path: Path) 
     assert cfg["driver_cpus"] == cpus.show(allowed[:-1])
     assert cfg["workers"] == 1
     assert f"pool pinned to processor(s) {allowed[-1]}, the driver to" in report_files.text(r)
+
+
+def test_a_plan_records_its_pool_cpus_as_written() -> None:
+    from bench import plan
+
+    doc = plan.plan_document(
+        argparse.Namespace(pool_cpus=frozenset({1, 2, 3}), out=Path("p")), [], None, None, None
+    )
+    assert json.loads(json.dumps(doc))["options"] == {"pool_cpus": "1-3", "out": "p"}
