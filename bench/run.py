@@ -120,6 +120,7 @@ async def drive(
     schedule = Schedule(model, pop, opts.duration, opts.seed)
     check(opts)
     workers = resolve_workers(opts)
+    on_cpus = driver_cpus(opts.pool_cpus) if opts.pool_cpus is not None else None  # --pool-cpus
     status, kept, provisioning = await prepare(opts, address, token, pop, POPULATION_SEED)
     metrics = {f.id: f.metrics_address for f in status.front_ends}
     addresses = _addresses(address, status)
@@ -158,7 +159,7 @@ async def drive(
         "workers_requested": "auto" if opts.workers == 0 else opts.workers,
         "cores": os.cpu_count(),
         "pool_cpus": show(opts.pool_cpus) if opts.pool_cpus is not None else None,
-        "driver_cpus": show(driver_cpus(opts.pool_cpus)) if opts.pool_cpus is not None else None,
+        "driver_cpus": show(on_cpus) if on_cpus is not None else None,
         "target": address,
         "driven_pool": "started by this run" if pool is not None else "a running pool (--target)",
         "planned_operations_expected": round(schedule.expected_operations()),
@@ -232,7 +233,7 @@ async def drive(
                 on_phase=on_phase,
                 ray_address=opts.ray_address,
                 stop=stop,
-                cpus=driver_cpus(opts.pool_cpus) if opts.pool_cpus is not None else None,
+                cpus=on_cpus,
             )
             for bucket in recorder.series.buckets():  # the workers' series, merged
                 folder.series(bucket)

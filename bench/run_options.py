@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import report
+from bench.cpus import driver_cpus
 from bench.workers import auto_workers
 from pool.config import Throttling
 
@@ -115,7 +116,7 @@ def resolve_workers(opts: RunOptions) -> int:
     if opts.workers > 0:
         return opts.workers
     if opts.pool_cpus is not None:  # the pool keeps to its own processors
-        return max(1, len(os.sched_getaffinity(0) - opts.pool_cpus))
+        return max(1, len(driver_cpus(opts.pool_cpus)))
     if opts.target is not None:
         busy = 0  # the pool runs elsewhere (or its processes are not ours to count)
     elif opts.edition == "enterprise":
