@@ -10,7 +10,8 @@ Two figures, with Lync's thresholds by default (``pool.config.Throttling``):
   ``retry_after`` has passed since the slow one (then requests go in, and the next write
   measures again). Counted as Lync's "Local 503 Responses".
 * **Average holding time of incoming requests**: every ``SAMPLE_S``, the mean time from a
-  request's admission to its answer, over the requests answered since the last sample and
+  request's admission to its answer (on a Session stream: until the write that carries its
+  reply is done), over the requests answered since the last sample and
   those still under way (at their age so far), plus the front end's lag: how late its event
   loop ran a timer since the last sample (``lagged``), which is how long a request that came in
   then waited before any handler saw it. Above ``holding_time_limit`` (6 s) the front
@@ -130,15 +131,15 @@ class Throttle:
         self.since_sum += now
 
     def finished(self, since: float, now: float) -> None:
-        self.in_flight -= 1
-        self.since_sum = self.since_sum - since if self.in_flight else 0.0  # no drift
-        self.done += 1
-        self.done_sum += now - since
+        self.finished_many(1, since, now)
 
-    def took(self, seconds: float) -> None:
-        """A request answered without waiting for anything (never under way across a turn)."""
-        self.done += 1
-        self.done_sum += seconds
+    def finished_many(self, n: int, since: float, now: float) -> None:
+        """``n`` requests under way (``since``: the sum of their ``started`` times) were
+        answered at ``now``."""
+        self.in_flight -= n
+        self.since_sum = self.since_sum - since if self.in_flight else 0.0  # no drift
+        self.done += n
+        self.done_sum += n * now - since
 
     def lagged(self, seconds: float) -> None:
         """The event loop ran a timer ``seconds`` late: requests that came meanwhile waited

@@ -12,6 +12,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pytest
@@ -19,7 +20,9 @@ from google.rpc import error_details_pb2, status_pb2
 
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
+from pool.api import frontend
 from pool.api.server import TICK_MAX
+from pool.api.session import SessionStream
 from pool.api.status import DETAILS_KEY
 from pool.client import PoolClient, Session
 from pool.clock import FakeClock
@@ -290,6 +293,71 @@ async def test_a_request_held_over_a_minute_is_answered_too_busy(
         await first
     finally:
         service.gate.set()
+        await client.close()
+
+
+class _GatedWrites:
+    """A Session handler's context whose writes wait for ``gate`` while it is closed (a
+    front end slow to send what it answered)."""
+
+    def __init__(self, context: Any, gate: asyncio.Event) -> None:
+        self._context = context
+        self._gate = gate
+
+    async def write(self, data: bytes) -> None:
+        await self._gate.wait()
+        await self._context.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._context, name)
+
+
+@pytest.fixture
+def write_gate(monkeypatch: pytest.MonkeyPatch) -> asyncio.Event:
+    """Open by default; closed, every Session stream's next write waits for it."""
+    gate = asyncio.Event()
+    gate.set()
+
+    class Stream(SessionStream):
+        def __init__(self, servicer: Any, ep: Endpoint, token: str, context: Any) -> None:
+            super().__init__(servicer, ep, token, _GatedWrites(context, gate))
+
+    monkeypatch.setattr(frontend, "SessionStream", Stream)
+    return gate
+
+
+async def test_a_session_call_is_held_until_its_reply_is_written(
+    gated: StandardPool, write_gate: asyncio.Event
+) -> None:
+    """On a Session stream a call's holding time runs until the write carrying its reply is
+    done, not only while its handler runs: a front end too busy to send its answers goes into
+    flow control as Lync's does, and an endpoint's unsent answers count against its limit."""
+    throttle = gated.engine.throttle
+    client, session = await sign_in(gated, 3, "session")
+    try:
+        a, b = await conversations(gated, session, 2)
+        gated.advance(1.0)
+        assert throttle.state is FlowState.NORMAL
+        assert throttle.in_flight == 0
+        write_gate.clear()
+        first = typing(session, a)  # runs at once; its reply waits to be written
+        await eventually(lambda: throttle.in_flight == 1, what="the first answered, unsent")
+        gated.advance(7.0)
+        assert throttle.state is FlowState.FLOW_CONTROLLED
+        second = typing(session, b)
+        await eventually(lambda: throttle.held == 1, what="the second held at the door")
+        assert not first.done()
+        write_gate.set()
+        await asyncio.gather(first, second)
+        await eventually(lambda: throttle.in_flight == 0, what="both written")
+        assert [ep.outstanding for ep in gated.engine.registrar] == [0] * len(
+            gated.engine.registrar
+        )
+        gated.advance(1.0)  # 7 s and the second's 0 s: still over the 3 s release ...
+        gated.advance(1.0)  # ... then a quiet second ends it
+        assert throttle.state is FlowState.NORMAL
+    finally:
+        write_gate.set()
         await client.close()
 
 

@@ -18,8 +18,11 @@ requests until the client reads.
 
 Each call passes the front end's door (``pool.throttle``) as a unary call does: refused while
 the front end is too busy (but SignOut), and held while the endpoint has as many calls under way
-as the limit allows (a call that waits for nothing is never under way across a turn); held
-calls wait in the order they came (``_HeldCalls``) and one held too long is answered.
+as the limit allows; held calls wait in the order they came (``_HeldCalls``) and one held too
+long is answered. A call is under way, and its holding time runs, from when its request was
+read off the stream (or let in at the door) until the write that carries its reply is done:
+what Lync counts from a request's arrival to its response, so that replies a saturated front
+end is slow to send count as held, as Lync's do.
 
 The stream ends when the endpoint's registration ends, after the SignedOut event: OK after the
 endpoint's own SignOut, else with the status a unary call gets then. A client that half-closes
@@ -103,11 +106,12 @@ class _Resume:
     """Awaiting it goes on with a coroutine that was started by hand and is waiting on
     ``pending`` (what its ``send`` yielded): the rest of it runs in the awaiting task."""
 
-    __slots__ = ("_coro", "_pending")
+    __slots__ = ("_coro", "_pending", "start")
 
-    def __init__(self, coro: Any, pending: Any) -> None:
+    def __init__(self, coro: Any, pending: Any, start: float) -> None:
         self._coro = coro
         self._pending = pending
+        self.start = start  # when the call began (its handler's latency runs from it)
 
     def __await__(self) -> Generator[Any, Any, Any]:
         coro, pending = self._coro, self._pending
@@ -168,6 +172,10 @@ class SessionStream:
         self.token = token
         self.context = context
         self.replies: list[bytes] = []
+        #: calls whose reply is in ``replies``, under way until it is written, and the sum of
+        #: the times they came (their holding time: ``unwritten * now - unwritten_since``)
+        self.unwritten = 0
+        self.unwritten_since = 0.0
         #: key -> calls waiting behind a call of that key that is under way
         self.lanes: dict[str, deque[pb.SessionCall]] = {}
         self.tasks: set[asyncio.Task[None]] = set()
@@ -199,6 +207,7 @@ class SessionStream:
                 self.held.calls.clear()
                 self.held.waiting = False
                 self.throttle.forget(self.ep, self.held)
+            self._written()  # replies never written: their calls are no longer under way
             feed.close()
             if metrics is not None:
                 metrics.session.closed()
@@ -215,6 +224,7 @@ class SessionStream:
         if self.replies:
             replies, self.replies = self.replies, []
             await write(b"".join(replies))
+            self._written()
             if metrics is not None:
                 metrics.rpc_stream_sent("Session", 1)
                 metrics.session.sent(len(replies), 0)
@@ -226,10 +236,16 @@ class SessionStream:
             events = drain(ep, STREAM_BATCH) if len(queue) else ()
             if self.replies or events:
                 replies, self.replies = self.replies, []
+                calls, since = self.unwritten, self.unwritten_since
+                self.unwritten, self.unwritten_since = 0, 0.0
                 data = b"".join(replies)
                 if events:
                     data += b"".join([event_bytes(e) for e in events])
-                await write(data)
+                try:
+                    await write(data)
+                finally:  # written, or the stream broke: either way no longer under way
+                    if calls:
+                        self._done(calls, since)
                 if metrics is not None:
                     metrics.rpc_stream_sent("Session", 1)
                     metrics.session.sent(len(replies), len(events))
@@ -245,6 +261,23 @@ class SessionStream:
             if self.client_done and not self.tasks and not self.lanes:
                 return
             await feed.sleep()
+
+    def _done(self, calls: int, since: float) -> None:
+        """``calls`` calls (which came at times summing to ``since``) are answered: their
+        holding time ends and their endpoint's slots are free."""
+        ep, throttle = self.ep, self.throttle
+        throttle.finished_many(calls, since, self.monotonic())
+        ep.outstanding -= calls
+        if ep.waiters:
+            throttle.release(ep)
+
+    def _written(self) -> None:
+        """Whatever replies are not written yet: their calls end (written at the stream's end,
+        or never)."""
+        if self.unwritten:
+            calls, since = self.unwritten, self.unwritten_since
+            self.unwritten, self.unwritten_since = 0, 0.0
+            self._done(calls, since)
 
     def _ended(self, reason: str) -> None:
         """The registration ended: return for the client's own SignOut, else raise what a
@@ -266,9 +299,9 @@ class SessionStream:
                 if metrics is not None:
                     metrics.rpc_stream_received("Session", 1)
                     metrics.session.received(len(message.calls))
-                take = self._take
+                take, came = self._take, self.monotonic()
                 for call in message.calls:
-                    take(call)
+                    take(call, came)
                 self._poke()
                 while len(self.replies) + len(self.tasks) >= MAX_BACKLOG:
                     self._room = asyncio.get_running_loop().create_future()
@@ -284,7 +317,8 @@ class SessionStream:
 
     # --- calls ---
 
-    def _take(self, call: pb.SessionCall) -> None:
+    def _take(self, call: pb.SessionCall, came: float) -> None:
+        """``call`` was read at ``came``."""
         if self.closing:
             return
         field = call.WhichOneof("request")
@@ -293,23 +327,24 @@ class SessionStream:
         if lane is not None:
             lane.append(call)
         else:
-            self._run(key, call)
+            self._run(key, call, came)
 
-    def _run(self, key: str, call: pb.SessionCall, admitted: bool = False) -> None:
-        """Start ``call`` and, while calls end at once, the ones waiting behind it on ``key``
-        (``admitted``: ``call`` comes from the door, which let it in)."""
+    def _run(self, key: str, call: pb.SessionCall, came: float, admitted: bool = False) -> None:
+        """Start ``call`` (read, or let in at the door, at ``came``) and, while calls end at
+        once, the ones waiting behind it on ``key`` (``admitted``: ``call`` comes from the
+        door, which let it in). A call waiting in its lane is under way from its start."""
         ep, throttle = self.ep, self.throttle
         while True:
             if not admitted and (ep.outstanding >= throttle.limit or self.held.calls):
                 self._hold(key, call)
                 return
             admitted = False
-            pending = self._start(call)
+            pending = self._start(call, came)
             if pending is not None:
                 self.lanes.setdefault(key, deque())
-                ep.outstanding += 1
-                throttle.started(pending[1])
-                task = asyncio.get_running_loop().create_task(self._finish(key, call, *pending))
+                task = asyncio.get_running_loop().create_task(
+                    self._finish(key, call, pending, came)
+                )
                 self.tasks.add(task)
                 task.add_done_callback(self.tasks.discard)
                 return
@@ -318,10 +353,21 @@ class SessionStream:
                 self.lanes.pop(key, None)
                 return
             call = lane.popleft()
+            came = self.monotonic()
 
-    def _start(self, call: pb.SessionCall) -> tuple[_Resume, float] | None:
+    def _start(self, call: pb.SessionCall, came: float) -> _Resume | None:
         """Run ``call`` until it ends or waits: None when it ended (its reply made), else
-        what to await for the rest of it and when it started."""
+        what to await for the rest of it. From here the call is under way (``came``: since
+        when) until its reply is written."""
+        self.ep.outstanding += 1
+        self.throttle.started(came)
+        pending = self._begin(call)
+        if pending is None:
+            self.unwritten += 1
+            self.unwritten_since += came
+        return pending
+
+    def _begin(self, call: pb.SessionCall) -> _Resume | None:
         start = self.monotonic()
         field = call.WhichOneof("request")
         if field is None:
@@ -340,54 +386,53 @@ class SessionStream:
             try:
                 pending = coro.send(None)
             except StopIteration as stop:
-                self.throttle.took(self._ok(call, field, stop.value, start))
+                self._ok(call, field, stop.value, start)
                 return None
         except Exception as exc:
-            self.throttle.took(self._failed(call.id, name, exc, start))
+            self._failed(call.id, name, exc, start)
             return None
-        return _Resume(coro, pending), start
+        return _Resume(coro, pending, start)
 
-    async def _finish(self, key: str, call: pb.SessionCall, rest: _Resume, start: float) -> None:
+    async def _finish(self, key: str, call: pb.SessionCall, rest: _Resume, came: float) -> None:
         field = call.WhichOneof("request")
         assert field is not None
+        replied = False
         try:
             answer = await rest
         except Exception as exc:
-            self._failed(call.id, ROUTES[field][0], exc, start)
+            self._failed(call.id, ROUTES[field][0], exc, rest.start)
+            replied = True
         else:
-            self._ok(call, field, answer, start)
+            self._ok(call, field, answer, rest.start)
+            replied = True
         finally:
-            ep, throttle = self.ep, self.throttle
-            throttle.finished(start, self.monotonic())
-            ep.outstanding -= 1
-            if ep.waiters:
-                throttle.release(ep)
+            if replied:  # under way until its reply is written
+                self.unwritten += 1
+                self.unwritten_since += came
+            else:  # cancelled: the stream is ending, no reply
+                self._done(1, came)
         lane = self.lanes.get(key)
         if lane:
-            self._run(key, lane.popleft())
+            self._run(key, lane.popleft(), self.monotonic())
         else:
             self.lanes.pop(key, None)
         self._poke()
 
-    def _ok(self, call: pb.SessionCall, field: str, answer: Message, start: float) -> float:
-        """Reply ``answer``; returns the call's duration."""
+    def _ok(self, call: pb.SessionCall, field: str, answer: Message, start: float) -> None:
+        """Reply ``answer`` (the call's handler began at ``start``)."""
         name, _, out = ROUTES[field]
         self.replies.append(reply_bytes(call.id, out, answer))
-        took = self.monotonic() - start
         if self.metrics is not None:
-            self.metrics.rpc_done(name, "OK", took)
+            self.metrics.rpc_done(name, "OK", self.monotonic() - start)
             self.metrics.session.call(name)
-        return took
 
-    def _failed(self, call_id: int, name: str, exc: BaseException, start: float) -> float:
-        """Reply the status of ``exc``; returns the call's duration."""
+    def _failed(self, call_id: int, name: str, exc: BaseException, start: float) -> None:
+        """Reply the status of ``exc``."""
         code, message, trailers = status_of(name, exc)
         self.replies.append(error_bytes(call_id, code, message, trailers))
-        took = self.monotonic() - start
         if self.metrics is not None:
-            self.metrics.rpc_done(name, code.name, took)
+            self.metrics.rpc_done(name, code.name, self.monotonic() - start)
             self.metrics.session.call(name)
-        return took
 
     # --- the door ---
 
@@ -400,9 +445,10 @@ class SessionStream:
     def _admit_held(self) -> None:
         """The endpoint is under its limit: run held calls while it stays so."""
         held, ep, throttle = self.held, self.ep, self.throttle
+        now = self.monotonic()
         while held.calls and ep.outstanding < throttle.limit:
             key, call, _ = held.calls.popleft()
-            self._run(key, call, admitted=True)
+            self._run(key, call, now, admitted=True)
         if held.calls:
             held.wait(0)
         self._poke()
@@ -419,7 +465,7 @@ class SessionStream:
             self._failed(call.id, name, error(arrived), arrived)
             lane = self.lanes.get(key)
             if lane:
-                self._run(key, lane.popleft())
+                self._run(key, lane.popleft(), self.monotonic())
             elif not any(k == key for k, _, _ in held.calls):
                 self.lanes.pop(key, None)
         if held.calls:

@@ -68,9 +68,15 @@ def test_a_slow_store_write_makes_it_too_busy_until_a_fast_one_or_retry_after() 
     assert t.busy_until == 0.0
 
 
+def took(t: Throttle, seconds: float, now: float = 0.0) -> None:
+    """A request answered ``seconds`` after it came, at ``now``."""
+    t.started(now - seconds)
+    t.finished(now - seconds, now)
+
+
 def test_the_average_counts_answered_requests_and_those_under_way() -> None:
     t = Throttle(Throttling(holding_time_limit=6.0, holding_time_release=3.0))
-    t.took(1.0)
+    took(t, 1.0)
     t.started(10.0)
     t.started(12.0)
     t.finished(12.0, 15.0)  # 3 s
@@ -98,18 +104,31 @@ def test_the_loops_lag_counts_into_the_average_while_requests_come() -> None:
     t.lagged(0.2)
     t.lagged(0.4)
     t.lagged(0.1)  # the worst counts
-    t.took(0.05)
+    took(t, 0.05)
     assert t.sample(1.0) == pytest.approx(0.45)
     assert t.state is N  # not over 0.5
     t.lagged(0.6)
-    t.took(0.05)
+    took(t, 0.05)
     assert t.sample(2.0) == pytest.approx(0.65)
     assert t.state is F
-    t.took(0.05)
+    took(t, 0.05)
     assert t.sample(3.0) == pytest.approx(0.05)  # the lag is per sample
     assert t.state is N
     t.lagged(9.0)
     assert t.sample(4.0) == 0.0  # no request: no holding time
+
+
+def test_requests_answered_together_count_one_by_one() -> None:
+    """A Session stream's write answers several calls at once: each counts its own time."""
+    t = Throttle(Throttling(holding_time_limit=6.0, holding_time_release=3.0))
+    for came in (1.0, 2.0, 4.0):
+        t.started(came)
+    t.started(5.0)  # still under way after the write
+    t.finished_many(3, 1.0 + 2.0 + 4.0, 10.0)  # 9 + 8 + 6 s
+    assert (t.in_flight, t.since_sum) == (1, 5.0)
+    assert t.sample(11.0) == pytest.approx((9 + 8 + 6 + 6) / 4)
+    t.finished_many(1, 5.0, 12.0)
+    assert (t.in_flight, t.since_sum) == (0, 0.0)
 
 
 class FakeWaiter:
