@@ -18,6 +18,8 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from bench import probe
+
 HEIGHT = 380
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2")
 THRESHOLD = "#c0392b"
@@ -141,7 +143,14 @@ def _moments(fig: go.Figure, report: dict[str, Any]) -> None:
 
 
 def threshold(
-    fig: go.Figure, y: float, label: str, *, log: bool = False, yref: str = "y", right: bool = False
+    fig: go.Figure,
+    y: float,
+    label: str,
+    *,
+    log: bool = False,
+    yref: str = "y",
+    right: bool = False,
+    dash: str = "dash",
 ) -> None:
     """A dashed horizontal line at ``y`` across the plot, named in the legend (so no label
     sits on the data). ``log`` and ``right`` are kept for callers; a shape on a log axis is
@@ -155,7 +164,7 @@ def threshold(
         yref=yref,
         y0=y,
         y1=y,
-        line={"color": THRESHOLD, "dash": "dash", "width": 1},
+        line={"color": THRESHOLD, "dash": dash, "width": 1},
     )
     fig.add_scatter(
         x=[None],
@@ -163,7 +172,7 @@ def threshold(
         mode="lines",
         name=label,
         yaxis=yref,
-        line={"color": THRESHOLD, "dash": "dash", "width": 1},
+        line={"color": THRESHOLD, "dash": dash, "width": 1},
         hoverinfo="skip",
     )
 
@@ -278,6 +287,27 @@ def endpoints(report: dict[str, Any]) -> Chart | None:
     )
 
 
+def holding_time(report: dict[str, Any]) -> Chart | None:
+    """Each front end's average holding time of incoming requests (Lync's counter), with the
+    limits of flow control when the curve comes near them (a pool this run started)."""
+    fronts = {fe: f for fe, f in report.get("front_ends", {}).items() if "holding_max_s" in f}
+    if not fronts:
+        return None
+    fig = go.Figure()
+    _per_front_end(fig, fronts, probe.HOLDING_S)
+    _moments(fig, report)
+    limits = report.get("config", {}).get("throttling", {})
+    top = max(max((s[probe.HOLDING_S] for s in f["samples"]), default=0.0) for f in fronts.values())
+    title = "Average holding time of incoming requests per front end"
+    if limits:
+        on, off = float(limits["holding_time_limit"]), float(limits["holding_time_release"])
+        title += f" (flow control above {on:g} s, until under {off:g} s)"
+        if top >= off / 4:  # drawn only where they would not flatten the curve to the floor
+            threshold(fig, on, f"flow control above {on:g} s")
+            threshold(fig, off, f"released under {off:g} s", dash="dot")
+    return Chart("holding", title, layout(fig, "run time (s)", "seconds"))
+
+
 def client_server(report: dict[str, Any]) -> Chart | None:
     rows = report.get("server_latency", {}).get("rows", [])
     rows = [r for r in rows if r.get("server_p99_ms") is not None]
@@ -355,6 +385,7 @@ def run_charts(report: dict[str, Any]) -> list[Chart]:
         percentiles(report),
         processor(report),
         endpoints(report),
+        holding_time(report),
         client_server(report),
         driver_health(report),
         memory(report),

@@ -4,7 +4,7 @@
     run.json           the configuration, when the figures after the ramp start, thresholds
     series.jsonl       the time series, one bucket a line as it is sealed (``bench.series``)
     memory.jsonl       the driver's and the front ends' memory, a sample a line
-    front_ends.jsonl   the probe's samples per front end (processor, memory, endpoints)
+    front_ends.jsonl   the probe's samples per front end (processor, memory, endpoints, overload)
     recorder.json      everything else the driver measured (per operation histograms,
                        status codes, counters), replaced every ``CHECKPOINT_S`` (atomically)
     report.*           the report, at the end (``bench.report_files.write``)
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import memory, report, report_files
+from bench.probe import FIELDS as FE_FIELDS
 from bench.probe import FrontEndSeries, Probe
 from bench.samples import Samples
 from bench.selfcheck import Health
@@ -152,7 +153,8 @@ def rebuild(path: Path) -> dict[str, Any]:
             pool.append(tuple(row["pool"]))
         else:
             fes = fronts.setdefault(row["fe"], FrontEndSeries(row["at"]))
-            fes.samples.append(tuple(row["s"]))
+            raw = tuple(row["s"])  # a folder from before the overload figures has fewer
+            fes.samples.append(raw + (0.0,) * (FE_FIELDS - len(raw)))
     known = {f.name for f in fields(report.Thresholds)}
     thresholds = report.Thresholds(
         **{k: v for k, v in config.get("thresholds", {}).items() if k in known}

@@ -346,10 +346,13 @@ def plan_html(doc: dict[str, Any], text: str) -> str:
     import html as h
 
     from bench import charts
-    from bench.plan_chart import plan_chart
+    from bench.plan_chart import defence_chart, plan_chart
 
     chart = plan_chart(doc)
     body = charts.div(chart) if chart is not None else "<p>no finished runs to draw</p>"
+    defences = defence_chart(doc)
+    if defences is not None:
+        body += charts.div(defences)
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>poolsim plan</title>
 {charts.head()}
 <style>body{{font-family:sans-serif;margin:2em auto;max-width:80em;padding:0 1em;color:#222}}

@@ -44,23 +44,8 @@ def plan_chart(doc: dict[str, Any]) -> Chart | None:
         yaxis="y2",
         hovertemplate="%{x:,.0f} users per FE: p99 %{y:.1f} ms<extra></extra>",
     )
-    throttled = [p.get("throttled", 0) / (p.get("window_s") or p["duration"]) for p in points]
-    if any(throttled):  # Lync's own defence past the knee: "server too busy" answers
-        fig.add_bar(
-            x=per_fe,
-            y=throttled,
-            name="throttled ('server too busy' / s)",
-            marker={"color": COLORS[1], "opacity": 0.5},
-            width=[max(per_fe) * 0.03] * len(per_fe),
-            # labelled: a few throttled answers a second beside thousands of calls would be a
-            # bar too low to see
-            text=[f"{t:,.1f} throttled/s" if t else "" for t in throttled],
-            textposition="outside",
-            cliponaxis=False,
-            hovertemplate="%{x:,.0f} users per FE: %{y:,.1f} throttled / s<extra></extra>",
-        )
     fit = doc.get("fit")
-    shown = [p["throughput"] for p in points] + throttled  # what the throughput axis holds
+    shown = [p["throughput"] for p in points]  # what the throughput axis holds
     if fit:
         top = max(per_fe) * 1.3
         xs = [top * i / 100 for i in range(1, 101)]
@@ -147,6 +132,71 @@ def plan_chart(doc: dict[str, Any]) -> Chart | None:
             right=True,
         )
     return Chart("plan", "Throughput and p99 against users per front end, with the USL fit", chart)
+
+
+def defence_chart(doc: dict[str, Any]) -> Chart | None:
+    """Lync's defences per point, on the plan chart's axis of users per front end: requests
+    held at the door (flow control) and answered "server too busy" per second of the window,
+    and the share of the window some front end spent in flow control. None when no point
+    met any of them (a plan that never reached the pool's limit has nothing to draw)."""
+    points = [p for p in doc.get("points", []) if p.get("error") is None and p.get("throughput")]
+    seconds = [p.get("window_s") or p["duration"] for p in points]
+    throttled = [p.get("throttled", 0) / s for p, s in zip(points, seconds, strict=True)]
+    held = [p.get("held", 0) / s for p, s in zip(points, seconds, strict=True)]
+    share = [
+        100.0 * min(1.0, p.get("flow_controlled_s", 0.0) / s)
+        for p, s in zip(points, seconds, strict=True)
+    ]
+    if not any(throttled + held + share):
+        return None
+    per_fe = [p.get("per_fe", p["users"] / max(1, p["front_ends"])) for p in points]
+    fig = go.Figure()
+    top = max(per_fe) * (1.3 if doc.get("fit") else 1.1)  # the plan chart's axis, when it fits
+    shown = [
+        (rates, name, unit, color)
+        for rates, name, unit, color in (
+            (held, "held at the door, flow control (requests / s)", "held", COLORS[4]),
+            (throttled, "answered 'server too busy' (calls / s)", "too busy", COLORS[1]),
+        )
+        if any(rates)
+    ]
+    width = top * 0.02
+    for k, (rates, name, unit, color) in enumerate(shown):
+        fig.add_bar(
+            x=per_fe,
+            y=rates,
+            name=name,
+            marker={"color": color},
+            width=width,
+            offset=width * (k - len(shown) / 2),  # side by side about the point
+            text=[f"{r:,.1f}" if r else "" for r in rates],
+            textposition="outside",
+            cliponaxis=False,
+            hovertemplate=f"%{{x:,.0f}} users per FE: %{{y:,.2f}} {unit} / s<extra></extra>",
+        )
+    fig.add_scatter(
+        x=per_fe,
+        y=share,
+        mode="markers",
+        name="window in flow control (%)",
+        marker={"size": 10, "color": COLORS[3], "symbol": "diamond"},
+        yaxis="y2",
+        hovertemplate="%{x:,.0f} users per FE: %{y:.0f}% of the window<extra></extra>",
+    )
+    chart = layout(fig, "users per front end", "per second of the window")
+    chart.update_layout(
+        barmode="overlay",
+        yaxis2=right_axis(
+            "window in flow control (%)", range=[0, 105], tickvals=[0, 25, 50, 75, 100]
+        ),
+        margin={"l": 70, "r": 70, "t": 50, "b": 60},
+    )
+    chart.update_xaxes(range=[0, top])
+    return Chart(
+        "defences",
+        "The pool's defences against overload per run: flow control and 'server too busy'",
+        chart,
+    )
 
 
 def _log_range(values: list[float]) -> list[float]:

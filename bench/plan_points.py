@@ -48,6 +48,9 @@ class Point:
     note: str = ""  # what else the run showed (the clients' p99 was the machine's, say)
     driver_saturated: bool = False  # it delivered less than the load asked: kept out of the fit
     throttled: int = 0  # calls the pool answered "server too busy" in the window
+    held: int = 0  # requests the front ends held at the door (flow control) in the window
+    holding_max_s: float = 0.0  # the highest average holding time a front end sampled
+    flow_controlled_s: float = 0.0  # the longest a front end was in flow control, in the window
 
     @property
     def effective_users(self) -> float:
@@ -67,8 +70,9 @@ def pool_side_failures(result: dict[str, Any]) -> list[str]:
     """The pool's own figures in the measurement window that broke a target, in words:
     the busiest front end's processor, the pool's own p99 of an RPC (its histogram), the store
     queue's p99, errors the pool returned (not deadlines or cancellations, which a slow
-    client produces alone), and its throttling (any "server too busy" answer: the pool
-    reached the limit it defends itself at, which is a pool limit, not driver trouble).
+    client produces alone), and its throttling (any "server too busy" answer, or flow control:
+    the pool reached the limit it defends itself at, which is a pool limit, not driver
+    trouble).
     Empty when the window never opened: there are no figures then."""
     window = result.get("window", {})
     if not float(window.get("seconds") or 0.0) > 0:
@@ -121,7 +125,23 @@ def pool_side_failures(result: dict[str, Any]) -> list[str]:
             f"the pool throttled: {throttled} of {calls} calls answered 'server too busy' "
             "(store queue latency or average holding time past the pool's limit)"
         )
+    held = [(fe, f) for fe, f in fronts.items() if f.get("held") or f.get("flow_controlled_s")]
+    if held:
+        fe, f = max(held, key=lambda kv: float(kv[1].get("holding_max_s", 0.0)))
+        where = f" ({fe})" if len(fronts) > 1 else ""
+        limit = result.get("config", {}).get("throttling", {}).get("holding_time_limit")
+        seconds = max(float(f.get("flow_controlled_s", 0.0)) for _, f in held)
+        found.append(
+            f"the pool went into flow control{where} for {seconds:.0f} s (average holding time "
+            f"up to {float(f.get('holding_max_s', 0.0)):.2f} s"
+            + (f", limit {float(limit):g} s" if limit is not None else "")
+            + f"): {_requests(sum(float(f.get('held', 0)) for _, f in held))} held at the door"
+        )
     return found
+
+
+def _requests(n: float) -> str:
+    return f"{n:,.0f} request" + ("" if round(n) == 1 else "s")
 
 
 def classify(result: dict[str, Any]) -> tuple[str, str, str]:
@@ -234,6 +254,11 @@ def point_from_report(
         driver_saturated=bool(result.get("driver", {}).get("saturated")),
         throttled=sum(
             int(o.get("window", {}).get("codes", {}).get(THROTTLED, 0)) for o in ops.values()
+        ),
+        held=round(sum(float(f.get("held", 0.0)) for f in fronts.values())),
+        holding_max_s=max((float(f.get("holding_max_s", 0.0)) for f in fronts.values()), default=0),
+        flow_controlled_s=max(
+            (float(f.get("flow_controlled_s", 0.0)) for f in fronts.values()), default=0
         ),
     )
 

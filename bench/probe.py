@@ -1,5 +1,6 @@
 """Samples every front end's Prometheus endpoint once a second during a run: processor use
-(what SPEC section 6's "FE processor below 80%" means), memory, endpoints and queue depth.
+(what Lync's "FE processor below 80%" means), memory, endpoints, queue depth, and its defence
+against overload (average holding time, connections in flow control, requests held).
 
 Processor use is the front end process's CPU seconds per wall second, in percent of one core
 (a Python front end runs its engine on one core). With several front ends (Enterprise), each
@@ -22,7 +23,14 @@ WANTED = {
     "process_resident_memory_bytes": "rss_bytes",
     "poolsim_endpoints_active": "endpoints",
     "poolsim_event_queue_depth": "queue_depth",
+    "poolsim_average_holding_time_seconds": "holding_s",
+    "poolsim_flow_controlled_connections": "flow_controlled",
+    "poolsim_flow_control_held_requests_total": "held",
 }
+
+#: a front end's sample: its fields, by index (each kept sample then ends with its weight)
+T, CPU, RSS_MIB, ENDPOINTS, QUEUE_DEPTH, HOLDING_S, FLOW_CONTROLLED, HELD = range(8)
+FIELDS = 8
 
 
 def wanted_figures(text: str) -> dict[str, float]:
@@ -49,8 +57,10 @@ def scrape(address: str, timeout: float = 2.0) -> dict[str, float]:
 
 @dataclass
 class FrontEndSeries:
-    """One front end's samples: (run second, cpu %, rss MiB, endpoints, queue depth), kept at
-    bounded cost (:class:`bench.samples.Samples`: each kept sample ends with its weight)."""
+    """One front end's samples: (run second, cpu %, rss MiB, endpoints, queue depth, average
+    holding time s, connections in flow control, requests held so far), by the indices above,
+    kept at bounded cost (:class:`bench.samples.Samples`: each kept sample ends with its
+    weight)."""
 
     address: str
     samples: Samples = field(default_factory=Samples)
@@ -72,13 +82,16 @@ class FrontEndSeries:
                         figures.get("rss_bytes", 0.0) / 2**20,
                         figures.get("endpoints", 0.0),
                         figures.get("queue_depth", 0.0),
+                        figures.get("holding_s", 0.0),
+                        figures.get("flow_controlled", 0.0),
+                        figures.get("held", 0.0),
                     )
                 )
                 return pct
         return None
 
     def cpu_mean(self, since: float = 0.0) -> float:
-        return weighted_mean([s for s in self.samples if s[0] >= since], 1, 5)
+        return weighted_mean([s for s in self.samples if s[0] >= since], CPU, FIELDS)
 
     def cpu_max(self, since: float = 0.0) -> float:
         return max((s[1] for s in self.samples if s[0] >= since), default=0.0)

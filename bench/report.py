@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from bench import probe
 from bench.probe import FrontEndSeries
 from bench.samples import Sample, weighted_mean
 from bench.selfcheck import SATURATED_CPU, SATURATED_LAG_MS
@@ -133,6 +134,24 @@ def _status(good: bool) -> str:
 
 def _in(t: float, start: float | None, end: float | None) -> bool:
     return start is not None and t >= start and (end is None or t < end)
+
+
+def overload_figures(everything: list[Sample], inside: list[Sample]) -> dict[str, float]:
+    """A front end's defence against overload over ``inside`` (its probe samples in the
+    window, ``everything`` being all of them): the highest average holding time sampled, the
+    seconds it had connections in flow control, and the requests it held at the door."""
+    if not inside:
+        return {"holding_max_s": 0.0, "flow_controlled_s": 0.0, "held": 0.0}
+    weight = probe.FIELDS  # a kept sample's weight follows its fields (bench.samples)
+    before = [x for x in everything if x[0] < inside[0][0]]
+    held_from = before[-1][probe.HELD] if before else inside[0][probe.HELD]
+    return {
+        "holding_max_s": max(x[probe.HOLDING_S] for x in inside),
+        "flow_controlled_s": sum(
+            (x[weight] if len(x) > weight else 1.0) for x in inside if x[probe.FLOW_CONTROLLED]
+        ),
+        "held": max(0.0, inside[-1][probe.HELD] - held_from),
+    }
 
 
 def driver_section(
@@ -274,8 +293,9 @@ def build(
         inside = [x for x in everything if _in(x[0], start, end)] if has_window else []
         front_ends[fe] = {
             "address": fs.address,
-            "cpu_mean": weighted_mean(inside or everything, 1, 5),
-            "cpu_max": max((x[1] for x in inside or everything), default=0.0),
+            "cpu_mean": weighted_mean(inside or everything, probe.CPU, probe.FIELDS),
+            "cpu_max": max((x[probe.CPU] for x in inside or everything), default=0.0),
+            **overload_figures(everything, inside if has_window else everything),
             "samples": [list(x) for x in fs.samples],
         }
     counters = dict(rec.counters)
@@ -374,6 +394,23 @@ def build(
                 f"{w_throttled} of {w_total}",
                 "0",
                 undecided or _status(w_throttled == 0),
+            )
+        )
+    held = sum(float(f["held"]) for f in front_ends.values())
+    flow_s = max((float(f["flow_controlled_s"]) for f in front_ends.values()), default=0.0)
+    if held or flow_s:
+        holding = max(float(f["holding_max_s"]) for f in front_ends.values())
+        limit = config.get("throttling", {}).get("holding_time_limit")
+        checks.append(
+            _check(
+                "flow control in the window (average holding time past the pool's limit: each "
+                "endpoint held to one request under way)",
+                f"{held:,.0f} request{'' if round(held) == 1 else 's'} held at the door; "
+                f"{flow_s:.0f} s in flow control; "
+                f"average holding time up to {holding:.2f} s"
+                + (f" (limit {float(limit):g} s)" if limit is not None else ""),
+                "none",
+                undecided or FAIL,
             )
         )
     lost = counters.get("ledger_lost", 0)

@@ -173,7 +173,13 @@ def text(report: dict[str, Any]) -> str:
     for fe, f in report["front_ends"].items():
         lines.append(
             f"front end {fe}: processor mean {f['cpu_mean']:.1f}%, "
-            f"max {f['cpu_max']:.1f}% of one core (in the window)"
+            f"max {f['cpu_max']:.1f}% of one core (in the window); average holding time up "
+            f"to {f.get('holding_max_s', 0.0):.3f} s"
+            + (
+                f"; flow control {f['flow_controlled_s']:.0f} s, {f['held']:,.0f} requests held"
+                if f.get("held") or f.get("flow_controlled_s")
+                else ""
+            )
         )
     p = report.get("pool")
     if p is not None:

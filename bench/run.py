@@ -172,6 +172,7 @@ async def drive(
     }
     if pool is not None:
         config["pool"] = pool
+        config["throttling"] = asdict(opts.throttling)  # of a pool this run started
     if opts.metrics_port is not None and workers > 1:
         config["driver_metrics_ports"] = (
             [opts.metrics_port + k for k in range(workers)] if opts.metrics_port else "free ports"

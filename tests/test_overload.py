@@ -17,7 +17,9 @@ from typing import Any
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
+from prometheus_client import generate_latest
 
+from bench.probe import wanted_figures
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
 from pool.api import frontend
@@ -243,6 +245,10 @@ async def test_flow_control_holds_all_but_one_request_per_endpoint(
         second = typing(session, b)
         await eventually(lambda: throttle.held == 1, what="the second held")
         assert gated.metric("poolsim_flow_control_held_requests_total") == 1
+        # what `poolsim run` samples of it each second, from the same exposition
+        seen = wanted_figures(generate_latest(gated.registry).decode())
+        assert (seen["held"], seen["flow_controlled"]) == (1.0, 3.0)
+        assert seen["holding_s"] > 6.0
         await asyncio.sleep(0.05)  # a chance to break the limit, were it not enforced
         assert service.inside == 1
         assert service.entered == 3

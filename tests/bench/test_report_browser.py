@@ -9,13 +9,14 @@ import re
 import shutil
 import subprocess
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench import charts, memory, plan, report, report_files
-from bench.plan_chart import plan_chart
+from bench.plan_chart import defence_chart, plan_chart
 from bench.probe import FrontEndSeries
 from bench.server_latency import Buckets
 from bench.stats import Phase, Recorder
@@ -76,7 +77,9 @@ def full_report() -> dict[str, Any]:
     for fe in ("fe1", "fe2"):
         s = FrontEndSeries(fe)
         for t in range(31):
-            s.add(float(t), float(t), {"cpu_seconds": t * 0.3, "endpoints": 100.0 + t})
+            busy = 12 <= t < 18  # a spell of flow control
+            figures = {"cpu_seconds": t * 0.3, "endpoints": 100.0 + t, "held": t // 2}
+            s.add(float(t), float(t), figures | {"holding_s": 8.0 if busy else 0.5 + t / 60})
         fronts[fe] = s
     health = {
         "driver": {
@@ -100,6 +103,7 @@ def full_report() -> dict[str, Any]:
             "edition": "enterprise",
             "min_window": 10,
             "thresholds": {"p99_ms": 100.0, "cpu_percent": 80.0},
+            "throttling": {"holding_time_limit": 6.0, "holding_time_release": 3.0},
         },
         report.Thresholds(),
         pool=[(float(t), 60.0, 2) for t in range(31)],
@@ -144,6 +148,7 @@ def test_every_chart_of_the_run_report_is_drawn(tmp_path: Path) -> None:
         "percentiles",
         "processor",
         "endpoints",
+        "holding",
         "client-server",
         "driver",
         "memory",
@@ -177,6 +182,8 @@ def test_the_plan_chart_is_drawn(tmp_path: Path) -> None:
                 speedup=20.0,
                 limit_kind=plan.NONE if ok else plan.POOL,
                 throttled=0 if ok else 900,  # past the knee the pool throttles
+                held=0 if ok else 60,  # and holds requests at the door
+                flow_controlled_s=0.0 if ok else 15.0,
                 window_s=30.0,
             )
         )
@@ -184,12 +191,20 @@ def test_the_plan_chart_is_drawn(tmp_path: Path) -> None:
     doc = plan.plan_document(
         __import__("argparse").Namespace(p99_target_ms=100.0), points, findings, None, None
     )
-    chart = plan_chart(doc)
-    assert chart is not None
-    bars = [t for t in chart.figure.data if t.type == "bar"]
-    assert [b.name for b in bars] == ["throttled ('server too busy' / s)"]
-    assert list(bars[0].y) == [0.0, 0.0, 0.0, 30.0]
-    assert list(bars[0].text) == ["", "", "", "30.0 throttled/s"]  # seen however low
+    assert plan_chart(doc) is not None
+    defences = defence_chart(doc)
+    assert defences is not None  # past the knee, on its own scale: a few a second show
+    bars = {t.name: t for t in defences.figure.data if t.type == "bar"}
+    held, busy = (
+        bars["held at the door, flow control (requests / s)"],
+        bars["answered 'server too busy' (calls / s)"],
+    )
+    assert (list(held.y), list(busy.y)) == ([0.0, 0.0, 0.0, 2.0], [0.0, 0.0, 0.0, 30.0])
+    assert list(busy.text) == ["", "", "", "30.0"]
+    share = next(t for t in defences.figure.data if t.type == "scatter")
+    assert list(share.y) == [0.0, 0.0, 0.0, 50.0]
     out = tmp_path / "plan.html"
     out.write_text(plan.plan_html(doc, "summary"))
-    assert rendered(dump_dom(out)) == {"plan"}
+    assert rendered(dump_dom(out)) == {"plan", "defences"}
+    for p in points[:3]:  # a plan that never reached the pool's limit draws no defences
+        assert defence_chart({"points": [asdict(p)]}) is None

@@ -3,11 +3,19 @@ apart from errors, and the pool's own limit in a plan."""
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
 from bench import plan_points as plan
+from bench import report, report_files
 from bench.driver_config import code_of
+from bench.probe import FrontEndSeries
 from bench.stats import THROTTLED, OpStats, Recorder, is_error
+from pool.config import Throttling
 from pool.errors import ServerTooBusy, Unavailable
 from tests.bench.test_capacity import saturated_at_the_pools_limit
+from tests.bench.test_report import healthy, windowed
 
 
 def test_too_busy_is_counted_throttled_not_as_an_error() -> None:
@@ -59,3 +67,54 @@ def test_the_overload_settings_reach_the_pool_a_run_starts() -> None:
     config = engine_config(p.parse_args(args))
     assert config.throttling == opts.throttling
     assert engine_config(p.parse_args([])).throttling == Throttling()  # Lync's by default
+
+
+def flow_controlled_run(
+    held_before: float, held_after: float, at: tuple[int, ...]
+) -> dict[str, Any]:
+    """A report whose one front end had held ``held_before`` requests before the window (which
+    opens at 10 s) and ``held_after`` by its end, in flow control at the seconds ``at``."""
+    rec = windowed(start=10.0, end=40.0)
+    for _ in range(100):
+        rec.record("send", 12.0, 0.002, "OK")
+    fe = FrontEndSeries("x")
+    for k, t in enumerate((5, 8, 9, 12, 13, 14)):
+        held = held_after if t == 14 else held_before
+        busy = t in at
+        figures = {"cpu_seconds": 0.3 * k, "holding_s": 0.4 if busy else 0.01, "held": held}
+        fe.add(t, 100 + k, figures | {"flow_controlled": 3.0 if busy else 0.0})
+    config = {
+        "edition": "standard",
+        "min_window": 10,
+        "duration": 40.0,
+        "throttling": asdict(Throttling(holding_time_limit=0.1, holding_time_release=0.05)),
+    }
+    return report.build(rec, {"fe-1": fe}, config, report.Thresholds(), health=healthy())
+
+
+def test_flow_control_in_the_window_is_the_pools_limit() -> None:
+    r = flow_controlled_run(held_before=5.0, held_after=25.0, at=(12, 13))
+    fe = r["front_ends"]["fe-1"]
+    assert (fe["held"], fe["flow_controlled_s"], fe["holding_max_s"]) == (20.0, 2.0, 0.4)
+    check = next(c for c in r["verdict"]["checks"] if c["check"].startswith("flow control"))
+    assert check["status"] == "fail"
+    assert check["measured"].startswith("20 requests held at the door; 2 s in flow control")
+    assert "(limit 0.1 s)" in check["measured"]
+    assert r["verdict"]["result"] == "FAIL"
+    kind, limit, _ = plan.classify(r)
+    assert kind == plan.POOL
+    assert limit.startswith(
+        "the pool went into flow control for 2 s (average holding time up to 0.40 s, "
+        "limit 0.1 s): 20 requests held at the door"
+    )
+    point = plan.point_from_report(r, users=100, ramp=5.0, folder=Path("x"))
+    assert (point.held, point.holding_max_s, point.passed) == (20, 0.4, False)
+    assert "flow control 2 s, 20 requests held" in report_files.text(r)
+
+
+def test_flow_control_only_in_the_ramp_is_not_held_against_the_window() -> None:
+    r = flow_controlled_run(held_before=5.0, held_after=5.0, at=(8, 9))
+    fe = r["front_ends"]["fe-1"]
+    assert (fe["held"], fe["flow_controlled_s"]) == (0.0, 0.0)
+    assert not any(c["check"].startswith("flow control") for c in r["verdict"]["checks"])
+    assert plan.pool_side_failures(r) == []
