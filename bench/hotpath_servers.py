@@ -32,6 +32,7 @@ import grpc
 
 from bench.bare_session import BareSession
 from bench.hotpath_common import cpu_seconds
+from pool import heap
 from pool.api.server import SERVER_OPTIONS  # the bare server gets the same options
 
 DOMAIN = "contoso.com"
@@ -87,6 +88,7 @@ async def _until_stopped() -> None:
 
 
 async def _serve(kind: str, users: int, store_kind: str, data_dir: Path) -> None:
+    heap.tune()  # both servers' collectors as a front end's (pool.heap)
     if kind == "bare":
         server = grpc.aio.server(options=SERVER_OPTIONS)
         server.add_generic_rpc_handlers((_Bare().handler(),))
@@ -111,6 +113,7 @@ async def _serve(kind: str, users: int, store_kind: str, data_dir: Path) -> None
     engine = Engine(EngineConfig(password_iterations=1), store, SystemClock(), metrics)
     engine.load()
     engine.provision("user", DOMAIN, users, 0, PASSWORD)
+    heap.settle()  # as `poolsim serve` does
     metrics.watch(engine, "standard")
     front_end = await start_front_end(
         engine, port=0, admin_token=secrets.token_urlsafe(24), metrics=metrics

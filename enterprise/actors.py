@@ -31,6 +31,7 @@ from enterprise.options import PoolOptions as PoolOptions
 from enterprise.replica import GroupData
 from enterprise.routing_table import RoutingTable
 from enterprise.wire import Failure, Message, Packed, Reply, pack, unpack
+from pool import heap
 from pool.api.metrics import Metrics, serve_metrics
 from pool.api.server import FrontEndServer, start_front_end
 from pool.clock import SystemClock
@@ -104,6 +105,7 @@ class FrontEndActor:
 
     def __init__(self, fe_id: str, opts: PoolOptions, fabric: Handle) -> None:
         logging.basicConfig(level=logging.WARNING)
+        heap.tune()
         self.fe_id = fe_id
         self.opts = opts
         self.transport = RayTransport(fabric)
@@ -191,6 +193,7 @@ class FrontEndActor:
         )
         engine = node.engine
         node.load_users(rows)
+        heap.settle()  # the directory lives until the front end stops
         self.collector = EnterpriseCollector(node.routing, node.hub, registry)
         self.server = await start_front_end(
             engine,
@@ -292,6 +295,7 @@ class FrontEndActor:
 
     async def load_users(self, rows: list[UserRow]) -> None:
         self.node.load_users(rows)
+        heap.settle()  # the directory lives until the front end stops
 
     async def install(self, group: int, data: GroupData) -> None:
         self.node.install(group, data)
@@ -318,7 +322,9 @@ class FrontEndActor:
 
     @answers
     async def provision_contacts(self, entries: list[BulkContact]) -> int:
-        return await self.node.provision_contacts_here(entries)
+        written = await self.node.provision_contacts_here(entries)
+        heap.settle()  # the contact lists live until the front end stops
+        return written
 
     async def flush_cdrs(self) -> None:
         store = self.node.store

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from pool import heap
 from pool.api.metrics import Metrics, serve_metrics
 from pool.api.server import TlsFiles, start_front_end
 from pool.clock import SystemClock
@@ -94,6 +95,7 @@ async def _serve(
     registry = CollectorRegistry()
     metrics = Metrics(registry)
     engine = Engine(opts.config, store, SystemClock(), metrics)
+    heap.tune()
     loaded = engine.load()
     if opts.users:
         result = engine.provision(opts.user_prefix, opts.domain, opts.users, 0, opts.user_password)
@@ -103,6 +105,7 @@ async def _serve(
         )
     elif loaded:
         print(f"users: {loaded} loaded from {opts.data_dir}")
+    heap.settle()  # the directory and the contact lists live until the server stops
     token_path = opts.admin_token_file or opts.data_dir / "admin.token"
     token = load_or_create(token_path, create=opts.admin_token_file is None)
     metrics_server = None

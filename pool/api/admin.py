@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+from pool import heap
 from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool._proto.poolsim.v1 import admin_pb2_grpc as apb_grpc
 from pool.api import convert
@@ -76,6 +77,7 @@ class PoolAdminServicer(apb_grpc.PoolAdminServicer, Handler):
         result, provisioned = await self.service.provision(
             request.prefix, request.domain, request.count, request.start_index, request.password
         )
+        heap.settle()  # the users live until the front end stops: out of the collector's scans
         return apb.ProvisionUsersResponse(
             created=result.created,
             already_existed=result.already_existed,
@@ -93,7 +95,9 @@ class PoolAdminServicer(apb_grpc.PoolAdminServicer, Handler):
             BulkContact(c.owner_uri, c.contact_uri, c.access_level, c.group)
             for c in request.contacts
         ]
-        return apb.ProvisionContactsResponse(written=await self.service.provision_contacts(entries))
+        written = await self.service.provision_contacts(entries)
+        heap.settle()  # as the users
+        return apb.ProvisionContactsResponse(written=written)
 
     @streaming
     async def ListCallDetailRecords(
