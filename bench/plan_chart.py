@@ -47,7 +47,7 @@ def plan_chart(doc: dict[str, Any]) -> Chart | None:
     fit = doc.get("fit")
     shown = [p["throughput"] for p in points]  # what the throughput axis holds
     if fit:
-        top = max(per_fe) * 1.3
+        top = x_top(doc)
         xs = [top * i / 100 for i in range(1, 101)]
         fes = max(1, points[0]["front_ends"])
         usl = UslFit(fit["lambda"], fit["sigma"], fit["kappa"], fit["r2"])
@@ -118,7 +118,7 @@ def plan_chart(doc: dict[str, Any]) -> Chart | None:
         margin={"l": 70, "r": 70, "t": 50, "b": 60},
         hovermode="closest",
     )
-    chart.update_xaxes(rangemode="tozero")
+    chart.update_xaxes(range=[0, x_top(doc)])  # as the defences' chart under it
     # the points and the curve set the scale; a band wider than that (few points, far from
     # them) runs off the top instead of flattening the data
     chart.update_layout(yaxis={"range": [0, max(shown) * 1.25]})
@@ -137,9 +137,12 @@ def plan_chart(doc: dict[str, Any]) -> Chart | None:
 def defence_chart(doc: dict[str, Any]) -> Chart | None:
     """Lync's defences per point, on the plan chart's axis of users per front end: requests
     held at the door (flow control) and answered "server too busy" per second of the window,
-    and the share of the window some front end spent in flow control. None when no point
-    met any of them (a plan that never reached the pool's limit has nothing to draw)."""
-    points = [p for p in doc.get("points", []) if p.get("error") is None and p.get("throughput")]
+    and the share of the window some front end spent in flow control (of the run, for a run
+    without a window). None when no point met any of them (a plan that never reached the
+    pool's limit has nothing to draw)."""
+    # every finished run: past the knee a run whose window never opened (the calls held at
+    # the door kept the driver's slots) is the one that shows them; its rates are the run's
+    points = [p for p in doc.get("points", []) if p.get("error") is None]
     seconds = [p.get("window_s") or p["duration"] for p in points]
     throttled = [p.get("throttled", 0) / s for p, s in zip(points, seconds, strict=True)]
     held = [p.get("held", 0) / s for p, s in zip(points, seconds, strict=True)]
@@ -151,7 +154,7 @@ def defence_chart(doc: dict[str, Any]) -> Chart | None:
         return None
     per_fe = [p.get("per_fe", p["users"] / max(1, p["front_ends"])) for p in points]
     fig = go.Figure()
-    top = max(per_fe) * (1.3 if doc.get("fit") else 1.1)  # the plan chart's axis, when it fits
+    top = x_top(doc)
     shown = [
         (rates, name, unit, color)
         for rates, name, unit, color in (
@@ -183,7 +186,7 @@ def defence_chart(doc: dict[str, Any]) -> Chart | None:
         yaxis="y2",
         hovertemplate="%{x:,.0f} users per FE: %{y:.0f}% of the window<extra></extra>",
     )
-    chart = layout(fig, "users per front end", "per second of the window")
+    chart = layout(fig, "users per front end", "per second of the window (or run)")
     chart.update_layout(
         barmode="overlay",
         yaxis2=right_axis(
@@ -197,6 +200,17 @@ def defence_chart(doc: dict[str, Any]) -> Chart | None:
         "The pool's defences against overload per run: flow control and 'server too busy'",
         chart,
     )
+
+
+def x_top(doc: dict[str, Any]) -> float:
+    """The right end of both charts' axis of users per front end: past every finished run
+    (and, with a fit, far enough to show its curve bend)."""
+    per_fe = [
+        p.get("per_fe", p["users"] / max(1, p["front_ends"]))
+        for p in doc.get("points", [])
+        if p.get("error") is None
+    ]
+    return max(per_fe, default=1.0) * (1.3 if doc.get("fit") else 1.1)
 
 
 def _log_range(values: list[float]) -> list[float]:

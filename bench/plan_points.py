@@ -68,11 +68,12 @@ CLIENT_SIDE_CODES = frozenset({"DEADLINE_EXCEEDED", "CANCELLED"})
 
 def pool_side_failures(result: dict[str, Any]) -> list[str]:
     """The pool's own figures in the measurement window that broke a target, in words:
-    the busiest front end's processor, the pool's own p99 of an RPC (its histogram), the store
-    queue's p99, errors the pool returned (not deadlines or cancellations, which a slow
-    client produces alone), and its throttling (any "server too busy" answer, or flow control:
-    the pool reached the limit it defends itself at, which is a pool limit, not driver
-    trouble).
+    the busiest front end's processor, the pool's own p99 of an RPC (its histogram), its
+    average holding time over a second (from a call's arrival to its reply written, the
+    loop's lag included: what its handlers' histograms do not see), the store queue's p99,
+    errors the pool returned (not deadlines or cancellations, which a slow client produces
+    alone), and its throttling (any "server too busy" answer, or flow control: the pool
+    reached the limit it defends itself at, which is a pool limit, not driver trouble).
     Empty when the window never opened: there are no figures then."""
     window = result.get("window", {})
     if not float(window.get("seconds") or 0.0) > 0:
@@ -101,6 +102,14 @@ def pool_side_failures(result: dict[str, Any]) -> list[str]:
             f"p99 of {w['operation']}: pool-side {float(w['server_p99_ms']):.1f} ms "
             f"> {p99_target:g} ms"
         )
+    holding = [(fe, float(f.get("holding_max_s", 0.0)) * 1000) for fe, f in fronts.items()]
+    fe, held_ms = max(holding, key=lambda kv: kv[1], default=("", 0.0))
+    if held_ms >= p99_target:  # a second in which calls waited inside the pool on average
+        where = f" ({fe})" if len(fronts) > 1 else ""
+        found.append(
+            f"average holding time{where} up to {held_ms:.0f} ms > {p99_target:g} ms: calls "
+            "waited inside the pool (for their replies to be written, or for its event loop)"
+        )
     store = srv.get("store_write_p99_ms")
     if store is not None and float(store) >= p99_target:
         found.append(f"store queue p99 {float(store):.1f} ms > {p99_target:g} ms")
@@ -117,14 +126,30 @@ def pool_side_failures(result: dict[str, Any]) -> list[str]:
             f"errors the pool returned: {returned} of {calls} ({returned / calls:.2%}) "
             f">= {ratio_target:.0%}"
         )
-    throttled = sum(
-        int(o.get("window", {}).get("codes", {}).get(THROTTLED, 0)) for o in ops.values()
+    return found + defences(result, windowed=True)
+
+
+def defences(result: dict[str, Any], *, windowed: bool) -> list[str]:
+    """Lync's own defences the pool put up, in words: "server too busy" answers and flow
+    control; in the window (``windowed``), or over the run when there was none (a front end's
+    figures are then the run's: ``bench.report.build``)."""
+    ops = result.get("operations", {})
+    codes = [
+        o.get("window", {}).get("codes", {}) if windowed else o.get("codes", {})
+        for o in ops.values()
+    ]
+    calls = sum(
+        int(o.get("window", {}).get("calls", 0)) if windowed else int(o.get("calls", 0))
+        for o in ops.values()
     )
+    found: list[str] = []
+    throttled = sum(int(c.get(THROTTLED, 0)) for c in codes)
     if throttled:  # Lync's own limit: its store fell behind, or requests were held too long
         found.append(
             f"the pool throttled: {throttled} of {calls} calls answered 'server too busy' "
             "(store queue latency or average holding time past the pool's limit)"
         )
+    fronts = result.get("front_ends", {})
     held = [(fe, f) for fe, f in fronts.items() if f.get("held") or f.get("flow_controlled_s")]
     if held:
         fe, f = max(held, key=lambda kv: float(kv[1].get("holding_max_s", 0.0)))
@@ -150,9 +175,12 @@ def classify(result: dict[str, Any]) -> tuple[str, str, str]:
     The pool's own figures come first (:func:`pool_side_failures`): when one broke a target
     the pool reached its limit *even if the driver was saturated too*, because a saturated
     driver only delivers less load than asked, so the pool failed under no more than this
-    point's load. The note then says the driver was saturated too. Only when nothing
-    pool-side failed is a saturated driver the limit (no capacity figure), then a window
-    that never opened (the ramp, or a backlog the pool never drained).
+    point's load. The note then says the driver was saturated too. A window that never
+    opened while the pool put up its defences over the run (:func:`defences`) is the pool's
+    limit too: past the knee the calls it holds at the door keep the driver's slots, so the
+    driver looks saturated and the backlog never drains. Only when nothing pool-side failed
+    is a saturated driver the limit (no capacity figure), then a window that never opened
+    (the ramp, or a backlog the pool never drained).
 
     A client p99 above the target counts against the pool only when the pool's own
     histogram shows it too: when every RPC's pool-side p99 is under the target, the clients
@@ -174,6 +202,17 @@ def classify(result: dict[str, Any]) -> tuple[str, str, str]:
         if window is not None and window["status"] == "inconclusive":
             notes.append(f"the window was short of the minimum ({window['measured']})")
         return POOL, "; ".join(pool_side), "; ".join(notes)
+    no_window = not float(result.get("window", {}).get("seconds") or 0.0) > 0
+    defended = defences(result, windowed=False) if no_window else []
+    if defended:  # past the knee: calls the pool held kept the driver's slots, so no window
+        why = "; ".join(result.get("window", {}).get("blocked_by", [])) or "none"
+        notes = [f"no measurement window ({why}); the figures are the run's"]
+        if drv.get("saturated"):
+            notes.append(
+                "the driver ran short too (" + "; ".join(drv.get("why", [])) + "): its calls "
+                "waited on the pool's defences"
+            )
+        return POOL, "; ".join(defended), "; ".join(notes)
     if drv.get("saturated"):
         return DRIVER, "the load generator was saturated: " + "; ".join(drv.get("why", [])), ""
     if window is not None and window["status"] == "inconclusive":

@@ -236,8 +236,7 @@ class SessionStream:
             events = drain(ep, STREAM_BATCH) if len(queue) else ()
             if self.replies or events:
                 replies, self.replies = self.replies, []
-                calls, since = self.unwritten, self.unwritten_since
-                self.unwritten, self.unwritten_since = 0, 0.0
+                calls, since = self._take_unwritten()
                 data = b"".join(replies)
                 if events:
                     data += b"".join([event_bytes(e) for e in events])
@@ -271,13 +270,18 @@ class SessionStream:
         if ep.waiters:
             throttle.release(ep)
 
+    def _take_unwritten(self) -> tuple[int, float]:
+        """The calls whose replies wait to be written (how many, the sum of when they came),
+        from now on the write's to end."""
+        calls, since = self.unwritten, self.unwritten_since
+        self.unwritten, self.unwritten_since = 0, 0.0
+        return calls, since
+
     def _written(self) -> None:
         """Whatever replies are not written yet: their calls end (written at the stream's end,
         or never)."""
         if self.unwritten:
-            calls, since = self.unwritten, self.unwritten_since
-            self.unwritten, self.unwritten_since = 0, 0.0
-            self._done(calls, since)
+            self._done(*self._take_unwritten())
 
     def _ended(self, reason: str) -> None:
         """The registration ended: return for the client's own SignOut, else raise what a

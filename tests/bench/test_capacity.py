@@ -347,6 +347,15 @@ def test_slow_clients_with_a_fast_pool_are_not_the_pools_limit() -> None:
     assert (q.passed, q.limit_kind) == (False, plan.POOL)
     assert "FAIL (pool: " in point_line(q)
     assert "pool-side 150.0 ms" in q.limit
+    # the handlers were fast, but calls waited inside the pool: a second's average holding
+    # time (arrival to reply written, the loop's lag too) over the target is the pool's
+    r["server_latency"]["rows"][0]["server_p99_ms"] = 0.8
+    r["front_ends"]["fe1"]["holding_max_s"] = 0.099
+    assert plan.point_from_report(r, 2000, 100.0, Path("x")).passed is True
+    r["front_ends"]["fe1"]["holding_max_s"] = 0.25
+    h = plan.point_from_report(r, 2000, 100.0, Path("x"))
+    assert (h.passed, h.limit_kind) == (False, plan.POOL)
+    assert h.limit.startswith("average holding time up to 250 ms > 100 ms: calls waited inside")
 
 
 def test_a_saturated_driver_or_no_window_is_not_a_capacity_figure() -> None:

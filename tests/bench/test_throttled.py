@@ -103,9 +103,10 @@ def test_flow_control_in_the_window_is_the_pools_limit() -> None:
     assert r["verdict"]["result"] == "FAIL"
     kind, limit, _ = plan.classify(r)
     assert kind == plan.POOL
-    assert limit.startswith(
-        "the pool went into flow control for 2 s (average holding time up to 0.40 s, "
-        "limit 0.1 s): 20 requests held at the door"
+    assert limit.startswith("average holding time up to 400 ms > 100 ms")  # over the p99 too
+    assert (
+        "; the pool went into flow control for 2 s (average holding time up to 0.40 s, "
+        "limit 0.1 s): 20 requests held at the door" in limit
     )
     point = plan.point_from_report(r, users=100, ramp=5.0, folder=Path("x"))
     assert (point.held, point.holding_max_s, point.passed) == (20, 0.4, False)
@@ -118,3 +119,39 @@ def test_flow_control_only_in_the_ramp_is_not_held_against_the_window() -> None:
     assert (fe["held"], fe["flow_controlled_s"]) == (0.0, 0.0)
     assert not any(c["check"].startswith("flow control") for c in r["verdict"]["checks"])
     assert plan.pool_side_failures(r) == []
+
+
+def test_past_the_knee_flow_control_without_a_window_is_the_pools_limit() -> None:
+    """The pool held so many calls at the door that the driver ran out of slots and the
+    backlog never drained: the pool's defence, not the driver's limit (seen at 6,750 users
+    x speedup 20 on one core: 27,772 requests held, the driver 'saturated')."""
+    r = saturated_at_the_pools_limit()
+    r["front_ends"]["fe1"]["cpu_mean"] = 40.0
+    r["window"] = {"seconds": 0.0, "blocked_by": ["backlog: 1797 calls in flight"]}
+    assert plan.classify(r)[0] == plan.DRIVER  # nothing of the pool's: the driver's limit
+    r["front_ends"]["fe1"] |= {"held": 27772.0, "flow_controlled_s": 32.0, "holding_max_s": 0.57}
+    kind, limit, note = plan.classify(r)
+    assert kind == plan.POOL
+    assert limit.startswith("the pool went into flow control for 32 s")
+    assert note.startswith("no measurement window (backlog: 1797 calls in flight)")
+    assert "the driver ran short too" in note
+    point = plan.point_from_report(r, users=6750, ramp=100.0, folder=Path("x"), speedup=20.0)
+    assert (point.passed, point.limit_kind, point.held) == (False, plan.POOL, 27772)
+
+
+def test_a_run_without_a_window_shows_its_defences_at_the_runs_rate() -> None:
+    from bench.plan_chart import defence_chart, x_top
+
+    passed = {"users": 4500, "front_ends": 1, "per_fe": 90_000.0, "throughput": 3018.0}
+    past = {"users": 6750, "front_ends": 1, "per_fe": 135_000.0, "throughput": 0.0}
+    doc = {
+        "points": [
+            passed | {"window_s": 30.0, "duration": 75.0},
+            past | {"window_s": 0.0, "duration": 100.0, "held": 4315, "flow_controlled_s": 9.0},
+        ]
+    }
+    chart = defence_chart(doc)
+    assert chart is not None
+    (held,) = [t for t in chart.figure.data if t.type == "bar"]  # no "too busy": no bar
+    assert list(held.y) == [0.0, 43.15]
+    assert list(chart.figure.layout.xaxis.range) == [0, x_top(doc)] == [0, 135_000.0 * 1.1]
