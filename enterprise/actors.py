@@ -210,7 +210,15 @@ class FrontEndActor:
             host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
             engine.address = f"{host}:{self.server.port}"
         if metrics_port >= 0:
-            self.metrics_server, _ = serve_metrics(opts.metrics_host, metrics_port, registry)
+            try:
+                self.metrics_server, _ = serve_metrics(opts.metrics_host, metrics_port, registry)
+            except OSError as exc:
+                if metrics_port == 0 or opts.metrics_base_port != 0:
+                    raise  # a port the user chose: its clear error
+                # the free port it had before it went down was taken meanwhile (an ephemeral
+                # port of some client's socket, say): any free port, as it was given
+                log.warning("%s: %s; serving metrics on another free port", self.fe_id, exc)
+                self.metrics_server, _ = serve_metrics(opts.metrics_host, 0, registry)
             mhost = opts.metrics_host
             if mhost in ("0.0.0.0", "::"):
                 mhost = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]

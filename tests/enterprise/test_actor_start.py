@@ -51,12 +51,12 @@ async def test_a_second_start_while_one_runs_waits_for_it(tmp_path: Path) -> Non
 async def test_a_start_failing_on_a_taken_port_is_undone_and_can_be_asked_again(
     tmp_path: Path,
 ) -> None:
-    opts = PoolOptions(data_dir=tmp_path)
+    holder = _taken_port()
+    metrics_port = holder.getsockname()[1]
+    opts = PoolOptions(data_dir=tmp_path, metrics_base_port=metrics_port)  # the user's choice
     local = LocalReplicaStore(store_path(tmp_path, "fe1"), durability=opts.durability)
     local.register("ep-1", "sip:user1@contoso.com", "pc", 100.0)
     local.close()
-    holder = _taken_port()
-    metrics_port = holder.getsockname()[1]
     with _taken_port() as spare:
         grpc_port = spare.getsockname()[1]  # free again once closed
     actor = FrontEndActor("fe1", opts, fabric=None)
@@ -77,4 +77,23 @@ async def test_a_start_failing_on_a_taken_port_is_undone_and_can_be_asked_again(
         ]
     finally:
         actor.node.store.cdrs = []  # no fabric here to flush them to
+        await actor.stop()
+
+
+async def test_a_free_port_it_had_that_was_taken_meanwhile_gives_way_to_another(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Given any free port (the default), a front end restarted on the metrics port it had
+    finds it taken by another socket: it serves its metrics on another free port (the fabric
+    records the address it returns) instead of failing to come back."""
+    actor = FrontEndActor("fe1", PoolOptions(data_dir=tmp_path), fabric=None)
+    with _taken_port() as holder:
+        taken = holder.getsockname()[1]
+        _, metrics_address, _ = await actor.start([], 0, taken, False, 0.0)
+    try:
+        assert metrics_address.startswith("127.0.0.1:")
+        assert metrics_address != f"127.0.0.1:{taken}"
+        assert f"cannot serve metrics on 127.0.0.1:{taken}" in caplog.text
+    finally:
+        actor.node.store.cdrs = []
         await actor.stop()
