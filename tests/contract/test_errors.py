@@ -26,9 +26,26 @@ class Refusal:
     details: str
 
 
+#: what grpc's client reports when its write raced the server's end of the stream: the
+#: server's own status is lost (``pool.client.stream``)
+CORE_LOST = (grpc.StatusCode.INTERNAL, "Internal error from Core")
+
+
 async def _raw(pool: Any, method: str, request: Any, token: str | None) -> Refusal:
     """``request`` as ``method``'s unary call, or (transport "session") as one call on a
-    Session stream, whose reply carries the status the unary call answers with."""
+    Session stream, whose reply carries the status the unary call answers with.
+
+    A stream the server refuses at once (no token, a forged one) ends while the call is
+    being written; when that write loses the server's status (a race inside grpc's client,
+    seen once in CI on an Enterprise pool), the call is made again, as ``PoolClient`` does."""
+    for _ in range(10):
+        refusal = await _raw_once(pool, method, request, token)
+        if (refusal.code, refusal.details) != CORE_LOST:
+            return refusal
+    return refusal
+
+
+async def _raw_once(pool: Any, method: str, request: Any, token: str | None) -> Refusal:
     stub = pb_grpc.FrontEndStub(pool.client.channel())
     md = (("authorization", f"Bearer {token}"),) if token is not None else ()
     try:
