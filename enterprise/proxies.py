@@ -29,7 +29,7 @@ class RemoteQueue(EventQueue):
     __slots__ = ("endpoint_id", "link")
 
     def __init__(self, link: Link, endpoint_id: str) -> None:
-        super().__init__(1)
+        super().__init__(0)  # no room: every push comes to ``push`` (see EventQueue)
         self.link = link
         self.endpoint_id = endpoint_id
 
@@ -45,7 +45,7 @@ class UserQueue(EventQueue):
     __slots__ = ("links", "routing", "user")
 
     def __init__(self, routing: Routing, links: Links, user: User) -> None:
-        super().__init__(1)
+        super().__init__(0)  # no room: every push comes to ``push`` (see EventQueue)
         self.routing = routing
         self.links = links
         self.user = user

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pool.cdr import ImSessionRecord
 from pool.directory import User
 from pool.errors import FailedPrecondition, InvalidArgument, PermissionDenied
-from pool.events import ChatMessage, Invitation, MessageReceived
+from pool.events import ChatMessage, EventQueue, Invitation, MessageReceived
 from pool.privacy import Reach, reach
 from pool.registrar import Endpoint
 from pool.store import ConferenceRow
@@ -49,6 +49,9 @@ class Conversation:
     created_at: float
     conference_uri: str = ""
     participants: dict[int, Participant] = field(default_factory=dict)
+    #: each participant's event queue by user id, kept beside ``participants`` by the IMMCU's
+    #: join and part: the routing path reads it for every message
+    queues: dict[int, EventQueue] = field(default_factory=dict)
     pending: dict[int, PendingInvite] = field(default_factory=dict)
     sequence: int = 0
     first_message_mono: float | None = None

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pool.cdr import CdrRecord, RegistrationRecord, StoredRecord
 from pool.clock import Clock
 from pool.config import EngineConfig
-from pool.conversation import Conversation, check_message
+from pool.conversation import CONTENT_TYPES, Conversation, check_message
 from pool.directory import (
     MAX_PROVISION,
     Directory,
@@ -39,6 +39,7 @@ from pool.throttle import SAMPLE_S, Throttle
 from pool.timers import TimerHeap
 from pool.uri import parse_uri
 
+_ACTIVE = MachineState.ACTIVE  # a module name: read on every message
 MAX_DEVICE = 64
 FLOW_SWEEP_INTERVAL = 5.0
 _DUMMY_SALT = os.urandom(16)
@@ -68,6 +69,7 @@ class Engine:
         files each write under its user's routing group). ``on_sign_out``: called first thing
         when an endpoint signs out (an Enterprise front end tells the others)."""
         self.config = config
+        self._max_chars = config.limits.max_message_chars  # read on every message
         self.store = store
         self.clock = clock
         self.observer = observer
@@ -183,7 +185,7 @@ class Engine:
             token=self.registrar.new_token(),
             registered_at=self.clock.now(),
             expires_at=mono + self.config.timers.registration_expiry,
-            queue=self._new_queue(),
+            queue=EventQueue(self.config.event_queue_capacity),
             last_input=mono,
         )
         self.registrar.add(ep)
@@ -196,9 +198,6 @@ class Engine:
         for invitation in self.immcu.invitations_for(user):  # still ringing: ring here too
             self.deliver(ep, invitation)
         return ep
-
-    def _new_queue(self) -> EventQueue:
-        return EventQueue(self.config.event_queue_capacity)
 
     def authenticate(self, token: str) -> Endpoint:
         """The endpoint of a token; refreshes its registration."""
@@ -359,10 +358,13 @@ class Engine:
     def send_message(
         self, ep: Endpoint, conversation_id: str, body: str, content_type: str
     ) -> tuple[str, int]:
-        message = check_message(body, content_type, self.config.limits.max_message_chars)
+        if not body or len(body) > self._max_chars or content_type not in CONTENT_TYPES:
+            content_type = check_message(body, content_type, self._max_chars).content_type
         mono = self.clock.monotonic()  # read once for the touch and the routing
-        self.touch(ep, mono)
-        sent = self.immcu.send(ep, conversation_id, message, mono)
+        ep.last_input = mono  # ``touch`` written out for its usual case (already active)
+        if ep.effective != _ACTIVE:
+            self.touch(ep, mono)
+        sent = self.immcu.send(ep, conversation_id, body, content_type, mono)
         return sent.message_id, sent.sequence
 
     def set_typing(self, ep: Endpoint, conversation_id: str, typing: bool) -> None:
@@ -498,8 +500,7 @@ class Engine:
         self._arm(ep)
 
     def _schedule_flow_sweep(self) -> None:
-        deadline = self.clock.monotonic() + FLOW_SWEEP_INTERVAL
-        self.timers.schedule(deadline, self._flow_sweep)
+        self.timers.schedule(self.clock.monotonic() + FLOW_SWEEP_INTERVAL, self._flow_sweep)
 
     def _flow_sweep(self) -> None:
         """Sign out connected endpoints whose oldest unread event waited too long."""

@@ -173,6 +173,10 @@ class EventQueue:
 
     ``pending_since`` is the monotonic time the oldest unread event has waited since; the
     engine uses it to drop endpoints that stopped reading (flow control).
+
+    The IMMCU's routing path appends to a queue with room itself, without calling ``push``
+    (one call less per recipient of every message): a subclass that overrides ``push`` must
+    have capacity 0, so that every event it is given comes to its ``push``.
     """
 
     __slots__ = (

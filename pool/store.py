@@ -58,6 +58,14 @@ class ConferenceRow:
     members: tuple[int, ...]  # user ids, the organizer included while a member
 
 
+class Rosters(Protocol):
+    """Where conference rosters persist (the IMMCU's; a ``Store`` is one)."""
+
+    def put_conference(self, row: ConferenceRow) -> None: ...
+
+    def delete_conference(self, conversation_id: str, organizer_id: int) -> None: ...
+
+
 class Store(Protocol):
     def load_users(self) -> Iterator[UserRow]: ...
 

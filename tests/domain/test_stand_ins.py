@@ -5,7 +5,7 @@ group's persistent data, and open invitations from conversations hosted elsewher
 
 from __future__ import annotations
 
-from pool.events import EventQueue, Invitation, ParticipantLeft, PresenceChanged
+from pool.events import EventQueue, Invitation, MessageReceived, ParticipantLeft, PresenceChanged
 from pool.presence import BUSY, OFFLINE_AGGREGATE
 from pool.presence_service import Publication
 from pool.privacy import Reach
@@ -105,3 +105,34 @@ def test_a_group_handed_over_ends_its_conversations_here(sim: Sim) -> None:
     assert [c.id for c in handed] == [cid]
     assert sim.engine.conversation(cid) is None
     assert not alice.conversations
+
+
+class _Forwarding(EventQueue):
+    """A stand-in's queue as Enterprise's are: capacity 0, everything through ``push``."""
+
+    __slots__ = ("sent",)
+
+    def __init__(self) -> None:
+        super().__init__(0)
+        self.sent: list[object] = []
+
+    def push(self, event: object, mono: float) -> bool:  # type: ignore[override]
+        self.sent.append(event)
+        return True
+
+
+def test_a_stand_in_queue_that_forwards_gets_every_message_through_its_push(sim: Sim) -> None:
+    alice, carol = sim.sign_in(ALICE), sim.sign_in(CAROL)
+    forwarding = _Forwarding()
+    proxy = StandIn.of("remote-ep", sim.user(BOB), forwarding)
+    ok = {sim.user(BOB).id: Reach.OK}
+    conv, _ = sim.engine.create_conversation(alice, [BOB, CAROL], "", None, ok)
+    sim.engine.accept(proxy, conv.id)
+    sim.engine.accept(carol, conv.id)
+    forwarding.sent.clear()
+    for body in ("one", "two", "three"):
+        sim.engine.send_message(alice, conv.id, body, "text/plain")
+    sent = [e.body for e in of_type(forwarding.sent, MessageReceived)]  # type: ignore[arg-type]
+    assert sent == ["one", "two", "three"]
+    assert [e.body for e in of_type(sim.drain(carol), MessageReceived)] == sent
+    assert not forwarding._items  # nothing kept in the stand-in's own deque
