@@ -97,6 +97,13 @@ def group_of(conversation_id: str) -> int | None:
 
 
 def check_message(body: str, content_type: str, max_chars: int) -> ChatMessage:
+    return ChatMessage(body, message_type(body, content_type, max_chars))
+
+
+def message_type(body: str, content_type: str, max_chars: int) -> str:
+    """The content type a message goes with (empty: plain text), or why it is refused."""
+    if body and len(body) <= max_chars and content_type in CONTENT_TYPES:
+        return content_type  # the usual message, on the routing path: nothing more to check
     if not body:
         raise InvalidArgument("message body is empty: send at least one character")
     if len(body) > max_chars:
@@ -109,7 +116,7 @@ def check_message(body: str, content_type: str, max_chars: int) -> ChatMessage:
             f"content_type {content_type!r} is not supported: use one of "
             f"{', '.join(sorted(CONTENT_TYPES))}"
         )
-    return ChatMessage(body, ctype)
+    return ctype
 
 
 def check_reach(caller: User, target: User, verdict: Reach | None = None) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pool.cdr import CdrRecord, RegistrationRecord, StoredRecord
 from pool.clock import Clock
 from pool.config import EngineConfig
-from pool.conversation import CONTENT_TYPES, Conversation, check_message
+from pool.conversation import Conversation, check_message, message_type
 from pool.directory import (
     MAX_PROVISION,
     Directory,
@@ -358,8 +358,7 @@ class Engine:
     def send_message(
         self, ep: Endpoint, conversation_id: str, body: str, content_type: str
     ) -> tuple[str, int]:
-        if not body or len(body) > self._max_chars or content_type not in CONTENT_TYPES:
-            content_type = check_message(body, content_type, self._max_chars).content_type
+        content_type = message_type(body, content_type, self._max_chars)
         mono = self.clock.monotonic()  # read once for the touch and the routing
         ep.last_input = mono  # ``touch`` written out for its usual case (already active)
         if ep.effective != _ACTIVE:

@@ -9,7 +9,7 @@ marker). A reader is woken through ``waker``, a plain callable the transport set
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import MISSING, dataclass, fields
 from typing import TypeVar
 
@@ -174,9 +174,9 @@ class EventQueue:
     ``pending_since`` is the monotonic time the oldest unread event has waited since; the
     engine uses it to drop endpoints that stopped reading (flow control).
 
-    The IMMCU's routing path appends to a queue with room itself, without calling ``push``
-    (one call less per recipient of every message): a subclass that overrides ``push`` must
-    have capacity 0, so that every event it is given comes to its ``push``.
+    ``fan_out`` appends to a queue with room itself, without calling ``push`` (one call less
+    per recipient of every message): a subclass that overrides ``push`` must have capacity 0,
+    so that every event it is given comes to its ``push``.
     """
 
     __slots__ = (
@@ -251,3 +251,23 @@ class EventQueue:
         self.hard_close = hard
         if self.waker is not None:
             self.waker()
+
+
+def fan_out(queues: Iterable[EventQueue], own: EventQueue, event: Event, mono: float) -> int:
+    """Queue ``event`` on each of ``queues`` but ``own`` (the sender's); how many dropped it
+    (full; a closed queue does not count). ``EventQueue.push``'s usual case (room, open) is
+    written out here: the routing path runs this for every message."""
+    dropped = 0
+    for queue in queues:
+        if queue is not own:
+            items = queue._items
+            if len(items) < queue.capacity and not queue.closed:
+                if queue.pending_since is None:
+                    queue.pending_since = mono
+                items.append(event)
+                waker = queue.waker
+                if waker is not None:
+                    waker()
+            elif not queue.push(event, mono) and not queue.closed:
+                dropped += 1
+    return dropped

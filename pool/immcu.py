@@ -53,6 +53,7 @@ from pool.events import (
     ParticipantJoined,
     ParticipantLeft,
     TypingChanged,
+    fan_out,
 )
 from pool.observer import Observer
 from pool.privacy import Reach
@@ -139,8 +140,10 @@ class Immcu:
         if len(invitees) > 1:
             self._start_conference(conv, now)
         self._join(conv, ep, now)
-        part, mono = conv.participants[ep.user.id], self._clock.monotonic()
-        sent = self._post(conv, part, first.body, first.content_type, mono) if first else None
+        sent = None
+        if first:
+            part, mono = conv.participants[ep.user.id], self._clock.monotonic()
+            sent = self._post(conv, part, first.body, first.content_type, mono)
         for target in invitees:
             self._invite(conv, ep, target, first if sent else None, sent.sequence if sent else 0)
         self._save_roster(conv)
@@ -214,7 +217,7 @@ class Immcu:
     def send(
         self, ep: Endpoint, conversation_id: str, body: str, ctype: str, mono: float
     ) -> MessageReceived:
-        """Route a message ``check_message`` passed to the conversation's other members."""
+        """Route a message ``message_type`` passed to the conversation's other members."""
         conv = self.conversations.get(conversation_id)
         part = None if conv is None else conv.participants.get(ep.user.id)
         if conv is None or part is None or part.endpoint is not ep:
@@ -372,24 +375,9 @@ class Immcu:
             counts = conv.session_counts
             uid = sender.user.id
             counts[uid] = counts.get(uid, 0) + 1
-        # straight to the recipients' queues, as ``Engine.deliver`` pushes one at a time; the
-        # usual case (room, open) is ``EventQueue.push`` written out here, one call less per
-        # recipient of every message
-        dropped = 0
-        own = sender.queue
+        # straight to the recipients' queues, as ``Engine.deliver`` pushes one at a time
         queues = conv.queues  # the sender's among them: it is a participant
-        for queue in queues.values():
-            if queue is not own:
-                items = queue._items
-                if len(items) < queue.capacity and not queue.closed:
-                    if queue.pending_since is None:
-                        queue.pending_since = mono
-                    items.append(msg)
-                    waker = queue.waker
-                    if waker is not None:
-                        waker()
-                elif not queue.push(msg, mono) and not queue.closed:
-                    dropped += 1
+        dropped = fan_out(queues.values(), sender.queue, msg, mono)
         obs = self._obs
         if dropped:
             obs.events_dropped(dropped)
