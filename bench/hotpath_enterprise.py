@@ -12,7 +12,8 @@ client of both.
   ``ent_messages`` messages with ``ent_concurrency`` workers that each wait for their message
   to reach R2's ``Events`` stream (closed loop: the link's queue never overflows, so nothing
   is dropped); every message crosses a link between two front ends (``enterprise.link``: one
-  Ray call per batch). The baseline is the same test
+  batch per frame over the front ends' own connection, ``enterprise.peers``, the pool's
+  default). The baseline is the same test
   with the same client code against ONE Standard node (sender user0, recipient user1),
   measured in the same run, rounds alternating. Extra figure (no target): the same test to
   R1, homed on S's own front end (same pool), against the same Standard baseline.
@@ -458,7 +459,8 @@ def run_enterprise(opts: Options) -> Result:
         "link_warmup": opts.ent_link_warmup,
     }
     result.notes.append(
-        f"cross-node: sender on {data['sender_fe']}, recipient on {data['far_fe']}, against the "
+        f"cross-node: sender on {data['sender_fe']}, recipient on {data['far_fe']} (batches "
+        f"over the front ends' direct links), against the "
         f"same test on one Standard node (its own process, {opts.e2e_store} store), rounds "
         f"alternating; {opts.ent_concurrency} senders each wait for their message to arrive "
         f"(closed loop); target >= {CROSS_TARGET:g} given; same-node (recipient on "

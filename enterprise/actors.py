@@ -28,6 +28,7 @@ from enterprise.local_store import LocalReplicaStore, failure_records, store_pat
 from enterprise.metrics import CrossNodeHistograms, EnterpriseCollector
 from enterprise.node import FrontEndNode
 from enterprise.options import PoolOptions as PoolOptions
+from enterprise.peers import PeerAddress, PeerClient, PeerServer
 from enterprise.replica import GroupData
 from enterprise.routing_table import RoutingTable
 from enterprise.wire import Failure, Message, Packed, Reply, pack, unpack
@@ -76,11 +77,13 @@ async def unwrap(ref: Awaitable[Any]) -> Any:
 
 
 class RayTransport:
-    """``enterprise.wire.Transport`` over actor handles."""
+    """``enterprise.wire.Transport`` over actor handles; a link's batches over the front ends'
+    own connections (``peers``, ``enterprise.peers``) when the pool has them, else as calls."""
 
-    def __init__(self, fabric: Handle) -> None:
+    def __init__(self, fabric: Handle, src: str = "", direct: bool = False) -> None:
         self.fabric_handle = fabric
         self.handles: dict[str, Handle] = {}
+        self.peers = PeerClient(src, self._locate) if direct else None
 
     def _handle(self, dst: str) -> Handle:
         handle = self.handles.get(dst)
@@ -90,8 +93,14 @@ class RayTransport:
 
     async def exchange(self, dst: str, src: str, items: list[Message]) -> list[Reply]:
         packed = [pack(item) for item in items]
+        if self.peers is not None:
+            return await self.peers.exchange(dst, packed)
         replies: list[Reply] = await self._handle(dst).exchange.remote(src, packed)
         return replies
+
+    async def _locate(self, dst: str) -> PeerAddress | None:
+        address: PeerAddress | None = await self._handle(dst).peer_address.remote()
+        return address
 
     async def fabric(self, method: str, *args: Any) -> Any:
         return await unwrap(getattr(self.fabric_handle, method).remote(*args))
@@ -108,8 +117,10 @@ class FrontEndActor:
         heap.tune()
         self.fe_id = fe_id
         self.opts = opts
-        self.transport = RayTransport(fabric)
+        self.transport = RayTransport(fabric, fe_id, direct=opts.peer_links == "direct")
         self.server: FrontEndServer | None = None
+        self.peer_server: PeerServer | None = None
+        self.peer_host = opts.host
         self.metrics_server: Any = None
         self.loops: list[asyncio.Task[None]] = []
         self.local: LocalReplicaStore | None = None
@@ -154,6 +165,11 @@ class FrontEndActor:
         self._close_metrics_and_store()
 
     def _close_metrics_and_store(self) -> None:
+        if self.peer_server is not None:
+            self.peer_server.close()
+            self.peer_server = None
+        if self.transport.peers is not None:
+            self.transport.peers.close()
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()
@@ -194,7 +210,7 @@ class FrontEndActor:
         engine = node.engine
         node.load_users(rows)
         heap.settle()  # the directory lives until the front end stops
-        self.collector = EnterpriseCollector(node.routing, node.hub, registry)
+        self.collector = EnterpriseCollector(node.routing, node.hub, registry, self.transport.peers)
         self.server = await start_front_end(
             engine,
             host=opts.host,
@@ -209,6 +225,10 @@ class FrontEndActor:
         if host in ("0.0.0.0", "::"):
             host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
             engine.address = f"{host}:{self.server.port}"
+        if self.transport.peers is not None:
+            self.peer_server = PeerServer(self.exchange)
+            await self.peer_server.start(opts.host)
+            self.peer_host = host
         if metrics_port >= 0:
             try:
                 self.metrics_server, _ = serve_metrics(opts.metrics_host, metrics_port, registry)
@@ -246,8 +266,17 @@ class FrontEndActor:
     # --- what peers ask ---
 
     async def exchange(self, src: str, items: list[Packed]) -> list[Reply]:
-        """A batch from ``src`` (packed by ``RayTransport.exchange``)."""
+        """A batch from ``src`` (packed by ``RayTransport.exchange``), as a Ray call or from
+        this front end's ``PeerServer``."""
         return await self.node.answer(src, [unpack(item) for item in items])
+
+    async def peer_address(self) -> PeerAddress | None:
+        """Where and with what secret the other front ends' connections reach this one's
+        ``PeerServer`` (``None`` while it is not serving)."""
+        server = self.peer_server
+        if server is None or server.server is None:
+            return None
+        return self.peer_host, server.port, server.secret
 
     # --- what the fabric asks ---
 

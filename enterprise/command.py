@@ -41,6 +41,7 @@ def serve(a: argparse.Namespace) -> int:
         durability=a.durability,
         engine=config,
         tls=pem,
+        peer_links=a.peer_links,
     )
     pool.fabric_config()  # settings errors now, before Ray starts
     opts = EnterpriseServeOptions(

@@ -20,6 +20,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from enterprise.link import Links
+from enterprise.peers import PeerClient
 from enterprise.routing import Routing
 from enterprise.routing_table import RoutingTable
 
@@ -70,9 +71,16 @@ class CrossNodeHistograms:
 class EnterpriseCollector(Collector):
     """The pool as this front end's routing table shows it, and its links' counters."""
 
-    def __init__(self, routing: Routing, links: Links, registry: CollectorRegistry) -> None:
+    def __init__(
+        self,
+        routing: Routing,
+        links: Links,
+        registry: CollectorRegistry,
+        peers: PeerClient | None = None,
+    ) -> None:
         self.routing = routing
         self.links = links
+        self.peers = peers
         self.counters: dict[str, int] = {}
         registry.register(self)
 
@@ -95,6 +103,13 @@ class EnterpriseCollector(Collector):
             "Items dropped because the link to another front end was full",
             value=self.links.dropped_posts,
         )
+        if self.peers is not None:
+            yield CounterMetricFamily(
+                "poolsim_cross_node_connections_opened",
+                "Connections this front end opened to the others for its batches (direct peer "
+                "links); more than one per other front end: links broke and were opened again",
+                value=self.peers.opened,
+            )
 
     def _pool_series(self, table: RoutingTable) -> Iterator[Metric]:
         up = len(table.addresses)

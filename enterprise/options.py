@@ -20,6 +20,7 @@ from pool.config import EngineConfig
 
 FRONT_ENDS = 3
 BACKUP_INTERVAL = 60.0  # seconds between a primary's lazy backups to the back-end store
+PEER_LINKS = ("direct", "ray")
 RESTART_DELAY = 2.0  # seconds before a crashed front end is started again (assumed)
 
 
@@ -46,6 +47,15 @@ class PoolOptions:
     admin_token: str = field(default_factory=lambda: secrets.token_urlsafe(24), repr=False)
     engine: EngineConfig = field(default_factory=EngineConfig)
     tls: TlsPem | None = field(default=None, repr=False)  # every front end serves TLS with it
+    #: how a front end's batches reach the others: "direct", over connections of their own
+    #: (``enterprise.peers``), or "ray", one actor call per batch
+    peer_links: str = "direct"
+
+    def __post_init__(self) -> None:
+        if self.peer_links not in PEER_LINKS:
+            raise ValueError(
+                f"peer_links must be one of {', '.join(PEER_LINKS)}, not {self.peer_links!r}"
+            )
 
     def fabric_config(self) -> FabricConfig:
         return FabricConfig(

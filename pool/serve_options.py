@@ -86,6 +86,14 @@ def add_arguments(p: argparse.ArgumentParser, editions: Sequence[str]) -> None:
         help="never restart a crashed front end by itself (StartFrontEnd does)",
     )
     e.add_argument(
+        "--peer-links",
+        choices=("direct", "ray"),
+        default="direct",
+        help="how front ends pass messages to each other: direct, over TCP connections of "
+        "their own (plaintext, opened with a secret given through Ray), or ray, an actor call "
+        "per batch (default %(default)s)",
+    )
+    e.add_argument(
         "--no-rebalance",
         action="store_true",
         help="leave primaries where fail-overs put them once every front end is back",

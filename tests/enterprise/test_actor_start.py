@@ -97,3 +97,37 @@ async def test_a_free_port_it_had_that_was_taken_meanwhile_gives_way_to_another(
     finally:
         actor.node.store.cdrs = []
         await actor.stop()
+
+
+async def test_the_peer_address_is_given_only_while_the_front_end_serves(tmp_path: Path) -> None:
+    actor = FrontEndActor("fe1", PoolOptions(data_dir=tmp_path), fabric=None)
+    assert await actor.peer_address() is None  # not started: the peers' batches fail at once
+    await actor.start([], 0, 0, True, 0.0)
+    try:
+        address = await actor.peer_address()
+        assert address is not None
+        host, port, secret = address
+        assert host == "127.0.0.1"
+        assert len(secret) == 32
+        assert not _free(port)  # listening
+    finally:
+        actor.node.store.cdrs = []
+        await actor.stop()
+    assert await actor.peer_address() is None
+    assert _free(port)
+
+
+async def test_front_ends_asked_for_ray_calls_open_no_port_of_their_own(tmp_path: Path) -> None:
+    actor = FrontEndActor("fe1", PoolOptions(data_dir=tmp_path, peer_links="ray"), fabric=None)
+    await actor.start([], 0, 0, True, 0.0)
+    try:
+        assert actor.transport.peers is None
+        assert await actor.peer_address() is None
+    finally:
+        actor.node.store.cdrs = []
+        await actor.stop()
+
+
+def test_an_unknown_way_of_passing_messages_is_refused_with_the_choices() -> None:
+    with pytest.raises(ValueError, match="peer_links must be one of direct, ray, not 'udp'"):
+        PoolOptions(peer_links="udp")

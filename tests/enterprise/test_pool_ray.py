@@ -31,7 +31,7 @@ from pool.client import AdminClient, PoolClient, Session, TransportError
 from pool.clock import SystemClock
 from pool.config import EngineConfig
 from tests.conftest import ADMIN_TOKEN, DOMAIN, PASSWORD, eventually, uri
-from tests.contract.helpers import inbox
+from tests.contract.helpers import Inbox, inbox
 from tests.pki import Pki, channel_credentials
 from tests.ray_pool import RayPool, start_enterprise
 
@@ -77,16 +77,7 @@ async def test_sign_in_anywhere_is_redirected_home_and_talks_across_nodes(pool: 
         assert again.front_end_id == a.front_end_id
     b = next(s for s in sessions if s.front_end_id != a.front_end_id)
     async with inbox(a) as a_box, inbox(b) as b_box:
-        conv = await a.create_conversation([b.user_uri], first_message="one")
-        await b_box.next("invitation")
-        await b.accept(conv.conversation_id)
-        await a_box.next("participant_joined")
-        for text in ("two", "three", "four"):
-            await a.send_message(conv.conversation_id, text)
-        got = [(await b_box.next("message")).message.body for _ in range(3)]
-        assert got == ["two", "three", "four"]  # order holds across nodes
-        await b.send_message(conv.conversation_id, "back")
-        assert (await a_box.next("message")).message.body == "back"
+        await _talk_across(a, b, a_box, b_box)
         await b.subscribe([a.user_uri])
         await a.publish_presence(9500, note="busy with the pool")
         seen = await b_box.next("presence")
@@ -101,6 +92,42 @@ async def test_sign_in_anywhere_is_redirected_home_and_talks_across_nodes(pool: 
     text = scraped[a.front_end_id]
     assert _sample(text, "poolsim_cross_node_batch_items_count") > 0
     assert _sample(text, "poolsim_replication_seconds_count") > 0  # the note was replicated
+    # the batches went over the front ends' own connections, not as Ray calls
+    assert _sample(text, "poolsim_cross_node_connections_opened_total") >= 1
+
+
+async def test_front_ends_asked_to_pass_messages_as_ray_calls_talk_across_nodes(
+    tmp_path: Path,
+) -> None:
+    p = await start_enterprise(tmp_path, users=12, backup_interval=3600.0, peer_links="ray")
+    try:
+        sessions = [await p.sign_in(i) for i in range(12)]
+        a = sessions[0]
+        b = next(s for s in sessions if s.front_end_id != a.front_end_id)
+        async with inbox(a) as a_box, inbox(b) as b_box:
+            await _talk_across(a, b, a_box, b_box)
+        status = await admin(p).status()
+        for fe in status.front_ends:
+            text = await asyncio.to_thread(_scrape, fe.metrics_address)
+            if fe.id in (a.front_end_id, b.front_end_id):
+                assert _sample(text, "poolsim_cross_node_batch_items_count") > 0
+            assert "poolsim_cross_node_connections_opened" not in text  # no direct links
+    finally:
+        await p.close()
+
+
+async def _talk_across(a: Session, b: Session, a_box: Inbox, b_box: Inbox) -> None:
+    """``a`` invites ``b`` (on another front end); messages both ways, in order."""
+    conv = await a.create_conversation([b.user_uri], first_message="one")
+    await b_box.next("invitation")
+    await b.accept(conv.conversation_id)
+    await a_box.next("participant_joined")
+    for text in ("two", "three", "four"):
+        await a.send_message(conv.conversation_id, text)
+    got = [(await b_box.next("message")).message.body for _ in range(3)]
+    assert got == ["two", "three", "four"]  # order holds across nodes
+    await b.send_message(conv.conversation_id, "back")
+    assert (await a_box.next("message")).message.body == "back"
 
 
 def _scrape(address: str) -> str:

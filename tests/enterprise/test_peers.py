@@ -1,0 +1,228 @@
+"""Front ends' own connections (``enterprise.peers``), over real loopback sockets: a batch and
+its replies, batches answered out of order, frames split and joined by TCP, a stranger without
+the secret refused before anything of it is read, and every failure a link's batch can meet
+turned into an error the link makes ``Unavailable``, with the next batch on a new connection."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import pickle
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from enterprise.link import Links
+from enterprise.peers import HEADER, OK, PeerAddress, PeerClient, PeerError, PeerServer
+from enterprise.wire import Message, Packed, Reply, Views, pack
+from pool.errors import Unavailable
+from tests.conftest import DEADLINE
+from tests.conftest import eventually as until
+
+
+class Far:
+    """A far front end: a ``PeerServer`` whose answers the test controls."""
+
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, list[Packed]]] = []
+        self.hold: dict[object, asyncio.Event] = {}  # first item -> released when set
+        self.server = PeerServer(self.answer)
+
+    async def answer(self, src: str, batch: list[Packed]) -> list[Reply]:
+        self.batches.append((src, batch))
+        gate = self.hold.get(batch[0])
+        if gate is not None:
+            await gate.wait()
+        if batch[0] == "fail":
+            raise RuntimeError("a defect")
+        return [("ok", item) for item in batch]
+
+    async def start(self) -> PeerAddress:
+        port = await self.server.start("127.0.0.1")
+        return "127.0.0.1", port, self.server.secret
+
+
+def client(addresses: list[PeerAddress | None]) -> tuple[PeerClient, list[str]]:
+    asked: list[str] = []
+
+    async def locate(dst: str) -> PeerAddress | None:
+        asked.append(dst)
+        return addresses[min(len(asked), len(addresses)) - 1]
+
+    return PeerClient("fe1", locate), asked
+
+
+@contextlib.asynccontextmanager
+async def linked(*fars: Far) -> AsyncIterator[tuple[PeerClient, list[str]]]:
+    """A client whose destination fe2 is each far side in turn, as ``locate`` is asked again."""
+    peers, asked = client([await far.start() for far in fars])
+    try:
+        yield peers, asked
+    finally:
+        peers.close()
+        for far in fars:
+            far.server.close()
+
+
+async def test_a_batch_gets_its_replies_and_the_far_side_knows_who_sent_it() -> None:
+    far = Far()
+    async with linked(far) as (peers, asked):
+        assert await peers.exchange("fe2", ["a", ("b", 2)]) == [("ok", "a"), ("ok", ("b", 2))]
+        assert await peers.exchange("fe2", ["c"]) == [("ok", "c")]
+        assert far.batches == [("fe1", ["a", ("b", 2)]), ("fe1", ["c"])]
+        assert (asked, peers.opened) == (["fe2"], 1)  # one connection, asked for once
+
+
+async def test_batches_sharing_a_connection_are_answered_out_of_order_to_the_right_caller() -> None:
+    far = Far()
+    far.hold["slow"] = gate = asyncio.Event()
+    async with linked(far) as (peers, _):
+        slow = asyncio.ensure_future(peers.exchange("fe2", ["slow"]))
+        fast = asyncio.ensure_future(peers.exchange("fe2", ["fast"]))
+        assert await fast == [("ok", "fast")]
+        assert not slow.done()
+        gate.set()
+        assert await slow == [("ok", "slow")]
+        assert peers.opened == 1  # the two links that wanted it at once share one connection
+
+
+async def test_frames_cut_anywhere_and_joined_by_tcp_are_read_whole() -> None:
+    far = Far()
+    host, port, secret = await far.start()
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        hello = secret + b"fe9"
+        data = HEADER.pack(len(hello), 0, OK) + hello
+        for rid, batch in ((1, ["x"]), (2, ["y", "z"])):
+            payload = pickle.dumps(batch)
+            data += HEADER.pack(len(payload), rid, OK) + payload
+        for i in range(len(data)):  # a byte at a time
+            writer.write(data[i : i + 1])
+            await writer.drain()
+        answers = {}
+        for _ in range(2):
+            length, rid, status = HEADER.unpack(await reader.readexactly(HEADER.size))
+            answers[rid] = (status, pickle.loads(await reader.readexactly(length)))
+        assert answers == {1: (OK, [("ok", "x")]), 2: (OK, [("ok", "y"), ("ok", "z")])}
+        assert [src for src, _ in far.batches] == ["fe9", "fe9"]
+    finally:
+        writer.close()
+        far.server.close()
+
+
+@pytest.mark.parametrize(
+    "hello",
+    [b"\0" * 32 + b"fe1", b"short", b"x" * 5000],
+    ids=["wrong-secret", "too-short", "oversized"],
+)
+async def test_a_connection_without_the_secret_is_closed_and_nothing_of_it_is_read(
+    hello: bytes,
+) -> None:
+    far = Far()
+    host, port, _ = await far.start()
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        evil = pickle.dumps(["never unpickled"])
+        writer.write(HEADER.pack(len(hello), 0, OK) + hello + HEADER.pack(len(evil), 1, OK) + evil)
+        await writer.drain()
+        async with asyncio.timeout(DEADLINE):
+            assert await reader.read() == b""  # closed by the far side, nothing answered
+        assert far.batches == []
+    finally:
+        writer.close()
+        far.server.close()
+
+
+async def test_a_failure_answering_comes_back_as_an_error_and_the_connection_stays() -> None:
+    far = Far()
+    async with linked(far) as (peers, _):
+        with pytest.raises(PeerError, match="fe2: RuntimeError: a defect"):
+            await peers.exchange("fe2", ["fail"])
+        assert await peers.exchange("fe2", ["after"]) == [("ok", "after")]
+        assert peers.opened == 1
+
+
+async def test_a_far_side_gone_fails_the_waiting_batch_and_the_next_finds_it_again() -> None:
+    first, second = Far(), Far()
+    first.hold["waits"] = asyncio.Event()
+    async with linked(first, second) as (peers, asked):
+        waiting = asyncio.ensure_future(peers.exchange("fe2", ["waits"]))
+        await until(lambda: bool(first.batches))
+        first.server.close()  # the far front end went down
+        with pytest.raises(ConnectionError, match="front end fe2"):
+            await waiting
+        # started again elsewhere: the next batch asks where, and connects there
+        assert await peers.exchange("fe2", ["again"]) == [("ok", "again")]
+        assert (asked, peers.opened) == (["fe2", "fe2"], 2)
+        assert second.batches == [("fe1", ["again"])]
+
+
+async def test_a_batch_given_up_on_closes_its_connection() -> None:
+    far = Far()
+    far.hold["hangs"] = asyncio.Event()
+    async with linked(far) as (peers, _):
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.2):
+                await peers.exchange("fe2", ["hangs"])
+        await until(lambda: not far.server.connections)
+        assert await peers.exchange("fe2", ["next"]) == [("ok", "next")]
+        assert peers.opened == 2
+
+
+async def test_a_front_end_not_serving_yet_cannot_be_reached() -> None:
+    peers, _ = client([None])
+    with pytest.raises(ConnectionError, match="fe2 is not serving yet"):
+        await peers.exchange("fe2", ["x"])
+    assert peers.opened == 0
+
+
+class DirectTransport:
+    """What ``RayTransport`` does with direct links, without Ray."""
+
+    def __init__(self, peers: PeerClient) -> None:
+        self.peers = peers
+
+    async def exchange(self, dst: str, src: str, items: list[Message]) -> list[Reply]:
+        return await self.peers.exchange(dst, [pack(item) for item in items])
+
+    async def fabric(self, method: str, *args: object) -> object:
+        raise NotImplementedError
+
+    async def front_end(self, dst: str, method: str, *args: object) -> object:
+        raise NotImplementedError
+
+
+async def test_a_link_over_a_connection_that_breaks_fails_its_requests_as_unavailable() -> None:
+    far = Far()
+    gate = asyncio.Event()
+    peers, _ = client([await far.start()])
+    original: Callable[[str, list[Packed]], Awaitable[list[Reply]]] = far.answer
+
+    async def answer(src: str, batch: list[Packed]) -> list[Reply]:
+        if len(far.batches) == 0:
+            far.batches.append((src, batch))
+            await gate.wait()
+        return await original(src, batch)
+
+    far.server.answer = answer
+    links = Links(DirectTransport(peers), "fe1", on_reply=lambda dst, item, reply: None)
+    try:
+        pending = links.to("fe2").request(Views(1, (2,)))
+        await until(lambda: bool(far.batches))
+        far.server.close()
+        with pytest.raises(Unavailable, match="front end fe2 did not answer"):
+            await pending
+    finally:
+        peers.close()
+
+
+async def test_a_front_end_that_cannot_be_connected_to_says_what_to_do(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    far = Far()
+    address = await far.start()
+    far.server.close()  # nothing listens there now
+    peers, _ = client([address])
+    with pytest.raises(ConnectionError, match="cannot connect to front end fe2"):
+        await peers.exchange("fe2", ["x"])
+    assert "serve with --peer-links ray" in caplog.text
