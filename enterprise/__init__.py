@@ -46,6 +46,8 @@ One front end, pure (an in-process transport drives it in tests):
 On Ray:
 
     options         ``PoolOptions``: one pool's settings
+    peers           the front ends' own TCP connections for links' batches (a secret given
+                    through Ray opens one), instead of a Ray call per batch
     actors          ``FrontEndActor`` (a node, its gRPC server, metrics) and ``RayTransport``
     backend         the back-end store as the fabric actor uses it: rows, groups' data
                     read back from the backups, backups written, what a recovery lost
