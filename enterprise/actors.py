@@ -24,6 +24,7 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar
 import ray
 from prometheus_client import CollectorRegistry
 
+from enterprise.link import OnReply
 from enterprise.local_store import LocalReplicaStore, failure_records, store_path
 from enterprise.metrics import CrossNodeHistograms, EnterpriseCollector
 from enterprise.node import FrontEndNode
@@ -97,6 +98,18 @@ class RayTransport:
             return await self.peers.exchange(dst, packed)
         replies: list[Reply] = await self._handle(dst).exchange.remote(src, packed)
         return replies
+
+    def post(self, dst: str, src: str, items: list[Message], on_reply: OnReply) -> bool:
+        connection = None if self.peers is None else self.peers.ready(dst)
+        if connection is None:
+            return False
+
+        def replied(replies: list[tuple[Packed, Reply]]) -> None:
+            for item, reply in replies:
+                on_reply(dst, unpack(item), reply)
+
+        PeerClient.post(connection, [pack(item) for item in items], replied)
+        return True
 
     async def _locate(self, dst: str) -> PeerAddress | None:
         address: PeerAddress | None = await self._handle(dst).peer_address.remote()
@@ -226,7 +239,7 @@ class FrontEndActor:
             host = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
             engine.address = f"{host}:{self.server.port}"
         if self.transport.peers is not None:
-            self.peer_server = PeerServer(self.exchange)
+            self.peer_server = PeerServer(self._answer_now)
             await self.peer_server.start(opts.host)
             self.peer_host = host
         if metrics_port >= 0:
@@ -269,6 +282,12 @@ class FrontEndActor:
         """A batch from ``src`` (packed by ``RayTransport.exchange``), as a Ray call or from
         this front end's ``PeerServer``."""
         return await self.node.answer(src, [unpack(item) for item in items])
+
+    def _answer_now(
+        self, src: str, items: list[Packed]
+    ) -> tuple[list[Reply], Awaitable[None] | None]:
+        """A batch from ``src`` through this front end's ``PeerServer``."""
+        return self.node.answer_now(src, [unpack(item) for item in items])
 
     async def peer_address(self) -> PeerAddress | None:
         """Where and with what secret the other front ends' connections reach this one's

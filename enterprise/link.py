@@ -2,7 +2,10 @@
 
 Messages queue while a batch is in flight and leave as the next batch, one transport call
 each. A link has one batch in flight, so messages arrive in the order they were queued
-(message order per conversation holds). A *post* expects nothing back but may get a reply to
+(message order per conversation holds). A batch of posts only leaves by the transport's
+``post`` where it can take one now (the front ends' own connections, ``enterprise.peers``,
+which keep batches in order by themselves): nothing waits for it, and the link is free for
+the next batch at once. A *post* expects nothing back but may get a reply to
 act on (``on_reply``); a *request* is a future of its reply. A batch that fails or takes longer
 than ``LINK_TIMEOUT`` fails every request in it with ``Unavailable``.
 
@@ -14,11 +17,14 @@ for replication cannot wait, through a cycle of front ends, for itself.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import Any
 
 from enterprise.wire import Failure, Message, Reply, Transport
 from pool.errors import ResourceExhausted, Unavailable
+
+log = logging.getLogger("poolsim.enterprise")
 
 LINK_BACKLOG = 100_000  # messages queued for one front end at most (then calls fail, events drop)
 LINK_TIMEOUT = 10.0  # seconds a batch may take before the far front end counts as unreachable
@@ -80,6 +86,7 @@ class Link:
         self.dst = dst
         self.items: list[Message] = []
         self.futures: list[asyncio.Future[Any] | None] = []
+        self.asks = 0  # requests among the items
         self.busy = False
 
     def post(self, message: Message) -> None:
@@ -102,6 +109,7 @@ class Link:
             return future
         self.items.append(message)
         self.futures.append(future)
+        self.asks += 1
         self._kick()
         return future
 
@@ -112,17 +120,38 @@ class Link:
             asyncio.get_running_loop().call_soon(self._start)
 
     def _start(self) -> None:
+        if self._posted():
+            self.busy = False
+            return
         tasks = self.links.tasks
         task = asyncio.get_running_loop().create_task(self._run())
         tasks.add(task)
         task.add_done_callback(tasks.discard)
 
+    def _posted(self) -> bool:
+        """Sent the queued items if they are posts only and the transport takes them now."""
+        links = self.links
+        items = self.items
+        if self.asks:
+            return False
+        try:
+            if not links.transport.post(self.dst, links.src, items, links.on_reply):
+                return False
+        except Exception:  # a defect: the exchange meets it again and fails as it should
+            log.exception("posting a batch to %s", self.dst)
+            return False
+        self.items, self.futures = [], []
+        links.observe_batch(len(items))
+        return True
+
     async def _run(self) -> None:
         links = self.links
         try:
             while self.items:
+                if self._posted():
+                    continue
                 items, futures = self.items, self.futures
-                self.items, self.futures = [], []
+                self.items, self.futures, self.asks = [], [], 0
                 try:
                     async with asyncio.timeout(LINK_TIMEOUT):  # no task of its own per batch
                         replies = await links.transport.exchange(self.dst, links.src, items)

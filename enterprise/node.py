@@ -171,11 +171,19 @@ class FrontEndNode:
     async def answer(self, src: str, items: list[Message]) -> list[Reply]:
         """A batch from ``src``: ``handle`` it, and if it wrote (a conference roster), answer
         only once that reached the secondaries, as for a call of this front end's own."""
+        replies, replicated = self.answer_now(src, items)
+        if replicated is not None:
+            await replicated
+        return replies
+
+    def answer_now(
+        self, src: str, items: list[Message]
+    ) -> tuple[list[Reply], Awaitable[None] | None]:
+        """``answer``, handled now: the replies, and what to wait for before giving them if
+        the batch wrote (batches handled in the order they arrive, none waiting for another)."""
         before = self.store.writes
         replies = self.handlers.handle(src, items)
-        if self.store.writes != before:
-            await self.replication.replicated()
-        return replies
+        return replies, self.replication.replicated() if self.store.writes != before else None
 
     def _replied(self, dst: str, item: Message, reply: Reply) -> None:
         """A posted message came back with something to act on."""

@@ -9,10 +9,15 @@ through Ray (``FrontEndActor.peer_address``): only a member of the Ray cluster l
 connection that does not open with it is closed after its first frame, nothing else read.
 
 Frames: a header (payload length, request id, status) then the payload, a pickled list of
-packed messages one way and of their replies the other (pickled only once the connection proved
-it knows the secret). Several links share a connection (a destination's main link and its
-replica link, one batch in flight each), so replies come back in any order, by request id;
-a link's own batches stay in order because it has one in flight.
+packed messages one way and of their replies the other (unpickled only once the connection
+proved it knows the secret). The far side handles each batch as it arrives, in order (only
+the replies of a batch that wrote wait, for its replication). A batch with requests waits for
+its replies, which come back by request id (a destination's main link and its replica link
+share the connection); a batch of posts only (most of the traffic: events for stand-ins)
+waits for nothing, and only the replies worth acting on come back (an endpoint gone, a watch
+to drop), with the posts they answer. TCP keeps a link's batches in the order it sent them;
+a connection whose far side reads slower than batches come (asyncio's high-water mark on its
+buffer) takes no more posts, and the link waits on an exchange instead.
 
 Failures, as for a Ray call: a connection that closes or breaks fails every batch waiting on it
 (``ConnectionError``; the link makes it ``Unavailable``); a batch the link gave up waiting for
@@ -37,15 +42,19 @@ from enterprise.wire import Packed, Reply
 log = logging.getLogger("poolsim.enterprise")
 
 HEADER = struct.Struct("!IQB")  # payload length, request id, status
-OK, ERROR = 0, 1
+OK, ERROR = 0, 1  # a batch waiting for its replies, and its replies or the far side's error
+POSTS, POSTS_REPLIED = 2, 3  # a batch of posts, and the replies to them worth acting on
 HELLO_MAX = 1024  # bytes a connection's first frame (secret + name) may take
 FRAME_MAX = 1 << 31  # bytes a batch or its replies may take
 SECRET_BYTES = 32
 
 #: (host, port, secret) a destination listens on, or None when it is not serving
 PeerAddress = tuple[str, int, bytes]
-#: the far side's answer to a batch from ``src``
-Answer = Callable[[str, list[Packed]], Awaitable[list[Reply]]]
+#: the far side's answer to a batch from ``src``, handled at once: its replies, and what to
+#: wait for before giving them (``FrontEndNode.answer_now``)
+Answer = Callable[[str, list[Packed]], tuple[list[Reply], Awaitable[None] | None]]
+#: told the replies worth acting on to posts: (packed post, reply) each
+OnPostReplies = Callable[[list[tuple[Packed, Reply]]], None]
 
 
 class PeerError(Exception):
@@ -122,18 +131,43 @@ class _Answering(_Frames):
                 return
             self.src, self.limit = name.decode(), FRAME_MAX
             return
-        task = asyncio.get_running_loop().create_task(self._answer(rid, pickle.loads(payload)))
+        batch: list[Packed] = pickle.loads(payload)
+        try:  # handled now, in the order batches arrive
+            replies, replicated = self.server.answer(self.src, batch)
+        except Exception as exc:  # a defect here: the link turns it into Unavailable
+            log.exception("answering a batch from %s", self.src)
+            if status == OK:
+                self.send(rid, ERROR, f"{type(exc).__name__}: {exc}".encode())
+            return
+        if replicated is None:
+            self._reply(rid, status, batch, replies)
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._reply_once(replicated, rid, status, batch, replies)
+        )
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _answer(self, rid: int, batch: list[Packed]) -> None:
-        assert self.src is not None
-        try:
-            payload, status = pickle.dumps(await self.server.answer(self.src, batch), 5), OK
-        except Exception as exc:  # a defect here: the link turns it into Unavailable
-            log.exception("answering a batch from %s", self.src)
-            payload, status = f"{type(exc).__name__}: {exc}".encode(), ERROR
-        self.send(rid, status, payload)
+    async def _reply_once(
+        self,
+        replicated: Awaitable[None],
+        rid: int,
+        status: int,
+        batch: list[Packed],
+        replies: list[Reply],
+    ) -> None:
+        await replicated
+        self._reply(rid, status, batch, replies)
+
+    def _reply(self, rid: int, status: int, batch: list[Packed], replies: list[Reply]) -> None:
+        if status == OK:
+            self.send(rid, OK, pickle.dumps(replies, 5))
+            return
+        worth = [
+            (item, reply) for item, reply in zip(batch, replies, strict=True) if reply is not None
+        ]
+        if worth:  # most posts' replies are None: nothing goes back for them
+            self.send(rid, POSTS_REPLIED, pickle.dumps(worth, 5))
 
 
 class PeerServer:
@@ -171,6 +205,8 @@ class _Calling(_Frames):
         self.waiting: dict[int, asyncio.Future[list[Reply]]] = {}
         self.ids = itertools.count(1)
         self.lost: Exception | None = None
+        self.paused = False  # the far side reads slower than batches are written
+        self.on_post_replies: OnPostReplies = lambda replies: None
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -180,7 +216,16 @@ class _Calling(_Frames):
             if not future.done():
                 future.set_exception(self.lost)
 
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+
     def frame(self, rid: int, status: int, payload: memoryview) -> None:
+        if status == POSTS_REPLIED:
+            self.on_post_replies(pickle.loads(payload))
+            return
         future = self.waiting.pop(rid, None)
         if future is None or future.done():
             return  # given up on (the connection is closing)
@@ -223,6 +268,22 @@ class PeerClient:
         if connection is None or not connection.usable:
             connection = await self._connection(dst)
         return await connection.call(batch)
+
+    def ready(self, dst: str) -> _Calling | None:
+        """The open connection to ``dst`` if a batch of posts can go on it now, without
+        waiting for anything (none yet, or the far side reading slower: ``exchange``)."""
+        connection = self.connections.get(dst)
+        if connection is None or connection.paused or not connection.usable:
+            return None
+        return connection
+
+    @staticmethod
+    def post(connection: _Calling, batch: list[Packed], on_replies: OnPostReplies) -> None:
+        """Send a batch of posts on ``connection`` (from ``ready``) and wait for nothing: the
+        far side handles batches in the order they arrive, and sends back only the replies
+        worth acting on, to ``on_replies``. Lost with the connection, as a post may be."""
+        connection.on_post_replies = on_replies
+        connection.send(0, POSTS, pickle.dumps(batch, 5))
 
     async def _connection(self, dst: str) -> _Calling:
         opening = self.opening.get(dst)

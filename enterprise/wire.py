@@ -316,9 +316,21 @@ Reply: TypeAlias = (
 class Transport(Protocol):
     """How a front end reaches the others and the fabric (Ray in production; the in-process
     tests call the far node directly). ``fabric`` and ``front_end`` are typed by
-    ``FabricCalls``; ``exchange`` carries one batch of a ``Link``."""
+    ``FabricCalls``; ``exchange`` carries one batch of a ``Link``; ``post`` one of posts only
+    without waiting, where the transport keeps batches in order by itself."""
 
     async def exchange(self, dst: str, src: str, items: list[Message]) -> Sequence[Reply]: ...
+
+    def post(
+        self,
+        dst: str,
+        src: str,
+        items: list[Message],
+        on_reply: Callable[[str, Message, Reply], None],
+    ) -> bool:
+        """Send a batch of posts and wait for nothing; replies worth acting on come back to
+        ``on_reply`` later. False when it cannot now (then the link exchanges it)."""
+        ...
 
     async def fabric(self, method: str, *args: Any) -> Any: ...
 

@@ -32,6 +32,9 @@ class Direct:
         await asyncio.sleep(0)
         return await self.nodes[dst].answer(src, items)
 
+    def post(self, dst: str, src: str, items: list[Item], on_reply: Any) -> bool:
+        return False  # every batch is exchanged, one in flight per link
+
     async def fabric(self, method: str, *args: Any) -> Any:
         raise AssertionError(f"no fabric here ({method})")
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import pickle
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 
 import pytest
 
-from enterprise.link import Links
-from enterprise.peers import HEADER, OK, PeerAddress, PeerClient, PeerError, PeerServer
-from enterprise.wire import Message, Packed, Reply, Views, pack
+from enterprise.link import Links, OnReply
+from enterprise.peers import HEADER, OK, POSTS, PeerAddress, PeerClient, PeerError, PeerServer
+from enterprise.wire import Message, Packed, Reply, Views, pack, unpack
 from pool.errors import Unavailable
 from tests.conftest import DEADLINE
 from tests.conftest import eventually as until
@@ -28,14 +28,15 @@ class Far:
         self.hold: dict[object, asyncio.Event] = {}  # first item -> released when set
         self.server = PeerServer(self.answer)
 
-    async def answer(self, src: str, batch: list[Packed]) -> list[Reply]:
+    def answer(self, src: str, batch: list[Packed]) -> tuple[list[Reply], Awaitable[None] | None]:
+        """Replies ``("ok", item)``, none to an item starting "quiet"; a held first item's
+        replies wait for its gate (as a batch that wrote waits for its replication)."""
         self.batches.append((src, batch))
-        gate = self.hold.get(batch[0])
-        if gate is not None:
-            await gate.wait()
         if batch[0] == "fail":
             raise RuntimeError("a defect")
-        return [("ok", item) for item in batch]
+        replies = [None if str(item).startswith("quiet") else ("ok", item) for item in batch]
+        gate = self.hold.get(batch[0])
+        return replies, None if gate is None else gate.wait()  # type: ignore[return-value]
 
     async def start(self) -> PeerAddress:
         port = await self.server.start("127.0.0.1")
@@ -62,6 +63,8 @@ async def linked(*fars: Far) -> AsyncIterator[tuple[PeerClient, list[str]]]:
         peers.close()
         for far in fars:
             far.server.close()
+            for gate in far.hold.values():
+                gate.set()  # no reply left waiting
 
 
 async def test_a_batch_gets_its_replies_and_the_far_side_knows_who_sent_it() -> None:
@@ -93,9 +96,9 @@ async def test_frames_cut_anywhere_and_joined_by_tcp_are_read_whole() -> None:
     try:
         hello = secret + b"fe9"
         data = HEADER.pack(len(hello), 0, OK) + hello
-        for rid, batch in ((1, ["x"]), (2, ["y", "z"])):
+        for rid, status, batch in ((1, OK, ["x"]), (0, POSTS, ["quiet"]), (2, OK, ["y", "z"])):
             payload = pickle.dumps(batch)
-            data += HEADER.pack(len(payload), rid, OK) + payload
+            data += HEADER.pack(len(payload), rid, status) + payload
         for i in range(len(data)):  # a byte at a time
             writer.write(data[i : i + 1])
             await writer.drain()
@@ -104,7 +107,7 @@ async def test_frames_cut_anywhere_and_joined_by_tcp_are_read_whole() -> None:
             length, rid, status = HEADER.unpack(await reader.readexactly(HEADER.size))
             answers[rid] = (status, pickle.loads(await reader.readexactly(length)))
         assert answers == {1: (OK, [("ok", "x")]), 2: (OK, [("ok", "y"), ("ok", "z")])}
-        assert [src for src, _ in far.batches] == ["fe9", "fe9"]
+        assert far.batches == [("fe9", ["x"]), ("fe9", ["quiet"]), ("fe9", ["y", "z"])]
     finally:
         writer.close()
         far.server.close()
@@ -185,6 +188,17 @@ class DirectTransport:
     async def exchange(self, dst: str, src: str, items: list[Message]) -> list[Reply]:
         return await self.peers.exchange(dst, [pack(item) for item in items])
 
+    def post(self, dst: str, src: str, items: list[Message], on_reply: OnReply) -> bool:
+        connection = self.peers.ready(dst)
+        if connection is None:
+            return False
+        self.peers.post(
+            connection,
+            [pack(item) for item in items],
+            lambda replies: [on_reply(dst, unpack(item), reply) for item, reply in replies],
+        )
+        return True
+
     async def fabric(self, method: str, *args: object) -> object:
         raise NotImplementedError
 
@@ -194,26 +208,90 @@ class DirectTransport:
 
 async def test_a_link_over_a_connection_that_breaks_fails_its_requests_as_unavailable() -> None:
     far = Far()
-    gate = asyncio.Event()
-    peers, _ = client([await far.start()])
-    original: Callable[[str, list[Packed]], Awaitable[list[Reply]]] = far.answer
-
-    async def answer(src: str, batch: list[Packed]) -> list[Reply]:
-        if len(far.batches) == 0:
-            far.batches.append((src, batch))
-            await gate.wait()
-        return await original(src, batch)
-
-    far.server.answer = answer
-    links = Links(DirectTransport(peers), "fe1", on_reply=lambda dst, item, reply: None)
-    try:
-        pending = links.to("fe2").request(Views(1, (2,)))
+    request = Views(1, (2,))
+    far.hold[pack(request)] = asyncio.Event()
+    async with linked(far) as (peers, _):
+        links = Links(DirectTransport(peers), "fe1", on_reply=lambda dst, item, reply: None)
+        pending = links.to("fe2").request(request)
         await until(lambda: bool(far.batches))
         far.server.close()
         with pytest.raises(Unavailable, match="front end fe2 did not answer"):
             await pending
+
+
+async def test_posts_wait_for_nothing_and_only_replies_worth_acting_on_come_back() -> None:
+    far = Far()
+    got: list[list[tuple[Packed, Reply]]] = []
+    async with linked(far) as (peers, _):
+        assert peers.ready("fe2") is None  # no connection yet: the first batch is exchanged
+        await peers.exchange("fe2", ["open"])
+        connection = peers.ready("fe2")
+        assert connection is not None
+        peers.post(connection, ["quiet-1", "quiet-2"], got.append)
+        peers.post(connection, ["quiet-3", "loud"], got.append)
+        # answered in the order sent: once this is, the posts were, and any reply to them is in
+        assert await peers.exchange("fe2", ["last"]) == [("ok", "last")]
+        assert got == [[("loud", ("ok", "loud"))]]
+        assert [batch for _, batch in far.batches] == [
+            ["open"],
+            ["quiet-1", "quiet-2"],
+            ["quiet-3", "loud"],
+            ["last"],
+        ]
+
+
+async def test_a_link_posts_without_a_task_and_its_batches_arrive_in_order() -> None:
+    far = Far()
+    replied: list[tuple[str, Message, Reply]] = []
+    async with linked(far) as (peers, _):
+        links = Links(DirectTransport(peers), "fe1", on_reply=lambda *r: replied.append(r))
+        link = links.to("fe2")
+        assert await link.request(Views(1, (1,))) == ("ok", pack(Views(1, (1,))))  # connects
+        for i in range(2, 5):
+            link.post(Views(i, (i,)))
+        await asyncio.sleep(0)  # the loop turn after which the batch leaves
+        assert (link.busy, link.items, links.tasks) == (False, [], set())
+        last = await link.request(Views(9, (9,)))
+        assert last == ("ok", pack(Views(9, (9,))))
+        assert [batch for _, batch in far.batches] == [
+            [pack(Views(1, (1,)))],
+            [pack(Views(i, (i,))) for i in range(2, 5)],
+            [pack(Views(9, (9,)))],
+        ]
+        assert [(dst, item) for dst, item, _ in replied] == [
+            ("fe2", Views(i, (i,))) for i in range(2, 5)
+        ]
+        assert links.batches == 3
+
+
+async def test_a_far_side_that_reads_nothing_stops_the_posts_before_memory_grows() -> None:
+    sockets: list[asyncio.StreamWriter] = []
+
+    async def never_reads(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        sockets.append(writer)
+
+    server = await asyncio.start_server(never_reads, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    peers, _ = client([("127.0.0.1", port, b"s" * 32)])
+    try:
+        hanging = asyncio.ensure_future(peers.exchange("fe2", ["never answered"]))
+        await until(lambda: peers.ready("fe2") is not None)
+        big = ["x" * 100_000]
+        for posted in range(10_000):  # noqa: B007 - read after the loop  # at most about a gigabyte, were nothing to stop it
+            connection = peers.ready("fe2")
+            if connection is None:
+                break
+            peers.post(connection, big, lambda replies: None)
+        else:
+            raise AssertionError("the posts never stopped")
+        assert posted < 1_000  # the socket's buffers and asyncio's high-water mark, no more
+        hanging.cancel()
     finally:
         peers.close()
+        for writer in sockets:
+            writer.close()
+        server.close()
+        await server.wait_closed()
 
 
 async def test_a_front_end_that_cannot_be_connected_to_says_what_to_do(
