@@ -108,7 +108,7 @@ class RayTransport:
             for item, reply in replies:
                 on_reply(dst, unpack(item), reply)
 
-        PeerClient.post(connection, [pack(item) for item in items], replied)
+        connection.post([pack(item) for item in items], replied)
         return True
 
     async def _locate(self, dst: str) -> PeerAddress | None:

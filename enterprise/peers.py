@@ -45,6 +45,7 @@ HEADER = struct.Struct("!IQB")  # payload length, request id, status
 OK, ERROR = 0, 1  # a batch waiting for its replies, and its replies or the far side's error
 POSTS, POSTS_REPLIED = 2, 3  # a batch of posts, and the replies to them worth acting on
 HELLO_MAX = 1024  # bytes a connection's first frame (secret + name) may take
+HELLO_TIMEOUT = 10.0  # seconds a connection may take to send it
 FRAME_MAX = 1 << 31  # bytes a batch or its replies may take
 SECRET_BYTES = 32
 
@@ -66,7 +67,8 @@ class _Frames(asyncio.Protocol):
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.buffer = b""
+        self.buffer = bytearray()  # the start of a frame not yet whole
+        self.need = 0  # bytes the buffer holds once that frame is (0: the header decides)
         self.limit = FRAME_MAX
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -74,10 +76,14 @@ class _Frames(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
-        if self.buffer:
-            data = self.buffer + data
+        if self.buffer:  # a large frame comes in many reads: joined once it is whole
+            self.buffer += data
+            if len(self.buffer) < self.need:
+                return
+            data, self.buffer = bytes(self.buffer), bytearray()
         view = memoryview(data)
         at, size, end = 0, HEADER.size, len(data)
+        self.need = size
         while end - at >= size:
             length, rid, status = HEADER.unpack_from(view, at)
             if length > self.limit:
@@ -85,12 +91,14 @@ class _Frames(asyncio.Protocol):
                 return
             stop = at + size + length
             if stop > end:
+                self.need = size + length
                 break
             self.frame(rid, status, view[at + size : stop])
             if self.transport is None or self.transport.is_closing():
                 return
             at = stop
-        self.buffer = data[at:] if at < end else b""
+        if at < end:
+            self.buffer = bytearray(view[at:])
 
     def frame(self, rid: int, status: int, payload: memoryview) -> None:
         raise NotImplementedError
@@ -118,6 +126,11 @@ class _Answering(_Frames):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         self.server.connections.add(self)
+        asyncio.get_running_loop().call_later(HELLO_TIMEOUT, self._no_hello)
+
+    def _no_hello(self) -> None:
+        if self.src is None and self.transport is not None:
+            self.refuse(f"no hello within {HELLO_TIMEOUT:g} s")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.server.connections.discard(self)
@@ -234,6 +247,13 @@ class _Calling(_Frames):
         else:
             future.set_exception(PeerError(f"front end {self.dst}: {bytes(payload).decode()}"))
 
+    def post(self, batch: list[Packed], on_replies: OnPostReplies) -> None:
+        """Send a batch of posts and wait for nothing: the far side handles batches in the
+        order they arrive, and sends back only the replies worth acting on, to
+        ``on_replies``. Lost with the connection, as a post may be."""
+        self.on_post_replies = on_replies  # the same for every post: the links of one front end
+        self.send(0, POSTS, pickle.dumps(batch, 5))
+
     @property
     def usable(self) -> bool:
         return self.lost is None and self.transport is not None and not self.transport.is_closing()
@@ -276,14 +296,6 @@ class PeerClient:
         if connection is None or connection.paused or not connection.usable:
             return None
         return connection
-
-    @staticmethod
-    def post(connection: _Calling, batch: list[Packed], on_replies: OnPostReplies) -> None:
-        """Send a batch of posts on ``connection`` (from ``ready``) and wait for nothing: the
-        far side handles batches in the order they arrive, and sends back only the replies
-        worth acting on, to ``on_replies``. Lost with the connection, as a post may be."""
-        connection.on_post_replies = on_replies
-        connection.send(0, POSTS, pickle.dumps(batch, 5))
 
     async def _connection(self, dst: str) -> _Calling:
         opening = self.opening.get(dst)

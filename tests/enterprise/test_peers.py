@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable
 
 import pytest
 
+from enterprise import peers as peers_module
 from enterprise.link import Links, OnReply
 from enterprise.peers import HEADER, OK, POSTS, PeerAddress, PeerClient, PeerError, PeerServer
 from enterprise.wire import Message, Packed, Reply, Views, pack, unpack
@@ -192,8 +193,7 @@ class DirectTransport:
         connection = self.peers.ready(dst)
         if connection is None:
             return False
-        self.peers.post(
-            connection,
+        connection.post(
             [pack(item) for item in items],
             lambda replies: [on_reply(dst, unpack(item), reply) for item, reply in replies],
         )
@@ -227,8 +227,8 @@ async def test_posts_wait_for_nothing_and_only_replies_worth_acting_on_come_back
         await peers.exchange("fe2", ["open"])
         connection = peers.ready("fe2")
         assert connection is not None
-        peers.post(connection, ["quiet-1", "quiet-2"], got.append)
-        peers.post(connection, ["quiet-3", "loud"], got.append)
+        connection.post(["quiet-1", "quiet-2"], got.append)
+        connection.post(["quiet-3", "loud"], got.append)
         # answered in the order sent: once this is, the posts were, and any reply to them is in
         assert await peers.exchange("fe2", ["last"]) == [("ok", "last")]
         assert got == [[("loud", ("ok", "loud"))]]
@@ -281,7 +281,7 @@ async def test_a_far_side_that_reads_nothing_stops_the_posts_before_memory_grows
             connection = peers.ready("fe2")
             if connection is None:
                 break
-            peers.post(connection, big, lambda replies: None)
+            connection.post(big, lambda replies: None)
         else:
             raise AssertionError("the posts never stopped")
         assert posted < 1_000  # the socket's buffers and asyncio's high-water mark, no more
@@ -304,3 +304,24 @@ async def test_a_front_end_that_cannot_be_connected_to_says_what_to_do(
     with pytest.raises(ConnectionError, match="cannot connect to front end fe2"):
         await peers.exchange("fe2", ["x"])
     assert "serve with --peer-links ray" in caplog.text
+
+
+async def test_a_large_batch_read_in_many_pieces_arrives_whole() -> None:
+    far = Far()
+    async with linked(far) as (peers, _):
+        big = ["b" * 3_000_000, ("c", "d" * 2_000_000)]
+        assert await peers.exchange("fe2", big) == [("ok", item) for item in big]
+
+
+async def test_a_connection_that_says_nothing_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(peers_module, "HELLO_TIMEOUT", 0.05)
+    far = Far()
+    host, port, _ = await far.start()
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        async with asyncio.timeout(DEADLINE):
+            assert await reader.read() == b""
+        await until(lambda: not far.server.connections)
+    finally:
+        writer.close()
+        far.server.close()
