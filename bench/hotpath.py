@@ -143,7 +143,7 @@ def _num(value: float, unit: str) -> str:
         return "-"
     if unit == "bytes":
         return f"{value / GIB:.2f} GiB"
-    if unit in ("s", "items/call"):
+    if unit in ("s", "items/batch"):
         return f"{value:,.2f} {unit}"
     if value >= 1000:
         return f"{value:,.0f} {unit}"

@@ -428,13 +428,13 @@ def run_enterprise(opts: Options) -> Result:
     result.rows.append(
         make_figure(
             "enterprise/cross-node-batch",
-            "items/call",
+            "items/batch",
             mean_batch,
             details={
-                "ray_calls": count,
+                "batches": count,
                 "items": batches["batch_sum"],
                 "messages": cross_messages,
-                "ray_calls_per_message": count / cross_messages if cross_messages else None,
+                "batches_per_message": count / cross_messages if cross_messages else None,
             },
         )
     )
