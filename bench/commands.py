@@ -63,6 +63,7 @@ def _run(a: argparse.Namespace) -> int:
         edition=a.edition,
         front_ends=a.front_ends,
         heartbeat_interval=a.heartbeat_interval,
+        peer_links=a.peer_links,
         ray_address=a.ray_address,
         kill_at=a.kill_front_end_at,
         kill_front_end=a.kill_front_end,
@@ -188,6 +189,13 @@ def _run_args(p: argparse.ArgumentParser) -> None:
         default="0.5s",
         help="of the pool this run starts: between heartbeats, 3 missed mark a front end down; "
         "longer on a machine with fewer cores than front ends (default %(default)s)",
+    )
+    e.add_argument(
+        "--peer-links",
+        choices=("direct", "ray"),
+        default="direct",
+        help="of the pool this run starts: how its front ends pass messages to each other, "
+        "over TCP connections of their own or an actor call per batch (default %(default)s)",
     )
     e.add_argument(
         "--ray-address",

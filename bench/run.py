@@ -179,6 +179,7 @@ async def drive(
         )
     if opts.edition == "enterprise" and pool is not None:
         config["heartbeat_interval"] = opts.heartbeat_interval
+        config["peer_links"] = opts.peer_links
     if addresses:
         config["front_ends"] = len(status.front_ends)
         config["addresses"] = list(addresses)
@@ -357,6 +358,7 @@ async def run_enterprise(opts: RunOptions, interrupts: Interrupts | None = None)
             data_dir=Path(tmp),
             metrics_base_port=0,
             heartbeat_interval=opts.heartbeat_interval,
+            peer_links=opts.peer_links,
             engine=EngineConfig(
                 password_iterations=opts.password_iterations,
                 limits=Limits(max_users_per_registrar=max(12_000, opts.users)),

@@ -41,6 +41,7 @@ class RunOptions:
     edition: str = "standard"
     front_ends: int = 3  # enterprise: front ends in the pool
     heartbeat_interval: float = 0.5  # enterprise: of the pool this run starts
+    peer_links: str = "direct"  # enterprise: how its front ends pass batches (PoolOptions)
     ray_address: str | None = None  # enterprise: an existing Ray cluster; None: a local one
     kill_at: float | None = None  # enterprise: crash a front end this far into the run
     kill_front_end: str | None = None  # which; None: the most signed-in users (not fe1)

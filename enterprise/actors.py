@@ -55,6 +55,15 @@ HEALTH = "health"  # the concurrency group (its own thread) heartbeats are answe
 CONCURRENCY_GROUPS = {HEALTH: 1}
 
 
+def node_address(otherwise: str) -> str:
+    """This Ray node's address, as Ray gives it to the other nodes (``otherwise`` outside
+    Ray, as in the tests that start a front end on their own loop)."""
+    if not ray.is_initialized():
+        return otherwise
+    address: str = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+    return address
+
+
 def answers(
     method: Callable[P, Coroutine[Any, Any, R]],
 ) -> Callable[P, Coroutine[Any, Any, R | Failure]]:
@@ -240,8 +249,9 @@ class FrontEndActor:
             engine.address = f"{host}:{self.server.port}"
         if self.transport.peers is not None:
             self.peer_server = PeerServer(self._answer_now)
-            await self.peer_server.start(opts.host)
-            self.peer_host = host
+            # where the other Ray nodes reach this one, whatever the clients' --host
+            self.peer_host = node_address(opts.host)
+            await self.peer_server.start(self.peer_host)
         if metrics_port >= 0:
             try:
                 self.metrics_server, _ = serve_metrics(opts.metrics_host, metrics_port, registry)
@@ -344,6 +354,8 @@ class FrontEndActor:
         counters: dict[str, int],
     ) -> None:
         self.transport.handles = handles
+        if self.transport.peers is not None:
+            self.transport.peers.set_table(table.addresses)
         self.collector.counters = counters
         self.node.set_table(table, pool_reason)
         if self.server is not None:

@@ -20,10 +20,16 @@ a connection whose far side reads slower than batches come (asyncio's high-water
 buffer) takes no more posts, and the link waits on an exchange instead.
 
 Failures, as for a Ray call: a connection that closes or breaks fails every batch waiting on it
-(``ConnectionError``; the link makes it ``Unavailable``); a batch the link gave up waiting for
-closes its connection (a far machine gone without a word never answers on it); the next batch
-asks the destination's address again (a front end started again listens elsewhere) and opens a
-new one. Nothing queues without bound: a link has one batch in flight.
+(``ConnectionError``; the link makes it ``Unavailable``), and the next batch asks the
+destination's address again (a front end started again listens elsewhere) and opens a new one.
+A batch the link gave up waiting for gives up its own reply only (the other link's batches on
+the connection are not failed with it). A far machine gone without a word (no FIN, no RST)
+drops its connections within ``DEAD_AFTER`` (TCP keepalive and user time-out), and a routing
+table that has a front end down, or back at another address, closes the connection to it at
+once, so posts are not written for long into a dead machine. Nothing queues without bound.
+
+A front end listens where Ray says its node is (the address the other nodes reach it at, as
+Ray's own ports do), whatever the clients' ``--host``.
 """
 
 from __future__ import annotations
@@ -34,8 +40,9 @@ import itertools
 import logging
 import pickle
 import secrets
+import socket
 import struct
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from enterprise.wire import Packed, Reply
 
@@ -46,6 +53,7 @@ OK, ERROR = 0, 1  # a batch waiting for its replies, and its replies or the far 
 POSTS, POSTS_REPLIED = 2, 3  # a batch of posts, and the replies to them worth acting on
 HELLO_MAX = 1024  # bytes a connection's first frame (secret + name) may take
 HELLO_TIMEOUT = 10.0  # seconds a connection may take to send it
+DEAD_AFTER = 10.0  # seconds without an answer from a far machine before its connection drops
 FRAME_MAX = 1 << 31  # bytes a batch or its replies may take
 SECRET_BYTES = 32
 
@@ -252,7 +260,7 @@ class _Calling(_Frames):
         order they arrive, and sends back only the replies worth acting on, to
         ``on_replies``. Lost with the connection, as a post may be."""
         self.on_post_replies = on_replies  # the same for every post: the links of one front end
-        self.send(0, POSTS, pickle.dumps(batch, 5))
+        self.send(0, POSTS, _dumps(batch))
 
     @property
     def usable(self) -> bool:
@@ -261,15 +269,36 @@ class _Calling(_Frames):
     async def call(self, batch: list[Packed]) -> list[Reply]:
         rid = next(self.ids)
         future: asyncio.Future[list[Reply]] = asyncio.get_running_loop().create_future()
+        payload = _dumps(batch)
         self.waiting[rid] = future
-        self.send(rid, OK, pickle.dumps(batch, 5))
+        self.send(rid, OK, payload)
         try:
             return await future
-        except asyncio.CancelledError:  # the link gave up: never trust this connection again
+        except asyncio.CancelledError:  # the link gave up on this batch only (its reply dropped)
             self.waiting.pop(rid, None)
-            if self.transport is not None:
-                self.transport.abort()
             raise
+
+
+def _dumps(batch: list[Packed]) -> bytes:
+    payload = pickle.dumps(batch, 5)
+    if len(payload) > FRAME_MAX:  # the far side would close the connection on it
+        raise PeerError(f"a batch of {len(payload)} bytes (at most {FRAME_MAX})")
+    return payload
+
+
+def _keep_alive(sock: socket.socket) -> None:
+    """A far machine gone without a word (no FIN, no RST) drops the connection within about
+    ``DEAD_AFTER`` seconds, sending or idle, where the system has the options (Linux)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (
+        ("TCP_USER_TIMEOUT", int(DEAD_AFTER * 1000)),  # data unacknowledged this long
+        ("TCP_KEEPIDLE", int(DEAD_AFTER / 2)),
+        ("TCP_KEEPINTVL", 1),
+        ("TCP_KEEPCNT", int(DEAD_AFTER / 2)),
+    ):
+        option = getattr(socket, name, None)
+        if option is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, option, value)
 
 
 class PeerClient:
@@ -282,6 +311,8 @@ class PeerClient:
         self.connections: dict[str, _Calling] = {}
         self.opening: dict[str, asyncio.Future[_Calling]] = {}
         self.opened = 0  # connections opened, for tests and the curious
+        self.homes: dict[str, str] = {}  # front end -> its address in the last table
+        self.closed = False
 
     async def exchange(self, dst: str, batch: list[Packed]) -> list[Reply]:
         connection = self.connections.get(dst)
@@ -311,8 +342,9 @@ class PeerClient:
         host, port, secret = address
         loop = asyncio.get_running_loop()
         try:
-            _, connection = await loop.create_connection(lambda: _Calling(dst), host, port)
-        except OSError as exc:
+            async with asyncio.timeout(DEAD_AFTER):  # a host gone silent never answers a SYN
+                _, connection = await loop.create_connection(lambda: _Calling(dst), host, port)
+        except (OSError, TimeoutError) as exc:
             log.warning(
                 "%s cannot connect to front end %s at %s:%d (%s): if a firewall stands between "
                 "the Ray nodes, serve with --peer-links ray",
@@ -323,13 +355,34 @@ class PeerClient:
                 exc,
             )
             raise ConnectionError(f"cannot connect to front end {dst}: {exc}") from exc
+        assert connection.transport is not None
+        if self.closed:
+            connection.transport.abort()
+            raise ConnectionError(f"{self.src} is stopping")
+        sock = connection.transport.get_extra_info("socket")
+        if sock is not None:
+            _keep_alive(sock)
         connection.send(0, OK, secret + self.src.encode())
         self.connections[dst] = connection
         self.opened += 1
         return connection
 
+    def set_table(self, addresses: Mapping[str, str]) -> None:
+        """A new routing table (``addresses``: every front end up): a connection to one the
+        pool took for down, or that came back at another address, is closed (its next batch
+        asks where it listens now) instead of writing to what may be a dead machine."""
+        for dst in list(self.connections):
+            address = addresses.get(dst)
+            if address is None or address != self.homes.get(dst, address):
+                self._drop(dst)
+        self.homes = dict(addresses)
+
+    def _drop(self, dst: str) -> None:
+        connection = self.connections.pop(dst, None)
+        if connection is not None and connection.transport is not None:
+            connection.transport.abort()
+
     def close(self) -> None:
-        for connection in self.connections.values():
-            if connection.transport is not None:
-                connection.transport.abort()
-        self.connections.clear()
+        self.closed = True
+        for dst in list(self.connections):
+            self._drop(dst)

@@ -40,6 +40,7 @@ def test_a_crash_mid_run_is_reported_and_loses_no_acknowledged_write(
     ops = r["operations"]
     assert r["config"]["edition"] == "enterprise"
     assert r["config"]["front_ends"] == 3
+    assert r["config"]["peer_links"] == "direct"  # the crash is met over the direct links
     assert c["logon_attempts"] == ops["sign-in"]["calls"] > 0
     assert r["total_calls"] == sum(o["calls"] for o in ops.values())
     # every front end was probed; the pool's total is reported too

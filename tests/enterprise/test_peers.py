@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import pickle
+import socket
 from collections.abc import AsyncIterator, Awaitable
 
 import pytest
@@ -161,16 +162,69 @@ async def test_a_far_side_gone_fails_the_waiting_batch_and_the_next_finds_it_aga
         assert second.batches == [("fe1", ["again"])]
 
 
-async def test_a_batch_given_up_on_closes_its_connection() -> None:
+async def test_a_batch_given_up_on_gives_up_its_reply_only() -> None:
+    """The main link's batch timing out fails nothing of the replica link's on the same
+    connection (under Ray a timed-out call cancelled only itself)."""
     far = Far()
-    far.hold["hangs"] = asyncio.Event()
+    far.hold["hangs"] = gate = asyncio.Event()
+    far.hold["other"] = other_gate = asyncio.Event()
     async with linked(far) as (peers, _):
+        other = asyncio.ensure_future(peers.exchange("fe2", ["other"]))
         with pytest.raises(TimeoutError):
             async with asyncio.timeout(0.2):
                 await peers.exchange("fe2", ["hangs"])
-        await until(lambda: not far.server.connections)
+        other_gate.set()
+        assert await other == [("ok", "other")]
+        gate.set()  # its late reply is dropped
         assert await peers.exchange("fe2", ["next"]) == [("ok", "next")]
-        assert peers.opened == 2
+        assert peers.opened == 1
+
+
+async def test_a_table_with_the_far_side_down_or_moved_closes_the_connection_to_it() -> None:
+    far = Far()
+    far.hold["waits"] = asyncio.Event()
+    async with linked(far) as (peers, asked):
+        peers.set_table({"fe2": "10.0.0.2:5061"})
+        await peers.exchange("fe2", ["open"])
+        peers.set_table({"fe2": "10.0.0.2:5061", "fe3": "10.0.0.3:5061"})  # no change for fe2
+        assert peers.ready("fe2") is not None
+        waiting = asyncio.ensure_future(peers.exchange("fe2", ["waits"]))
+        await until(lambda: len(far.batches) == 2)
+        peers.set_table({"fe3": "10.0.0.3:5061"})  # fe2 down: a dead machine, for all we know
+        with pytest.raises(ConnectionError):
+            await waiting
+        assert peers.ready("fe2") is None
+        peers.set_table({"fe2": "10.0.0.2:5061", "fe3": "10.0.0.3:5061"})  # back
+        await peers.exchange("fe2", ["back"])  # the next batch asks where it is
+        assert peers.ready("fe2") is not None
+        peers.set_table({"fe2": "10.0.0.9:5061", "fe3": "10.0.0.3:5061"})  # at another address
+        assert peers.ready("fe2") is None
+        assert (len(asked), peers.opened) == (2, 2)
+
+
+async def test_connections_notice_a_far_machine_gone_without_a_word() -> None:
+    far = Far()
+    async with linked(far) as (peers, _):
+        await peers.exchange("fe2", ["open"])
+        connection = peers.ready("fe2")
+        assert connection is not None
+        assert connection.transport is not None
+        sock = connection.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            timeout = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)
+            assert timeout == peers_module.DEAD_AFTER * 1000
+
+
+async def test_a_batch_too_large_for_a_frame_fails_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    far = Far()
+    async with linked(far) as (peers, _):
+        await peers.exchange("fe2", ["open"])
+        monkeypatch.setattr(peers_module, "FRAME_MAX", 1000)
+        with pytest.raises(PeerError, match=r"a batch of \d+ bytes \(at most 1000\)"):
+            await peers.exchange("fe2", ["x" * 2000])
+        assert await peers.exchange("fe2", ["small"]) == [("ok", "small")]
+        assert peers.opened == 1
 
 
 async def test_a_front_end_not_serving_yet_cannot_be_reached() -> None:
