@@ -13,6 +13,8 @@ from pool.config import EngineConfig
 from tests.conftest import ADMIN_TOKEN, DOMAIN, PASSWORD, uri
 from tests.conftest import RAY_NODES as NODES
 
+LOCAL_SUBCHANNELS = ("grpc.use_local_subchannel_pool", 1)
+
 
 @dataclass
 class RayPool:
@@ -52,4 +54,6 @@ async def start_enterprise(
     pool = await EnterprisePool.start(opts)
     await pool.call("provision", "user", DOMAIN, users, 0, PASSWORD)
     await pool.call("provision", "user", "fabrikam.com", 3, 0, PASSWORD)
-    return RayPool(pool, PoolClient(pool.addresses))
+    # connections of its own: gRPC shares them per address across the process, and an earlier
+    # test's crashed front end at a port this pool's took again may be in reconnect backoff
+    return RayPool(pool, PoolClient(pool.addresses, options=[LOCAL_SUBCHANNELS]))

@@ -33,11 +33,9 @@ from pool.config import EngineConfig
 from tests.conftest import ADMIN_TOKEN, DOMAIN, PASSWORD, eventually, uri
 from tests.contract.helpers import Inbox, inbox
 from tests.pki import Pki, channel_credentials
-from tests.ray_pool import RayPool, start_enterprise
+from tests.ray_pool import LOCAL_SUBCHANNELS, RayPool, start_enterprise
 
 pytestmark = pytest.mark.usefixtures("ray_cluster")
-
-LOCAL_SUBCHANNELS = ("grpc.use_local_subchannel_pool", 1)
 
 
 @pytest.fixture
