@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from enterprise.actors import FrontEndActor
+from enterprise.actors import FrontEndActor, node_address
 from enterprise.local_store import LocalReplicaStore, store_path
 from enterprise.options import PoolOptions
 from pool.cdr import RegistrationRecord
@@ -25,10 +25,10 @@ def _taken_port() -> socket.socket:
     return holder
 
 
-def _free(port: int) -> bool:
+def _free(port: int, host: str = "127.0.0.1") -> bool:
     with socket.socket() as probe:
         try:
-            probe.bind(("127.0.0.1", port))
+            probe.bind((host, port))
         except OSError:
             return False
     return True
@@ -107,14 +107,14 @@ async def test_the_peer_address_is_given_only_while_the_front_end_serves(tmp_pat
         address = await actor.peer_address()
         assert address is not None
         host, port, secret = address
-        assert host == "127.0.0.1"
+        assert host == node_address("127.0.0.1")  # Ray's address of this node, when Ray is up
         assert len(secret) == 32
-        assert not _free(port)  # listening
+        assert not _free(port, host)  # listening
     finally:
         actor.node.store.cdrs = []
         await actor.stop()
     assert await actor.peer_address() is None
-    assert _free(port)
+    assert _free(port, host)
 
 
 async def test_front_ends_asked_for_ray_calls_open_no_port_of_their_own(tmp_path: Path) -> None:
