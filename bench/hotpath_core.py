@@ -36,7 +36,7 @@ from pool.clock import SystemClock
 from pool.config import EngineConfig, Limits
 from pool.engine import Engine
 from pool.observer import NULL_OBSERVER, Observer
-from pool.presence_service import BulkContact
+from pool.presence_service import BulkContact, BulkEntry
 from pool.registrar import Endpoint
 from pool.sqlite_store import SqliteStore
 from pool.store import MemoryStore, Store
@@ -249,7 +249,7 @@ def run_routing_core(opts: Options) -> Result:
 
 def _provision_contacts(engine: Engine, users: int, contacts: int, seed: int) -> None:
     """``contacts`` random distinct others per user, in small chunks (no big transients)."""
-    entries: list[BulkContact] = []
+    entries: list[BulkEntry] = []
     for i in range(users):
         rng = random.Random(seed * 1_000_003 + i)
         owner = _uri(i)

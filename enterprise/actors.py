@@ -24,6 +24,7 @@ from typing import Any, ParamSpec, TypeAlias, TypeVar
 import ray
 from prometheus_client import CollectorRegistry
 
+from enterprise import admin
 from enterprise.link import OnReply
 from enterprise.local_store import LocalReplicaStore, failure_records, store_path
 from enterprise.metrics import CrossNodeHistograms, EnterpriseCollector
@@ -39,7 +40,6 @@ from pool.api.server import FrontEndServer, start_front_end
 from pool.clock import SystemClock
 from pool.directory import Directory
 from pool.errors import PoolError, Unavailable
-from pool.presence_service import BulkContact
 from pool.store import UserRow
 
 log = logging.getLogger("poolsim.enterprise")
@@ -385,12 +385,12 @@ class FrontEndActor:
         self.node.drop_group(group)
 
     @answers
-    async def check_contacts(self, entries: list[BulkContact]) -> None:
-        self.node.check_contacts(entries)
+    async def check_contacts(self, entries: bytes) -> None:
+        self.node.check_contacts(admin.bulk_entries(entries))
 
     @answers
-    async def provision_contacts(self, entries: list[BulkContact]) -> int:
-        written = await self.node.provision_contacts_here(entries)
+    async def provision_contacts(self, entries: bytes) -> int:
+        written = await self.node.provision_contacts_here(admin.bulk_entries(entries))
         heap.settle()  # the contact lists live until the front end stops
         return written
 

@@ -68,7 +68,7 @@ from pool.directory import Directory, ProvisionResult, User
 from pool.engine import Engine
 from pool.events import ChatMessage, PresenceChanged
 from pool.observer import NULL_OBSERVER, Observer
-from pool.presence_service import BulkContact, ContactView, Publication
+from pool.presence_service import BulkEntry, ContactView, Publication
 from pool.privacy import PresenceView, Reach, reach
 from pool.registrar import Endpoint
 from pool.service import Created, Invited, Joined
@@ -469,17 +469,17 @@ class FrontEndNode:
     ) -> tuple[ProvisionResult, int]:
         return await self.fabric.provision(prefix, domain, count, start_index, password)
 
-    async def provision_contacts(self, entries: list[BulkContact]) -> int:
+    async def provision_contacts(self, entries: list[BulkEntry]) -> int:
         """Split by the owners' homes; every home checks its part before any writes."""
         return await admin.provision_contacts(
             self.transport, self.routing, self.engine.directory, entries
         )
 
-    def check_contacts(self, entries: list[BulkContact]) -> None:
+    def check_contacts(self, entries: list[BulkEntry]) -> None:
         """Validate bulk contacts for users homed here, changing nothing."""
         self.engine.presence.check_contacts(entries)
 
-    async def provision_contacts_here(self, entries: list[BulkContact]) -> int:
+    async def provision_contacts_here(self, entries: list[BulkEntry]) -> int:
         written = self.engine.provision_contacts(entries)
         await self.replicated()
         return written

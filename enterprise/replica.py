@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from pool.cdr import CdrRecord, StoredRecord
 from pool.directory import ContactEntry, contact_entry
+from pool.pickling import by_arguments
 from pool.store import ConferenceRow, ContactRow, PresenceRow, UserRow
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ K = TypeVar("K")
 V = TypeVar("V")
 
 
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class ContactDeleted:
     """A write: ``user_id`` removed ``contact_id`` from their contact list."""
@@ -43,6 +45,7 @@ class ContactDeleted:
         return (self.user_id, self.contact_id)
 
 
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class ConferenceEnded:
     """A write: the conference ``conversation_id`` ended (its roster is gone)."""

@@ -34,7 +34,7 @@ import operator
 import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Protocol, TypeAlias, TypeVar
+from typing import Any, Protocol, TypeAlias
 
 import grpc
 
@@ -42,44 +42,21 @@ from enterprise.replica import GroupData, Write
 from pool.api.status import code_of, error_of
 from pool.errors import PoolError
 from pool.events import Event
+from pool.pickling import by_arguments
 from pool.privacy import PresenceView, Reach
 from pool.service import Invited, Joined
-
-_T = TypeVar("_T")
-
-
-def _pickled(cls: type[_T]) -> type[_T]:
-    """Pickle by the constructor's arguments: what a slotted dataclass does by default
-    (``dataclasses.fields`` per object, then one ``setattr`` per field) costs about as much as
-    the rest of a message's trip through a link."""
-    names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
-    get = operator.attrgetter(*names)
-    if len(names) == 1:
-
-        def reduce_one(self: object) -> tuple[type[_T], tuple[object, ...]]:
-            return cls, (get(self),)
-
-        cls.__reduce__ = reduce_one  # type: ignore[method-assign]
-    else:
-
-        def reduce(self: object) -> tuple[type[_T], tuple[object, ...]]:
-            return cls, get(self)
-
-        cls.__reduce__ = reduce  # type: ignore[method-assign]
-    return cls
-
 
 # --- messages ---
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Deliver:
     endpoint_id: str
     event: Event
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class DeliverToUser:
     """``host`` is the conversation's host, whose routing table had ``version``; ``hops``
@@ -92,14 +69,14 @@ class DeliverToUser:
     hops: int = 0
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Views:
     watcher_id: int
     user_ids: tuple[int, ...]
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Watch:
     endpoint_id: str
@@ -107,21 +84,21 @@ class Watch:
     user_ids: tuple[int, ...]
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Unwatch:
     endpoint_id: str
     user_ids: tuple[int, ...]
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class AskReach:
     caller_id: int
     user_ids: tuple[int, ...]
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class ConversationOp:
     """An operation of endpoint ``endpoint_id`` (of user ``user_id``, homed at the sender)
@@ -132,38 +109,38 @@ class ConversationOp:
     user_id: int
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Accept(ConversationOp):
     pass
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Decline(ConversationOp):
     pass
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Leave(ConversationOp):
     pass
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Send(ConversationOp):
     body: str
     content_type: str
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Typing(ConversationOp):
     typing: bool
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Invite(ConversationOp):
     """``verdict``: whether the caller may reach the target, as the target's home judged it
@@ -173,21 +150,21 @@ class Invite(ConversationOp):
     verdict: Reach | None
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Refuse:
     user_id: int
     conversation_id: str
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class DropProxy:
     endpoint_id: str
     reason: str
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Replicate:
     """``group``'s writes after ``since`` up to ``seq`` (a live batch, or a catch-up)."""
@@ -198,7 +175,7 @@ class Replicate:
     since: int
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Install:
     group: int
@@ -275,7 +252,7 @@ GONE = Delivery.GONE
 UNWATCH = Delivery.UNWATCH
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Sent:
     """A ``Send``'s reply: the message's id and sequence in its conversation."""
@@ -284,7 +261,7 @@ class Sent:
     sequence: int
 
 
-@_pickled
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Failure:
     """A domain error on the far side, as it travels back: what the gRPC adapter would send

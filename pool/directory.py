@@ -169,6 +169,9 @@ class Directory:
 
     def require(self, uri: str, *, field_name: str = "user_uri") -> User:
         """The user at ``uri`` (validated), or NotFound."""
+        user = self._by_uri.get(uri)
+        if user is not None:
+            return user  # a provisioned user's own URI: canonical and valid already
         canonical = parse_uri(uri, field=field_name)
         user = self._by_uri.get(canonical)
         if user is None:

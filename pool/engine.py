@@ -31,7 +31,7 @@ from pool.events import ChatMessage, Event, EventQueue, Invitation, SignedOut
 from pool.immcu import Immcu
 from pool.observer import NULL_OBSERVER, Observer
 from pool.presence import OFFLINE_AGGREGATE, MachineState, PresenceStates
-from pool.presence_service import BulkContact, ContactView, PresenceService, Publication
+from pool.presence_service import BulkEntry, ContactView, PresenceService, Publication
 from pool.privacy import PresenceView, Reach
 from pool.registrar import Endpoint, Registrar, StandIn
 from pool.store import ConferenceRow, ContactRow, PresenceRow, Store, TimedStore
@@ -136,7 +136,7 @@ class Engine:
             self.directory.load(row)
         return result
 
-    def provision_contacts(self, entries: list[BulkContact]) -> int:
+    def provision_contacts(self, entries: list[BulkEntry]) -> int:
         if len(entries) > MAX_PROVISION:
             raise InvalidArgument(f"{len(entries)} contacts in one call: at most {MAX_PROVISION}")
         return self.presence.provision_contacts(entries)

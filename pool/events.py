@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import MISSING, dataclass, fields
 from typing import TypeVar
 
+from pool.pickling import by_arguments
 from pool.privacy import PresenceView
 
 _T = TypeVar("_T")
@@ -42,12 +43,14 @@ def _slot_init(cls: type[_T]) -> type[_T]:
 
 
 @_slot_init
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class ChatMessage:
     body: str
     content_type: str = "text/plain"
 
 
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Invitation:
     conversation_id: str
@@ -60,6 +63,7 @@ class Invitation:
 
 
 @_slot_init
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class MessageReceived:
     conversation_id: str
@@ -71,6 +75,7 @@ class MessageReceived:
     at: float
 
 
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class ParticipantJoined:
     conversation_id: str
@@ -78,6 +83,7 @@ class ParticipantJoined:
     at: float
 
 
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class ParticipantLeft:
     conversation_id: str
@@ -86,6 +92,7 @@ class ParticipantLeft:
     at: float
 
 
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class ConversationEscalated:
     conversation_id: str
@@ -93,6 +100,7 @@ class ConversationEscalated:
     at: float
 
 
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class ConversationEnded:
     conversation_id: str
@@ -100,6 +108,7 @@ class ConversationEnded:
     at: float
 
 
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class TypingChanged:
     conversation_id: str
@@ -108,18 +117,21 @@ class TypingChanged:
     at: float
 
 
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class PresenceChanged:
     presence: PresenceView
     at: float
 
 
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class EventsDropped:
     count: int
     at: float
 
 
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class SignedOut:
     reason: str

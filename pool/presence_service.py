@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import NamedTuple, TypeAlias
 
 from pool.clock import Clock
 from pool.config import EngineConfig
@@ -44,6 +44,11 @@ class Source:
     MACHINE = 1
     CALENDAR = 2
     PHONE = 3
+
+
+#: one entry of a bulk contact list: (owner, contact, access level, group); it crosses
+#: between front ends as a plain tuple (a named one pickles through Python code, per entry)
+BulkEntry: TypeAlias = tuple[str, str, int, str]
 
 
 class BulkContact(NamedTuple):
@@ -353,7 +358,7 @@ class PresenceService:
             raise InvalidArgument(f"group is {len(group)} characters: at most {MAX_GROUP}")
         return contact, group
 
-    def provision_contacts(self, entries: list[BulkContact]) -> int:
+    def provision_contacts(self, entries: list[BulkEntry]) -> int:
         """Bulk contact lists (owner, contact, level, group): all validated, then one write.
 
         Watchers are not notified: provisioning happens before people sign in.
@@ -366,7 +371,7 @@ class PresenceService:
             )
         return len(rows)
 
-    def check_contacts(self, entries: list[BulkContact]) -> list[ContactRow]:
+    def check_contacts(self, entries: list[BulkEntry]) -> list[ContactRow]:
         """Validate bulk contact entries; the rows to write. Changes nothing."""
         rows: list[ContactRow] = []
         added: dict[int, set[int]] = {}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+from pool.pickling import by_arguments
 from pool.presence import DND, OFFLINE, URGENT_ONLY, Aggregate, is_dnd, is_offline
 
 
@@ -26,6 +27,7 @@ def default_level(owner_domain: str, watcher_domain: str) -> AccessLevel:
     return AccessLevel.COLLEAGUES if owner_domain == watcher_domain else AccessLevel.EXTERNAL
 
 
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class PresenceView:
     """A user's presence as one watcher may see it."""

@@ -22,7 +22,8 @@ from pool.directory import ProvisionResult
 from pool.engine import Engine
 from pool.errors import FailedPrecondition
 from pool.events import ChatMessage
-from pool.presence_service import BulkContact, ContactView, Publication
+from pool.pickling import by_arguments
+from pool.presence_service import BulkEntry, ContactView, Publication
 from pool.privacy import PresenceView
 from pool.registrar import Endpoint
 from pool.status import (
@@ -43,12 +44,14 @@ class Created:
     sequence: int  # of the first message, 0 without one
 
 
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Joined:
     participants: tuple[str, ...]
     conference_uri: str
 
 
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class Invited:
     escalated: bool
@@ -108,7 +111,7 @@ class PoolService(Protocol):
         self, prefix: str, domain: str, count: int, start_index: int, password: str
     ) -> tuple[ProvisionResult, int]: ...
 
-    async def provision_contacts(self, entries: list[BulkContact]) -> int: ...
+    async def provision_contacts(self, entries: list[BulkEntry]) -> int: ...
 
     async def call_detail_records(self, since: float) -> Sequence[StoredRecord]: ...
 
@@ -205,7 +208,7 @@ class LocalService:
         result = self.engine.provision(prefix, domain, count, start_index, password)
         return result, len(self.engine.directory)
 
-    async def provision_contacts(self, entries: list[BulkContact]) -> int:
+    async def provision_contacts(self, entries: list[BulkEntry]) -> int:
         return self.engine.provision_contacts(entries)
 
     async def call_detail_records(self, since: float) -> Sequence[StoredRecord]:

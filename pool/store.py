@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from pool.cdr import CdrRecord, StoredRecord
+from pool.pickling import by_arguments
 
 T = TypeVar("T")
 
@@ -28,6 +29,7 @@ class UserRow:
     iterations: int
 
 
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class ContactRow:
     user_id: int
@@ -36,6 +38,7 @@ class ContactRow:
     group: str
 
 
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class PresenceRow:
     user_id: int
@@ -44,6 +47,7 @@ class PresenceRow:
     note: str
 
 
+@by_arguments
 @dataclass(frozen=True, slots=True)
 class ConferenceRow:
     """A conference's roster: who is in it or invited to it (not what was said, nor who is

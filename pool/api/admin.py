@@ -15,7 +15,7 @@ from pool.api import convert
 from pool.api.metrics import Metrics
 from pool.api.rpc import Handler, bearer, streaming, unary
 from pool.errors import InvalidArgument, PermissionDenied, Unauthenticated
-from pool.presence_service import BulkContact
+from pool.presence_service import BulkEntry
 from pool.service import PoolService
 from pool.status import ResetType
 
@@ -91,9 +91,8 @@ class PoolAdminServicer(apb_grpc.PoolAdminServicer, Handler):
         self, request: apb.ProvisionContactsRequest, context: Ctx
     ) -> apb.ProvisionContactsResponse:
         self._authorize(context)
-        entries = [
-            BulkContact(c.owner_uri, c.contact_uri, c.access_level, c.group)
-            for c in request.contacts
+        entries: list[BulkEntry] = [
+            (c.owner_uri, c.contact_uri, c.access_level, c.group) for c in request.contacts
         ]
         written = await self.service.provision_contacts(entries)
         heap.settle()  # as the users

@@ -183,3 +183,21 @@ def test_endpoints_lost_with_a_front_end_get_their_record_once(tmp_path: Path) -
     assert back.take_registrations() == []  # the front end, back, writes none either
     back.close()
     assert lost_with("fe9", tmp_path, 60.0) == []  # no store at all
+
+
+def test_rows_are_stored_as_json_arrays_of_their_fields(tmp_path: Path) -> None:
+    """The file's format (schema version 1): a row's value is its fields in order, as JSON."""
+    import sqlite3
+
+    primary = store(tmp_path / "p.db")
+    primary.put_presence(PresenceRow(1, 3500, "", 'say "hi" \u00e9'))
+    primary.put_contact(ContactRow(1, 2, 300, "Team"))
+    primary.put_conference(ConferenceRow("c-1", 1, "sip:c-1", "plan", 5.5, (1, 2)))
+    primary.take_pending()
+    with sqlite3.connect(tmp_path / "p.db") as conn:
+        rows = dict(conn.execute("SELECT key, value FROM rows"))
+    assert rows == {
+        "1": '[1, 3500, "", "say \\"hi\\" \\u00e9"]',
+        "1:2": '[1, 2, 300, "Team"]',
+        "c-1": '["c-1", 1, "sip:c-1", "plan", 5.5, [1, 2]]',
+    }

@@ -60,7 +60,7 @@ def test_every_message_has_its_handler() -> None:
 
 
 def test_messages_and_replies_survive_pickling() -> None:
-    """As they cross Ray: by their constructor's arguments (``wire._pickled``)."""
+    """As they cross Ray: by their constructor's arguments (``pool.pickling``)."""
     from enterprise.replica import ContactDeleted, GroupData
     from pool.events import ConversationEnded
     from pool.privacy import Reach
