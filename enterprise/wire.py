@@ -30,10 +30,9 @@ Messages (``src`` is always the sending front end):
 from __future__ import annotations
 
 import enum
-import operator
 import typing
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
 
 import grpc
@@ -42,7 +41,7 @@ from enterprise.replica import GroupData, Write
 from pool.api.status import code_of, error_of
 from pool.errors import PoolError
 from pool.events import Event
-from pool.pickling import by_arguments
+from pool.pickling import by_arguments, field_values
 from pool.privacy import PresenceView, Reach
 from pool.service import Invited, Joined
 
@@ -216,15 +215,9 @@ MESSAGES: tuple[type[Message], ...] = typing.get_args(Message)
 _TAGS = {cls: tag for tag, cls in enumerate(MESSAGES)}
 
 
-def _values(cls: type[Message]) -> Callable[[Message], tuple[object, ...]]:
-    names = [f.name for f in fields(cls)]
-    get = operator.attrgetter(*names)
-    if len(names) == 1:
-        return lambda message: (get(message),)
-    return get  # several names: attrgetter returns their tuple
-
-
-_VALUES = {cls: _values(cls) for cls in MESSAGES}
+_VALUES: dict[type[Message], Callable[[Message], tuple[object, ...]]] = {
+    cls: field_values(cls) for cls in MESSAGES
+}
 
 
 def pack(message: Message) -> Packed:

@@ -11,29 +11,31 @@ writes) is such a class.
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 from dataclasses import fields
 from typing import TypeVar
 
 _T = TypeVar("_T")
 
 
+def field_values(cls: type[_T]) -> Callable[[_T], tuple[object, ...]]:
+    """The values of a dataclass's fields, in order, as one tuple (an ``attrgetter``)."""
+    names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+    get = operator.attrgetter(*names)
+    if len(names) == 1:
+        return lambda obj: (get(obj),)
+    return get  # several names: attrgetter returns their tuple
+
+
 def by_arguments(cls: type[_T]) -> type[_T]:
     """``cls`` (a dataclass whose fields are all ``__init__`` arguments, in order) pickles
     as ``cls(*fields)``; ``copy`` follows the same path."""
-    names = tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
     if not all(f.init for f in fields(cls)):  # type: ignore[arg-type]
         raise TypeError(f"{cls.__name__}: every field must be an __init__ argument")
-    get = operator.attrgetter(*names)
-    if len(names) == 1:
+    get = field_values(cls)
 
-        def reduce_one(self: object) -> tuple[type[_T], tuple[object, ...]]:
-            return cls, (get(self),)
+    def reduce(self: _T) -> tuple[type[_T], tuple[object, ...]]:
+        return cls, get(self)
 
-        cls.__reduce__ = reduce_one  # type: ignore[method-assign]
-    else:
-
-        def reduce(self: object) -> tuple[type[_T], tuple[object, ...]]:
-            return cls, get(self)
-
-        cls.__reduce__ = reduce  # type: ignore[method-assign]
+    cls.__reduce__ = reduce  # type: ignore[method-assign,assignment]
     return cls
