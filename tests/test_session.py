@@ -289,19 +289,25 @@ async def test_a_status_lost_by_grpc_core_leaves_the_waiting_calls_unanswered_no
 
 async def test_a_call_with_an_error_handler_gives_it_the_error_instead_of_the_future() -> None:
     stream = CallStream(_Channel(_EndedByCore()), ())  # type: ignore[arg-type]
-    handled: list[tuple[asyncio.Future[Any], Exception]] = []
-    future = stream.call(
-        "ListContacts", pb.ListContactsRequest(), lambda f, e: handled.append((f, e))
-    )
+    handled: list[tuple[asyncio.Future[Any], str, Any, Exception]] = []
+
+    def handler(f: asyncio.Future[Any], method: str, request: Any, e: Exception) -> None:
+        handled.append((f, method, request, e))
+
+    asked = pb.SendMessageRequest(conversation_id="c-1", body="x" * 300)  # 2-byte tag, length
+    future = stream.call("SendMessage", asked, handler)
     await eventually(lambda: bool(handled), what="the handler was called")
     assert handled[0][0] is future
-    assert isinstance(handled[0][1], Unanswered)
+    # the call it failed, read back from what was written: method and request, equal
+    assert handled[0][1] == "SendMessage"
+    assert handled[0][2] == asked
+    assert handled[0][2] is not asked
+    assert isinstance(handled[0][3], Unanswered)
     assert not future.done()  # the handler's to settle
-    late = stream.call(
-        "ListContacts", pb.ListContactsRequest(), lambda f, e: handled.append((f, e))
-    )
-    assert isinstance(handled[1][1], Unanswered)
+    late = stream.call("ListContacts", pb.ListContactsRequest(), handler)
     assert handled[1][0] is late
+    assert handled[1][1:3] == ("ListContacts", pb.ListContactsRequest())
+    assert isinstance(handled[1][3], Unanswered)
 
 
 async def test_start_answers_as_call_does_over_either_transport(pool: StandardPool) -> None:

@@ -67,6 +67,7 @@ class Session:
         self._sign_in_as: tuple[str, str, str, float | None] | None = None
         self._lock = asyncio.Lock()
         self._generation = 0
+        self._retry_now = partial(self._retry, 0)
         #: the endpoint's Session stream (transport "session"), None over unary
         self.stream: CallStream | None = None
         self._adopt(address, reply)
@@ -113,6 +114,7 @@ class Session:
         )
         self._adopt(address, reply)
         self._generation += 1
+        self._retry_now = partial(self._retry, self._generation)
         self.reconnections += 1
 
     async def _recover(self, generation: int, error: PoolError, follow: bool | None) -> bool:
@@ -193,18 +195,19 @@ class Session:
         stream = self.stream
         if stream is None or stream.spent:
             return asyncio.ensure_future(self._invoke(method, Message, request))
-        return stream.call(method, request, partial(self._retry, self._generation, method, request))
+        return stream.call(method, request, self._retry_now)
 
     def _retry(
         self,
         generation: int,
+        answer: asyncio.Future[Any],
         method: str,
         request: Message,
-        answer: asyncio.Future[Any],
         error: PoolError,
     ) -> None:
-        """A call of ``start`` failed with ``error``: the rest of ``_invoke``, in a task, its
-        outcome given to ``answer``."""
+        """A call of ``start`` made at ``generation`` failed with ``error``: the rest of
+        ``_invoke``, in a task, its outcome given to ``answer``. (Bound to the generation once
+        per sign-in, ``_retry_now``: nothing is made per call for a failure that seldom comes.)"""
         retry = asyncio.ensure_future(self._after(generation, method, request, error))
         retry.add_done_callback(partial(_settle, answer))
 

@@ -28,10 +28,16 @@ from pool.errors import PoolError
 METHOD = "/poolsim.v1.FrontEnd/Session"
 EVENTS_KEPT = 10_000  # events held for a reader not yet reading; older ones are discarded
 
+_REQUESTS = pb.SessionCall.DESCRIPTOR.oneofs_by_name["request"].fields
 #: unary method name -> the tag of its SessionCall field
-_CALL_TAG = {
-    message_type(f).name.removesuffix("Request"): field_key(f.number)
-    for f in pb.SessionCall.DESCRIPTOR.oneofs_by_name["request"].fields
+_CALL_TAG = {message_type(f).name.removesuffix("Request"): field_key(f.number) for f in _REQUESTS}
+#: that tag -> the method name and its request's class (to read a call back from its bytes)
+_CALL_OF_TAG: dict[bytes, tuple[str, Any]] = {
+    field_key(f.number): (
+        message_type(f).name.removesuffix("Request"),
+        getattr(pb, message_type(f).name),
+    )
+    for f in _REQUESTS
 }
 _CALLS_TAG = field_key(pb.SessionRequest.CALLS_FIELD_NUMBER)
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
@@ -63,15 +69,21 @@ def _lost_status(exc: grpc.aio.AioRpcError) -> bool:
     return exc.code() == grpc.StatusCode.INTERNAL and exc.details() == _CORE_LOST_STATUS
 
 
-#: takes a call's future and its error instead of the future taking the error
-ErrorHandler = Callable[[asyncio.Future[Any], PoolError], None]
+#: takes a failed call's future, method name, request and error instead of the future taking
+#: the error
+ErrorHandler = Callable[[asyncio.Future[Any], str, Message, PoolError], None]
 
 
-def _fail(future: asyncio.Future[Any], error: PoolError, handler: ErrorHandler | None) -> None:
-    if handler is None:
-        future.set_exception(error)
-    else:
-        handler(future, error)
+def _read_call(field: bytes) -> tuple[str, Message]:
+    """The method and request of a call from its SessionCall field's bytes (tag, length, body)."""
+    end = 0
+    while field[end] & 0x80:
+        end += 1
+    method, request_type = _CALL_OF_TAG[field[: end + 1]]
+    end += 1
+    while field[end] & 0x80:  # the length
+        end += 1
+    return method, request_type.FromString(field[end + 1 :])
 
 
 class CallStream:
@@ -88,8 +100,10 @@ class CallStream:
         )
         self._call: Any = rpc(metadata=metadata)  # type: ignore[call-arg]  # written to
         self._futures: dict[int, asyncio.Future[Any]] = {}
-        #: the calls whose failure goes to a handler instead of their future, by id
+        #: the calls whose failure goes to a handler instead of their future, by id, and their
+        #: request as it was written (bytes: no object held per call for the collector to scan)
         self._on_error: dict[int, ErrorHandler] = {}
+        self._written: dict[int, bytes] = {}
         self._next = 0
         self._outbox: list[bytes] = []
         self._wake: asyncio.Future[None] | None = None
@@ -116,15 +130,20 @@ class CallStream:
             ended = self.ended or Unanswered(
                 grpc.StatusCode.CANCELLED, "the session stream is ending"
             )
-            _fail(future, ended, on_error)
+            if on_error is None:
+                future.set_exception(ended)
+            else:
+                on_error(future, method, request, ended)
             return future
         self._next += 1
         call_id = self._next
         self._futures[call_id] = future
+        body = request.SerializeToString()
+        field = _CALL_TAG[method] + varint(len(body)) + body
         if on_error is not None:
             self._on_error[call_id] = on_error
-        body = request.SerializeToString()
-        item = b"\x08" + varint(call_id) + _CALL_TAG[method] + varint(len(body)) + body
+            self._written[call_id] = field
+        item = b"\x08" + varint(call_id) + field
         self._outbox.append(_CALLS_TAG + varint(len(item)) + item)
         wake = self._wake
         if wake is not None and not wake.done():
@@ -148,15 +167,18 @@ class CallStream:
             futures, on_error = self._futures, self._on_error
             async for response in self._call:
                 for reply in response.replies:
-                    future = futures.pop(reply.id, None)
-                    handler = on_error.pop(reply.id, None) if on_error else None
+                    call_id = reply.id
+                    future = futures.pop(call_id, None)
+                    handler = on_error.pop(call_id, None) if on_error else None
+                    written = self._written.pop(call_id, b"") if handler else b""
                     if future is None or future.done():
                         continue
-                    if reply.HasField("error"):
-                        _fail(future, error_of_reply(reply.error), handler)
+                    if field := reply.WhichOneof("response"):  # the error is not in the oneof
+                        future.set_result(getattr(reply, field))
+                    elif reply.HasField("error"):
+                        self._fail(future, error_of_reply(reply.error), handler, written)
                     else:
-                        field = reply.WhichOneof("response")
-                        future.set_result(getattr(reply, field) if field else None)
+                        future.set_result(None)
                 if response.events:
                     events = self.events
                     events.extend(response.events)
@@ -176,10 +198,21 @@ class CallStream:
         )
         for call_id, future in self._futures.items():
             if not future.done():
-                _fail(future, failure, self._on_error.get(call_id))
+                handler = self._on_error.get(call_id)
+                self._fail(future, failure, handler, self._written.get(call_id, b""))
         self._futures.clear()
         self._on_error.clear()
+        self._written.clear()
         self._notify()
+
+    @staticmethod
+    def _fail(
+        future: asyncio.Future[Any], error: PoolError, handler: ErrorHandler | None, field: bytes
+    ) -> None:
+        if handler is None:
+            future.set_exception(error)
+        else:
+            handler(future, *_read_call(field), error)
 
     def _notify(self) -> None:
         waiter = self._event_waiter
