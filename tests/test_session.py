@@ -244,6 +244,8 @@ async def test_after_its_own_sign_out_a_session_writes_nothing_more_to_its_strea
 class _EndedByCore:
     """A Session call whose write failed after the server ended it: grpc reports INTERNAL."""
 
+    code, details = grpc.StatusCode.INTERNAL, "Internal error from Core"
+
     def __init__(self) -> None:
         self.written: list[bytes] = []
         self.release = asyncio.Event()
@@ -258,14 +260,17 @@ class _EndedByCore:
     async def __anext__(self) -> pb.SessionResponse:
         await self.release.wait()
         raise grpc.aio.AioRpcError(
-            grpc.StatusCode.INTERNAL,
-            grpc.aio.Metadata(),
-            grpc.aio.Metadata(),
-            details="Internal error from Core",
+            self.code, grpc.aio.Metadata(), grpc.aio.Metadata(), details=self.details
         )
 
     def cancel(self) -> None:
         pass
+
+
+class _FrontEndDown(_EndedByCore):
+    """A Session call whose front end went down once the call was written."""
+
+    code, details = grpc.StatusCode.UNAVAILABLE, "the front end went down"
 
 
 class _Channel:
@@ -350,6 +355,31 @@ async def test_a_started_call_left_unanswered_goes_again_on_a_new_stream(
         reply = await asyncio.wait_for(alice.start("ListContacts", pb.ListContactsRequest()), WAIT)
         assert isinstance(reply, pb.ListContactsResponse)
         assert ended.written  # tried there first
+        assert alice.stream is not None
+        assert not alice.stream.spent
+    finally:
+        await client.close()
+
+
+async def test_a_started_call_that_finds_its_front_end_down_signs_in_again_and_is_retried(
+    pool: StandardPool,
+) -> None:
+    """After a reconnection too: the retry knows the endpoint it was started on is gone (a
+    retry bound to the first sign-in would take the failure for one already recovered)."""
+    client = PoolClient(pool.address, transport="session", reconnect=True)
+    try:
+        alice = await client.sign_in(uri(0), PASSWORD, "desktop")
+        await alice.reconnect()
+        assert alice.reconnections == 1
+        real = alice.stream
+        assert real is not None
+        down = _FrontEndDown()
+        alice.stream = CallStream(_Channel(down), ())  # type: ignore[arg-type]
+        real.close()
+        reply = await asyncio.wait_for(alice.start("ListContacts", pb.ListContactsRequest()), WAIT)
+        assert isinstance(reply, pb.ListContactsResponse)
+        assert down.written  # tried there first
+        assert alice.reconnections == 2  # signed in again for it
         assert alice.stream is not None
         assert not alice.stream.spent
     finally:
