@@ -124,7 +124,8 @@ class CallStream:
         self, method: str, request: Message, on_error: ErrorHandler | None = None
     ) -> asyncio.Future[Any]:
         """Send one call; the future gets the reply's response message, or its error (given
-        instead, with the future, to ``on_error`` when there is one)."""
+        instead to ``on_error`` when there is one, with the future and the call's method and
+        request, read back from the bytes written: the stream holds no request object)."""
         future: asyncio.Future[Any] = self.loop.create_future()
         if self.spent:
             ended = self.ended or Unanswered(
