@@ -31,14 +31,8 @@ EVENTS_KEPT = 10_000  # events held for a reader not yet reading; older ones are
 _REQUESTS = pb.SessionCall.DESCRIPTOR.oneofs_by_name["request"].fields
 #: unary method name -> the tag of its SessionCall field
 _CALL_TAG = {message_type(f).name.removesuffix("Request"): field_key(f.number) for f in _REQUESTS}
-#: that tag -> the method name and its request's class (to read a call back from its bytes)
-_CALL_OF_TAG: dict[bytes, tuple[str, Any]] = {
-    field_key(f.number): (
-        message_type(f).name.removesuffix("Request"),
-        getattr(pb, message_type(f).name),
-    )
-    for f in _REQUESTS
-}
+#: SessionCall field name -> the unary method name (to read a call back from its bytes)
+_METHOD_OF_FIELD = {f.name: message_type(f).name.removesuffix("Request") for f in _REQUESTS}
 _CALLS_TAG = field_key(pb.SessionRequest.CALLS_FIELD_NUMBER)
 _CODES = {code.value[0]: code for code in grpc.StatusCode}
 
@@ -75,15 +69,13 @@ ErrorHandler = Callable[[asyncio.Future[Any], str, Message, PoolError], None]
 
 
 def _read_call(field: bytes) -> tuple[str, Message]:
-    """The method and request of a call from its SessionCall field's bytes (tag, length, body)."""
-    end = 0
-    while field[end] & 0x80:
-        end += 1
-    method, request_type = _CALL_OF_TAG[field[: end + 1]]
-    end += 1
-    while field[end] & 0x80:  # the length
-        end += 1
-    return method, request_type.FromString(field[end + 1 :])
+    """The method and request of a call from its request field's bytes (tag, length, body):
+    on their own they are a SessionCall with only that field set."""
+    call = pb.SessionCall.FromString(field)
+    name = call.WhichOneof("request")
+    assert name is not None
+    request: Message = getattr(call, name)
+    return _METHOD_OF_FIELD[name], request
 
 
 class CallStream:
