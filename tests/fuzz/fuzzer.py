@@ -44,7 +44,7 @@ from hypothesis import strategies as st
 
 from pool._proto.poolsim.v1 import admin_pb2 as apb
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
-from pool.api.server import SERVICE_NAMES
+from pool.api.server import MAX_MESSAGE_BYTES, SERVICE_NAMES
 from pool.api.status import HOME_ADDRESS_KEY
 
 BAD_CODES = frozenset({"UNKNOWN", "INTERNAL", "DEADLINE_EXCEEDED"})
@@ -69,6 +69,9 @@ SMALL = {
     ("poolsim.v1.ProvisionUsersRequest", "count"),
     ("poolsim.v1.ProvisionUsersRequest", "start_index"),
 }
+#: an adversarial list is cut to about this many bytes: twice what a front end accepts, so
+#: oversized requests are still sent, and each is built in milliseconds
+BODY_BUDGET = 2 * MAX_MESSAGE_BYTES
 CONTROL = "".join(chr(c) for c in (*range(0, 32), 127, 0x85, 0x9F))
 
 
@@ -204,6 +207,22 @@ def _adversarial_text(users: Sequence[str]) -> st.SearchStrategy[str]:
     )
 
 
+def _many(item: Any, n: int) -> list[Any]:
+    """``n`` copies of ``item``, fewer where that would pass ``BODY_BUDGET``."""
+    return [item] * max(1, min(n, BODY_BUDGET // weight(item)))
+
+
+def weight(value: Any) -> int:
+    """About how many bytes ``value`` (drawn fields) takes on the wire."""
+    if isinstance(value, str | bytes):
+        return len(value) * (2 if isinstance(value, str) else 1) + 2
+    if isinstance(value, dict):
+        return 2 + sum(weight(v) for v in value.values())
+    if isinstance(value, list):
+        return 2 + sum(weight(v) for v in value)
+    return 10
+
+
 def _int_strategy(kind: str, small: bool) -> st.SearchStrategy[int]:
     lo, hi = INT_EDGES[kind]
     if small:
@@ -244,17 +263,22 @@ class Strategies:
             if value is None:
                 continue
             if f.is_repeated:
-                value = self._repeated(value, valid)
+                value = self._repeated(value, valid, depth)
             parts[f.name] = value
         if valid:  # every field set, as a careful client would (an empty list stays possible)
             return st.fixed_dictionaries(parts)
         return st.fixed_dictionaries({}, optional=parts)
 
-    def _repeated(self, item: st.SearchStrategy[Any], valid: bool) -> st.SearchStrategy[Any]:
+    def _repeated(
+        self, item: st.SearchStrategy[Any], valid: bool, depth: int
+    ) -> st.SearchStrategy[Any]:
+        """A list of items; adversarial top-level lists may hold thousands of one item, up to
+        ``BODY_BUDGET`` bytes (a list of thousands of lists of thousands of 200 kB strings is
+        terabytes, which would stall the fuzzer, not test the pool)."""
         few = st.lists(item, max_size=4 if valid else 6)
-        if valid:
+        if valid or depth:
             return few
-        many = st.builds(lambda v, n: [v] * n, item, st.integers(500, 3000))
+        many = st.builds(_many, item, st.integers(500, 3000))
         return st.one_of(few, few, few, many)
 
     def _field(
@@ -386,6 +410,9 @@ def mutate(data: bytes, kind: str, position: int, byte: int) -> bytes:
 class Result:
     histogram: Counter[tuple[str, str]] = field(default_factory=Counter)
     bad: list[str] = field(default_factory=list)
+    #: the longest the fuzzer's own event loop was kept from running (seconds): a hang
+    #: reported while this is near CALL_TIMEOUT is the fuzzer's, not the pool's
+    stall: float = 0.0
 
     @property
     def requests(self) -> int:
@@ -605,6 +632,7 @@ class Fuzzer:
         while ``loop`` (running on another thread) sends the previous batch."""
         examples = max(1, requests // batch)
         pending: list[concurrent.futures.Future[None]] = []
+        watch = asyncio.run_coroutine_threadsafe(self._watch_loop(), loop)
 
         @settings(
             max_examples=examples,
@@ -621,10 +649,20 @@ class Fuzzer:
             if progress is not None:
                 progress(self.result)
 
-        example()
-        for future in pending:
-            future.result()
+        try:
+            example()
+            for future in pending:
+                future.result()
+        finally:
+            watch.cancel()
         return self.result
+
+    async def _watch_loop(self, tick: float = 0.1) -> None:
+        clock = asyncio.get_running_loop().time
+        while True:
+            before = clock()
+            await asyncio.sleep(tick)
+            self.result.stall = max(self.result.stall, clock() - before - tick)
 
     async def sign_out_all(self) -> None:
         for live in list(self.state.live):

@@ -39,6 +39,7 @@ class Report:
             f"{self.edition}: {r.requests} requests in {self.seconds:.0f} s",
             r.table(),
             f"UNKNOWN/INTERNAL/DEADLINE_EXCEEDED: {len(r.bad)}",
+            f"the fuzzer's own event loop was held up at most {r.stall:.2f} s",
             *r.bad[:20],
             f"pool process alive: {self.alive}; front ends not serving: {self.down or 'none'}",
             f"fuzzed users afterwards: {self.verified or 'all work'}",
