@@ -3,7 +3,10 @@
 Each server runs in a process of its own (``bench.hotpath_servers``), started, pinned and
 stopped the same way for both. The client runs in the bench process on one event loop and drives
 both with the same code through two small adapters (``Side``): poolsim through the generated
-stubs, the bare server through ``channel.unary_unary`` / ``unary_stream`` with raw bytes.
+stubs, the bare server through ``channel.unary_unary`` / ``unary_stream``. The bare server
+forwards the bytes it is sent, so its sender sends the event its readers get, made by poolsim's
+own converter (``bare_event``): the readers of both parse the same ``pb.Event`` with the same
+code (``_keys``), and what differs between the sides is the server.
 
 With two CPUs or more the client runs on the first and the servers on the last, so neither
 takes the other's processor (and other work on the machine disturbs the figures less).
@@ -26,16 +29,20 @@ import grpc
 
 from bench.hotpath_common import Options, Result, Row, latency_summary, make_row, median
 from bench.hotpath_servers import DOMAIN, PASSWORD, READY, ServerProcess, start_server
+from pool import events
 from pool._proto.poolsim.v1 import frontend_pb2 as pb
 from pool._proto.poolsim.v1 import frontend_pb2_grpc as pb_grpc
+from pool.api import convert
 from pool.client import PoolClient, Session
+from pool.clock import SystemClock
+from pool.privacy import AccessLevel, PresenceView
 
 E2E_TARGET = 0.9  # of the bare server, open and closed loop (issue #14)
 FANOUT_TARGET = 0.9  # presence fan-out to 80 watchers (issue #14)
 BODY_WIDTH = 64
 STEP_TIMEOUT = 30.0  # seconds a round or a publication may take before the run fails
 BUSY, AVAILABLE = 6500, 3500
-BARE_CONV = "c-" + "0" * 16  # as long as a poolsim conversation id
+BARE_CONV = "c-g0-" + "0" * 16  # as long as a poolsim conversation id
 
 Md = tuple[tuple[str, str], ...]
 
@@ -96,19 +103,8 @@ async def poolsim_side(server: ServerProcess, watchers: int) -> tuple[Side, list
         )
 
     def stream_of(reader: Session) -> Callable[[], AsyncIterator[str | int | None]]:
-        async def events() -> AsyncIterator[str | int | None]:
-            call = stub.Events(pb.EventsRequest(), metadata=_md(reader))
-            try:
-                async for ev in call:
-                    kind = ev.WhichOneof("kind")
-                    if kind == "message":
-                        yield ev.message.body
-                    elif kind == "presence":
-                        yield str(ev.presence.presence.availability)
-                    elif kind == "dropped":
-                        yield ev.dropped.count
-            finally:
-                call.cancel()
+        def events() -> AsyncIterator[str | int | None]:
+            return _keys(stub.Events(pb.EventsRequest(), metadata=_md(reader)))
 
         return events
 
@@ -119,35 +115,60 @@ async def poolsim_side(server: ServerProcess, watchers: int) -> tuple[Side, list
     return sides[0], sides
 
 
+async def _keys(call: Any) -> AsyncIterator[str | int | None]:
+    """What a reader of either server makes of its stream of ``pb.Event``: the key of a message
+    or a presence change, a count of dropped events, or None for an event of no kind (the bare
+    stream's first item: its queue is registered)."""
+    try:
+        async for ev in call:
+            kind = ev.WhichOneof("kind")
+            if kind == "message":
+                yield ev.message.body
+            elif kind == "presence":
+                yield str(ev.presence.presence.availability)
+            elif kind == "dropped":
+                yield ev.dropped.count
+            elif kind is None:
+                yield None
+    finally:
+        call.cancel()
+
+
+def bare_event(fanout: bool) -> pb.Event:
+    """The event a bare server's watcher gets, as poolsim's converter writes the event a poolsim
+    reader gets (a colleague's presence, or a message of a conversation): both sides' readers
+    then parse the same message with the same code, and the rows compare servers."""
+    at = SystemClock().now()
+    if fanout:
+        view = PresenceView(_uri(0), BUSY, "", "", AccessLevel.COLLEAGUES, endpoints=1)
+        return convert.event(events.PresenceChanged(view, at))
+    seq = 10_000  # a poolsim message's sequence is its number in the conversation
+    message_id = f"{BARE_CONV}:{seq}"  # as poolsim's
+    return convert.event(
+        events.MessageReceived(BARE_CONV, _uri(0), seq, message_id, "", "text/plain", at)
+    )
+
+
 async def bare_side(server: ServerProcess, watchers: int) -> tuple[Side, list[Side]]:
+    """The bare server forwards what it is sent: the sender sends the event its readers get."""
     channel = grpc.aio.insecure_channel(server.address)
     send_call = channel.unary_unary("/bench.Bare/Send", None, None)
-    watch_call = channel.unary_stream("/bench.Bare/Watch", None, None)
+    watch_call = channel.unary_stream("/bench.Bare/Watch", None, pb.Event.FromString)
     md: Md = (("authorization", "Bearer " + secrets.token_urlsafe(24)),)
     fanout = watchers > 1
+    template = bare_event(fanout)
 
     async def send(key: str) -> Any:
-        request = (
-            pb.PublishPresenceRequest(source=pb.PRESENCE_SOURCE_USER, availability=int(key))
-            if fanout
-            else pb.SendMessageRequest(
-                conversation_id=BARE_CONV, body=key, content_type="text/plain"
-            )
-        )
-        return await send_call(request.SerializeToString(), metadata=md)
+        ev = pb.Event()
+        ev.CopyFrom(template)
+        if fanout:
+            ev.presence.presence.availability = int(key)
+        else:
+            ev.message.body = key
+        return await send_call(ev.SerializeToString(), metadata=md)
 
-    async def events() -> AsyncIterator[str | int | None]:
-        call = watch_call(b"", metadata=md)
-        try:
-            async for raw in call:
-                if raw == READY:
-                    yield None
-                elif fanout:
-                    yield str(pb.PublishPresenceRequest.FromString(raw).availability)
-                else:
-                    yield pb.SendMessageRequest.FromString(raw).body
-        finally:
-            call.cancel()
+    def events() -> AsyncIterator[str | int | None]:
+        return _keys(watch_call(READY, metadata=md))
 
     async def close() -> None:
         await channel.close(None)
