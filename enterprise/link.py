@@ -1,8 +1,11 @@
 """Links to the other front ends: everything for one destination travels in batches.
 
 Messages queue while a batch is in flight and leave as the next batch, one transport call
-each. A link has one batch in flight, so messages arrive in the order they were queued
-(message order per conversation holds). A batch of posts only leaves by the transport's
+each. A message to an idle link leaves after the loop turn it was queued in; under load (the
+link's last batch left less than ``LINGER`` ago) the next batch leaves ``LINGER`` after that
+one, so what comes meanwhile joins it: both ends pay a frame, a write, a read and a wake-up per
+batch, not per message. A link has one batch in flight, so messages arrive in the order they
+were queued (message order per conversation holds). A batch of posts only leaves by the transport's
 ``post`` where it can take one now (the front ends' own connections, ``enterprise.peers``,
 which keep batches in order by themselves): nothing waits for it, and the link is free for
 the next batch at once. A *post* expects nothing back but may get a reply to
@@ -28,6 +31,8 @@ log = logging.getLogger("poolsim.enterprise")
 
 LINK_BACKLOG = 100_000  # messages queued for one front end at most (then calls fail, events drop)
 LINK_TIMEOUT = 10.0  # seconds a batch may take before the far front end counts as unreachable
+#: seconds a batch may wait, under load, for more to join it (counted from the batch before)
+LINGER = 0.001
 
 #: what to do with a reply to a post: (destination, message, reply)
 OnReply = Callable[[str, Message, Reply], None]
@@ -42,8 +47,11 @@ class Links:
         src: str,
         on_reply: OnReply,
         on_batch: Callable[[int], None] = lambda items: None,
+        *,
+        linger: float = LINGER,
     ) -> None:
         self.transport = transport
+        self.linger = linger
         self.src = src
         self.on_reply = on_reply
         self.main: dict[str, Link] = {}
@@ -88,6 +96,7 @@ class Link:
         self.futures: list[asyncio.Future[Any] | None] = []
         self.asks = 0  # requests among the items
         self.busy = False
+        self.sent_at = float("-inf")  # the loop's time when the last batch left
 
     def post(self, message: Message) -> None:
         if len(self.items) >= LINK_BACKLOG:
@@ -116,8 +125,12 @@ class Link:
     def _kick(self) -> None:
         if not self.busy:
             self.busy = True
-            # after this loop turn, so that what else runs in it joins the batch
-            asyncio.get_running_loop().call_soon(self._start)
+            loop = asyncio.get_running_loop()
+            due = self.sent_at + self.links.linger
+            if loop.time() < due:
+                loop.call_at(due, self._start)  # under load: what comes until then joins
+            else:
+                loop.call_soon(self._start)  # after this loop turn: what else runs in it joins
 
     def _start(self) -> None:
         if self._posted():
@@ -141,6 +154,7 @@ class Link:
             log.exception("posting a batch to %s", self.dst)
             return False
         self.items, self.futures = [], []
+        self.sent_at = asyncio.get_running_loop().time()
         links.observe_batch(len(items))
         return True
 
@@ -152,6 +166,7 @@ class Link:
                     continue
                 items, futures = self.items, self.futures
                 self.items, self.futures, self.asks = [], [], 0
+                self.sent_at = asyncio.get_running_loop().time()
                 try:
                     async with asyncio.timeout(LINK_TIMEOUT):  # no task of its own per batch
                         replies = await links.transport.exchange(self.dst, links.src, items)

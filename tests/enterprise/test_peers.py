@@ -298,7 +298,8 @@ async def test_a_link_posts_without_a_task_and_its_batches_arrive_in_order() -> 
     far = Far()
     replied: list[tuple[str, Message, Reply]] = []
     async with linked(far) as (peers, _):
-        links = Links(DirectTransport(peers), "fe1", on_reply=lambda *r: replied.append(r))
+        # no linger: the posts right after the request leave after the loop turn they came in
+        links = Links(DirectTransport(peers), "fe1", lambda *r: replied.append(r), linger=0)
         link = links.to("fe2")
         assert await link.request(Views(1, (1,))) == ("ok", pack(Views(1, (1,))))  # connects
         for i in range(2, 5):
@@ -316,6 +317,45 @@ async def test_a_link_posts_without_a_task_and_its_batches_arrive_in_order() -> 
             ("fe2", Views(i, (i,))) for i in range(2, 5)
         ]
         assert links.batches == 3
+
+
+async def test_under_load_a_link_gathers_what_comes_within_its_linger_into_one_batch() -> None:
+    far = Far()
+    async with linked(far) as (peers, _):
+        await peers.exchange("fe2", ["open"])  # connected: posts leave by ``post``
+        links = Links(DirectTransport(peers), "fe1", lambda *r: None, linger=3600.0)
+        link = links.to("fe2")
+        link.post(Views(1, (1,)))  # an idle link: after this loop turn
+        await until(lambda: len(far.batches) == 2)
+        link.post(Views(2, (2,)))  # its last batch just left: this one waits for company
+        for _ in range(3):
+            await asyncio.sleep(0)
+        link.post(Views(3, (3,)))
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert [batch for _, batch in far.batches] == [["open"], [pack(Views(1, (1,)))]]
+        assert (link.busy, link.items) == (True, [Views(2, (2,)), Views(3, (3,))])
+
+
+async def test_a_lingering_batch_leaves_its_linger_after_the_batch_before() -> None:
+    far = Far()
+    linger = 0.05
+    async with linked(far) as (peers, _):
+        await peers.exchange("fe2", ["open"])
+        links = Links(DirectTransport(peers), "fe1", lambda *r: None, linger=linger)
+        link = links.to("fe2")
+        link.post(Views(1, (1,)))
+        await until(lambda: len(far.batches) == 2)
+        first = link.sent_at
+        link.post(Views(2, (2,)))
+        link.post(Views(3, (3,)))
+        await until(lambda: len(far.batches) == 3)
+        assert link.sent_at >= first + linger
+        assert [batch for _, batch in far.batches][1:] == [
+            [pack(Views(1, (1,)))],
+            [pack(Views(2, (2,))), pack(Views(3, (3,)))],
+        ]
+        assert (link.busy, links.batches) == (False, 2)
 
 
 async def test_a_far_side_that_reads_nothing_stops_the_posts_before_memory_grows() -> None:
