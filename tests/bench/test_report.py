@@ -13,15 +13,18 @@ from bench.probe import FrontEndSeries
 from bench.stats import Phase, Recorder, summary
 
 
-def healthy(cpu: float = 20.0, lag: float = 1.0) -> dict[str, dict[str, Any]]:
-    """One driver's ``Health.summary()`` with the given processor and loop lag p99."""
+def healthy(
+    cpu: float = 20.0, lag: float = 1.0, longest: float | None = None
+) -> dict[str, dict[str, Any]]:
+    """One driver's ``Health.summary()`` with the given processor, loop lag p99 and longest
+    stall (the p99 unless given)."""
     return {
         "driver": {
             "cpu_mean": cpu,
             "cpu_max": cpu,
             "loop_lag_p50_ms": lag / 2,
             "loop_lag_p99_ms": lag,
-            "loop_lag_max_ms": lag,
+            "loop_lag_max_ms": lag if longest is None else longest,
             "window_blocked_by": [],
             "samples": [[1.0, cpu, lag, 0]],
         }
@@ -192,6 +195,31 @@ def test_a_saturated_driver_makes_the_run_inconclusive(
     advice = "--workers" if cpu > 50 else "quieter machine"
     assert advice in r["verdict"]["reasons"][0]
     assert "verdict: INCONCLUSIVE" in report_files.text(r)
+
+
+@pytest.mark.parametrize(("longest", "result"), [(203.0, "INCONCLUSIVE"), (60.0, "FAIL")])
+def test_a_p99_over_the_target_while_the_driver_stalled_as_long_is_not_held_against_the_pool(
+    longest: float, result: str
+) -> None:
+    """One stall of the driver's own loop (a collection, the machine) makes every call in
+    flight slow, and with a few dozen calls of an operation its p99 is its slowest call."""
+    rec = windowed()
+    for _ in range(30):
+        rec.record("conference-create", 1.0, 0.003, "OK")
+    rec.record("conference-create", 1.0, 0.234, "OK")
+    health = healthy(lag=1.9, longest=longest)
+    r = report.build(rec, {}, {"min_window": 10}, report.Thresholds(), health=health)
+    latency = next(c for c in r["verdict"]["checks"] if c["check"].startswith("p99 latency"))
+    assert r["driver"]["saturated"] is False
+    assert r["verdict"]["result"] == result
+    if result == "INCONCLUSIVE":
+        assert latency["status"] == "inconclusive"
+        assert "the load driver itself stalled 203 ms" in latency["measured"]
+        assert "stalled 203 ms in the window" in r["verdict"]["reasons"][0]
+    else:
+        assert latency["status"] == "fail"
+        assert r["verdict"]["reasons"] == []
+    assert f"longest {longest:.0f} ms" in report_files.text(r)
 
 
 def test_a_lost_write_fails_even_a_saturated_run() -> None:
