@@ -145,6 +145,12 @@ def running(argv: list[str], cwd: Path) -> Iterator[ServerProcess]:
     try:
         server.wait_started()
         yield server
+    except BaseException as exc:  # what the server printed says what it was doing meanwhile
+        status = proc.poll()
+        server.kill()
+        state = "was still running" if status is None else f"had exited ({status})"
+        exc.add_note(f"poolsim serve {state}; it printed:\n{server.rest_of_output()}")
+        raise
     finally:
         server.kill()
 
