@@ -156,11 +156,9 @@ async def bare_side(server: ServerProcess, watchers: int) -> tuple[Side, list[Si
     watch_call = channel.unary_stream("/bench.Bare/Watch", None, pb.Event.FromString)
     md: Md = (("authorization", "Bearer " + secrets.token_urlsafe(24)),)
     fanout = watchers > 1
-    template = bare_event(fanout)
+    ev = bare_event(fanout)  # each send sets its key and serializes before it awaits
 
     async def send(key: str) -> Any:
-        ev = pb.Event()
-        ev.CopyFrom(template)
         if fanout:
             ev.presence.presence.availability = int(key)
         else:
